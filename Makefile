@@ -1,0 +1,16 @@
+# The two commands of the README: `make run` (the main job) and `make test`.
+# Each installs what it needs first (scripts/setup.sh is idempotent).
+VENV ?= .venv
+
+.PHONY: setup run test bench
+setup:
+	@bash scripts/setup.sh
+
+run: setup
+	$(VENV)/bin/mas-credit play vault --n-agents 3 --lazy 2 --seed 0
+
+test: setup
+	$(VENV)/bin/python -m pytest
+
+bench: setup
+	$(VENV)/bin/python benchmarks/team_value.py

@@ -1,0 +1,86 @@
+"""Scripted policies for simulation: each agent plays the game's right action with
+probability `skill`, a valid but wrong action otherwise, malformed text at rate
+`malformed_rate`, and nothing at all when lazy.
+
+They read the right action from the env (privileged access), which is what makes
+them a controlled instrument for studying credit: the ground truth of who did what
+is set by the experimenter. Randomness comes only from the per-episode generator
+that `rollout.collect` hands in, so episodes do not depend on batch order.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+MALFORMED = ["hmm, let me think about that", "I am not sure what to do here.", "...", "As an AI I cannot answer",
+             "<tool_call>{}</tool_call>", "ok ok ok", "????", "the the the"]
+
+
+@dataclass
+class ActRequest:
+    """One agent to act in one episode: the live env, the agent index, its prompt, and
+    the episode's random generator."""
+
+    env: object
+    agent: int
+    prompt: str
+    rng: np.random.Generator
+
+
+@dataclass
+class ActResult:
+    """A policy's answer; LLM policies also fill token ids and behaviour log-probs."""
+
+    text: str
+    prompt_ids: list[int] | None = None
+    response_ids: list[int] | None = None
+    logprobs: list[float] | None = None
+
+
+class ScriptedTeam:
+    """A team of scripted agents.
+
+    Args:
+      skills: probability of the right action, one per agent (its length is the team size).
+      lazy: agent indices that always answer with empty text (their null action).
+      malformed_rate: probability that an agent's text is unparseable.
+      seed: mixed into every episode's generator, so two teams with different seeds
+        play the same tasks differently.
+    """
+
+    kind = "scripted"
+
+    def __init__(self, skills, lazy=(), malformed_rate: float = 0.0, seed: int = 0):
+        skills = [float(s) for s in skills]
+        if not skills or any(not 0.0 <= s <= 1.0 for s in skills):
+            raise ValueError(f"team.skills must be a non-empty list of probabilities in [0, 1], got {skills}")
+        if not 0.0 <= malformed_rate <= 1.0:
+            raise ValueError(f"team.malformed_rate must be in [0, 1], got {malformed_rate}")
+        bad = [i for i in lazy if not 0 <= int(i) < len(skills)]
+        if bad:
+            raise ValueError(f"team.lazy {bad} are not agents of a team of {len(skills)} (valid: 0..{len(skills) - 1})")
+        self.skills = skills
+        self.lazy = sorted(int(i) for i in lazy)
+        self.malformed_rate = float(malformed_rate)
+        self.seed = int(seed)
+
+    @property
+    def n_agents(self) -> int:
+        return len(self.skills)
+
+    def act(self, requests: list[ActRequest]) -> list[ActResult]:
+        out = []
+        for req in requests:
+            env, i, rng = req.env, req.agent, req.rng
+            u_malformed, u_skill = rng.random(), rng.random()
+            if i in self.lazy:
+                text = ""
+            elif u_malformed < self.malformed_rate:
+                text = MALFORMED[int(rng.integers(len(MALFORMED)))]
+            elif u_skill < self.skills[i]:
+                text = env.render_action(i, env.expert_action(i))
+            else:
+                text = env.render_action(i, env.wrong_action(i, rng))
+            out.append(ActResult(text=text))
+        return out

@@ -1,0 +1,139 @@
+"""The `mas-credit` command line: play, config show, games.
+
+User mistakes print one line `mas-credit: error: ...` and exit with code 2; nothing
+here catches programming errors, which keep their traceback.
+"""
+from __future__ import annotations
+
+import argparse
+import sys
+
+EXIT_USAGE = 2
+
+
+class UsageError(ValueError):
+    """A mistake in what the user asked for (exit code 2)."""
+
+
+def _floats(text: str) -> list[float]:
+    try:
+        return [float(x) for x in text.split(",") if x.strip()]
+    except ValueError:
+        raise UsageError(f"--skills must be comma-separated probabilities like 0.9,0.8,0, got '{text}'") from None
+
+
+def _ints(text: str) -> list[int]:
+    try:
+        return [int(x) for x in text.split(",") if x.strip()]
+    except ValueError:
+        raise UsageError(f"--lazy must be comma-separated agent indices like 2 or 0,3, got '{text}'") from None
+
+
+def cmd_play(args) -> int:
+    import yaml
+
+    from mas_credit.agents import ScriptedTeam
+    from mas_credit.counterfactual import fill_coalitions
+    from mas_credit.estimators.shapley import exact_shapley
+    from mas_credit.games import make_game
+    from mas_credit.rollout import collect
+    from mas_credit.types import CreditBatch
+
+    params = {}
+    for item in args.param or []:
+        if "=" not in item:
+            raise UsageError(f"--param must look like key=value (e.g. --param weights=[2,2,1]), got '{item}'")
+        key, value = item.split("=", 1)
+        params[key] = yaml.safe_load(value)
+    game = make_game(args.game, n_agents=args.n_agents, difficulty=args.difficulty,
+                     lazy_agents=_ints(args.lazy) if args.lazy else [], **params)
+    skills = _floats(args.skills) if args.skills else [0.9] * args.n_agents
+    if len(skills) != args.n_agents:
+        raise UsageError(f"--skills has {len(skills)} values but --n-agents is {args.n_agents}; give one skill per agent")
+    try:
+        team = ScriptedTeam(skills, lazy=_ints(args.lazy_team) if args.lazy_team else [],
+                            malformed_rate=args.malformed, seed=args.seed)
+    except ValueError as err:
+        raise UsageError(str(err).replace("team.", "--")) from None
+    episode = collect(game, team, n_tasks=1, group_size=1, seed=args.seed)[0]
+    fill_coalitions(game, [episode], "all")
+    phi = exact_shapley(CreditBatch.from_episodes([episode]).coalition)[0]
+    full = (1 << game.n_agents) - 1
+
+    print(f"== {game.name}  ({game.credit_structure}; {game.n_agents} agents; difficulty {game.difficulty}; "
+          f"lazy agents {game.lazy_agents or 'none'}; task seed {episode.task_seed})")
+    for turn in episode.turns:
+        name = episode.agents[turn.agent]
+        print(f"\n[{turn.step}] {name} sees:\n    {turn.prompt}")
+        action = repr(turn.action) if turn.valid else "INVALID -> null action"
+        print(f"    {name} says: {turn.text!r}\n    parsed: {action}")
+    print(f"\nTeam reward R = {episode.reward:.3f}   (v(empty) = {episode.coalition_values[0]:.3f})")
+    print(f"{'agent':<10}{'skill':>7}{'shapley':>10}{'leave-one-out':>15}  components")
+    for i, name in enumerate(episode.agents):
+        loo = episode.reward - episode.coalition_values[full & ~(1 << i)]
+        comps = ", ".join(f"{k}={v[i]:.2f}" for k, v in episode.components.items())
+        print(f"{name:<10}{skills[i]:>7.2f}{float(phi[i]):>10.3f}{loo:>15.3f}  {comps}")
+    print(f"sum of Shapley = {float(phi.sum()):.3f} = R - v(empty)")
+    return 0
+
+
+def cmd_config_show(args) -> int:
+    from mas_credit.config import load_experiment, to_yaml
+
+    print(to_yaml(load_experiment(args.experiment, args.overrides)), end="")
+    return 0
+
+
+def cmd_games(args) -> int:
+    from mas_credit.games import game_params, list_games, make_game
+
+    for name in list_games():
+        game = make_game(name)
+        kind = "AEC (turn-based)" if game.sequential else "parallel (one move)"
+        print(f"{name:<14}{game.credit_structure:<14}{kind:<22}params: {', '.join(game_params(name))}")
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="mas-credit", description="Multi-agent credit assignment simulator and trainer.")
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    play = sub.add_parser("play", help="play one episode of a game with a scripted team and show its exact credit")
+    play.add_argument("game", help="game name, e.g. vault or vault_v0 (see `mas-credit games`)")
+    play.add_argument("--n-agents", type=int, default=3, help="team size (2..8)")
+    play.add_argument("--difficulty", type=int, default=1, help="1..3")
+    play.add_argument("--skills", help="comma-separated probability of the right action per agent (default 0.9 each)")
+    play.add_argument("--lazy", help="game's lazy agents (null players), comma-separated indices")
+    play.add_argument("--lazy-team", help="scripted agents that always answer with nothing, comma-separated indices")
+    play.add_argument("--malformed", type=float, default=0.0, help="rate of unparseable output")
+    play.add_argument("--seed", type=int, default=0)
+    play.add_argument("--param", action="append", help="game-specific key=value (YAML value), repeatable")
+    play.set_defaults(func=cmd_play)
+
+    config = sub.add_parser("config", help="inspect configurations")
+    config_sub = config.add_subparsers(dest="config_command", required=True)
+    show = config_sub.add_parser("show", help="print an experiment's resolved config")
+    show.add_argument("experiment", help="experiment YAML, e.g. experiments/demo.yaml")
+    show.add_argument("overrides", nargs="*", help="key=value overrides, e.g. n_tasks=16 team.skills=[1,1,0]")
+    show.set_defaults(func=cmd_config_show)
+
+    games = sub.add_parser("games", help="list the registered games")
+    games.set_defaults(func=cmd_games)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    from mas_credit.config import ConfigError
+    from mas_credit.games import GameParamError
+
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    try:
+        return args.func(args)
+    except (UsageError, ConfigError, GameParamError) as err:
+        print(f"mas-credit: error: {err}", file=sys.stderr)
+        return EXIT_USAGE
+
+
+if __name__ == "__main__":
+    sys.exit(main())

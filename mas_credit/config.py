@@ -1,0 +1,316 @@
+"""Typed experiment configuration: dataclasses (the only place defaults live) merged
+with YAML through OmegaConf, validated, then frozen.
+
+An experiment YAML (in `experiments/`) names options from the group folders and
+overrides their fields:
+
+    name: vault_demo
+    games: [vault, {use: council, n_agents: 4}]   # options from games/*.yaml
+    team: scripted_trio                            # an option from agents/*.yaml
+    estimators: [shapley]                          # options from estimators/*.yaml
+    seeds: [0, 1, 2]
+
+`game: vault` (one game) is accepted for `games: [vault]`. Command-line overrides are
+`key=value` with a dotted path and a YAML value: `n_tasks=16`, `team.skills=[1,1,0]`,
+`games.0.difficulty=2`, `team=scripted_lazy` (switches the option).
+
+Every user mistake raises `ConfigError` with one line that names the file or key and
+the valid choices; the CLI turns it into exit code 2.
+"""
+from __future__ import annotations
+
+import copy
+from dataclasses import dataclass, field, fields, is_dataclass
+from pathlib import Path
+from typing import Any, Dict, List
+
+import yaml
+from omegaconf import OmegaConf
+from omegaconf.errors import ConfigKeyError, OmegaConfBaseException, ValidationError
+
+GROUPS = {"games": "games", "team": "agents", "estimators": "estimators"}  # experiment key -> option folder
+
+
+class ConfigError(ValueError):
+    """A configuration mistake; the message is one line naming the key or file and the fix."""
+
+
+class _Frozen:
+    """Dataclasses that refuse attribute assignment once `freeze` has run."""
+
+    def __setattr__(self, key, value):
+        if self.__dict__.get("_frozen"):
+            raise AttributeError(f"config is frozen after validation; cannot set '{key}' (use a key=value override instead)")
+        object.__setattr__(self, key, value)
+
+
+@dataclass
+class GameConfig(_Frozen):
+    """One game of an experiment (an option file in games/)."""
+
+    name: str = "vault_v0"
+    """registered game name, with or without version (see `mas_credit.games.list_games`)"""
+    n_agents: int = 3
+    """team size, 2..8"""
+    difficulty: int = 1
+    """1 (easiest) .. 3"""
+    lazy_agents: List[int] = field(default_factory=list)
+    """agents whose actions never change the outcome (null players)"""
+    params: Dict[str, Any] = field(default_factory=dict)
+    """game-specific parameters (council: weights, quota; relay: order)"""
+
+
+@dataclass
+class TeamConfig(_Frozen):
+    """The team that plays (an option file in agents/)."""
+
+    kind: str = "scripted"
+    """scripted: simulated agents with set skills"""
+    skills: List[float] = field(default_factory=lambda: [0.9, 0.9, 0.9])
+    """probability of the right action, one per agent; its length is the team size"""
+    lazy: List[int] = field(default_factory=list)
+    """agents that always answer with nothing (their null action)"""
+    malformed_rate: float = 0.0
+    """probability that an agent's output does not parse (it then plays its null action)"""
+    seed: int = 0
+    """mixed into every episode's random generator"""
+
+
+@dataclass
+class EstimatorConfig(_Frozen):
+    """A credit estimator and its knobs (an option file in estimators/)."""
+
+    name: str = "shapley"
+    """estimator name"""
+    device: str = "auto"
+    """auto | cpu | cuda"""
+    params: Dict[str, Any] = field(default_factory=dict)
+    """the estimator's own knobs, documented in its option file"""
+
+
+@dataclass
+class ExperimentConfig(_Frozen):
+    """An experiment: games x team x estimators x seeds."""
+
+    name: str = "experiment"
+    """run name; outputs go to <output_dir>/<name>/"""
+    games: List[GameConfig] = field(default_factory=lambda: [GameConfig()])
+    team: TeamConfig = field(default_factory=TeamConfig)
+    estimators: List[EstimatorConfig] = field(default_factory=lambda: [EstimatorConfig()])
+    seeds: List[int] = field(default_factory=lambda: [0])
+    """one independent repetition per seed (mean and 95% CI across seeds)"""
+    n_tasks: int = 8
+    """tasks per seed"""
+    group_size: int = 4
+    """episodes per task (a group shares the task)"""
+    output_dir: str = "runs"
+
+
+OPTION_SCHEMA = {"games": GameConfig, "agents": TeamConfig, "estimators": EstimatorConfig}
+DEVICES = ("auto", "cpu", "cuda")
+
+
+# -- discovery -----------------------------------------------------------------------
+def find_config_root(start: Path | None = None) -> Path:
+    """The nearest folder at or above `start` (default: cwd) holding games/, agents/ and estimators/."""
+    here = Path(start or Path.cwd()).resolve()
+    for folder in [here, *here.parents]:
+        if all((folder / g).is_dir() for g in OPTION_SCHEMA):
+            return folder
+    raise ConfigError(f"cannot find the option folders games/, agents/, estimators/ at or above {here}; run from the repository root")
+
+
+def list_options(root: Path, folder: str) -> list[str]:
+    return sorted(p.stem for p in (root / folder).glob("*.yaml"))
+
+
+def _read_yaml(path: Path) -> dict:
+    if not path.is_file():
+        raise ConfigError(f"config file not found: {path}")
+    try:
+        data = yaml.safe_load(path.read_text())
+    except yaml.YAMLError as err:
+        mark = getattr(err, "problem_mark", None)
+        where = f" (line {mark.line + 1})" if mark else ""
+        raise ConfigError(f"{path}: not valid YAML{where}: {getattr(err, 'problem', err)}") from None
+    if data is None:
+        return {}
+    if not isinstance(data, dict):
+        raise ConfigError(f"{path}: must be a mapping of keys to values, got {type(data).__name__}")
+    return data
+
+
+def _check_against(schema, data: dict, where: str, prefix: str = ""):
+    """Merge `data` into the dataclass `schema` with OmegaConf; one-line errors."""
+    try:
+        return OmegaConf.merge(OmegaConf.structured(schema), data)
+    except ConfigKeyError as err:
+        key = f"{prefix}{err.full_key}"
+        valid = ", ".join(f.name for f in fields(schema) if not f.name.startswith("_"))
+        raise ConfigError(f"{where}: unknown key '{key}'; valid keys: {valid}") from None
+    except ValidationError as err:
+        raise ConfigError(f"{where}: key '{prefix}{err.full_key}': {str(err).splitlines()[0]}") from None
+    except OmegaConfBaseException as err:
+        raise ConfigError(f"{where}: {str(err).splitlines()[0]}") from None
+
+
+# -- composition ---------------------------------------------------------------------
+def load_option(root: Path, folder: str, ref: Any, where: str) -> dict:
+    """Resolve an option reference (`name` or `{use: name, field: override, ...}`) to a dict."""
+    overrides: dict = {}
+    if isinstance(ref, dict):
+        overrides = dict(ref)
+        ref = overrides.pop("use", None)
+        if ref is None:
+            raise ConfigError(f"{where}: a mapping here needs 'use: <option>' naming a file in {folder}/; "
+                              f"valid options: {', '.join(list_options(root, folder))}")
+    if not isinstance(ref, str):
+        raise ConfigError(f"{where}: expected an option name from {folder}/, got {ref!r}; valid options: {', '.join(list_options(root, folder))}")
+    path = root / folder / f"{ref}.yaml"
+    if not path.is_file():
+        raise ConfigError(f"{where}: unknown option '{ref}' (no file {folder}/{ref}.yaml); valid options: {', '.join(list_options(root, folder))}")
+    base = _read_yaml(path)
+    _check_against(OPTION_SCHEMA[folder], base, str(path))
+    merged = {**base, **overrides}
+    return merged
+
+
+def apply_override(raw: dict, override: str) -> None:
+    """Apply one `dotted.key=yaml_value` to the raw experiment dict in place."""
+    if "=" not in override:
+        raise ConfigError(f"override '{override}' must look like key=value (e.g. n_tasks=16, team.skills=[1,1,0])")
+    key, value_text = override.split("=", 1)
+    try:
+        value = yaml.safe_load(value_text) if value_text.strip() else ""
+    except yaml.YAMLError:
+        raise ConfigError(f"override '{override}': value is not valid YAML") from None
+    parts = key.strip().split(".")
+    if parts[0] == "game":  # `game=x` / `game.k=v`: the experiment's single game
+        parts[0] = "games"
+        if len(parts) == 1:
+            value = [value]
+        else:
+            parts.insert(1, "0")
+    node: Any = raw
+    for depth, part in enumerate(parts[:-1]):
+        here = ".".join(parts[: depth + 1])
+        if isinstance(node, list):
+            if not part.isdigit() or int(part) >= len(node):
+                raise ConfigError(f"override '{override}': '{here}' is not an index of a list of {len(node)}")
+            idx = int(part)
+            if isinstance(node[idx], str):
+                node[idx] = {"use": node[idx]}
+            node = node[idx]
+        else:
+            if part in GROUPS and isinstance(node.get(part), str):
+                node[part] = {"use": node[part]}
+            node = node.setdefault(part, {})
+            if not isinstance(node, (dict, list)):
+                raise ConfigError(f"override '{override}': '{here}' is a value, not a section")
+    last = parts[-1]
+    if isinstance(node, list):
+        if not last.isdigit() or int(last) >= len(node):
+            raise ConfigError(f"override '{override}': '{last}' is not an index of a list of {len(node)}")
+        node[int(last)] = value
+    else:
+        node[last] = value
+
+
+def compose(path: str | Path, overrides: list[str] = (), root: Path | None = None) -> dict:
+    """Read an experiment YAML, apply overrides, and resolve every option reference;
+    returns the plain dict (not yet validated against the dataclasses)."""
+    path = Path(path)
+    raw = _read_yaml(path)
+    root = root or find_config_root(path.parent)
+    if "game" in raw:
+        if "games" in raw:
+            raise ConfigError(f"{path}: give either 'game' (one) or 'games' (a list), not both")
+        raw["games"] = [raw.pop("game")]
+    for ov in overrides:
+        apply_override(raw, ov)
+    resolved = copy.deepcopy(raw)
+    for key, folder in GROUPS.items():
+        if key not in raw:
+            continue
+        value = raw[key]
+        if key == "team":
+            resolved[key] = load_option(root, folder, value, f"{path}: team")
+        else:
+            items = value if isinstance(value, list) else [value]
+            resolved[key] = [load_option(root, folder, item, f"{path}: {key}.{i}") for i, item in enumerate(items)]
+    return resolved
+
+
+def load_experiment(path: str | Path, overrides: list[str] = (), root: Path | None = None) -> ExperimentConfig:
+    """Compose, type-check, validate and freeze an experiment."""
+    path = Path(path)
+    root = root or find_config_root(path.parent)
+    resolved = compose(path, overrides, root)
+    where = str(path)
+    games = [OmegaConf.to_object(_check_against(GameConfig, g, where, f"games.{i}."))
+             for i, g in enumerate(resolved.pop("games", [{}]))]
+    estimators = [OmegaConf.to_object(_check_against(EstimatorConfig, e, where, f"estimators.{i}."))
+                  for i, e in enumerate(resolved.pop("estimators", [{}]))]
+    cfg = OmegaConf.to_object(_check_against(ExperimentConfig, resolved, where))
+    cfg.games, cfg.estimators = games, estimators
+    validate(cfg, where, root)
+    return freeze(cfg)
+
+
+def validate(cfg: ExperimentConfig, where: str, root: Path) -> None:
+    """Cross-field rules, each with the fix in its message."""
+    from mas_credit.games import GameParamError, make_game
+
+    if not cfg.games:
+        raise ConfigError(f"{where}: games is empty; name at least one option from games/ ({', '.join(list_options(root, 'games'))})")
+    if not cfg.seeds:
+        raise ConfigError(f"{where}: seeds is empty; give at least one seed, e.g. seeds: [0]")
+    if cfg.n_tasks < 1 or cfg.group_size < 1:
+        raise ConfigError(f"{where}: n_tasks and group_size must be >= 1 (got n_tasks={cfg.n_tasks}, group_size={cfg.group_size})")
+    if cfg.team.kind != "scripted":
+        raise ConfigError(f"{where}: team.kind '{cfg.team.kind}' is not available; valid kinds: scripted")
+    if not cfg.team.skills or any(not 0 <= s <= 1 for s in cfg.team.skills):
+        raise ConfigError(f"{where}: team.skills must be probabilities in [0, 1], one per agent; got {list(cfg.team.skills)}")
+    if not 0 <= cfg.team.malformed_rate <= 1:
+        raise ConfigError(f"{where}: team.malformed_rate must be in [0, 1], got {cfg.team.malformed_rate}")
+    bad_lazy = [i for i in cfg.team.lazy if not 0 <= i < len(cfg.team.skills)]
+    if bad_lazy:
+        raise ConfigError(f"{where}: team.lazy {bad_lazy} are not agents of a team of {len(cfg.team.skills)} (valid: 0..{len(cfg.team.skills) - 1})")
+    for i, g in enumerate(cfg.games):
+        try:
+            make_game(g.name, n_agents=g.n_agents, difficulty=g.difficulty, lazy_agents=list(g.lazy_agents), **dict(g.params))
+        except GameParamError as err:
+            raise ConfigError(f"{where}: games.{i}: {err}") from None
+        if len(cfg.team.skills) != g.n_agents:
+            raise ConfigError(f"{where}: team.skills has {len(cfg.team.skills)} values but games.{i} ({g.name}) has n_agents={g.n_agents}; "
+                              f"give one skill per agent or set games.{i}.n_agents={len(cfg.team.skills)}")
+    for i, e in enumerate(cfg.estimators):
+        if e.device not in DEVICES:
+            raise ConfigError(f"{where}: estimators.{i}.device '{e.device}' is not valid; valid choices: {', '.join(DEVICES)}")
+
+
+def freeze(obj):
+    """Recursively freeze config dataclasses (lists become tuples)."""
+    if is_dataclass(obj):
+        for f in fields(obj):
+            value = getattr(obj, f.name)
+            if isinstance(value, list):
+                value = tuple(freeze(v) for v in value)
+            elif is_dataclass(value):
+                value = freeze(value)
+            object.__setattr__(obj, f.name, value)
+        object.__setattr__(obj, "_frozen", True)
+    return obj
+
+
+def to_yaml(cfg: ExperimentConfig) -> str:
+    """The resolved config as YAML (what `mas-credit config show` prints)."""
+    def plain(value):
+        if is_dataclass(value):
+            return {f.name: plain(getattr(value, f.name)) for f in fields(value)}
+        if isinstance(value, (list, tuple)):
+            return [plain(v) for v in value]
+        if isinstance(value, dict):
+            return {k: plain(v) for k, v in value.items()}
+        return value
+    return yaml.safe_dump(plain(cfg), sort_keys=False)

@@ -1,0 +1,68 @@
+"""The game library: cooperative text games with exact ground-truth credit, by
+versioned name. `make_game("vault_v0", n_agents=3, difficulty=1, lazy_agents=[2])`.
+
+A name without its version (`vault`) resolves to the newest version.
+"""
+from __future__ import annotations
+
+import inspect
+
+from mas_credit.games.base import GameBase, GameParamError, normalise_text
+from mas_credit.games.council import CouncilEnv
+from mas_credit.games.lookout import LookoutEnv
+from mas_credit.games.orchestra import OrchestraEnv
+from mas_credit.games.potluck import PotluckEnv
+from mas_credit.games.relay import RelayEnv
+from mas_credit.games.vault import VaultEnv
+
+_REGISTRY: dict[str, type[GameBase]] = {}
+
+
+def register_game(cls: type[GameBase]) -> type[GameBase]:
+    """Register a game class under its versioned `name`; a name registered twice raises."""
+    if cls.name in _REGISTRY:
+        raise ValueError(f"game '{cls.name}' is already registered (by {_REGISTRY[cls.name].__module__})")
+    _REGISTRY[cls.name] = cls
+    return cls
+
+
+for _cls in (VaultEnv, PotluckEnv, LookoutEnv, CouncilEnv, RelayEnv, OrchestraEnv):
+    register_game(_cls)
+
+
+def list_games() -> list[str]:
+    return sorted(_REGISTRY)
+
+
+def resolve_game_name(name: str) -> str:
+    """`vault` -> newest `vault_vK`; a versioned name is checked. Unknown names raise
+    GameParamError listing the valid ones."""
+    if name in _REGISTRY:
+        return name
+    versions = sorted((n for n in _REGISTRY if n.rsplit("_v", 1)[0] == name), key=lambda n: int(n.rsplit("_v", 1)[1]))
+    if versions:
+        return versions[-1]
+    raise GameParamError(f"unknown game '{name}'; valid games: {', '.join(list_games())}")
+
+
+def game_params(name: str) -> list[str]:
+    """The keyword parameters a game accepts."""
+    cls = _REGISTRY[resolve_game_name(name)]
+    names: list[str] = []
+    for init in (GameBase.__init__, cls.__init__):
+        names += [p for p in inspect.signature(init).parameters if p not in ("self", "args", "kwargs") and p not in names]
+    return names
+
+
+def make_game(name: str, **params) -> GameBase:
+    """Build a game env by name with its parameters (n_agents, difficulty, lazy_agents, ...)."""
+    cls = _REGISTRY[resolve_game_name(name)]
+    valid = game_params(name)
+    unknown = sorted(set(params) - set(valid))
+    if unknown:
+        raise GameParamError(f"{cls.name}: unknown parameter(s) {unknown}; valid parameters: {', '.join(valid)}")
+    return cls(**params)
+
+
+__all__ = ["make_game", "list_games", "register_game", "resolve_game_name", "game_params", "GameParamError",
+           "normalise_text", "GameBase"]

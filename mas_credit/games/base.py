@@ -1,0 +1,333 @@
+"""Shared machinery of the cooperative text games: spaces, the game contract, and
+the two PettingZoo env bases (one-shot parallel, turn-based AEC).
+
+The contract every game keeps beyond the PettingZoo API (see DESIGN.md):
+  parse(agent, text) -> action | None      never raises
+  null_action(agent) -> None               what an absent agent "does"
+  render_action(agent, action) -> text     canonical text; parse(render(a)) == a
+  make_task(task_seed)                     deterministic in the seed
+  team_value(episode, mask) / team_values(episode, masks)
+  credit_structure                         additive | AND | OR | threshold | chain | hierarchical
+
+Every game treats an unparseable action exactly like the null action, so "what a
+coalition S is worth" is well defined for any recorded episode.
+
+This module holds no game rules: those live in one module per game.
+"""
+from __future__ import annotations
+
+import string
+from typing import Any, ClassVar
+
+import numpy as np
+from gymnasium.spaces import Dict as DictSpace
+from gymnasium.spaces import Text
+from pettingzoo import AECEnv, ParallelEnv
+
+from mas_credit.types import Episode, Turn
+
+CHARSET = string.printable
+_CHARSET_SET = frozenset(CHARSET)
+OBS_MAX_LENGTH = 4096
+ACTION_MAX_LENGTH = 512
+
+
+class GameParamError(ValueError):
+    """A game was built with a bad parameter; the message names it and the fix."""
+
+
+def normalise_text(text: Any, max_length: int = ACTION_MAX_LENGTH) -> str:
+    """Coerce anything into the game's charset: non-printable characters are dropped,
+    common unicode punctuation is mapped to ASCII, and the length is capped."""
+    if text is None:
+        return ""
+    if not isinstance(text, str):
+        text = str(text)
+    text = text.translate(_UNICODE_TO_ASCII)
+    if not all(c in _CHARSET_SET for c in text):
+        text = "".join(c for c in text if c in _CHARSET_SET)
+    return text[:max_length]
+
+
+_UNICODE_TO_ASCII = str.maketrans({"\u2018": "'", "\u2019": "'", "\u201c": '"', "\u201d": '"',
+                                   "\u2013": "-", "\u2014": "-", "\u2212": "-", "\u00d7": "*",
+                                   "\u00a0": " ", "\u2026": "..."})
+
+
+def mask_bits(masks: np.ndarray, n_agents: int) -> np.ndarray:
+    """[M] integer masks -> [M, N] bool presence (bit i = agent i present)."""
+    masks = np.asarray(masks, dtype=np.int64)
+    return ((masks[:, None] >> np.arange(n_agents)) & 1).astype(bool)
+
+
+class GameBase:
+    """Parameters, agents, spaces and the team-value contract shared by all games."""
+
+    name: ClassVar[str]
+    credit_structure: ClassVar[str]
+    sequential: ClassVar[bool]
+    min_agents: ClassVar[int] = 2
+    max_agents: ClassVar[int] = 8
+    max_difficulty: ClassVar[int] = 3
+
+    def __init__(self, n_agents: int = 3, difficulty: int = 1, lazy_agents: list[int] | tuple = (),
+                 render_mode: str | None = None):
+        if not isinstance(n_agents, int) or isinstance(n_agents, bool) or not self.min_agents <= n_agents <= self.max_agents:
+            raise GameParamError(f"{self.name}: n_agents must be an integer in [{self.min_agents}, {self.max_agents}], got {n_agents!r}")
+        if not isinstance(difficulty, int) or isinstance(difficulty, bool) or not 1 <= difficulty <= self.max_difficulty:
+            raise GameParamError(f"{self.name}: difficulty must be an integer in [1, {self.max_difficulty}], got {difficulty!r}")
+        lazy = sorted(set(int(i) for i in (lazy_agents or ())))
+        bad = [i for i in lazy if not 0 <= i < n_agents]
+        if bad:
+            raise GameParamError(f"{self.name}: lazy_agents {bad} are not agents of a team of {n_agents} (valid: 0..{n_agents - 1})")
+        if len(lazy) >= n_agents:
+            raise GameParamError(f"{self.name}: lazy_agents {lazy} leaves no agent whose actions matter; keep at least one agent out of lazy_agents")
+        if render_mode not in (None, "ansi"):
+            raise GameParamError(f"{self.name}: render_mode must be None or 'ansi', got {render_mode!r}")
+        self.n_agents = n_agents
+        self.difficulty = difficulty
+        self.lazy_agents = lazy
+        self.active = np.array([i not in lazy for i in range(n_agents)])  # [N] False = lazy (null player)
+        self.render_mode = render_mode
+        self.possible_agents = [f"agent_{i}" for i in range(n_agents)]
+        self.agent_index = {a: i for i, a in enumerate(self.possible_agents)}
+        self._obs_space = DictSpace({"text": Text(max_length=OBS_MAX_LENGTH, min_length=0, charset=CHARSET)})
+        self._act_space = Text(max_length=ACTION_MAX_LENGTH, min_length=0, charset=CHARSET)
+        self.metadata = {"render_modes": ["ansi"], "name": self.name, "is_parallelizable": not self.sequential}
+        self.task: dict | None = None
+        self.task_seed: int | None = None
+        self.history: list[Turn] = []
+
+    # -- spaces (the same object every call, as api_test requires) -------------------
+    def observation_space(self, agent):
+        return self._obs_space
+
+    def action_space(self, agent):
+        return self._act_space
+
+    # -- contract ---------------------------------------------------------------------
+    def _idx(self, agent) -> int:
+        return agent if isinstance(agent, (int, np.integer)) else self.agent_index[agent]
+
+    def parse(self, agent, text: Any):
+        """Parsed action of `agent` for `text`, or None when it does not parse. Never raises."""
+        try:
+            return self._parse(self._idx(agent), normalise_text(text))
+        except Exception:  # noqa: BLE001 - the contract is "never raises"; a parser bug must not kill a rollout
+            return None
+
+    def null_action(self, agent):
+        """The action of an agent outside the coalition: None (each card says what it means)."""
+        return None
+
+    def make_task(self, task_seed: int) -> dict:
+        """The task of `task_seed`: a pure function of the seed and the game's parameters."""
+        return self._make_task(np.random.default_rng([int(task_seed), self.n_agents, self.difficulty]))
+
+    def team_value(self, episode: Episode, mask: int) -> float:
+        """Team reward when agents outside `mask` play their null action and the others
+        keep their recorded actions (open-loop replay)."""
+        return float(self.team_values(episode, np.array([mask]))[0])
+
+    def team_values(self, episode: Episode, masks) -> np.ndarray:
+        """[M] team values for [M] coalition masks (batched where the game can vectorise)."""
+        task = self.make_task(episode.task_seed)
+        return np.array([self._replay(task, episode, int(m)) for m in np.asarray(masks)], dtype=np.float64)
+
+    def episode(self, group: int = 0) -> Episode:
+        """The episode just played, as an `Episode` (after the env finished)."""
+        if self.task is None or self._result is None:
+            raise RuntimeError(f"{self.name}: episode() called before the episode finished; play until every agent is done")
+        reward, components = self._result
+        return Episode(game=self.name, task_seed=int(self.task_seed), group=group, agents=list(self.possible_agents),
+                       turns=list(self.history), reward=float(reward),
+                       components={k: [float(x) for x in v] for k, v in components.items()},
+                       info={"n_agents": self.n_agents, "difficulty": self.difficulty, "lazy_agents": list(self.lazy_agents)})
+
+    def _new_seed(self, seed) -> int:
+        return int(seed) if seed is not None else int(np.random.SeedSequence().generate_state(1)[0])
+
+    def _record(self, agent: int, prompt: str, text: str, action, parent: int | None = None, **info) -> int:
+        self.history.append(Turn(agent=agent, step=len(self.history), prompt=prompt, text=text,
+                                 action=action, valid=action is not None, parent=parent, info=info))
+        return len(self.history) - 1
+
+    def render(self):
+        if self.render_mode != "ansi":
+            return None
+        return "\n".join(f"[{self.possible_agents[t.agent]}] {t.text!r} -> {t.action!r}" for t in self.history)
+
+    def close(self):
+        pass
+
+    # -- what each game supplies ------------------------------------------------------
+    def _make_task(self, rng: np.random.Generator) -> dict:
+        raise NotImplementedError
+
+    def _parse(self, agent: int, text: str):
+        raise NotImplementedError
+
+    def render_action(self, agent, action) -> str:
+        raise NotImplementedError
+
+    def _replay(self, task: dict, episode: Episode, mask: int) -> float:
+        raise NotImplementedError
+
+
+class OneShotGame(GameBase, ParallelEnv):
+    """Simultaneous one-move games: every agent sees its private prompt and answers once.
+
+    Subclasses supply `_make_task`, `_prompt(task, agent)`, `_parse`, `render_action`,
+    `expert_action(agent)`, `wrong_action(agent, rng)` and `_outcome(task, actions)`
+    -> (reward, components); `team_values` may be overridden with a vectorised form.
+    """
+
+    sequential = False
+
+    def __init__(self, *args, **kwargs):
+        GameBase.__init__(self, *args, **kwargs)
+        self.agents: list[str] = []
+        self._result = None
+
+    def reset(self, seed=None, options=None):
+        self.task_seed = self._new_seed(seed)
+        self.task = self.make_task(self.task_seed)
+        self.agents = list(self.possible_agents)
+        self.history = []
+        self._result = None
+        self._prompts = [normalise_text(self._prompt(self.task, i), OBS_MAX_LENGTH) for i in range(self.n_agents)]
+        observations = {a: {"text": self._prompts[i]} for i, a in enumerate(self.possible_agents)}
+        return observations, {a: {} for a in self.agents}
+
+    def observe(self, agent):
+        return {"text": self._prompts[self._idx(agent)]}
+
+    def step(self, actions: dict):
+        if not self.agents:
+            raise RuntimeError(f"{self.name}: step() after the episode ended; call reset() first")
+        unknown = set(actions) - set(self.possible_agents)
+        if unknown:
+            raise ValueError(f"{self.name}: actions for unknown agents {sorted(unknown)}; valid agents: {self.possible_agents}")
+        parsed = []
+        for i, agent in enumerate(self.possible_agents):
+            text = normalise_text(actions.get(agent, ""))
+            action = self.parse(i, text)
+            parsed.append(action)
+            self._record(i, self._prompts[i], text, action)
+        reward, components = self._outcome(self.task, parsed)
+        self._result = (float(reward), components)
+        live = self.agents
+        line = f"\nOutcome: team reward {float(reward):.3f}"
+        observations = {a: {"text": normalise_text(self._prompts[self._idx(a)] + line, OBS_MAX_LENGTH)} for a in live}
+        rewards = {a: float(reward) for a in live}
+        terminations = {a: True for a in live}
+        truncations = {a: False for a in live}
+        infos = {a: {"valid": parsed[self._idx(a)] is not None} for a in live}
+        self.agents = []
+        return observations, rewards, terminations, truncations, infos
+
+    def actions_of(self, episode: Episode) -> list:
+        """Recorded action per agent (one turn each in a one-shot game)."""
+        actions = [None] * self.n_agents
+        for turn in episode.turns:
+            actions[turn.agent] = turn.action
+        return actions
+
+    def _replay(self, task, episode, mask):
+        actions = [a if (mask >> i) & 1 else self.null_action(i) for i, a in enumerate(self.actions_of(episode))]
+        return float(self._outcome(task, actions)[0])
+
+
+class TurnGame(GameBase, AECEnv):
+    """Turn-based games (AEC). The rules are a small state machine over parsed actions,
+    used both by `step` (live play) and by `team_value` (replay), so the two cannot drift.
+
+    Subclasses supply `_make_task`, `_parse`, `render_action`, and
+      _init_state(task) -> state dict with a "queue" of (agent, context) to act
+      _prompt(task, state, agent, ctx) -> str
+      _advance(task, state, agent, ctx, action)    applies one action (None = null)
+      _outcome(task, state) -> (reward, components)
+      expert_action(agent) / wrong_action(agent, rng) for the agent to act now.
+    """
+
+    sequential = True
+
+    def __init__(self, *args, **kwargs):
+        GameBase.__init__(self, *args, **kwargs)
+        self.agents = []
+        self._result = None
+
+    def reset(self, seed=None, options=None):
+        self.task_seed = self._new_seed(seed)
+        self.task = self.make_task(self.task_seed)
+        self.state = self._init_state(self.task)
+        self.history = []
+        self._result = None
+        self._last_turn_of: dict[int, int] = {}
+        self.agents = list(self.possible_agents)
+        self.rewards = {a: 0.0 for a in self.agents}
+        self._cumulative_rewards = {a: 0.0 for a in self.agents}
+        self.terminations = {a: False for a in self.agents}
+        self.truncations = {a: False for a in self.agents}
+        self.infos = {a: {} for a in self.agents}
+        self._views = {i: normalise_text(self._idle_view(self.task, i), OBS_MAX_LENGTH) for i in range(self.n_agents)}
+        self._next_turn()
+
+    def _idle_view(self, task, agent: int) -> str:
+        return f"You are {self.possible_agents[agent]}. Wait for your turn."
+
+    def _next_turn(self):
+        """Load the next queued turn, or finish the episode when the queue is empty."""
+        if self.state["queue"]:
+            agent, ctx = self.state["queue"][0]
+            self._current = (agent, ctx)
+            self._views[agent] = normalise_text(self._prompt(self.task, self.state, agent, ctx), OBS_MAX_LENGTH)
+            self.agent_selection = self.possible_agents[agent]
+            return
+        reward, components = self._outcome(self.task, self.state)
+        self._result = (float(reward), components)
+        for a in self.agents:
+            self.rewards[a] = float(reward)
+            self.terminations[a] = True
+        self.agent_selection = self.agents[0]
+
+    def observe(self, agent):
+        return {"text": self._views[self._idx(agent)]}
+
+    def step(self, action):
+        agent_name = self.agent_selection
+        if self.terminations[agent_name] or self.truncations[agent_name]:
+            self._was_dead_step(action)
+            return
+        self._cumulative_rewards[agent_name] = 0.0
+        for a in self.rewards:
+            self.rewards[a] = 0.0
+        agent, ctx = self.state["queue"].pop(0)
+        text = normalise_text(action)
+        parsed = self.parse(agent, text)
+        parent = ctx.get("parent_turn") if isinstance(ctx, dict) else None
+        self._last_turn_of[agent] = self._record(agent, self._views[agent], text, parsed, parent=parent)
+        ctx = dict(ctx, turn=self._last_turn_of[agent])
+        self._advance(self.task, self.state, agent, ctx, parsed)
+        self.infos[agent_name] = {"valid": parsed is not None}
+        self._next_turn()
+        self._accumulate_rewards()
+
+    def _replay(self, task, episode, mask):
+        recorded: dict[int, list] = {}
+        for turn in episode.turns:
+            recorded.setdefault(turn.agent, []).append(turn.action)
+        used = {i: 0 for i in range(self.n_agents)}
+        state = self._replay_state(task, episode)
+        while state["queue"]:
+            agent, ctx = state["queue"].pop(0)
+            k = used[agent]
+            used[agent] += 1
+            mine = recorded.get(agent, [])
+            action = mine[k] if (mask >> agent) & 1 and k < len(mine) else self.null_action(agent)
+            self._advance(task, state, agent, dict(ctx, turn=None), action)
+        return float(self._outcome(task, state)[0])
+
+    def _replay_state(self, task, episode) -> dict:
+        """Initial state for a replay of `episode` (a game may note recorded facts here)."""
+        return self._init_state(task)

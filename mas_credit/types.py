@@ -1,0 +1,232 @@
+"""Core data types shared by games, rollouts, counterfactuals and estimators.
+
+`Turn` and `Episode` are plain Python records (what happened, in text and ids);
+`CreditBatch` is the same information as tensors on one device, which is all an
+estimator ever sees; `Credit` is what an estimator returns.
+
+Agent indices follow `env.possible_agents` order everywhere; agent names appear
+only at the env boundary and in transcripts. This module must not import games,
+agents or estimators: everything else imports it.
+"""
+from __future__ import annotations
+
+import math
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+import torch
+
+
+def resolve_device(device: str | torch.device | None) -> torch.device:
+    """`auto`/None -> cuda when present, else cpu; anything else is taken as given."""
+    if device is None or str(device) == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if str(device).startswith("cuda") and not torch.cuda.is_available():
+        raise ValueError(f"device '{device}' was asked for but CUDA is not available; use device: auto or cpu")
+    return torch.device(device)
+
+
+@dataclass
+class Turn:
+    """One agent invocation.
+
+    `action` is the game's parsed action (None when the text did not parse; the game
+    then plays the agent's null action). LLM turns also carry token ids and the
+    behaviour policy's per-token log-probabilities. `parent` is the index (in
+    `Episode.turns`) of the turn this one answers, or None.
+    """
+
+    agent: int
+    step: int
+    prompt: str
+    text: str
+    action: Any
+    valid: bool
+    prompt_ids: list[int] | None = None
+    response_ids: list[int] | None = None
+    logprobs: list[float] | None = None
+    parent: int | None = None
+    info: dict = field(default_factory=dict)
+
+
+@dataclass
+class Episode:
+    """One joint trajectory of a team in a game.
+
+    `components` maps a component name (format, correct, tool, ...) to one value per
+    agent. `coalition_values` maps a coalition bitmask (bit i = agent i present) to the
+    team value v(S), filled lazily by `mas_credit.counterfactual`.
+    """
+
+    game: str
+    task_seed: int
+    group: int
+    agents: list[str]
+    turns: list[Turn]
+    reward: float
+    components: dict[str, list[float]] = field(default_factory=dict)
+    coalition_values: dict[int, float] = field(default_factory=dict)
+    critic: dict | None = None
+    info: dict = field(default_factory=dict)
+
+    @property
+    def n_agents(self) -> int:
+        return len(self.agents)
+
+    def acted(self) -> list[bool]:
+        """Per agent: did it take at least one turn in this episode."""
+        out = [False] * self.n_agents
+        for turn in self.turns:
+            out[turn.agent] = True
+        return out
+
+    def to_dict(self) -> dict:
+        """JSON-ready dict (coalition keys become strings; tuples become lists)."""
+        data = asdict(self)
+        data["coalition_values"] = {str(k): v for k, v in self.coalition_values.items()}
+        return _jsonable(data)
+
+    @classmethod
+    def from_dict(cls, data: dict) -> "Episode":
+        data = dict(data)
+        data["turns"] = [Turn(**t) for t in data["turns"]]
+        data["coalition_values"] = {int(k): v for k, v in data.get("coalition_values", {}).items()}
+        return cls(**data)
+
+
+def _jsonable(obj: Any) -> Any:
+    if isinstance(obj, dict):
+        return {str(k): _jsonable(v) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return [_jsonable(v) for v in obj]
+    if isinstance(obj, float) and math.isnan(obj):
+        return None
+    return obj
+
+
+@dataclass
+class CreditBatch:
+    """A batch of B episodes of one game with N agents, as tensors on one device.
+
+    Shapes and what the masks' zeros / padding mean:
+      reward        [B]          team reward R_b
+      group         [B]   long   episodes of the same task share a group id (0..G-1)
+      acted         [B, N] bool  False: the agent took no turn in that episode
+      turn_agent    [B, T] long  agent index of turn t; -1 = padding (no turn)
+      turn_valid    [B, T] bool  False: the turn's text did not parse, or padding
+      coalition     [B, 2**N]    v(S) for bitmask S; NaN = not evaluated
+      components    {name: [B, N]}  per-agent game components (format, correct, ...)
+      critic_share  [B, N]       the critic's share per agent; NaN = no critic ran
+    """
+
+    reward: torch.Tensor
+    group: torch.Tensor
+    acted: torch.Tensor
+    turn_agent: torch.Tensor
+    turn_valid: torch.Tensor
+    coalition: torch.Tensor
+    components: dict[str, torch.Tensor]
+    critic_share: torch.Tensor
+
+    @property
+    def batch_size(self) -> int:
+        return self.reward.shape[0]
+
+    @property
+    def n_agents(self) -> int:
+        return self.acted.shape[1]
+
+    @property
+    def n_turns(self) -> int:
+        return self.turn_agent.shape[1]
+
+    @property
+    def device(self) -> torch.device:
+        return self.reward.device
+
+    @classmethod
+    def from_episodes(cls, episodes: list[Episode], device: str | torch.device | None = None,
+                      dtype: torch.dtype = torch.float64) -> "CreditBatch":
+        """Stack episodes of one game (same team size) into tensors.
+
+        Groups are renumbered 0..G-1 in order of first appearance, so any group ids
+        the caller used are fine.
+        """
+        if not episodes:
+            raise ValueError("CreditBatch.from_episodes needs at least one episode (got an empty list)")
+        n_agents = episodes[0].n_agents
+        games = {ep.game for ep in episodes}
+        if len(games) > 1 or any(ep.n_agents != n_agents for ep in episodes):
+            raise ValueError(f"CreditBatch.from_episodes needs episodes of one game and team size; got games {sorted(games)} "
+                             f"and team sizes {sorted({ep.n_agents for ep in episodes})}")
+        nan_rewards = [i for i, ep in enumerate(episodes) if not math.isfinite(ep.reward)]
+        if nan_rewards:
+            raise ValueError(f"episode reward must be finite; episodes {nan_rewards[:5]} have {episodes[nan_rewards[0]].reward}")
+        batch_size = len(episodes)
+        n_turns = max(1, max(len(ep.turns) for ep in episodes))
+        n_masks = 1 << n_agents
+
+        group_ids: dict[int, int] = {}
+        group = [group_ids.setdefault(ep.group, len(group_ids)) for ep in episodes]
+        acted = [ep.acted() for ep in episodes]
+        turn_agent = [[t.agent for t in ep.turns] + [-1] * (n_turns - len(ep.turns)) for ep in episodes]
+        turn_valid = [[bool(t.valid) for t in ep.turns] + [False] * (n_turns - len(ep.turns)) for ep in episodes]
+
+        coalition = torch.full((batch_size, n_masks), float("nan"), dtype=dtype)
+        for b, ep in enumerate(episodes):
+            if ep.coalition_values:
+                masks = torch.tensor(list(ep.coalition_values.keys()), dtype=torch.long)
+                coalition[b, masks] = torch.tensor(list(ep.coalition_values.values()), dtype=dtype)
+
+        names = sorted({name for ep in episodes for name in ep.components})
+        components = {}
+        for name in names:
+            values = torch.zeros((batch_size, n_agents), dtype=dtype)
+            for b, ep in enumerate(episodes):
+                if name in ep.components:
+                    values[b] = torch.tensor(ep.components[name], dtype=dtype)
+            components[name] = values
+
+        critic_share = torch.full((batch_size, n_agents), float("nan"), dtype=dtype)
+        for b, ep in enumerate(episodes):
+            if ep.critic and ep.critic.get("shares") is not None:
+                critic_share[b] = torch.tensor(ep.critic["shares"], dtype=dtype)
+
+        batch = cls(
+            reward=torch.tensor([ep.reward for ep in episodes], dtype=dtype),
+            group=torch.tensor(group, dtype=torch.long),
+            acted=torch.tensor(acted, dtype=torch.bool),
+            turn_agent=torch.tensor(turn_agent, dtype=torch.long),
+            turn_valid=torch.tensor(turn_valid, dtype=torch.bool),
+            coalition=coalition,
+            components=components,
+            critic_share=critic_share,
+        )
+        return batch.to(device) if device is not None else batch
+
+    def to(self, device: str | torch.device) -> "CreditBatch":
+        device = resolve_device(device)
+        return CreditBatch(
+            reward=self.reward.to(device),
+            group=self.group.to(device),
+            acted=self.acted.to(device),
+            turn_agent=self.turn_agent.to(device),
+            turn_valid=self.turn_valid.to(device),
+            coalition=self.coalition.to(device),
+            components={k: v.to(device) for k, v in self.components.items()},
+            critic_share=self.critic_share.to(device),
+        )
+
+
+@dataclass
+class Credit:
+    """What an estimator returns.
+
+      credit     [B, N]  the team reward decomposed per agent (what studies score)
+      advantage  [B, T]  the learning signal per turn; 0 on padding
+      metrics    cost counters and fallback counts, slash-separated keys
+    """
+
+    credit: torch.Tensor
+    advantage: torch.Tensor
+    metrics: dict[str, float] = field(default_factory=dict)

@@ -1,0 +1,47 @@
+import subprocess
+import sys
+
+import pytest
+
+from mas_credit.cli import main
+
+
+def test_play_prints_transcript_reward_and_shapley(capsys):
+    assert main(["play", "vault", "--n-agents", "3", "--lazy", "2", "--skills", "1,1,1", "--seed", "4"]) == 0
+    out = capsys.readouterr().out
+    assert "agent_0 says: 'DIGIT:" in out and "Team reward R = 1.000" in out
+    rows = {line.split()[0]: line.split() for line in out.splitlines() if line.startswith("agent_") and len(line.split()) >= 4}
+    assert float(rows["agent_0"][2]) == pytest.approx(0.5) and float(rows["agent_2"][2]) == 0.0
+    assert "sum of Shapley = 1.000" in out
+
+
+@pytest.mark.parametrize("game", ["potluck", "lookout", "council", "relay_v0", "orchestra"])
+def test_play_every_game(game, capsys):
+    assert main(["play", game, "--n-agents", "4", "--difficulty", "2", "--malformed", "0.2"]) == 0
+    assert "Team reward R" in capsys.readouterr().out
+
+
+@pytest.mark.parametrize("args,message", [
+    (["play", "chess"], "unknown game 'chess'; valid games:"),
+    (["play", "vault", "--n-agents", "3", "--skills", "1,1"], "--skills has 2 values but --n-agents is 3"),
+    (["play", "vault", "--skills", "a,b,c"], "--skills must be comma-separated"),
+    (["play", "vault", "--n-agents", "12"], "n_agents must be an integer in [2, 8]"),
+    (["play", "council", "--param", "weights=[1]"], "weights must be a list of 3"),
+    (["play", "vault", "--malformed", "2"], "malformed_rate must be in [0, 1]"),
+])
+def test_play_bad_input_exit_2(args, message):
+    out = subprocess.run([sys.executable, "-m", "mas_credit.cli", *args], capture_output=True, text=True)
+    assert out.returncode == 2
+    assert message in out.stderr and out.stderr.count("\n") == 1
+
+
+def test_unknown_verb_exit_2():
+    out = subprocess.run([sys.executable, "-m", "mas_credit.cli", "fly"], capture_output=True, text=True)
+    assert out.returncode == 2
+
+
+def test_games_lists_every_game(capsys):
+    from mas_credit.games import list_games
+    assert main(["games"]) == 0
+    out = capsys.readouterr().out
+    assert all(name in out for name in list_games())

@@ -1,0 +1,109 @@
+"""Every YAML in the repository loads into its dataclass; every bad-input case gives
+a one-line error naming the key or file (exit code 2 on the CLI)."""
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from mas_credit.config import (OPTION_SCHEMA, ConfigError, ExperimentConfig, GameConfig, _check_against, _read_yaml,
+                               load_experiment)
+from omegaconf import OmegaConf
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+@pytest.mark.parametrize("path", sorted(p for folder in OPTION_SCHEMA for p in (ROOT / folder).glob("*.yaml")),
+                         ids=lambda p: f"{p.parent.name}/{p.name}")
+def test_every_option_file_loads_into_its_dataclass(path):
+    schema = OPTION_SCHEMA[path.parent.name]
+    obj = OmegaConf.to_object(_check_against(schema, _read_yaml(path), str(path)))
+    assert isinstance(obj, schema)
+
+
+@pytest.mark.parametrize("path", sorted((ROOT / "experiments").glob("*.yaml")), ids=lambda p: p.name)
+def test_every_experiment_loads(path):
+    cfg = load_experiment(path)
+    assert isinstance(cfg, ExperimentConfig) and cfg.games and all(isinstance(g, GameConfig) for g in cfg.games)
+
+
+def test_overrides_and_option_switch():
+    cfg = load_experiment(ROOT / "experiments/demo.yaml",
+                          ["n_tasks=3", "games.1.difficulty=2", "team.skills=[1,1,0.5]", "seeds=[4]"])
+    assert cfg.n_tasks == 3 and cfg.games[1].difficulty == 2 and cfg.games[1].lazy_agents == (2,)
+    assert cfg.team.skills == (1.0, 1.0, 0.5) and cfg.team.malformed_rate == 0.05 and cfg.seeds == (4,)
+    cfg = load_experiment(ROOT / "experiments/demo.yaml", ["team=scripted_slacker", "game=potluck"])
+    assert cfg.team.lazy == (2,) and [g.name for g in cfg.games] == ["potluck_v0"]
+
+
+def test_config_is_frozen():
+    cfg = load_experiment(ROOT / "experiments/demo.yaml")
+    with pytest.raises(AttributeError, match="frozen"):
+        cfg.n_tasks = 5
+    with pytest.raises(AttributeError, match="frozen"):
+        cfg.team.skills = [1, 1, 1]
+
+
+def write(tmp_path, text, name="exp.yaml"):
+    for folder in OPTION_SCHEMA:
+        (tmp_path / folder).mkdir(exist_ok=True)
+        for src in (ROOT / folder).glob("*.yaml"):
+            (tmp_path / folder / src.name).write_text(src.read_text())
+    (tmp_path / "experiments").mkdir(exist_ok=True)
+    path = tmp_path / "experiments" / name
+    path.write_text(text)
+    return path
+
+
+BAD = [
+    ("name: x\ngame: vault\nteam: scripted_trio\nn_taskz: 3\n", [], "unknown key 'n_taskz'; valid keys: name, games"),
+    ("name: x\ngame: {use: vault, n_agnets: 4}\nteam: scripted_trio\n", [], "unknown key 'games.0.n_agnets'"),
+    ("name: x\ngame: vault\nteam: {use: scripted_trio, skill: [1]}\n", [], "unknown key 'team.skill'"),
+    ("name: x\ngame: vault\nteam: scripted_trio\nn_tasks: many\n", [], "key 'n_tasks'"),
+    ("name: x\ngame: {use: vault, difficulty: hard}\nteam: scripted_trio\n", [], "key 'games.0.difficulty'"),
+    ("name: x\ngame: vaultt\nteam: scripted_trio\n", [], "unknown option 'vaultt' (no file games/vaultt.yaml); valid options: council"),
+    ("name: x\ngame: vault\nteam: trio\n", [], "unknown option 'trio'"),
+    ("name: x\ngame: vault\nteam: scripted_trio\nestimators: [sharpp]\n", [], "unknown option 'sharpp'"),
+    ("name: x\ngame: vault\nteam: scripted_trio\n", ["team.skills=[1,1]"], "team.skills has 2 values but games.0"),
+    ("name: x\ngame: {use: vault, lazy_agents: [7]}\nteam: scripted_trio\n", [], "games.0: vault_v0: lazy_agents [7]"),
+    ("name: x\ngame: {use: council, params: {weights: [1]}}\nteam: scripted_quartet\n", [], "weights must be a list of 4"),
+    ("name: x\ngame: {use: relay, params: {speed: 3}}\nteam: scripted_trio\n", [], "unknown parameter(s) ['speed']"),
+    ("name: x\ngame: vault\nteam: scripted_trio\n", ["n_tasks"], "must look like key=value"),
+    ("name: x\ngame: vault\nteam: scripted_trio\n", ["games.4.n_agents=2"], "'games.4' is not an index"),
+    ("name: x\ngame: [vault\n", [], "not valid YAML"),
+    ("- just\n- a list\n", [], "must be a mapping"),
+    ("name: x\ngame: vault\nteam: scripted_trio\nestimators: [{use: shapley, device: tpu}]\n", [], "device 'tpu'"),
+]
+
+
+@pytest.mark.parametrize("text,overrides,message", BAD)
+def test_bad_experiments_raise_one_line_errors(tmp_path, text, overrides, message):
+    path = write(tmp_path, text)
+    with pytest.raises(ConfigError) as err:
+        load_experiment(path, overrides)
+    assert message in str(err.value)
+    assert "\n" not in str(err.value)
+
+
+def run_cli(*args, cwd=ROOT):
+    return subprocess.run([sys.executable, "-m", "mas_credit.cli", *args], capture_output=True, text=True, cwd=cwd)
+
+
+@pytest.mark.parametrize("text,overrides,message", BAD)
+def test_cli_exit_code_2_with_one_line(tmp_path, text, overrides, message):
+    path = write(tmp_path, text)
+    out = run_cli("config", "show", str(path), *overrides)
+    assert out.returncode == 2, out.stderr
+    assert out.stderr.startswith("mas-credit: error: ") and out.stderr.count("\n") == 1
+    assert message in out.stderr and "Traceback" not in out.stderr
+
+
+def test_cli_missing_file():
+    out = run_cli("config", "show", "experiments/nope.yaml")
+    assert out.returncode == 2 and "config file not found" in out.stderr and "nope.yaml" in out.stderr
+
+
+def test_cli_config_show_prints_resolved_config():
+    out = run_cli("config", "show", "experiments/demo.yaml", "n_tasks=5")
+    assert out.returncode == 0, out.stderr
+    assert "n_tasks: 5" in out.stdout and "name: lookout_v0" in out.stdout and "malformed_rate: 0.05" in out.stdout

@@ -1,0 +1,148 @@
+"""Exact Shapley from team_value: equals brute-force enumeration and the structure
+each game declares (AND, OR, additive, threshold, chain, hierarchical, lazy)."""
+import numpy as np
+import pytest
+import torch
+
+from mas_credit.agents import ScriptedTeam
+from mas_credit.counterfactual import fill_coalitions
+from mas_credit.estimators.shapley import exact_shapley, shapley_weights
+from mas_credit.games import list_games, make_game
+from mas_credit.rollout import collect
+from mas_credit.types import CreditBatch
+
+from .conftest import brute_force_shapley
+
+
+def shapley_of(game, episodes):
+    fill_coalitions(game, episodes, "all")
+    return exact_shapley(CreditBatch.from_episodes(episodes).coalition).numpy()
+
+
+def loo_of(game, episode):
+    full = (1 << game.n_agents) - 1
+    return np.array([episode.reward - game.team_value(episode, full & ~(1 << i)) for i in range(game.n_agents)])
+
+
+@pytest.mark.parametrize("name", list_games())
+@pytest.mark.parametrize("n_agents", [2, 3, 5])
+def test_exact_shapley_matches_brute_force(name, n_agents):
+    game = make_game(name, n_agents=n_agents, difficulty=2, lazy_agents=[n_agents - 1] if n_agents > 2 else [])
+    team = ScriptedTeam([0.7] * n_agents, malformed_rate=0.1)
+    episodes = collect(game, team, n_tasks=6, group_size=2, seed=1)
+    phi = shapley_of(game, episodes)
+    for b, ep in enumerate(episodes):
+        ref = brute_force_shapley(lambda m: game.team_value(ep, m), n_agents)
+        np.testing.assert_allclose(phi[b], ref, atol=1e-12)
+        assert phi[b].sum() == pytest.approx(ep.reward - ep.coalition_values[0])
+
+
+def perfect(game, n_tasks=5, seed=0):
+    return collect(game, ScriptedTeam([1.0] * game.n_agents), n_tasks=n_tasks, group_size=1, seed=seed)
+
+
+@pytest.mark.parametrize("n_agents", [2, 3, 6])
+def test_and_gives_equal_shares_on_success(n_agents):
+    game = make_game("vault", n_agents=n_agents)
+    episodes = perfect(game)
+    assert all(ep.reward == 1.0 for ep in episodes)
+    np.testing.assert_allclose(shapley_of(game, episodes), 1.0 / n_agents)
+    np.testing.assert_allclose(loo_of(game, episodes[0]), 1.0)  # leave-one-out over-credits AND
+
+
+def test_or_with_three_gives_a_third_each_and_loo_zero():
+    game = make_game("lookout", n_agents=3)
+    episodes = perfect(game)
+    np.testing.assert_allclose(shapley_of(game, episodes), 1.0 / 3)
+    for ep in episodes:
+        np.testing.assert_allclose(loo_of(game, ep), 0.0)
+
+
+def test_or_credits_only_those_who_found_it():
+    game = make_game("lookout", n_agents=4)
+    episodes = collect(game, ScriptedTeam([1.0, 0.0, 1.0, 0.0]), n_tasks=4, seed=2)
+    np.testing.assert_allclose(shapley_of(game, episodes), [[0.5, 0, 0.5, 0]] * 4)
+
+
+def test_additive_gives_each_agent_its_own_contribution():
+    game = make_game("potluck", n_agents=4, difficulty=3)
+    episodes = collect(game, ScriptedTeam([0.6, 0.5, 0.7, 0.4]), n_tasks=20, seed=0)
+    phi = shapley_of(game, episodes)
+    for b, ep in enumerate(episodes):
+        own = np.array(ep.components["correct"]) / 4
+        np.testing.assert_allclose(phi[b], own, atol=1e-12)
+        np.testing.assert_allclose(loo_of(game, ep), own, atol=1e-12)  # all sound estimators agree
+
+
+@pytest.mark.parametrize("name", list_games())
+def test_lazy_agents_get_exactly_zero(name):
+    n_agents = 4
+    lazy = [2] if name != "orchestra_v0" else [3]
+    game = make_game(name, n_agents=n_agents, difficulty=2, lazy_agents=lazy)
+    episodes = collect(game, ScriptedTeam([0.9, 0.6, 0.9, 0.8], malformed_rate=0.1), n_tasks=20, group_size=2, seed=4)
+    phi = shapley_of(game, episodes)
+    assert np.all(phi[:, lazy] == 0.0)
+    assert np.abs(phi).sum() > 0
+
+
+def test_threshold_dummy_gets_zero_and_pivotal_agents_share():
+    game = make_game("council", n_agents=4, weights=[2, 2, 2, 1])
+    assert game.pivotal_agents() == [0, 1, 2]
+    episodes = perfect(game)
+    phi = shapley_of(game, episodes)
+    np.testing.assert_allclose(phi, [[1 / 3, 1 / 3, 1 / 3, 0.0]] * len(episodes))
+
+
+def test_threshold_veto_player():
+    # weights [2, 1, 1]: quota > 2, so agent 0 is in every winning coalition (a veto player).
+    game = make_game("council", n_agents=3, weights=[2, 1, 1])
+    assert game.pivotal_agents() == [0, 1, 2]
+    phi = shapley_of(game, perfect(game))
+    np.testing.assert_allclose(phi, [[2 / 3, 1 / 6, 1 / 6]] * 5)
+
+
+def test_chain_success_gives_equal_shares_and_early_changes_propagate():
+    game = make_game("relay", n_agents=4, difficulty=3, lazy_agents=[1])
+    episodes = perfect(game)
+    np.testing.assert_allclose(shapley_of(game, episodes), [[1 / 3, 0.0, 1 / 3, 1 / 3]] * 5)
+    # a wrong first step propagates: nobody downstream can fix it
+    episodes = collect(game, ScriptedTeam([0.0, 1.0, 1.0, 1.0]), n_tasks=5, seed=0)
+    assert all(ep.reward == 0.0 for ep in episodes)
+    assert all(game.team_value(ep, 0b1110) == 0.0 for ep in episodes)
+
+
+def test_hierarchical_main_is_a_veto_player_and_copied_answers_follow_the_replay():
+    game = make_game("orchestra", n_agents=3, difficulty=1)
+    episodes = perfect(game, n_tasks=10)
+    for ep in episodes:
+        assert ep.reward == 1.0
+        assert game.team_value(ep, 0b110) == 0.0  # no main agent, no answer
+        owners = game.make_task(ep.task_seed)["owner"]
+        for sub in (1, 2):
+            parts = sum(o == sub for o in owners.values())
+            # without this sub-agent its parts go unanswered (the main copied its answers)
+            assert game.team_value(ep, 0b111 & ~(1 << sub)) == pytest.approx(1 - parts / 2)
+    phi = shapley_of(game, episodes)
+    assert np.all(phi[:, 0] >= phi[:, 1:].max(axis=1))
+
+
+def test_exact_shapley_refuses_missing_coalitions():
+    values = torch.zeros(2, 8, dtype=torch.float64)
+    values[1, 3] = float("nan")
+    with pytest.raises(ValueError, match="fill_coalitions"):
+        exact_shapley(values)
+    with pytest.raises(ValueError, match=r"\[B, 2\*\*N\]"):
+        exact_shapley(torch.zeros(2, 6))
+
+
+@pytest.mark.parametrize("n_agents", [2, 4, 8])
+def test_exact_shapley_on_random_tables(n_agents):
+    rng = np.random.default_rng(n_agents)
+    values = rng.normal(size=(3, 1 << n_agents))
+    phi = exact_shapley(torch.tensor(values)).numpy()
+    for b in range(3):
+        if n_agents <= 4:
+            np.testing.assert_allclose(phi[b], brute_force_shapley(lambda m: values[b, m], n_agents), atol=1e-10)
+        assert phi[b].sum() == pytest.approx(values[b, -1] - values[b, 0])
+    # the marginal-contribution contraction equals the V @ W matrix form
+    np.testing.assert_allclose(phi, values @ shapley_weights(n_agents).numpy(), atol=1e-10)
