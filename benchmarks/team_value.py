@@ -14,6 +14,7 @@ import numpy as np
 
 from mas_credit.agents import ScriptedTeam
 from mas_credit.games import make_game
+from mas_credit.games.base import play_texts
 from mas_credit.rollout import collect
 
 
@@ -21,21 +22,7 @@ def rerun_through_api(game, episode, mask):
     texts = {}
     for turn in episode.turns:
         texts.setdefault(turn.agent, []).append(turn.text)
-    game.reset(seed=episode.task_seed)
-    if not game.sequential:
-        game.step({a: texts[i][0] if (mask >> i) & 1 else "" for i, a in enumerate(game.possible_agents)})
-        return game.episode().reward
-    used = {}
-    for agent in game.agent_iter():
-        _, _, term, trunc, _ = game.last()
-        if term or trunc:
-            game.step(None)
-            continue
-        i = game.agent_index[agent]
-        k = used.get(i, 0)
-        used[i] = k + 1
-        game.step(texts[i][k] if (mask >> i) & 1 else "")
-    return game.episode().reward
+    return play_texts(game, episode.task_seed, lambda i, k: texts[i][k] if (mask >> i) & 1 else "").episode().reward
 
 
 def main():

@@ -11,6 +11,7 @@ from pettingzoo.test import api_test, parallel_api_test, parallel_seed_test, see
 
 from mas_credit.agents import ScriptedTeam
 from mas_credit.games import GameParamError, list_games, make_game
+from mas_credit.games.base import play_texts
 from mas_credit.rollout import collect
 
 from .conftest import sizes_for
@@ -30,27 +31,6 @@ def test_pettingzoo_api_and_seed(name, n_agents, difficulty):
         else:
             parallel_api_test(game, num_cycles=30)
             parallel_seed_test(lambda: make_game(name, n_agents=n_agents, difficulty=difficulty), num_cycles=20)
-
-
-def play_texts(game, seed, texts_for):
-    """Play one episode through the PettingZoo API; texts_for(agent_index, k) gives the
-    k-th text of an agent. Returns the env after the episode ended."""
-    if game.sequential:
-        game.reset(seed=seed)
-        used = {}
-        for agent in game.agent_iter():
-            _, _, term, trunc, _ = game.last()
-            if term or trunc:
-                game.step(None)
-                continue
-            i = game.agent_index[agent]
-            k = used.get(i, 0)
-            used[i] = k + 1
-            game.step(texts_for(i, k))
-    else:
-        game.reset(seed=seed)
-        game.step({a: texts_for(i, 0) for i, a in enumerate(game.possible_agents)})
-    return game
 
 
 printable = st.text(alphabet=string.printable, max_size=80)
@@ -80,27 +60,18 @@ def test_parse_never_raises(game_name, text):
 
 
 def test_rendered_actions_parse_back(game_name):
+    """parse(render(a)) == a for the expert and the wrong action at every turn."""
     game = make_game(game_name, n_agents=4, difficulty=3)
     rng = np.random.default_rng(0)
+
+    def expert_checking(i, k):
+        for action in (game.expert_action(i), game.wrong_action(i, rng)):
+            assert game.parse(i, game.render_action(i, action)) == action
+        assert game.wrong_action(i, rng) != game.expert_action(i)
+        return game.render_action(i, game.expert_action(i))
+
     for seed in range(20):
-        env = play_texts(game, seed, lambda i, k: "")
-        env.reset(seed=seed)
-        if game.sequential:
-            # walk the whole episode with the expert, checking each rendered action
-            for agent in env.agent_iter():
-                _, _, term, trunc, _ = env.last()
-                if term or trunc:
-                    env.step(None)
-                    continue
-                i = env.agent_index[agent]
-                for action in (env.expert_action(i), env.wrong_action(i, rng)):
-                    assert env.parse(i, env.render_action(i, action)) == action
-                env.step(env.render_action(i, env.expert_action(i)))
-        else:
-            for i in range(4):
-                for action in (env.expert_action(i), env.wrong_action(i, rng)):
-                    assert env.parse(i, env.render_action(i, action)) == action
-                assert env.wrong_action(i, rng) != env.expert_action(i)
+        assert play_texts(game, seed, expert_checking).episode().reward == 1.0
 
 
 def test_same_seed_same_episodes(game_name):

@@ -93,3 +93,11 @@ def test_fill_coalitions_caches_and_counts():
     assert fill_coalitions(game, episodes, "all")["cf/evals"] == 0
     with pytest.raises(ValueError, match="outside 0..7"):
         fill_coalitions(game, episodes, [9])
+
+
+def test_turn_parents_follow_the_game_structure():
+    relay = collect(make_game("relay", n_agents=4, order=[2, 0, 3, 1]), ScriptedTeam([1.0] * 4), n_tasks=1)[0]
+    assert [t.agent for t in relay.turns] == [2, 0, 3, 1] and [t.parent for t in relay.turns] == [None, 0, 1, 2]
+    orchestra = collect(make_game("orchestra", n_agents=3, difficulty=2), ScriptedTeam([1.0] * 3), n_tasks=2)
+    for ep in orchestra:
+        assert all(t.parent == 0 for t in ep.turns if t.agent != 0)

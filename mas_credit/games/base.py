@@ -331,3 +331,23 @@ class TurnGame(GameBase, AECEnv):
     def _replay_state(self, task, episode) -> dict:
         """Initial state for a replay of `episode` (a game may note recorded facts here)."""
         return self._init_state(task)
+
+
+def play_texts(env, seed: int, texts_for) -> "GameBase":
+    """Play one episode through the plain PettingZoo API: `texts_for(agent_index, k)`
+    gives agent's k-th text. The slow, obvious path that tests and benchmarks compare
+    `team_values` against. Returns the env after the episode ended."""
+    env.reset(seed=seed)
+    if not env.sequential:
+        env.step({a: texts_for(i, 0) for i, a in enumerate(env.possible_agents)})
+        return env
+    used: dict[int, int] = {}
+    for agent in env.agent_iter():
+        _, _, terminated, truncated, _ = env.last()
+        if terminated or truncated:
+            env.step(None)
+            continue
+        i = env.agent_index[agent]
+        used[i] = used.get(i, 0) + 1
+        env.step(texts_for(i, used[i] - 1))
+    return env

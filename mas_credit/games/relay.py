@@ -74,7 +74,9 @@ class RelayEnv(TurnGame):
         return {"x0": x0, "ops": ops, "target": int(target)}
 
     def _init_state(self, task):
-        return {"queue": [(i, {"position": p}) for p, i in enumerate(self.order)], "value": task["x0"], "actions": {}}
+        # one turn per station, so the turn a station answers is the previous station's (index p - 1)
+        queue = [(i, {"position": p, "parent_turn": p - 1 if p else None}) for p, i in enumerate(self.order)]
+        return {"queue": queue, "value": task["x0"], "actions": {}}
 
     def _idle_view(self, task, agent):
         return f"You are {self.possible_agents[agent]} in a relay of {self.n_agents}. Wait for the value to reach you."
