@@ -171,8 +171,15 @@ def load_option(root: Path, folder: str, ref: Any, where: str) -> dict:
         raise ConfigError(f"{where}: unknown option '{ref}' (no file {folder}/{ref}.yaml); valid options: {', '.join(list_options(root, folder))}")
     base = _read_yaml(path)
     _check_against(OPTION_SCHEMA[folder], base, str(path))
-    merged = {**base, **overrides}
-    return merged
+    return _deep_merge(base, overrides)
+
+
+def _deep_merge(base: dict, overrides: dict) -> dict:
+    """Overrides win; nested mappings (e.g. a game's params) merge key by key."""
+    out = dict(base)
+    for key, value in overrides.items():
+        out[key] = _deep_merge(out[key], value) if isinstance(value, dict) and isinstance(out.get(key), dict) else value
+    return out
 
 
 def apply_override(raw: dict, override: str) -> None:

@@ -36,6 +36,11 @@ def test_overrides_and_option_switch():
     assert cfg.team.lazy == (2,) and [g.name for g in cfg.games] == ["potluck_v0"]
 
 
+def test_nested_params_merge_key_by_key():
+    cfg = load_experiment(ROOT / "experiments/council_demo.yaml", ["games.0.params.quota=5"])
+    assert dict(cfg.games[0].params) == {"weights": [2, 2, 2, 1], "quota": 5}
+
+
 def test_config_is_frozen():
     cfg = load_experiment(ROOT / "experiments/demo.yaml")
     with pytest.raises(AttributeError, match="frozen"):
