@@ -54,7 +54,7 @@ def cmd_play(args) -> int:
         team = ScriptedTeam(skills, lazy=_ints(args.lazy_team) if args.lazy_team else [],
                             malformed_rate=args.malformed, seed=args.seed)
     except ValueError as err:
-        raise UsageError(str(err).replace("team.", "--")) from None
+        raise UsageError(str(err)) from None
     episode = collect(game, team, n_tasks=1, group_size=1, seed=args.seed)[0]
     fill_coalitions(game, [episode], "all")
     phi = exact_shapley(CreditBatch.from_episodes([episode]).coalition)[0]

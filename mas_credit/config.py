@@ -266,6 +266,7 @@ def load_experiment(path: str | Path, overrides: list[str] = (), root: Path | No
 
 def validate(cfg: ExperimentConfig, where: str, root: Path) -> None:
     """Cross-field rules, each with the fix in its message."""
+    from mas_credit.agents import load_team
     from mas_credit.games import GameParamError, make_game
 
     if not cfg.games:
@@ -274,15 +275,10 @@ def validate(cfg: ExperimentConfig, where: str, root: Path) -> None:
         raise ConfigError(f"{where}: seeds is empty; give at least one seed, e.g. seeds: [0]")
     if cfg.n_tasks < 1 or cfg.group_size < 1:
         raise ConfigError(f"{where}: n_tasks and group_size must be >= 1 (got n_tasks={cfg.n_tasks}, group_size={cfg.group_size})")
-    if cfg.team.kind != "scripted":
-        raise ConfigError(f"{where}: team.kind '{cfg.team.kind}' is not available; valid kinds: scripted")
-    if not cfg.team.skills or any(not 0 <= s <= 1 for s in cfg.team.skills):
-        raise ConfigError(f"{where}: team.skills must be probabilities in [0, 1], one per agent; got {list(cfg.team.skills)}")
-    if not 0 <= cfg.team.malformed_rate <= 1:
-        raise ConfigError(f"{where}: team.malformed_rate must be in [0, 1], got {cfg.team.malformed_rate}")
-    bad_lazy = [i for i in cfg.team.lazy if not 0 <= i < len(cfg.team.skills)]
-    if bad_lazy:
-        raise ConfigError(f"{where}: team.lazy {bad_lazy} are not agents of a team of {len(cfg.team.skills)} (valid: 0..{len(cfg.team.skills) - 1})")
+    try:  # the team's own constructor is the one place its fields are checked (scripted teams are cheap to build)
+        load_team(cfg.team)
+    except ValueError as err:
+        raise ConfigError(f"{where}: {err}") from None
     for i, g in enumerate(cfg.games):
         try:
             make_game(g.name, n_agents=g.n_agents, difficulty=g.difficulty, lazy_agents=list(g.lazy_agents), **dict(g.params))

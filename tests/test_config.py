@@ -74,6 +74,8 @@ BAD = [
     ("name: x\ngame: {use: council, params: {weights: [1]}}\nteam: scripted_quartet\n", [], "weights must be a list of 4"),
     ("name: x\ngame: {use: relay, params: {speed: 3}}\nteam: scripted_trio\n", [], "unknown parameter(s) ['speed']"),
     ("name: x\ngame: vault\nteam: scripted_trio\n", ["n_tasks"], "must look like key=value"),
+    ("name: x\ngame: vault\nteam: scripted_trio\n", ["team.skills=[1,1,2]"], "team.skills must be a non-empty list of probabilities"),
+    ("name: x\ngame: vault\nteam: scripted_trio\n", ["team.kind=llm"], "team.kind 'llm' is not available; valid kinds: scripted"),
     ("name: x\ngame: vault\nteam: scripted_trio\n", ["games.4.n_agents=2"], "'games.4' is not an index"),
     ("name: x\ngame: [vault\n", [], "not valid YAML"),
     ("- just\n- a list\n", [], "must be a mapping"),

@@ -305,8 +305,7 @@ class TurnGame(GameBase, AECEnv):
         agent, ctx = self.state["queue"].pop(0)
         text = normalise_text(action)
         parsed = self.parse(agent, text)
-        parent = ctx.get("parent_turn") if isinstance(ctx, dict) else None
-        self._last_turn_of[agent] = self._record(agent, self._views[agent], text, parsed, parent=parent)
+        self._last_turn_of[agent] = self._record(agent, self._views[agent], text, parsed, parent=ctx.get("parent_turn"))
         ctx = dict(ctx, turn=self._last_turn_of[agent])
         self._advance(self.task, self.state, agent, ctx, parsed)
         self.infos[agent_name] = {"valid": parsed is not None}

@@ -64,8 +64,9 @@ class LookoutEnv(OneShotGame):
         m = _TAGGED.search(text) or _CELL.search(text)
         if not m:
             return None
-        cell = f"{m.group(1).upper()}{m.group(2)}"
-        return cell if cell in self._cells() else None
+        row, col = m.group(1).upper(), int(m.group(2))
+        size = GRID[self.difficulty]
+        return f"{row}{col}" if ord(row) - 65 < size and col <= size else None
 
     def render_action(self, agent, action):
         return f"FOUND: {action}"
