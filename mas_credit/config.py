@@ -81,7 +81,7 @@ class EstimatorConfig(_Frozen):
     """A credit estimator and its knobs (an option file in estimators/)."""
 
     name: str = "shapley"
-    """estimator name"""
+    """registered estimator name (see `mas_credit.estimators.list_estimators`)"""
     device: str = "auto"
     """auto | cpu | cuda"""
     params: Dict[str, Any] = field(default_factory=dict)
@@ -287,9 +287,15 @@ def validate(cfg: ExperimentConfig, where: str, root: Path) -> None:
         if len(cfg.team.skills) != g.n_agents:
             raise ConfigError(f"{where}: team.skills has {len(cfg.team.skills)} values but games.{i} ({g.name}) has n_agents={g.n_agents}; "
                               f"give one skill per agent or set games.{i}.n_agents={len(cfg.team.skills)}")
+    from mas_credit.estimators import get_estimator
+
     for i, e in enumerate(cfg.estimators):
         if e.device not in DEVICES:
             raise ConfigError(f"{where}: estimators.{i}.device '{e.device}' is not valid; valid choices: {', '.join(DEVICES)}")
+        try:  # the estimator's Config is the one place its knobs are checked
+            get_estimator(e.name).make_config(e)
+        except ValueError as err:
+            raise ConfigError(f"{where}: estimators.{i}: {err}") from None
 
 
 def freeze(obj):

@@ -1,15 +1,32 @@
-"""Coalition values v(S) for recorded episodes.
+"""Counterfactual values for recorded episodes: coalition values v(S), COMA's
+alternative-action values, and the critic's shares — whatever an estimator `needs`.
 
-`replay` mode asks the game: agents outside S play their null action and the others
-keep their recorded actions (exact for one-shot games, open-loop for turn-based
-ones). Values are cached per episode in `Episode.coalition_values` (bitmask ->
-value); a coalition already there is never evaluated again, and every evaluation
-is counted. This module must not decide which coalitions an estimator needs: the
-caller says so.
+Coalition values, two modes (DESIGN.md, "Counterfactuals"):
+  replay    agents outside S play their null action and the others keep their recorded
+            actions (`game.team_values`; exact for one-shot games, open-loop for
+            turn-based ones). No policy calls.
+  resample  the episode is re-run from the first turn of an agent outside S: the turns
+            before it are replayed, agents outside S say nothing, and every later turn
+            of an agent in S is drawn afresh from the team's policy; v(S) is the mean
+            over k re-runs (the true counterfactual of a sequential game, paid in policy
+            calls). It is a Monte Carlo estimate: with a stochastic team a null player's
+            credit is 0 in expectation, not exactly. In a one-shot game nobody sees anyone else's action, so resampling
+            changes nothing and replay is used.
+
+Values are cached per episode (`Episode.coalition_values`, `Episode.alternative_values`,
+`Episode.critic`): a value already there is never computed again, and every evaluation
+is counted — `cf/evals`, `cf/llm_calls` (policy calls of LLM teams), `cf/tokens`,
+`critic/calls`, `critic/fallback`. This module must not decide which coalitions an
+estimator needs: the caller (or `fill_needs`) says so.
 """
 from __future__ import annotations
 
 import numpy as np
+
+from mas_credit.agents.scripted import ActResult
+from mas_credit.rollout import NULL, POLICY, ScriptedRun, fresh_env, run_scripts
+
+MODES = ("replay", "resample")
 
 
 def coalition_masks(n_agents: int, masks) -> list[int]:
@@ -29,10 +46,32 @@ def coalition_masks(n_agents: int, masks) -> list[int]:
     return out
 
 
-def fill_coalitions(game, episodes, masks="all", mode: str = "replay") -> dict[str, float]:
-    """Fill `episode.coalition_values` for the requested masks; returns cost counters."""
-    if mode != "replay":
-        raise ValueError(f"counterfactual mode '{mode}' is not available; valid modes: replay")
+def _counters(evals=0.0, calls=0.0, tokens=0.0, team=None) -> dict[str, float]:
+    llm = team is not None and getattr(team, "kind", "scripted") != "scripted"
+    return {"cf/evals": float(evals), "cf/llm_calls": float(calls) if llm else 0.0, "cf/tokens": float(tokens) if llm else 0.0}
+
+
+def _check_mode(mode, k, team):
+    if mode not in MODES:
+        raise ValueError(f"counterfactual mode '{mode}' is not valid; valid modes: {', '.join(MODES)}")
+    if int(k) < 1:
+        raise ValueError(f"counterfactual samples k must be >= 1, got {k}")
+    if mode == "resample" and team is None:
+        raise ValueError("counterfactual mode 'resample' re-runs episodes with the team's policies: pass team=")
+
+
+def _rng(team, ep, *key) -> np.random.Generator:
+    return np.random.default_rng([int(getattr(team, "seed", 0)), int(ep.task_seed), int(ep.info.get("member", 0)),
+                                  int(ep.info.get("seed", 0)), *[int(x) for x in key]])
+
+
+def fill_coalitions(game, episodes, masks="all", mode: str = "replay", team=None, k: int = 1) -> dict[str, float]:
+    """Fill `episode.coalition_values` for the requested masks; returns cost counters.
+
+    `mode="resample"` needs the `team` and draws `k` re-runs per coalition."""
+    _check_mode(mode, k, team)
+    if mode == "resample" and game.sequential:
+        return _resample_coalitions(game, episodes, masks, team, int(k))
     evals = 0
     for ep in episodes:
         wanted = [m for m in coalition_masks(ep.n_agents, masks) if m not in ep.coalition_values]
@@ -41,4 +80,112 @@ def fill_coalitions(game, episodes, masks="all", mode: str = "replay") -> dict[s
         values = game.team_values(ep, np.array(wanted, dtype=np.int64))
         ep.coalition_values.update({m: float(v) for m, v in zip(wanted, values)})
         evals += len(wanted)
-    return {"cf/evals": float(evals), "cf/llm_calls": 0.0, "cf/tokens": 0.0}
+    return _counters(evals)
+
+
+def _resample_coalitions(game, episodes, masks, team, k):
+    runs, slots, evals = [], [], 0
+    for e, ep in enumerate(episodes):
+        for mask in coalition_masks(ep.n_agents, masks):
+            if mask in ep.coalition_values:
+                continue
+            evals += 1
+            first_out = next((t for t, turn in enumerate(ep.turns) if not (mask >> turn.agent) & 1), None)
+            if first_out is None:            # nobody outside S ever acted: the recorded episode is the counterfactual
+                ep.coalition_values[mask] = float(ep.reward)
+                continue
+            recorded = [_recorded(turn) for turn in ep.turns]
+            for j in range(k):
+                runs.append(ScriptedRun(fresh_env(game, ep.task_seed), _rng(team, ep, mask, j, 0xC0A1),
+                                        _coalition_script(recorded, first_out, mask)))
+                slots.append((e, mask))
+    counts = run_scripts(runs, team)
+    totals: dict = {}
+    for (e, mask), run in zip(slots, runs):
+        totals.setdefault((e, mask), []).append(run.env.episode().reward)
+    for (e, mask), rewards in totals.items():
+        episodes[e].coalition_values[mask] = float(np.mean(rewards))
+    return _counters(evals, counts["policy_calls"], counts["tokens"], team)
+
+
+def _recorded(turn) -> ActResult:
+    return ActResult(text=turn.text, prompt_ids=turn.prompt_ids, response_ids=turn.response_ids, logprobs=turn.logprobs)
+
+
+def _coalition_script(recorded, first_out, mask):
+    def script(t, agent):
+        if not (mask >> agent) & 1:
+            return NULL
+        return recorded[t] if t < first_out else POLICY
+    return script
+
+
+def fill_alternatives(game, team, episodes, k: int = 4, mode: str = "replay") -> dict[str, float]:
+    """COMA's baseline: for each agent i that acted, the mean team value over `k` re-runs
+    in which agent i's turns are drawn afresh from its policy. The other agents keep their
+    recorded texts (`replay`; in a turn-based game they are replayed in order, open-loop)
+    or, in a turn-based game, are drawn afresh after agent i's first turn (`resample`).
+    An agent that never acted gets the recorded reward (nothing to re-draw)."""
+    _check_mode(mode, k, team)
+    runs, slots, evals = [], [], 0
+    for e, ep in enumerate(episodes):
+        acted = ep.acted()
+        for i in range(ep.n_agents):
+            if i in ep.alternative_values:
+                continue
+            evals += 1
+            if not acted[i]:
+                ep.alternative_values[i] = float(ep.reward)
+                continue
+            by_agent: dict[int, list] = {}
+            for turn in ep.turns:
+                by_agent.setdefault(turn.agent, []).append(_recorded(turn))
+            first_i = next(t for t, turn in enumerate(ep.turns) if turn.agent == i)
+            for j in range(int(k)):
+                runs.append(ScriptedRun(fresh_env(game, ep.task_seed), _rng(team, ep, i, j, 0xC0FA),
+                                        _alternative_script(by_agent, i, first_i, mode == "resample" and game.sequential)))
+                slots.append((e, i))
+    counts = run_scripts(runs, team)
+    totals: dict = {}
+    for (e, i), run in zip(slots, runs):
+        totals.setdefault((e, i), []).append(run.env.episode().reward)
+    for (e, i), rewards in totals.items():
+        episodes[e].alternative_values[i] = float(np.mean(rewards))
+    return _counters(evals, counts["policy_calls"], counts["tokens"], team)
+
+
+def _alternative_script(by_agent, agent, first_turn, resample_after):
+    used: dict[int, int] = {}
+
+    def script(t, who):
+        if who == agent or (resample_after and t > first_turn):
+            return POLICY
+        k = used.get(who, 0)
+        used[who] = k + 1
+        mine = by_agent.get(who, [])
+        return mine[k] if k < len(mine) else NULL
+    return script
+
+
+def fill_needs(game, episodes, needs, team=None, critic=None) -> dict[str, float]:
+    """Compute everything an estimator declared in its `Needs`, and nothing more;
+    returns the summed cost counters."""
+    from mas_credit.agents.critic import fill_critic
+
+    total: dict[str, float] = {}
+
+    def add(counts):
+        for key, value in counts.items():
+            total[key] = total.get(key, 0.0) + value
+
+    if needs.coalitions:
+        add(fill_coalitions(game, episodes, list(needs.coalitions), mode=needs.mode, team=team, k=needs.k))
+    if needs.alternatives:
+        if team is None:
+            raise ValueError("this estimator re-draws agents' actions from their policies (COMA): pass team=")
+        add(fill_alternatives(game, team, episodes, k=needs.alternatives, mode=needs.mode))
+    if needs.critic:
+        if critic is None:
+            raise ValueError("this estimator needs a critic (llm_mca): pass critic= (e.g. mas_credit.agents.critic.ScriptedCritic())")
+        add(fill_critic(game, critic, episodes))
+    return total

@@ -55,7 +55,11 @@ class Episode:
 
     `components` maps a component name (format, correct, tool, ...) to one value per
     agent. `coalition_values` maps a coalition bitmask (bit i = agent i present) to the
-    team value v(S), filled lazily by `mas_credit.counterfactual`.
+    team value v(S); `alternative_values` maps agent i to the mean team value when its
+    actions are re-drawn from its own policy (COMA's baseline); `critic` holds the
+    critic's raw text, parsed shares and whether the parse fell back. All three are
+    filled lazily by `mas_credit.counterfactual`. `info["tree_path"]` (tree fan-out
+    rollouts only) is the child index taken at each branching turn.
     """
 
     game: str
@@ -66,6 +70,7 @@ class Episode:
     reward: float
     components: dict[str, list[float]] = field(default_factory=dict)
     coalition_values: dict[int, float] = field(default_factory=dict)
+    alternative_values: dict[int, float] = field(default_factory=dict)
     critic: dict | None = None
     info: dict = field(default_factory=dict)
 
@@ -84,6 +89,7 @@ class Episode:
         """JSON-ready dict (coalition keys become strings; tuples become lists)."""
         data = asdict(self)
         data["coalition_values"] = {str(k): v for k, v in self.coalition_values.items()}
+        data["alternative_values"] = {str(k): v for k, v in self.alternative_values.items()}
         return _jsonable(data)
 
     @classmethod
@@ -91,6 +97,7 @@ class Episode:
         data = dict(data)
         data["turns"] = [Turn(**t) for t in data["turns"]]
         data["coalition_values"] = {int(k): v for k, v in data.get("coalition_values", {}).items()}
+        data["alternative_values"] = {int(k): v for k, v in data.get("alternative_values", {}).items()}
         return cls(**data)
 
 
@@ -117,6 +124,13 @@ class CreditBatch:
       coalition     [B, 2**N]    v(S) for bitmask S; NaN = not evaluated
       components    {name: [B, N]}  per-agent game components (format, correct, ...)
       critic_share  [B, N]       the critic's share per agent; NaN = no critic ran
+      critic_fallback [B] bool   True: the critic's answer did not parse (uniform shares)
+      alternative   [B, N]       mean team value with agent i's actions re-drawn from
+                                 its policy (COMA); NaN = not evaluated
+      tree_node     [B, T] long  tree fan-out rollouts: id of the tree node turn t is;
+                                 -1 = not a tree rollout, or padding
+      tree_sibling  [B, T] long  id of the node's sibling set (same task, role and
+                                 parent); -1 as for tree_node
     """
 
     reward: torch.Tensor
@@ -127,6 +141,21 @@ class CreditBatch:
     coalition: torch.Tensor
     components: dict[str, torch.Tensor]
     critic_share: torch.Tensor
+    critic_fallback: torch.Tensor | None = None
+    alternative: torch.Tensor | None = None
+    tree_node: torch.Tensor | None = None
+    tree_sibling: torch.Tensor | None = None
+
+    def __post_init__(self):
+        batch_size, n_agents, n_turns = self.reward.shape[0], self.acted.shape[1], self.turn_agent.shape[1]
+        if self.critic_fallback is None:
+            self.critic_fallback = torch.zeros(batch_size, dtype=torch.bool, device=self.reward.device)
+        if self.alternative is None:
+            self.alternative = torch.full((batch_size, n_agents), float("nan"), dtype=self.reward.dtype, device=self.reward.device)
+        if self.tree_node is None:
+            self.tree_node = torch.full((batch_size, n_turns), -1, dtype=torch.long, device=self.reward.device)
+        if self.tree_sibling is None:
+            self.tree_sibling = torch.full((batch_size, n_turns), -1, dtype=torch.long, device=self.reward.device)
 
     @property
     def batch_size(self) -> int:
@@ -188,9 +217,18 @@ class CreditBatch:
             components[name] = values
 
         critic_share = torch.full((batch_size, n_agents), float("nan"), dtype=dtype)
+        critic_fallback = torch.zeros(batch_size, dtype=torch.bool)
         for b, ep in enumerate(episodes):
             if ep.critic and ep.critic.get("shares") is not None:
                 critic_share[b] = torch.tensor(ep.critic["shares"], dtype=dtype)
+                critic_fallback[b] = bool(ep.critic.get("fallback", False))
+
+        alternative = torch.full((batch_size, n_agents), float("nan"), dtype=dtype)
+        for b, ep in enumerate(episodes):
+            for i, value in ep.alternative_values.items():
+                alternative[b, int(i)] = value
+
+        tree_node, tree_sibling = _tree_ids(episodes, group, n_turns)
 
         batch = cls(
             reward=torch.tensor([ep.reward for ep in episodes], dtype=dtype),
@@ -201,6 +239,10 @@ class CreditBatch:
             coalition=coalition,
             components=components,
             critic_share=critic_share,
+            critic_fallback=critic_fallback,
+            alternative=alternative,
+            tree_node=tree_node,
+            tree_sibling=tree_sibling,
         )
         return batch.to(device) if device is not None else batch
 
@@ -215,18 +257,52 @@ class CreditBatch:
             coalition=self.coalition.to(device),
             components={k: v.to(device) for k, v in self.components.items()},
             critic_share=self.critic_share.to(device),
+            critic_fallback=self.critic_fallback.to(device),
+            alternative=self.alternative.to(device),
+            tree_node=self.tree_node.to(device),
+            tree_sibling=self.tree_sibling.to(device),
         )
+
+
+def _tree_ids(episodes: list[Episode], group: list[int], n_turns: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """Node and sibling-set ids per turn for tree fan-out rollouts (see `rollout.collect_tree`).
+
+    Turn t of a leaf whose path is p is the node (group, p[:t+1]); its siblings share
+    (group, p[:t], the acting agent). Turns after the last branching level are their own
+    singleton node and sibling set (nothing to compare them with).
+    """
+    node_ids: dict = {}
+    sibling_ids: dict = {}
+    tree_node = torch.full((len(episodes), n_turns), -1, dtype=torch.long)
+    tree_sibling = torch.full((len(episodes), n_turns), -1, dtype=torch.long)
+    for b, ep in enumerate(episodes):
+        path = ep.info.get("tree_path")
+        if path is None:
+            continue
+        path = tuple(int(c) for c in path)
+        for t, turn in enumerate(ep.turns):
+            if t < len(path):
+                node_key = (group[b], path[: t + 1])
+                sibling_key = (group[b], path[:t], turn.agent)
+            else:
+                node_key = sibling_key = ("leaf", b, t)
+            tree_node[b, t] = node_ids.setdefault(node_key, len(node_ids))
+            tree_sibling[b, t] = sibling_ids.setdefault(sibling_key, len(sibling_ids))
+    return tree_node, tree_sibling
 
 
 @dataclass
 class Credit:
     """What an estimator returns.
 
-      credit     [B, N]  the team reward decomposed per agent (what studies score)
-      advantage  [B, T]  the learning signal per turn; 0 on padding
-      metrics    cost counters and fallback counts, slash-separated keys
+      credit       [B, N]  the team reward decomposed per agent (what studies score)
+      advantage    [B, T]  the learning signal per turn; 0 on padding
+      turn_weight  [B, T]  loss weight per turn (M-GRPO's aligned rows count a turn 0, 1
+                           or several times); None = 1 on every real turn
+      metrics      cost counters and fallback counts, slash-separated keys
     """
 
     credit: torch.Tensor
     advantage: torch.Tensor
     metrics: dict[str, float] = field(default_factory=dict)
+    turn_weight: torch.Tensor | None = None

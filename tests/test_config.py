@@ -80,6 +80,11 @@ BAD = [
     ("name: x\ngame: [vault\n", [], "not valid YAML"),
     ("- just\n- a list\n", [], "must be a mapping"),
     ("name: x\ngame: vault\nteam: scripted_trio\nestimators: [{use: shapley, device: tpu}]\n", [], "device 'tpu'"),
+    ("name: x\ngame: vault\nteam: scripted_trio\nestimators: [sharp]\n", ["estimators.0.params.kapa=0.2"],
+     "estimators.0: estimator 'sharp' has no knob kapa; valid knobs: device, w_team"),
+    ("name: x\ngame: vault\nteam: scripted_trio\nestimators: [dr_mas]\n", ["estimators.0.params.row_stats=rows"],
+     "row_stats 'rows' is not valid; valid choices: steps, trajectories"),
+    ("name: x\ngame: vault\nteam: scripted_trio\nestimators: [{use: grpo, name: grpoo}]\n", [], "unknown estimator 'grpoo'; valid estimators: c3"),
 ]
 
 
@@ -114,3 +119,21 @@ def test_cli_config_show_prints_resolved_config():
     out = run_cli("config", "show", "experiments/demo.yaml", "n_tasks=5")
     assert out.returncode == 0, out.stderr
     assert "n_tasks: 5" in out.stdout and "name: lookout_v0" in out.stdout and "malformed_rate: 0.05" in out.stdout
+
+
+def test_every_estimator_option_documents_exactly_its_knobs():
+    """A full option file (named after its estimator) lists every knob the Config has;
+    any option file loads into its estimator's Config."""
+    from mas_credit.config import EstimatorConfig, load_option
+    from mas_credit.estimators import get_estimator, list_estimators
+
+    seen = set()
+    for path in sorted((ROOT / "estimators").glob("*.yaml")):
+        data = load_option(ROOT, "estimators", path.stem, str(path))
+        est = get_estimator(data["name"])
+        est.make_config(EstimatorConfig(name=data["name"], device=data.get("device", "auto"), params=dict(data.get("params", {}))))
+        if path.stem == data["name"]:
+            knobs = {f for f in est.Config.__dataclass_fields__ if f != "device"}
+            assert set(data.get("params", {})) == knobs, path.name
+            seen.add(path.stem)
+    assert seen == set(list_estimators())

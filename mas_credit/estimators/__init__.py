@@ -1,1 +1,148 @@
-"""Credit estimators. The shared Shapley math lives in `mas_credit.estimators.shapley`."""
+"""Credit estimators, registered by name. Each is one pure `@torch.no_grad()` function
+
+    estimator(batch: CreditBatch, cfg) -> Credit      credit [B, N], advantage [B, T]
+
+with a typed config dataclass (its knobs, defaults in one place) and a `needs` rule
+that says what must be computed from the episodes first (coalition values, COMA's
+alternative values, critic shares, tree fan-out rollouts), so a run only pays for
+what its estimators use. Formulas and sources: ../shared/ESTIMATORS.md and each
+module's docstring.
+
+    est = get_estimator("sharp")
+    needs = est.needs(cfg, n_agents)          # -> Needs; fill with counterfactual.fill_needs
+    credit = est(batch, cfg)                  # cfg: None (defaults) | dict | EstimatorConfig | est.Config(...)
+
+Registering a name twice raises; an unknown name lists the valid ones.
+"""
+from __future__ import annotations
+
+import dataclasses
+import sys
+from dataclasses import dataclass, fields
+from typing import Any, Callable
+
+import torch
+
+from mas_credit.types import Credit, CreditBatch, resolve_device
+
+
+@dataclass(frozen=True)
+class Needs:
+    """What an estimator needs computed from the episodes before it runs.
+
+      coalitions    coalition bitmasks whose v(S) must be in the batch (empty: none)
+      kind          how those were chosen: all | loo | sampled (for reports)
+      mode, k       counterfactual mode (replay | resample) and re-runs per value
+      alternatives  COMA: re-draws per agent of its own actions (0: none)
+      critic        the critic must have scored every episode
+      tree_fanout   the episodes must come from `rollout.collect_tree(fanout=...)`
+    """
+
+    coalitions: tuple = ()
+    kind: str | None = None
+    mode: str = "replay"
+    k: int = 1
+    alternatives: int = 0
+    critic: bool = False
+    tree_fanout: tuple | None = None
+
+
+@dataclass(frozen=True)
+class Estimator:
+    """A registered estimator: its function, config class and needs rule."""
+
+    name: str
+    fn: Callable[[CreditBatch, Any], Credit]
+    Config: type
+    needs_rule: Callable[[Any, int], Needs]
+    doc: str = ""
+
+    def make_config(self, cfg=None):
+        """None -> defaults; a dict of knobs; an `EstimatorConfig` (device + params); or a Config."""
+        if isinstance(cfg, self.Config):
+            out = cfg
+        else:
+            values: dict = {}
+            if cfg is None:
+                pass
+            elif isinstance(cfg, dict):
+                values = dict(cfg)
+            elif hasattr(cfg, "params") and hasattr(cfg, "device"):
+                values = {"device": cfg.device, **dict(cfg.params)}
+            else:
+                raise TypeError(f"{self.name}: cfg must be None, a dict, an EstimatorConfig or {self.name}'s Config, got {type(cfg).__name__}")
+            valid = [f.name for f in fields(self.Config)]
+            unknown = sorted(set(values) - set(valid))
+            if unknown:
+                raise ValueError(f"estimator '{self.name}' has no knob {', '.join(unknown)}; valid knobs: {', '.join(valid)}")
+            for f in fields(self.Config):
+                if f.name in values:
+                    values[f.name] = _coerce(self.name, f, values[f.name])
+            out = self.Config(**values)
+        if out.device not in ("auto", "cpu", "cuda") and not str(out.device).startswith("cuda:"):
+            raise ValueError(f"estimator '{self.name}': device '{out.device}' is not valid; valid choices: auto, cpu, cuda")
+        check = getattr(out, "check", None)
+        if check is not None:
+            check()
+        return out
+
+    def needs(self, cfg=None, n_agents: int = 3) -> Needs:
+        return self.needs_rule(self.make_config(cfg), int(n_agents))
+
+    def __call__(self, batch: CreditBatch, cfg=None) -> Credit:
+        cfg = self.make_config(cfg)
+        batch = batch.to(resolve_device(cfg.device))
+        with torch.no_grad():
+            return self.fn(batch, cfg)
+
+
+def _coerce(name, f, value):
+    """Type-check one knob against its default's type (YAML gives ints for floats, lists for tuples)."""
+    default = f.default if f.default is not dataclasses.MISSING else f.default_factory()
+    if isinstance(default, bool):
+        ok = isinstance(value, bool)
+    elif isinstance(default, float):
+        ok = isinstance(value, (int, float)) and not isinstance(value, bool)
+        value = float(value) if ok else value
+    elif isinstance(default, int):
+        ok = isinstance(value, int) and not isinstance(value, bool)
+    elif isinstance(default, str):
+        ok = isinstance(value, str)
+    elif isinstance(default, (list, tuple)):
+        ok = isinstance(value, (list, tuple))
+        value = tuple(value) if ok else value
+    else:
+        ok = True
+    if not ok:
+        raise ValueError(f"estimator '{name}': knob {f.name} must be {type(default).__name__} (like {default!r}), got {value!r}")
+    return value
+
+
+_REGISTRY: dict[str, Estimator] = {}
+
+
+def register_estimator(name: str, config: type, needs: Callable[[Any, int], Needs]):
+    """Decorator: register `fn(batch, cfg) -> Credit` under `name`."""
+    def wrap(fn):
+        if name in _REGISTRY:
+            raise ValueError(f"estimator '{name}' is already registered; pick another name")
+        _REGISTRY[name] = Estimator(name=name, fn=fn, Config=config, needs_rule=needs, doc=sys.modules[fn.__module__].__doc__ or "")
+        return fn
+    return wrap
+
+
+def get_estimator(name: str) -> Estimator:
+    if name not in _REGISTRY:
+        raise ValueError(f"unknown estimator '{name}'; valid estimators: {', '.join(list_estimators())}")
+    return _REGISTRY[name]
+
+
+def list_estimators() -> list[str]:
+    return sorted(_REGISTRY)
+
+
+# Importing the modules registers them.
+from mas_credit.estimators import (  # noqa: E402,F401
+    c3, coma, dr_mas, grpo, llm_mca, loo, m_grpo, sharp, shapley)
+
+__all__ = ["Needs", "Estimator", "register_estimator", "get_estimator", "list_estimators"]

@@ -1,4 +1,9 @@
-"""Exact Shapley values from coalition values, as one matrix product.
+"""`shapley`: the Shapley value of the coalition values v(S) — exact (the ground truth
+studies score against) or sampled (Castro et al. 2009, permutations with antithetic
+pairs) when 2**N coalitions cost too much. credit = phi; advantage = agent_norm(phi)
+on each agent's turns (knob `normalise`). ESTIMATORS.md, "Shared math" and "Extras".
+
+Exact, as one matrix product:
 
 phi_i = sum_{S not containing i} |S|! (N-|S|-1)! / N! * (v(S u {i}) - v(S))
       = V @ W,  V [B, 2**N] (bit i of the column index = agent i present),
@@ -8,14 +13,21 @@ Efficiency: sum_i phi_i = v(N) - v(empty). (Shapley 1953; ESTIMATORS.md, "Shared
 `exact_shapley` contracts the marginal contributions instead of V with W:
 phi[b, i] = sum_k w(|S_k|) * (V[b, S_k | i] - V[b, S_k]) over the 2**(N-1) coalitions S_k
 without i — the same sum, but a null player's differences are exactly 0, so its
-credit is exactly 0 rather than a rounding residue of +-1e-17.
+credit is exactly 0 rather than a rounding residue of +-1e-17. Bit i splits the table
+into halves that a strided view pairs up, so each agent costs one elementwise pass.
 """
 from __future__ import annotations
 
 import math
+from dataclasses import dataclass
 from functools import lru_cache
 
+import numpy as np
 import torch
+
+from mas_credit.estimators import Needs, register_estimator
+from mas_credit.estimators.common import BaseConfig, agent_norm, check_cf, check_choice, require_coalitions, to_turns
+from mas_credit.types import Credit, CreditBatch
 
 
 @lru_cache(maxsize=32)
@@ -34,18 +46,18 @@ def shapley_weights(n_agents: int, device=None, dtype=torch.float64) -> torch.Te
 
 
 @lru_cache(maxsize=32)
-def _marginal_index_cpu(n_agents: int):
-    """For each agent i: the 2**(N-1) coalitions S without i, S | {i}, and w(|S|)."""
-    masks = torch.arange(1 << n_agents)
-    without, with_, weight = [], [], []
+def _marginal_weights_cpu(n_agents: int) -> tuple[torch.Tensor, ...]:
+    """For agent i: w(|S|) laid out as [2**(N-1-i), 2**i] over the coalitions S without i,
+    in the order `values.view(B, 2**(N-1-i), 2, 2**i)[:, :, 0, :]` visits them."""
+    w = [math.factorial(k) * math.factorial(n_agents - k - 1) / math.factorial(n_agents) for k in range(n_agents)]
+    out = []
     for i in range(n_agents):
-        s = masks[(masks >> i) & 1 == 0]                                       # [2**(N-1)]
-        size = torch.tensor([bin(int(m)).count("1") for m in s])
-        without.append(s)
-        with_.append(s | (1 << i))
-        weight.append(torch.tensor([math.factorial(k) * math.factorial(n_agents - k - 1) / math.factorial(n_agents)
-                                    for k in size.tolist()], dtype=torch.float64))
-    return torch.stack(without), torch.stack(with_), torch.stack(weight)       # [N, 2**(N-1)] each
+        high = torch.arange(1 << (n_agents - 1 - i))[:, None] << (i + 1)                  # bits above i
+        low = torch.arange(1 << i)[None, :]                                               # bits below i
+        masks = high | low                                                                # [2**(N-1-i), 2**i]
+        size = torch.tensor([[bin(int(m)).count("1") for m in row] for row in masks])
+        out.append(torch.tensor(w, dtype=torch.float64)[size])
+    return tuple(out)
 
 
 def exact_shapley(values: torch.Tensor) -> torch.Tensor:
@@ -57,7 +69,131 @@ def exact_shapley(values: torch.Tensor) -> torch.Tensor:
         b = int(missing.any(dim=1).nonzero()[0])
         raise ValueError(f"exact_shapley needs all 2**N coalition values, but episode {b} has "
                          f"{int(missing[b].sum())} unevaluated; fill them with fill_coalitions(game, episodes, masks='all')")
-    n_agents = values.shape[1].bit_length() - 1
-    without, with_, weight = (t.to(values.device) for t in _marginal_index_cpu(n_agents))
-    marginal = values[:, with_] - values[:, without]                            # [B, N, 2**(N-1)]
-    return torch.einsum("bnk,nk->bn", marginal, weight.to(values.dtype))
+    batch_size, n_agents = values.shape[0], values.shape[1].bit_length() - 1
+    phi = torch.empty((batch_size, n_agents), dtype=values.dtype, device=values.device)
+    for i, weight in enumerate(_marginal_weights_cpu(n_agents)):
+        # bit i splits the table into S without i ([:, :, 0]) and S u {i} ([:, :, 1]): strided views, no gather
+        pairs = values.reshape(batch_size, 1 << (n_agents - 1 - i), 2, 1 << i)
+        marginal = pairs[:, :, 1, :] - pairs[:, :, 0, :]                                  # [B, 2**(N-1-i), 2**i]
+        phi[:, i] = (marginal * weight.to(device=values.device, dtype=values.dtype)).sum(dim=(1, 2))
+    return phi
+
+
+# -- sampled Shapley ---------------------------------------------------------------------
+MAX_PERMUTATIONS = 4096
+
+
+def _prefix_mask(perm, length: int) -> int:
+    return sum(1 << agent for agent in perm[:length])
+
+
+@lru_cache(maxsize=64)
+def sample_permutations(n_agents: int, budget: int, seed: int = 0, antithetic: bool = True):
+    """Permutations for sampled Shapley, drawn until the coalitions they visit would
+    exceed `budget` distinct evaluations per episode.
+
+    Each permutation visits its N+1 prefixes (empty .. all). With `antithetic`, a
+    permutation is followed by its reverse (Castro 2009's variance reduction: the reverse
+    sees each agent with the complementary predecessors); when the pair does not fit the
+    budget the permutation alone is tried. A candidate whose new coalitions do not fit
+    is skipped; drawing stops after 64 misses in a row or at
+    MAX_PERMUTATIONS. Returns (permutations [P, N] as a tuple of tuples, the sorted
+    tuple of coalition masks they need).
+    """
+    if budget < n_agents + 1:
+        raise ValueError(f"sampled Shapley needs budget >= N+1 = {n_agents + 1} (one permutation's coalitions), got {budget}")
+    rng = np.random.default_rng([int(seed), n_agents, 0x5A])
+    perms, masks, misses = [], set(), 0
+    while misses < 64 and len(perms) < MAX_PERMUTATIONS:
+        first = [int(a) for a in rng.permutation(n_agents)]
+        for candidate in ([first, first[::-1]], [first]) if antithetic else ([first],):
+            new = masks | {_prefix_mask(perm, j) for perm in candidate for j in range(n_agents + 1)}
+            if len(new) <= budget:
+                perms.extend(candidate)
+                masks, misses = new, 0
+                break
+        else:
+            misses += 1
+    return tuple(tuple(p) for p in perms), tuple(sorted(masks))
+
+
+@lru_cache(maxsize=64)
+def _permutation_index_cpu(perms: tuple) -> tuple[torch.Tensor, torch.Tensor]:
+    """pre[p, i] = coalition before agent i in permutation p; post[p, i] = pre | {i}."""
+    n_agents = len(perms[0])
+    pre = torch.zeros((len(perms), n_agents), dtype=torch.long)
+    for p, perm in enumerate(perms):
+        mask = 0
+        for agent in perm:
+            pre[p, agent] = mask
+            mask |= 1 << agent
+    post = pre | (1 << torch.arange(n_agents))
+    return pre, post
+
+
+def sampled_shapley(values: torch.Tensor, perms) -> torch.Tensor:
+    """values [B, 2**N] (at least the permutations' coalitions) -> [B, N]: the mean over
+    permutations of each agent's marginal contribution to its predecessors. Efficient
+    (sums to v(N) - v(empty)) for any set of permutations."""
+    pre, post = (t.to(values.device) for t in _permutation_index_cpu(tuple(tuple(p) for p in perms)))
+    marginal = values[:, post] - values[:, pre]                                # [B, P, N]
+    return marginal.mean(dim=1)
+
+
+def shapley_values(batch: CreditBatch, method: str, budget: int, seed: int, antithetic: bool, estimator: str) -> torch.Tensor:
+    """phi [B, N] from the batch's coalition table: exact when every coalition fits the
+    budget (or method is exact), else sampled."""
+    n_agents = batch.n_agents
+    if method == "exact" or (1 << n_agents) <= budget:
+        if torch.isnan(batch.coalition).any():
+            require_coalitions(batch, torch.arange(1 << n_agents, device=batch.device), estimator,
+                               "fill_coalitions(game, episodes, masks='all')")
+        return exact_shapley(batch.coalition)
+    perms, needed = sample_permutations(n_agents, budget, seed, antithetic)
+    require_coalitions(batch, torch.tensor(needed, device=batch.device), estimator,
+                       f"fill_coalitions(game, episodes, masks=estimator.needs(cfg, {n_agents}).coalitions)")
+    return sampled_shapley(batch.coalition, perms)
+
+
+def shapley_masks(method: str, budget: int, seed: int, antithetic: bool, n_agents: int) -> tuple[tuple, str]:
+    """The coalitions `shapley_values` will read, and their kind (all | sampled)."""
+    if method == "exact" or (1 << n_agents) <= budget:
+        return tuple(range(1 << n_agents)), "all"
+    return sample_permutations(n_agents, budget, seed, antithetic)[1], "sampled"
+
+
+@dataclass
+class ShapleyConfig(BaseConfig):
+    method: str = "exact"
+    """exact (every coalition: 2**N evaluations) | sampled (permutations within `budget`)"""
+    budget: int = 64
+    """sampled: most distinct coalitions evaluated per episode; budget >= 2**N gives exact"""
+    antithetic: bool = True
+    """sampled: each permutation is followed by its reverse"""
+    seed: int = 0
+    """sampled: which permutations (the same for every episode of a batch)"""
+    counterfactual: str = "replay"
+    """replay | resample: how v(S) is computed (mas_credit.counterfactual)"""
+    samples: int = 1
+    """resample: re-runs per coalition value"""
+    normalise: str = "agent"
+    """advantage = agent_norm(phi) (agent) or phi itself (none)"""
+
+    def check(self):
+        check_choice("shapley", "method", self.method, ("exact", "sampled"))
+        check_choice("shapley", "normalise", self.normalise, ("agent", "none"))
+        check_cf("shapley", self)
+
+
+def _shapley_needs(cfg: ShapleyConfig, n_agents: int) -> Needs:
+    masks, kind = shapley_masks(cfg.method, cfg.budget, cfg.seed, cfg.antithetic, n_agents)
+    return Needs(coalitions=masks, kind=kind, mode=cfg.counterfactual, k=cfg.samples)
+
+
+@register_estimator("shapley", ShapleyConfig, _shapley_needs)
+def shapley_estimator(batch: CreditBatch, cfg: ShapleyConfig) -> Credit:
+    """credit [B, N] = phi; advantage [B, T] = agent_norm(phi) (or phi) on each agent's turns."""
+    phi = shapley_values(batch, cfg.method, cfg.budget, cfg.seed, cfg.antithetic, "shapley")
+    agent_adv = agent_norm(phi, batch.group, batch.acted) if cfg.normalise == "agent" else phi
+    exact = cfg.method == "exact" or (1 << batch.n_agents) <= cfg.budget
+    return Credit(credit=phi, advantage=to_turns(agent_adv, batch.turn_agent), metrics={"shapley/exact": float(exact)})

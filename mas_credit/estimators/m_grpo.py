@@ -1,0 +1,135 @@
+"""`m_grpo`: hierarchical main/sub-agent GRPO (Hong et al. 2025, M-GRPO, arXiv 2511.13288).
+
+One main agent (knob `main_agent`), every other agent a sub-agent.
+  main reward     R_M = a_format * format[main] + a_correct * correct[main]  (the game's
+                  components; defaults 0.1 / 0.9 as in the companion code's 1 / 0.1 / 0
+                  scheme). A game without both components uses R (counted
+                  `m_grpo/no_components`).
+  sub reward      shared fate gated by its own format: 0 for an invalid call, else R_M.
+  alignment       every rollout contributes exactly D_max sub-agent rows (default 4):
+                  fewer calls -> duplicate randomly chosen calls (their turn weight
+                  counts the copies), more -> drop random extras (turn weight 0).
+  main advantage  R_M normalised over the group's rollouts.
+  sub advantage   the gated reward normalised over the group's K * D_max aligned rows.
+  credit          main: R_M; a sub-agent: the mean gated reward of its calls (ours).
+Ours (not published in what we could read): D_max = 4; duplicates are drawn from the
+valid calls (`duplicate: valid`; `any`: all calls; `best`: the valid calls of the
+sub-agents with the highest `correct` component); a rollout with no call adds no rows
+(counted `m_grpo/no_calls`). The draws come from a CPU generator seeded with `seed`, so
+CPU and CUDA give the same rows.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+
+from mas_credit.estimators import Needs, register_estimator
+from mas_credit.estimators.common import EPS, BaseConfig, check_choice, normalise
+from mas_credit.types import Credit, CreditBatch
+
+
+@dataclass
+class MGrpoConfig(BaseConfig):
+    main_agent: int = 0
+    """index of the main agent; every other agent is a sub-agent"""
+    a_format: float = 0.1
+    """weight of the main agent's format component in R_M"""
+    a_correct: float = 0.9
+    """weight of the main agent's correctness component in R_M"""
+    d_max: int = 4
+    """sub-agent rows per rollout after alignment"""
+    duplicate: str = "valid"
+    """which calls fill a rollout with fewer than d_max calls: valid | any | best"""
+    seed: int = 0
+    """seed of the alignment draws"""
+    eps: float = EPS
+
+    def check(self):
+        check_choice("m_grpo", "duplicate", self.duplicate, ("valid", "any", "best"))
+        if self.d_max < 1:
+            raise ValueError(f"estimator 'm_grpo': d_max must be >= 1, got {self.d_max}")
+
+
+def main_reward(batch: CreditBatch, cfg: MGrpoConfig) -> tuple[torch.Tensor, bool]:
+    """R_M [B], and whether the game's components were used."""
+    if "format" in batch.components and "correct" in batch.components:
+        m = cfg.main_agent
+        return cfg.a_format * batch.components["format"][:, m] + cfg.a_correct * batch.components["correct"][:, m], True
+    return batch.reward.clone(), False
+
+
+def alignment_draws(batch_size: int, n_turns: int, cfg: MGrpoConfig) -> tuple[torch.Tensor, torch.Tensor]:
+    """The uniform draws alignment uses: drop keys [B, T] and duplicate picks [B, D_max]."""
+    gen = torch.Generator(device="cpu").manual_seed(int(cfg.seed))
+    drop = torch.rand((batch_size, n_turns), generator=gen, dtype=torch.float64)
+    pick = torch.rand((batch_size, cfg.d_max), generator=gen, dtype=torch.float64)
+    return drop, pick
+
+
+def eligible_calls(batch: CreditBatch, sub_turn: torch.Tensor, how: str) -> torch.Tensor:
+    """[B, T] calls a short rollout may duplicate (falls back valid -> any per rollout)."""
+    valid = sub_turn & batch.turn_valid
+    if how == "best" and "correct" in batch.components:
+        score = torch.gather(batch.components["correct"], 1, batch.turn_agent.clamp(min=0))
+        score = torch.where(valid, score, torch.full_like(score, -torch.inf))
+        best = valid & (score == score.amax(dim=1, keepdim=True))
+        valid = torch.where(best.any(dim=1, keepdim=True), best, valid)
+    if how == "any":
+        return sub_turn
+    return torch.where(valid.any(dim=1, keepdim=True), valid, sub_turn)
+
+
+def aligned_weights(batch: CreditBatch, sub_turn: torch.Tensor, cfg: MGrpoConfig) -> torch.Tensor:
+    """[B, T] how many of the D_max aligned rows each sub-agent turn fills."""
+    batch_size, n_turns = sub_turn.shape
+    drop, pick = (t.to(batch.device) for t in alignment_draws(batch_size, n_turns, cfg))
+    calls = sub_turn.sum(dim=1)                                                          # [B]
+    # too many calls: keep the d_max with the smallest drop keys
+    keys = torch.where(sub_turn, drop, torch.full_like(drop, torch.inf))
+    rank = keys.argsort(dim=1).argsort(dim=1)                                            # [B, T]
+    keep = sub_turn & (rank < cfg.d_max)
+    weight = keep.to(batch.reward.dtype)
+    # too few: add d_max - calls copies, pick j chooses the floor(u * |E|)-th eligible call
+    eligible = eligible_calls(batch, sub_turn, cfg.duplicate)
+    n_eligible = eligible.sum(dim=1)                                                     # [B]
+    order = torch.cumsum(eligible.long(), dim=1) - 1                                     # [B, T] rank among eligible
+    choice = (pick * n_eligible[:, None]).floor().long().clamp(max=(n_eligible - 1).clamp(min=0)[:, None])   # [B, D]
+    wanted = (torch.arange(cfg.d_max, device=batch.device)[None, :] < (cfg.d_max - calls)[:, None]) & (calls > 0)[:, None]
+    hits = eligible[:, None, :] & (order[:, None, :] == choice[:, :, None]) & wanted[:, :, None]   # [B, D, T]
+    return weight + hits.sum(dim=1).to(weight.dtype)
+
+
+@register_estimator("m_grpo", MGrpoConfig, lambda cfg, n: Needs())
+def m_grpo(batch: CreditBatch, cfg: MGrpoConfig) -> Credit:
+    """credit [B, N]; advantage [B, T]; turn_weight [B, T] (aligned row counts)."""
+    if not 0 <= cfg.main_agent < batch.n_agents:
+        raise ValueError(f"estimator 'm_grpo': main_agent {cfg.main_agent} is not an agent of a team of {batch.n_agents} "
+                         f"(valid: 0..{batch.n_agents - 1})")
+    dtype, device = batch.reward.dtype, batch.device
+    turns = batch.turn_agent >= 0
+    main_turn = batch.turn_agent == cfg.main_agent                                       # [B, T]
+    sub_turn = turns & ~main_turn
+    reward_main, used_components = main_reward(batch, cfg)                               # [B]
+    n_groups = int(batch.group.max()) + 1
+    main_adv = normalise(reward_main, batch.group, torch.ones_like(reward_main), n_groups, cfg.eps)   # [B]
+
+    gated = torch.where(batch.turn_valid, reward_main[:, None].expand_as(sub_turn), torch.zeros((), dtype=dtype, device=device))
+    weight = aligned_weights(batch, sub_turn, cfg)                                        # [B, T]
+    group_rows = batch.group[:, None].expand_as(sub_turn)
+    sub_adv = normalise(gated.reshape(-1), group_rows.reshape(-1), weight.reshape(-1), n_groups, cfg.eps).reshape(sub_turn.shape)
+
+    zero = torch.zeros((), dtype=dtype, device=device)
+    advantage = torch.where(main_turn, main_adv[:, None].expand_as(main_turn), torch.where(weight > 0, sub_adv, zero))
+    turn_weight = torch.where(main_turn, torch.ones((), dtype=dtype, device=device), weight)
+
+    calls_of = torch.zeros((batch.batch_size, batch.n_agents), dtype=dtype, device=device)
+    calls_of.scatter_add_(1, batch.turn_agent.clamp(min=0), sub_turn.to(dtype))
+    gated_of = torch.zeros_like(calls_of).scatter_add_(1, batch.turn_agent.clamp(min=0), torch.where(sub_turn, gated, zero))
+    credit = gated_of / calls_of.clamp(min=1)
+    credit[:, cfg.main_agent] = torch.where(batch.acted[:, cfg.main_agent], reward_main, zero)
+    calls = sub_turn.sum(dim=1)
+    return Credit(credit=credit, advantage=advantage, turn_weight=turn_weight,
+                  metrics={"m_grpo/no_components": float(not used_components), "m_grpo/no_calls": float((calls == 0).sum()),
+                           "m_grpo/dropped_calls": float((sub_turn & (weight == 0)).sum()),
+                           "m_grpo/duplicated_rows": float((weight - 1).clamp(min=0).sum())})

@@ -1,0 +1,282 @@
+"""Slow, obvious references for every estimator: plain Python loops over lists and
+dicts, written from ESTIMATORS.md without looking at the vectorised code. Tests
+compare the torch estimators with these; benchmarks/estimators.py times both.
+
+Each takes a CreditBatch (read through .tolist()) and the estimator's Config and
+returns (credit [B][N], advantage [B][T]) as nested lists.
+"""
+from __future__ import annotations
+
+import math
+from collections import defaultdict
+
+EPS = 1e-6
+
+
+def _lists(batch):
+    return dict(reward=batch.reward.tolist(), group=batch.group.tolist(), acted=batch.acted.tolist(),
+                turn_agent=batch.turn_agent.tolist(), turn_valid=batch.turn_valid.tolist())
+
+
+def mean_std(values):
+    """verl/DrMAS convention: a single value gets mean 0, std 1; std unbiased."""
+    if len(values) == 1:
+        return 0.0, 1.0
+    mean = sum(values) / len(values)
+    return mean, math.sqrt(sum((v - mean) ** 2 for v in values) / (len(values) - 1))
+
+
+def shapley_by_subsets(values, n):
+    """phi_i = sum_{S not containing i} |S|!(N-|S|-1)!/N! (v(S u i) - v(S))."""
+    phi = [0.0] * n
+    for i in range(n):
+        for s in range(1 << n):
+            if s >> i & 1:
+                continue
+            size = bin(s).count("1")
+            w = math.factorial(size) * math.factorial(n - size - 1) / math.factorial(n)
+            phi[i] += w * (values[s | (1 << i)] - values[s])
+    return phi
+
+
+def shapley_by_permutations(values, perms):
+    n = len(perms[0])
+    phi = [0.0] * n
+    for perm in perms:
+        mask = 0
+        for agent in perm:
+            phi[agent] += values[mask | (1 << agent)] - values[mask]
+            mask |= 1 << agent
+    return [p / len(perms) for p in phi]
+
+
+def agent_norm(x, group, acted, eps=EPS):
+    """x [B][N] -> normalised per (group, agent) over the episodes where the agent acted."""
+    pools = defaultdict(list)
+    for b, row in enumerate(x):
+        for i, v in enumerate(row):
+            if acted[b][i]:
+                pools[(group[b], i)].append(v)
+    out = []
+    for b, row in enumerate(x):
+        out_row = []
+        for i, v in enumerate(row):
+            if not acted[b][i]:
+                out_row.append(0.0)
+                continue
+            mean, std = mean_std(pools[(group[b], i)])
+            out_row.append((v - mean) / (std + eps))
+        out.append(out_row)
+    return out
+
+
+def on_turns(per_agent, turn_agent):
+    return [[per_agent[b][a] if a >= 0 else 0.0 for a in turns] for b, turns in enumerate(turn_agent)]
+
+
+def grpo(batch, cfg):
+    d = _lists(batch)
+    credit = [[r if acted else 0.0 for acted in row] for r, row in zip(d["reward"], d["acted"])]
+    pools = defaultdict(list)
+    for b, r in enumerate(d["reward"]):
+        pools[d["group"][b] if cfg.scale == "group" else 0].append(r)
+    adv = []
+    for b, r in enumerate(d["reward"]):
+        if cfg.scale == "none":
+            a = r
+        else:
+            mean, std = mean_std(pools[d["group"][b] if cfg.scale == "group" else 0])
+            a = (r - mean) / (std + cfg.eps) if cfg.norm_by_std else r - mean
+        adv.append([a if agent >= 0 else 0.0 for agent in d["turn_agent"][b]])
+    return credit, adv
+
+
+def dr_mas(batch, cfg):
+    """Written after DrMAS' compute_grpo_outcome_advantage: rows, id2score, seen_pairs."""
+    d = _lists(batch)
+    n = batch.n_agents
+    comp = batch.components[cfg.reward].tolist() if cfg.reward != "team" else None
+    rows = []  # (b, t, key, score)
+    for b, turns in enumerate(d["turn_agent"]):
+        for t, agent in enumerate(turns):
+            if agent < 0:
+                continue
+            score = d["reward"][b] if comp is None else comp[b][agent]
+            key = (d["group"][b], agent) if cfg.group_by_agent else d["group"][b]
+            rows.append((b, t, key, score))
+    id2score, seen = defaultdict(list), set()
+    for b, t, key, score in rows:
+        if (key, b) in seen:
+            continue
+        id2score[key].append(score)
+        if cfg.row_stats == "trajectories":
+            seen.add((key, b))
+    adv = [[0.0] * batch.n_turns for _ in range(batch.batch_size)]
+    for b, t, key, score in rows:
+        mean, std = mean_std(id2score[key])
+        adv[b][t] = (score - mean) / (std + cfg.eps) if cfg.norm_by_std else score - mean
+    credit = [[r if a else 0.0 for a in row] for r, row in zip(d["reward"], d["acted"])]
+    assert len(credit[0]) == n
+    return credit, adv
+
+
+def m_grpo(batch, cfg, drop, pick):
+    """drop [B][T], pick [B][D]: the same uniform draws the estimator uses."""
+    d = _lists(batch)
+    m = cfg.main_agent
+    comps = {k: v.tolist() for k, v in batch.components.items()}
+    if "format" in comps and "correct" in comps:
+        r_main = [cfg.a_format * comps["format"][b][m] + cfg.a_correct * comps["correct"][b][m] for b in range(batch.batch_size)]
+    else:
+        r_main = list(d["reward"])
+    pools = defaultdict(list)
+    for b, r in enumerate(r_main):
+        pools[d["group"][b]].append(r)
+    main_adv = [(r - mean_std(pools[d["group"][b]])[0]) / (mean_std(pools[d["group"][b]])[1] + cfg.eps) for b, r in enumerate(r_main)]
+
+    weight = [[0] * batch.n_turns for _ in range(batch.batch_size)]
+    for b, turns in enumerate(d["turn_agent"]):
+        calls = [t for t, a in enumerate(turns) if a >= 0 and a != m]
+        if len(calls) >= cfg.d_max:
+            for t in sorted(calls, key=lambda t: drop[b][t])[: cfg.d_max]:
+                weight[b][t] = 1
+            continue
+        for t in calls:
+            weight[b][t] = 1
+        if not calls:
+            continue
+        valid = [t for t in calls if d["turn_valid"][b][t]]
+        if cfg.duplicate == "best" and "correct" in comps and valid:
+            best = max(comps["correct"][b][turns[t]] for t in valid)
+            valid = [t for t in valid if comps["correct"][b][turns[t]] == best]
+        eligible = calls if cfg.duplicate == "any" or not valid else valid
+        for j in range(cfg.d_max - len(calls)):
+            k = min(int(math.floor(pick[b][j] * len(eligible))), len(eligible) - 1)
+            weight[b][eligible[k]] += 1
+
+    rows = defaultdict(list)
+    for b, turns in enumerate(d["turn_agent"]):
+        for t, a in enumerate(turns):
+            if a >= 0 and a != m:
+                rows[d["group"][b]].extend([r_main[b] if d["turn_valid"][b][t] else 0.0] * weight[b][t])
+    adv = [[0.0] * batch.n_turns for _ in range(batch.batch_size)]
+    credit = [[0.0] * batch.n_agents for _ in range(batch.batch_size)]
+    for b, turns in enumerate(d["turn_agent"]):
+        got = defaultdict(list)
+        for t, a in enumerate(turns):
+            if a < 0:
+                continue
+            if a == m:
+                adv[b][t] = main_adv[b]
+                weight[b][t] = 1
+                continue
+            gated = r_main[b] if d["turn_valid"][b][t] else 0.0
+            got[a].append(gated)
+            if weight[b][t] > 0:
+                mean, std = mean_std(rows[d["group"][b]])
+                adv[b][t] = (gated - mean) / (std + cfg.eps)
+        for a, values in got.items():
+            credit[b][a] = sum(values) / len(values)
+        credit[b][m] = r_main[b] if d["acted"][b][m] else 0.0
+    return credit, adv, weight
+
+
+def shapley_of_batch(batch, method, budget, seed, antithetic):
+    from mas_credit.estimators.shapley import sample_permutations
+
+    n = batch.n_agents
+    values = batch.coalition.tolist()
+    if method == "exact" or (1 << n) <= budget:
+        return [shapley_by_subsets(v, n) for v in values]
+    perms, _ = sample_permutations(n, budget, seed, antithetic)
+    return [shapley_by_permutations(v, perms) for v in values]
+
+
+def shapley(batch, cfg):
+    d = _lists(batch)
+    phi = shapley_of_batch(batch, cfg.method, cfg.budget, cfg.seed, cfg.antithetic)
+    adv = agent_norm(phi, d["group"], d["acted"]) if cfg.normalise == "agent" else phi
+    return phi, on_turns(adv, d["turn_agent"])
+
+
+def sharp(batch, cfg):
+    d = _lists(batch)
+    phi = shapley_of_batch(batch, cfg.method, cfg.budget, cfg.seed, cfg.antithetic)
+    if cfg.kappa > 0:
+        phi = [[0.0 if abs(p) < cfg.kappa * max(abs(q) for q in row) - 1e-9 else p for p in row] for row in phi]
+    name = cfg.tool_component
+    if name == "auto":
+        name = "tool" if "tool" in batch.components else "format" if "format" in batch.components else "none"
+    tool = batch.components[name].tolist() if name != "none" else [[0.0] * batch.n_agents for _ in phi]
+    r = [[cfg.w_team * d["reward"][b] + cfg.w_shapley * phi[b][i] + cfg.w_tool * tool[b][i] for i in range(batch.n_agents)]
+         for b in range(batch.batch_size)]
+    return phi, on_turns(agent_norm(r, d["group"], d["acted"], cfg.eps), d["turn_agent"])
+
+
+def loo_credit(batch):
+    n = batch.n_agents
+    full = (1 << n) - 1
+    values = batch.coalition.tolist()
+    return [[r - values[b][full & ~(1 << i)] for i in range(n)] for b, r in enumerate(batch.reward.tolist())]
+
+
+def loo(batch, cfg):
+    d = _lists(batch)
+    credit = loo_credit(batch)
+    adv = agent_norm(credit, d["group"], d["acted"]) if cfg.normalise == "agent" else credit
+    return credit, on_turns(adv, d["turn_agent"])
+
+
+def c3_counterfactual(batch, cfg):
+    d = _lists(batch)
+    credit = loo_credit(batch)
+    return credit, on_turns(agent_norm(credit, d["group"], d["acted"], cfg.eps), d["turn_agent"])
+
+
+def c3_tree(batch, cfg):
+    """Nodes and sibling sets from the batch's tree ids, then the formulas of ESTIMATORS.md."""
+    d = _lists(batch)
+    node, sibling = batch.tree_node.tolist(), batch.tree_sibling.tolist()
+    leaves_of, set_of = defaultdict(list), {}
+    for b, row in enumerate(node):
+        for t, k in enumerate(row):
+            if k >= 0:
+                leaves_of[k].append(d["reward"][b])
+                set_of[k] = sibling[b][t]
+    r = {k: sum(v) / len(v) for k, v in leaves_of.items()}
+    members = defaultdict(list)
+    for k, s in set_of.items():
+        members[s].append(k)
+    raw, normed = {}, {}
+    for s, nodes in members.items():
+        n = len(nodes)
+        total = sum(r[k] for k in nodes)
+        a = {k: (r[k] - (total - r[k]) / (n - 1)) if n > 1 else 0.0 for k in nodes}
+        mean = sum(a.values()) / n
+        std = math.sqrt(sum((v - mean) ** 2 for v in a.values()) / n)
+        for k in nodes:
+            raw[k] = a[k]
+            normed[k] = (a[k] - mean) / max(std, 1e-8)
+    adv = [[normed[k] if k >= 0 else 0.0 for k in row] for row in node]
+    credit = [[0.0] * batch.n_agents for _ in node]
+    for b, row in enumerate(node):
+        for t, k in enumerate(row):
+            if k >= 0:
+                credit[b][d["turn_agent"][b][t]] += raw[k]
+    return credit, adv
+
+
+def coma(batch, cfg):
+    d = _lists(batch)
+    alt = batch.alternative.tolist()
+    credit = [[(d["reward"][b] - alt[b][i]) if d["acted"][b][i] else 0.0 for i in range(batch.n_agents)]
+              for b in range(batch.batch_size)]
+    adv = agent_norm(credit, d["group"], d["acted"]) if cfg.normalise == "agent" else credit
+    return credit, on_turns(adv, d["turn_agent"])
+
+
+def llm_mca(batch, cfg):
+    d = _lists(batch)
+    shares = batch.critic_share.tolist()
+    credit = [[s * d["reward"][b] for s in shares[b]] for b in range(batch.batch_size)]
+    return credit, on_turns(agent_norm(credit, d["group"], d["acted"], cfg.eps), d["turn_agent"])
