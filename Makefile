@@ -7,10 +7,11 @@ setup:
 	@bash scripts/setup.sh
 
 run: setup
-	$(VENV)/bin/mas-credit play vault --n-agents 3 --lazy 2 --seed 0
+	$(VENV)/bin/mas-credit play vault --n-agents 3 --lazy 2 --seed 0 --estimators loo,grpo,sharp,c3,llm_mca
 
 test: setup
 	$(VENV)/bin/python -m pytest
 
 bench: setup
 	$(VENV)/bin/python benchmarks/team_value.py
+	$(VENV)/bin/python benchmarks/estimators.py

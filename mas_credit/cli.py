@@ -1,4 +1,4 @@
-"""The `mas-credit` command line: play, config show, games.
+"""The `mas-credit` command line: play, config show, games, estimators.
 
 User mistakes print one line `mas-credit: error: ...` and exit with code 2; nothing
 here catches programming errors, which keep their traceback.
@@ -33,7 +33,9 @@ def cmd_play(args) -> int:
     import yaml
 
     from mas_credit.agents import ScriptedTeam
-    from mas_credit.counterfactual import fill_coalitions
+    from mas_credit.agents.critic import ScriptedCritic
+    from mas_credit.counterfactual import fill_coalitions, fill_needs
+    from mas_credit.estimators import get_estimator
     from mas_credit.estimators.shapley import exact_shapley
     from mas_credit.games import make_game
     from mas_credit.rollout import collect
@@ -53,12 +55,16 @@ def cmd_play(args) -> int:
     try:
         team = ScriptedTeam(skills, lazy=_ints(args.lazy_team) if args.lazy_team else [],
                             malformed_rate=args.malformed, seed=args.seed)
+        estimators = [get_estimator(name.strip()) for name in args.estimators.split(",") if name.strip()]
     except ValueError as err:
         raise UsageError(str(err)) from None
     episode = collect(game, team, n_tasks=1, group_size=1, seed=args.seed)[0]
     fill_coalitions(game, [episode], "all")
+    columns = {}
+    for est in estimators:
+        fill_needs(game, [episode], est.needs(None, game.n_agents), team=team, critic=ScriptedCritic(seed=args.seed))
+        columns[est.name] = est(CreditBatch.from_episodes([episode]), {"device": "cpu"}).credit[0]
     phi = exact_shapley(CreditBatch.from_episodes([episode]).coalition)[0]
-    full = (1 << game.n_agents) - 1
 
     print(f"== {game.name}  ({game.credit_structure}; {game.n_agents} agents; difficulty {game.difficulty}; "
           f"lazy agents {game.lazy_agents or 'none'}; task seed {episode.task_seed})")
@@ -68,12 +74,27 @@ def cmd_play(args) -> int:
         action = repr(turn.action) if turn.valid else "INVALID -> null action"
         print(f"    {name} says: {turn.text!r}\n    parsed: {action}")
     print(f"\nTeam reward R = {episode.reward:.3f}   (v(empty) = {episode.coalition_values[0]:.3f})")
-    print(f"{'agent':<10}{'skill':>7}{'shapley':>10}{'leave-one-out':>15}  components")
+    print(f"{'agent':<10}{'skill':>7}{'shapley':>10}" + "".join(f"{name:>10}" for name in columns) + "  components")
     for i, name in enumerate(episode.agents):
-        loo = episode.reward - episode.coalition_values[full & ~(1 << i)]
         comps = ", ".join(f"{k}={v[i]:.2f}" for k, v in episode.components.items())
-        print(f"{name:<10}{skills[i]:>7.2f}{float(phi[i]):>10.3f}{loo:>15.3f}  {comps}")
-    print(f"sum of Shapley = {float(phi.sum()):.3f} = R - v(empty)")
+        print(f"{name:<10}{skills[i]:>7.2f}{float(phi[i]):>10.3f}" + "".join(f"{float(c[i]):>10.3f}" for c in columns.values())
+              + f"  {comps}")
+    print(f"sum of Shapley = {float(phi.sum()):.3f} = R - v(empty)   (shapley is the exact ground truth; "
+          f"the other columns are estimators, with a scripted critic for llm_mca)")
+    return 0
+
+
+def cmd_estimators(args) -> int:
+    from mas_credit.estimators import get_estimator, list_estimators
+
+    for name in list_estimators():
+        est = get_estimator(name)
+        needs = est.needs(None, 3)
+        wants = [f"coalitions:{needs.kind}" if needs.kind else "", f"alternatives:{needs.alternatives}" if needs.alternatives else "",
+                 "critic" if needs.critic else "", f"tree:{list(needs.tree_fanout)}" if needs.tree_fanout else ""]
+        summary = est.doc.strip().splitlines()[0].removeprefix(f"`{name}`: ")
+        print(f"{name:<9}{summary}")
+        print(f"{'':<9}needs: {', '.join(w for w in wants if w) or 'nothing beyond the episodes'}")
     return 0
 
 
@@ -108,6 +129,8 @@ def build_parser() -> argparse.ArgumentParser:
     play.add_argument("--malformed", type=float, default=0.0, help="rate of unparseable output")
     play.add_argument("--seed", type=int, default=0)
     play.add_argument("--param", action="append", help="game-specific key=value (YAML value), repeatable")
+    play.add_argument("--estimators", default="loo,grpo",
+                      help="comma-separated estimators to show beside exact Shapley (see `mas-credit estimators`)")
     play.set_defaults(func=cmd_play)
 
     config = sub.add_parser("config", help="inspect configurations")
@@ -119,6 +142,9 @@ def build_parser() -> argparse.ArgumentParser:
 
     games = sub.add_parser("games", help="list the registered games")
     games.set_defaults(func=cmd_games)
+
+    estimators = sub.add_parser("estimators", help="list the registered credit estimators and what each needs")
+    estimators.set_defaults(func=cmd_estimators)
     return parser
 
 

@@ -28,6 +28,7 @@ def test_play_every_game(game, capsys):
     (["play", "vault", "--n-agents", "12"], "n_agents must be an integer in [2, 8]"),
     (["play", "council", "--param", "weights=[1]"], "weights must be a list of 3"),
     (["play", "vault", "--malformed", "2"], "malformed_rate must be in [0, 1]"),
+    (["play", "vault", "--estimators", "loo,sharpp"], "unknown estimator 'sharpp'; valid estimators: c3, coma"),
 ])
 def test_play_bad_input_exit_2(args, message):
     out = subprocess.run([sys.executable, "-m", "mas_credit.cli", *args], capture_output=True, text=True)
@@ -45,3 +46,24 @@ def test_games_lists_every_game(capsys):
     assert main(["games"]) == 0
     out = capsys.readouterr().out
     assert all(name in out for name in list_games())
+
+
+def test_play_shows_every_estimator_beside_the_ground_truth(capsys):
+    from mas_credit.estimators import list_estimators
+    names = list_estimators()
+    assert main(["play", "vault", "--lazy", "2", "--skills", "1,1,1", "--estimators", ",".join(names)]) == 0
+    out = capsys.readouterr().out
+    header = next(line for line in out.splitlines() if line.startswith("agent "))
+    assert header.split()[3:3 + len(names)] == names
+    lazy_row = next(line for line in out.splitlines() if line.startswith("agent_2 ")).split()
+    credit = dict(zip(names, map(float, lazy_row[3:3 + len(names)])))
+    assert credit["shapley"] == credit["sharp"] == credit["c3"] == credit["loo"] == 0.0
+    assert credit["grpo"] == 1.0
+
+
+def test_estimators_lists_each_with_its_needs(capsys):
+    from mas_credit.estimators import list_estimators
+    assert main(["estimators"]) == 0
+    out = capsys.readouterr().out
+    assert all(f"{name} " in out for name in list_estimators())
+    assert "needs: coalitions:all" in out and "needs: critic" in out

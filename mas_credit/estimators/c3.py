@@ -1,5 +1,6 @@
-"""`c3`: contextual counterfactual credit (Chen et al. 2026, C3, arXiv 2603.06859; code
-EIT-EAST-Lab/C3 `c3/credit/c3/provider.py`). Two modes.
+"""`c3`: contextual counterfactual credit (Chen et al. 2026, C3, arXiv 2603.06859).
+
+Code: EIT-EAST-Lab/C3 `c3/credit/c3/provider.py`. Two modes.
 
 `tree` (the paper's code). Rollouts form a prefix tree over turns in topological order
 (`rollout.collect_tree`, fan-out per turn, default [2, 4]; product = group size).

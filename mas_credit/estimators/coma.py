@@ -1,5 +1,7 @@
-"""`coma`: counterfactual baseline (Foerster et al. 2018, COMA, eq. 4), with the
-expectation over agent i's own policy estimated by re-drawing its actions.
+"""`coma`: counterfactual baseline over re-drawn own actions (Foerster et al. 2018, COMA).
+
+COMA's eq. 4, with the expectation over agent i's own policy estimated by re-drawing
+its actions.
 
     credit[b, i] = R_b - E_{a' ~ pi_i}[R(a', a_{-i})]  ~  R_b - mean_k R(a'_k, a_{-i})
 

@@ -1,5 +1,6 @@
-"""`dr_mas`: agent-wise normalisation (Feng et al. 2026, Dr. MAS; code langfengQ/DrMAS,
-`compute_grpo_outcome_advantage` with `group_by_agent_id=True`).
+"""`dr_mas`: agent-wise advantage normalisation (Feng et al. 2026, Dr. MAS).
+
+Code: langfengQ/DrMAS, `compute_grpo_outcome_advantage` with `group_by_agent_id=True`.
 
 Rows are turns (agent invocations). Row (b, t) of agent k carries R_b, or agent k's own
 reward component when `reward` names one (e.g. `correct`). Rows are grouped by

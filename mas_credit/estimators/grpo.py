@@ -1,5 +1,6 @@
-"""`grpo`: the episode-level baseline (Shao et al. 2024, DeepSeekMath, eq. for outcome
-supervision; verl `compute_grpo_outcome_advantage`). No decomposition.
+"""`grpo`: episode-level group baseline, no decomposition (Shao et al. 2024, DeepSeekMath).
+
+Outcome supervision as in verl's `compute_grpo_outcome_advantage`.
 
     credit[b, i]    = R_b for every agent that acted (0 for one that did not)
     advantage[b, t] = (R_b - mean_g R) / (std_g R + eps) on every turn of episode b

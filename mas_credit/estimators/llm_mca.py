@@ -1,5 +1,6 @@
-"""`llm_mca`: an LLM critic decomposes the team reward (Nagpal et al. 2025, LLM-MCA,
-AAMAS). One critic call per episode (batched) reads the game card, the quoted
+"""`llm_mca`: an LLM critic splits the team reward (Nagpal et al. 2025, LLM-MCA, AAMAS).
+
+One critic call per episode (batched) reads the game card, the quoted
 transcript and R, and answers JSON shares (`mas_credit.agents.critic`: prompt, the
 strict-then-lenient parser, counted fallbacks).
 

@@ -1,6 +1,7 @@
-"""`shapley`: the Shapley value of the coalition values v(S) — exact (the ground truth
-studies score against) or sampled (Castro et al. 2009, permutations with antithetic
-pairs) when 2**N coalitions cost too much. credit = phi; advantage = agent_norm(phi)
+"""`shapley`: exact or sampled Shapley value of v(S), the ground truth (Shapley 1953).
+
+Exact is what studies score against; sampled (Castro et al. 2009, permutations with
+antithetic pairs) is for when 2**N coalitions cost too much. credit = phi; advantage = agent_norm(phi)
 on each agent's turns (knob `normalise`). ESTIMATORS.md, "Shared math" and "Extras".
 
 Exact, as one matrix product:
