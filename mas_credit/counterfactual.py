@@ -178,6 +178,12 @@ def fill_needs(game, episodes, needs, team=None, critic=None) -> dict[str, float
         for key, value in counts.items():
             total[key] = total.get(key, 0.0) + value
 
+    if needs.tree_fanout:
+        bad = [b for b, ep in enumerate(episodes) if ep.info.get("fanout") != list(needs.tree_fanout)]
+        if bad:
+            raise ValueError(f"this estimator needs tree fan-out rollouts with fanout {list(needs.tree_fanout)}, but episode {bad[0]} "
+                             f"was not collected that way; collect with rollout.collect_tree(game, team, n_tasks, "
+                             f"fanout={list(needs.tree_fanout)})")
     if needs.coalitions:
         add(fill_coalitions(game, episodes, list(needs.coalitions), mode=needs.mode, team=team, k=needs.k))
     if needs.alternatives:

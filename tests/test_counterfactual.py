@@ -154,3 +154,16 @@ def test_tree_rollouts_are_deterministic_and_pass_through_token_ids():
 def test_collect_tree_rejects_a_bad_fanout():
     with pytest.raises(ValueError, match="fanout must be a non-empty list of integers >= 1"):
         collect_tree(make_game("relay"), ScriptedTeam([1, 1, 1]), n_tasks=1, fanout=[2, 0])
+
+
+def test_fill_needs_checks_tree_rollouts():
+    from mas_credit.counterfactual import fill_needs
+    from mas_credit.estimators import get_estimator
+
+    game, team = make_game("relay", n_agents=3), ScriptedTeam([0.5] * 3)
+    needs = get_estimator("c3").needs({"mode": "tree", "fanout": [2, 2]}, 3)
+    with pytest.raises(ValueError, match=r"collect_tree\(game, team, n_tasks, fanout=\[2, 2\]\)"):
+        fill_needs(game, collect(game, team, n_tasks=2, group_size=4), needs)
+    with pytest.raises(ValueError, match="with fanout \\[2, 2\\]"):
+        fill_needs(game, collect_tree(game, team, n_tasks=2, fanout=[4]), needs)
+    assert fill_needs(game, collect_tree(game, team, n_tasks=2, fanout=[2, 2]), needs) == {}

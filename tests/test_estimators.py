@@ -11,8 +11,8 @@ from mas_credit.estimators.m_grpo import alignment_draws
 from . import reference
 from .batches import random_batch
 
-SEEDS = [0, 1, 2]
-SIZES = [2, 3, 5, 8]
+SEEDS = [0, 1, 2, 3]
+SIZES = [2, 3, 4, 5, 6, 7, 8]
 GROUPS = [1, 2, 4]
 
 VARIANTS = {

@@ -1,8 +1,9 @@
 """`shapley`: exact or sampled Shapley value of v(S), the ground truth (Shapley 1953).
 
 Exact is what studies score against; sampled (Castro et al. 2009, permutations with
-antithetic pairs) is for when 2**N coalitions cost too much. credit = phi; advantage = agent_norm(phi)
-on each agent's turns (knob `normalise`). ESTIMATORS.md, "Shared math" and "Extras".
+antithetic pairs) is for when 2**N coalitions cost too much. credit = phi;
+advantage = agent_norm(phi) on each agent's turns (knob `normalise`). ESTIMATORS.md,
+"Shared math" and "Extras".
 
 Exact, as one matrix product:
 
@@ -14,8 +15,9 @@ Efficiency: sum_i phi_i = v(N) - v(empty). (Shapley 1953; ESTIMATORS.md, "Shared
 `exact_shapley` contracts the marginal contributions instead of V with W:
 phi[b, i] = sum_k w(|S_k|) * (V[b, S_k | i] - V[b, S_k]) over the 2**(N-1) coalitions S_k
 without i — the same sum, but a null player's differences are exactly 0, so its
-credit is exactly 0 rather than a rounding residue of +-1e-17. Bit i splits the table
-into halves that a strided view pairs up, so each agent costs one elementwise pass.
+credit is exactly 0 rather than a rounding residue of +-1e-17. It is still one
+contraction ("bnk,nk->bn") over [B, N, 2**(N-1)] marginal differences, which strided
+views of V pair up without a gather.
 """
 from __future__ import annotations
 
@@ -47,18 +49,19 @@ def shapley_weights(n_agents: int, device=None, dtype=torch.float64) -> torch.Te
 
 
 @lru_cache(maxsize=32)
-def _marginal_weights_cpu(n_agents: int) -> tuple[torch.Tensor, ...]:
-    """For agent i: w(|S|) laid out as [2**(N-1-i), 2**i] over the coalitions S without i,
-    in the order `values.view(B, 2**(N-1-i), 2, 2**i)[:, :, 0, :]` visits them."""
-    w = [math.factorial(k) * math.factorial(n_agents - k - 1) / math.factorial(n_agents) for k in range(n_agents)]
-    out = []
+def _marginal_weights_cpu(n_agents: int) -> torch.Tensor:
+    """[N, 2**(N-1)]: row i holds w(|S|) for the coalitions S without agent i, in the
+    order `_marginal(values, i)` lists them (bits above i, then bits below i)."""
+    w = torch.tensor([math.factorial(k) * math.factorial(n_agents - k - 1) / math.factorial(n_agents)
+                      for k in range(n_agents)], dtype=torch.float64)
+    rows = []
     for i in range(n_agents):
-        high = torch.arange(1 << (n_agents - 1 - i))[:, None] << (i + 1)                  # bits above i
-        low = torch.arange(1 << i)[None, :]                                               # bits below i
-        masks = high | low                                                                # [2**(N-1-i), 2**i]
-        size = torch.tensor([[bin(int(m)).count("1") for m in row] for row in masks])
-        out.append(torch.tensor(w, dtype=torch.float64)[size])
-    return tuple(out)
+        high = torch.arange(1 << (n_agents - 1 - i))[:, None] << (i + 1)
+        low = torch.arange(1 << i)[None, :]
+        masks = (high | low).reshape(-1)                                                  # S without i
+        size = ((masks[:, None] >> torch.arange(n_agents)) & 1).sum(dim=1)
+        rows.append(w[size])
+    return torch.stack(rows)
 
 
 def exact_shapley(values: torch.Tensor) -> torch.Tensor:
@@ -71,13 +74,16 @@ def exact_shapley(values: torch.Tensor) -> torch.Tensor:
         raise ValueError(f"exact_shapley needs all 2**N coalition values, but episode {b} has "
                          f"{int(missing[b].sum())} unevaluated; fill them with fill_coalitions(game, episodes, masks='all')")
     batch_size, n_agents = values.shape[0], values.shape[1].bit_length() - 1
-    phi = torch.empty((batch_size, n_agents), dtype=values.dtype, device=values.device)
-    for i, weight in enumerate(_marginal_weights_cpu(n_agents)):
-        # bit i splits the table into S without i ([:, :, 0]) and S u {i} ([:, :, 1]): strided views, no gather
-        pairs = values.reshape(batch_size, 1 << (n_agents - 1 - i), 2, 1 << i)
-        marginal = pairs[:, :, 1, :] - pairs[:, :, 0, :]                                  # [B, 2**(N-1-i), 2**i]
-        phi[:, i] = (marginal * weight.to(device=values.device, dtype=values.dtype)).sum(dim=(1, 2))
-    return phi
+    marginal = torch.stack([_marginal(values, i, n_agents) for i in range(n_agents)], dim=1)  # [B, N, 2**(N-1)]
+    weight = _marginal_weights_cpu(n_agents).to(device=values.device, dtype=values.dtype)   # [N, 2**(N-1)]
+    return torch.einsum("bnk,nk->bn", marginal, weight)
+
+
+def _marginal(values: torch.Tensor, agent: int, n_agents: int) -> torch.Tensor:
+    """[B, 2**(N-1)]: v(S u {i}) - v(S) for the coalitions S without agent i. Bit i splits
+    the table into halves that a strided view pairs up (no gather)."""
+    pairs = values.reshape(values.shape[0], 1 << (n_agents - 1 - agent), 2, 1 << agent)
+    return (pairs[:, :, 1, :] - pairs[:, :, 0, :]).reshape(values.shape[0], -1)
 
 
 # -- sampled Shapley ---------------------------------------------------------------------
