@@ -99,13 +99,19 @@ def _resample_coalitions(game, episodes, masks, team, k):
                 runs.append(ScriptedRun(fresh_env(game, ep.task_seed), _rng(team, ep, mask, j, 0xC0A1),
                                         _coalition_script(recorded, first_out, mask)))
                 slots.append((e, mask))
+    means, counts = _mean_rewards(runs, slots, team)
+    for (e, mask), value in means.items():
+        episodes[e].coalition_values[mask] = value
+    return _counters(evals, counts["policy_calls"], counts["tokens"], team)
+
+
+def _mean_rewards(runs, slots, team) -> tuple[dict, dict]:
+    """Run every re-run in lock-step; the mean final reward per slot, and the call counts."""
     counts = run_scripts(runs, team)
     totals: dict = {}
-    for (e, mask), run in zip(slots, runs):
-        totals.setdefault((e, mask), []).append(run.env.episode().reward)
-    for (e, mask), rewards in totals.items():
-        episodes[e].coalition_values[mask] = float(np.mean(rewards))
-    return _counters(evals, counts["policy_calls"], counts["tokens"], team)
+    for slot, run in zip(slots, runs):
+        totals.setdefault(slot, []).append(run.env.episode().reward)
+    return {slot: float(np.mean(rewards)) for slot, rewards in totals.items()}, counts
 
 
 def _recorded(turn) -> ActResult:
@@ -145,12 +151,9 @@ def fill_alternatives(game, team, episodes, k: int = 4, mode: str = "replay") ->
                 runs.append(ScriptedRun(fresh_env(game, ep.task_seed), _rng(team, ep, i, j, 0xC0FA),
                                         _alternative_script(by_agent, i, first_i, mode == "resample" and game.sequential)))
                 slots.append((e, i))
-    counts = run_scripts(runs, team)
-    totals: dict = {}
-    for (e, i), run in zip(slots, runs):
-        totals.setdefault((e, i), []).append(run.env.episode().reward)
-    for (e, i), rewards in totals.items():
-        episodes[e].alternative_values[i] = float(np.mean(rewards))
+    means, counts = _mean_rewards(runs, slots, team)
+    for (e, i), value in means.items():
+        episodes[e].alternative_values[i] = value
     return _counters(evals, counts["policy_calls"], counts["tokens"], team)
 
 

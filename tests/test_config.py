@@ -81,7 +81,7 @@ BAD = [
     ("- just\n- a list\n", [], "must be a mapping"),
     ("name: x\ngame: vault\nteam: scripted_trio\nestimators: [{use: shapley, device: tpu}]\n", [], "device 'tpu'"),
     ("name: x\ngame: vault\nteam: scripted_trio\nestimators: [sharp]\n", ["estimators.0.params.kapa=0.2"],
-     "estimators.0: estimator 'sharp' has no knob kapa; valid knobs: device, w_team"),
+     "estimators.0: estimator 'sharp' has no knob kapa; valid knobs: device, counterfactual"),
     ("name: x\ngame: vault\nteam: scripted_trio\nestimators: [dr_mas]\n", ["estimators.0.params.row_stats=rows"],
      "row_stats 'rows' is not valid; valid choices: steps, trajectories"),
     ("name: x\ngame: vault\nteam: scripted_trio\nestimators: [{use: grpo, name: grpoo}]\n", [], "unknown estimator 'grpoo'; valid estimators: c3"),

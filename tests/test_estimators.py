@@ -86,7 +86,7 @@ def test_registry_rejects_duplicates_and_lists_valid_names():
 
 
 def test_config_errors_name_the_knob_and_the_choices():
-    with pytest.raises(ValueError, match="has no knob kapa; valid knobs: device, w_team"):
+    with pytest.raises(ValueError, match="has no knob kapa; valid knobs: device, counterfactual, samples, method"):
         get_estimator("sharp").make_config({"kapa": 0.1})
     with pytest.raises(ValueError, match="row_stats 'episodes' is not valid; valid choices: steps, trajectories"):
         get_estimator("dr_mas").make_config({"row_stats": "episodes"})

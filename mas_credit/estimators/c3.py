@@ -25,7 +25,7 @@ from dataclasses import dataclass, field
 import torch
 
 from mas_credit.estimators import Needs, register_estimator
-from mas_credit.estimators.common import EPS, BaseConfig, agent_norm, check_cf, check_choice, loo_values, to_turns
+from mas_credit.estimators.common import EPS, CounterfactualConfig, agent_norm, check_cf, check_choice, loo_values, to_turns
 from mas_credit.estimators.loo import loo_masks
 from mas_credit.types import Credit, CreditBatch
 
@@ -33,15 +33,11 @@ STD_FLOOR = 1e-8
 
 
 @dataclass
-class C3Config(BaseConfig):
+class C3Config(CounterfactualConfig):
     mode: str = "counterfactual"
     """tree: sibling leave-one-out on tree fan-out rollouts | counterfactual: R - v(N minus {i})"""
     fanout: tuple = field(default_factory=lambda: (2, 4))
     """tree: children per branching turn, in turn order (product = group size)"""
-    counterfactual: str = "replay"
-    """counterfactual mode: replay | resample"""
-    samples: int = 1
-    """resample: re-runs per value"""
     eps: float = EPS
 
     def check(self):

@@ -25,13 +25,23 @@ class BaseConfig:
     """auto | cpu | cuda: where the estimator's tensors live (auto = cuda when present)"""
 
 
+@dataclass
+class CounterfactualConfig(BaseConfig):
+    """Knobs of the estimators that read counterfactual values."""
+
+    counterfactual: str = "replay"
+    """replay (recorded actions, absent agents null) | resample (re-run with the team's policies)"""
+    samples: int = 1
+    """resample: re-runs per counterfactual value"""
+
+
 def check_choice(estimator: str, knob: str, value, choices) -> None:
     if value not in choices:
         raise ValueError(f"estimator '{estimator}': {knob} '{value}' is not valid; valid choices: {', '.join(map(str, choices))}")
 
 
-def check_cf(estimator: str, cfg) -> None:
-    """The counterfactual knobs shared by coalition-based estimators."""
+def check_cf(estimator: str, cfg: CounterfactualConfig) -> None:
+    """The knobs of `CounterfactualConfig`."""
     check_choice(estimator, "counterfactual", cfg.counterfactual, CF_MODES)
     if cfg.samples < 1:
         raise ValueError(f"estimator '{estimator}': samples must be >= 1 (re-runs per counterfactual value), got {cfg.samples}")

@@ -11,18 +11,14 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from mas_credit.estimators import Needs, register_estimator
-from mas_credit.estimators.common import BaseConfig, agent_norm, check_cf, check_choice, loo_values, to_turns
+from mas_credit.estimators.common import CounterfactualConfig, agent_norm, check_cf, check_choice, loo_values, to_turns
 from mas_credit.types import Credit, CreditBatch
 
 
 @dataclass
-class LooConfig(BaseConfig):
+class LooConfig(CounterfactualConfig):
     normalise: str = "none"
     """none: advantage = the difference reward | agent: agent_norm of it"""
-    counterfactual: str = "replay"
-    """replay | resample: how v(N minus {i}) is computed"""
-    samples: int = 1
-    """resample: re-runs per value"""
 
     def check(self):
         check_choice("loo", "normalise", self.normalise, ("none", "agent"))

@@ -29,7 +29,7 @@ import numpy as np
 import torch
 
 from mas_credit.estimators import Needs, register_estimator
-from mas_credit.estimators.common import BaseConfig, agent_norm, check_cf, check_choice, require_coalitions, to_turns
+from mas_credit.estimators.common import CounterfactualConfig, agent_norm, check_cf, check_choice, require_coalitions, to_turns
 from mas_credit.types import Credit, CreditBatch
 
 
@@ -170,7 +170,9 @@ def shapley_masks(method: str, budget: int, seed: int, antithetic: bool, n_agent
 
 
 @dataclass
-class ShapleyConfig(BaseConfig):
+class ShapleyKnobs(CounterfactualConfig):
+    """How phi is computed (shared by `shapley` and `sharp`)."""
+
     method: str = "exact"
     """exact (every coalition: 2**N evaluations) | sampled (permutations within `budget`)"""
     budget: int = 64
@@ -179,25 +181,28 @@ class ShapleyConfig(BaseConfig):
     """sampled: each permutation is followed by its reverse"""
     seed: int = 0
     """sampled: which permutations (the same for every episode of a batch)"""
-    counterfactual: str = "replay"
-    """replay | resample: how v(S) is computed (mas_credit.counterfactual)"""
-    samples: int = 1
-    """resample: re-runs per coalition value"""
-    normalise: str = "agent"
-    """advantage = agent_norm(phi) (agent) or phi itself (none)"""
 
-    def check(self):
-        check_choice("shapley", "method", self.method, ("exact", "sampled"))
-        check_choice("shapley", "normalise", self.normalise, ("agent", "none"))
-        check_cf("shapley", self)
+    def check_shapley(self, estimator: str):
+        check_choice(estimator, "method", self.method, ("exact", "sampled"))
+        check_cf(estimator, self)
 
 
-def _shapley_needs(cfg: ShapleyConfig, n_agents: int) -> Needs:
+def shapley_needs(cfg: ShapleyKnobs, n_agents: int) -> Needs:
     masks, kind = shapley_masks(cfg.method, cfg.budget, cfg.seed, cfg.antithetic, n_agents)
     return Needs(coalitions=masks, kind=kind, mode=cfg.counterfactual, k=cfg.samples)
 
 
-@register_estimator("shapley", ShapleyConfig, _shapley_needs)
+@dataclass
+class ShapleyConfig(ShapleyKnobs):
+    normalise: str = "agent"
+    """advantage = agent_norm(phi) (agent) or phi itself (none)"""
+
+    def check(self):
+        self.check_shapley("shapley")
+        check_choice("shapley", "normalise", self.normalise, ("agent", "none"))
+
+
+@register_estimator("shapley", ShapleyConfig, shapley_needs)
 def shapley_estimator(batch: CreditBatch, cfg: ShapleyConfig) -> Credit:
     """credit [B, N] = phi; advantage [B, T] = agent_norm(phi) (or phi) on each agent's turns."""
     phi = shapley_values(batch, cfg.method, cfg.budget, cfg.seed, cfg.antithetic, "shapley")

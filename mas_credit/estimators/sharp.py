@@ -17,14 +17,14 @@ from dataclasses import dataclass
 
 import torch
 
-from mas_credit.estimators import Needs, register_estimator
-from mas_credit.estimators.common import EPS, BaseConfig, agent_norm, check_cf, check_choice, to_turns
-from mas_credit.estimators.shapley import shapley_masks, shapley_values
+from mas_credit.estimators import register_estimator
+from mas_credit.estimators.common import EPS, agent_norm, to_turns
+from mas_credit.estimators.shapley import ShapleyKnobs, shapley_needs, shapley_values
 from mas_credit.types import Credit, CreditBatch
 
 
 @dataclass
-class SharpConfig(BaseConfig):
+class SharpConfig(ShapleyKnobs):
     w_team: float = 0.5
     """weight of the team reward R (global term)"""
     w_shapley: float = 1.0
@@ -35,21 +35,10 @@ class SharpConfig(BaseConfig):
     """auto (tool, else format, else none) | a component name | none"""
     kappa: float = 0.0
     """sparsify: phi_i -> 0 where |phi_i| < kappa * max_j |phi_j|; 0 = off"""
-    method: str = "exact"
-    """exact | sampled Shapley (see estimator `shapley`)"""
-    budget: int = 64
-    """sampled: most distinct coalitions per episode; >= 2**N gives exact"""
-    antithetic: bool = True
-    seed: int = 0
-    counterfactual: str = "replay"
-    """replay | resample: how v(S) is computed"""
-    samples: int = 1
-    """resample: re-runs per coalition value"""
     eps: float = EPS
 
     def check(self):
-        check_choice("sharp", "method", self.method, ("exact", "sampled"))
-        check_cf("sharp", self)
+        self.check_shapley("sharp")
         if not 0.0 <= self.kappa <= 1.0:
             raise ValueError(f"estimator 'sharp': kappa must be in [0, 1] (0 = no sparsification), got {self.kappa}")
 
@@ -77,12 +66,7 @@ def sparsify(phi: torch.Tensor, kappa: float) -> torch.Tensor:
     return torch.where(phi.abs() < cutoff, torch.zeros_like(phi), phi)
 
 
-def _needs(cfg: SharpConfig, n_agents: int) -> Needs:
-    masks, kind = shapley_masks(cfg.method, cfg.budget, cfg.seed, cfg.antithetic, n_agents)
-    return Needs(coalitions=masks, kind=kind, mode=cfg.counterfactual, k=cfg.samples)
-
-
-@register_estimator("sharp", SharpConfig, _needs)
+@register_estimator("sharp", SharpConfig, shapley_needs)
 def sharp(batch: CreditBatch, cfg: SharpConfig) -> Credit:
     """credit [B, N] = phi; advantage [B, T] = agent_norm(w_team R + w_shapley phi + w_tool tool)."""
     phi = sparsify(shapley_values(batch, cfg.method, cfg.budget, cfg.seed, cfg.antithetic, "sharp"), cfg.kappa)
