@@ -78,7 +78,7 @@ def main():
     parser.add_argument("--n-agents", type=int, default=8)
     parser.add_argument("--tasks", type=int, default=512)
     parser.add_argument("--group", type=int, default=8)
-    parser.add_argument("--repeats", type=int, default=5)
+    parser.add_argument("--repeats", type=int, default=15)
     args = parser.parse_args()
     n = args.n_agents
     game = make_game(args.game, n_agents=n, lazy_agents=[n - 1])

@@ -15,9 +15,10 @@ Efficiency: sum_i phi_i = v(N) - v(empty). (Shapley 1953; ESTIMATORS.md, "Shared
 `exact_shapley` contracts the marginal contributions instead of V with W:
 phi[b, i] = sum_k w(|S_k|) * (V[b, S_k | i] - V[b, S_k]) over the 2**(N-1) coalitions S_k
 without i — the same sum, but a null player's differences are exactly 0, so its
-credit is exactly 0 rather than a rounding residue of +-1e-17. It is still one
-contraction ("bnk,nk->bn") over [B, N, 2**(N-1)] marginal differences, which strided
-views of V pair up without a gather.
+credit is exactly 0 rather than a rounding residue of +-1e-17. Per agent it is one
+matrix-vector product, [B, 2**(N-1)] marginal differences (strided views of V paired
+up, no gather) times the weights w(|S|); tests check it equals V @ W
+(`shapley_weights`) and a subset-sum loop.
 """
 from __future__ import annotations
 
@@ -51,7 +52,7 @@ def shapley_weights(n_agents: int, device=None, dtype=torch.float64) -> torch.Te
 @lru_cache(maxsize=32)
 def _marginal_weights_cpu(n_agents: int) -> torch.Tensor:
     """[N, 2**(N-1)]: row i holds w(|S|) for the coalitions S without agent i, in the
-    order `_marginal(values, i)` lists them (bits above i, then bits below i)."""
+    order a view [B, 2**(N-1-i), 2, 2**i] of the table lists them (bits above i, then below)."""
     w = torch.tensor([math.factorial(k) * math.factorial(n_agents - k - 1) / math.factorial(n_agents)
                       for k in range(n_agents)], dtype=torch.float64)
     rows = []
@@ -74,16 +75,16 @@ def exact_shapley(values: torch.Tensor) -> torch.Tensor:
         raise ValueError(f"exact_shapley needs all 2**N coalition values, but episode {b} has "
                          f"{int(missing[b].sum())} unevaluated; fill them with fill_coalitions(game, episodes, masks='all')")
     batch_size, n_agents = values.shape[0], values.shape[1].bit_length() - 1
-    marginal = torch.stack([_marginal(values, i, n_agents) for i in range(n_agents)], dim=1)  # [B, N, 2**(N-1)]
+    values = values.contiguous()
     weight = _marginal_weights_cpu(n_agents).to(device=values.device, dtype=values.dtype)   # [N, 2**(N-1)]
-    return torch.einsum("bnk,nk->bn", marginal, weight)
-
-
-def _marginal(values: torch.Tensor, agent: int, n_agents: int) -> torch.Tensor:
-    """[B, 2**(N-1)]: v(S u {i}) - v(S) for the coalitions S without agent i. Bit i splits
-    the table into halves that a strided view pairs up (no gather)."""
-    pairs = values.reshape(values.shape[0], 1 << (n_agents - 1 - agent), 2, 1 << agent)
-    return (pairs[:, :, 1, :] - pairs[:, :, 0, :]).reshape(values.shape[0], -1)
+    marginal = torch.empty((batch_size, 1 << (n_agents - 1)), dtype=values.dtype, device=values.device)
+    phi = torch.empty((n_agents, batch_size), dtype=values.dtype, device=values.device)
+    for i in range(n_agents):
+        # bit i splits the table into S without i ([:, :, 0]) and S u {i} ([:, :, 1]); one reused buffer
+        pairs = values.view(batch_size, 1 << (n_agents - 1 - i), 2, 1 << i)
+        torch.sub(pairs[:, :, 1, :], pairs[:, :, 0, :], out=marginal.view(batch_size, 1 << (n_agents - 1 - i), 1 << i))
+        torch.mv(marginal, weight[i], out=phi[i])
+    return phi.T.contiguous()
 
 
 # -- sampled Shapley ---------------------------------------------------------------------
