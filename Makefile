@@ -7,7 +7,7 @@ setup:
 	@bash scripts/setup.sh
 
 run: setup
-	$(VENV)/bin/mas-credit play vault --n-agents 3 --lazy 2 --seed 0 --estimators loo,grpo,sharp,c3,llm_mca
+	$(VENV)/bin/mas-credit study experiments/study_quickstart.yaml
 
 test: setup
 	$(VENV)/bin/python -m pytest

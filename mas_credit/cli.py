@@ -1,4 +1,4 @@
-"""The `mas-credit` command line: play, config show, games, estimators.
+"""The `mas-credit` command line: study, report, play, config show, games, estimators.
 
 User mistakes print one line `mas-credit: error: ...` and exit with code 2; nothing
 here catches programming errors, which keep their traceback.
@@ -105,6 +105,32 @@ def cmd_config_show(args) -> int:
     return 0
 
 
+def cmd_study(args) -> int:
+    import time
+
+    from mas_credit.config import load_experiment
+    from mas_credit.studies import run_study
+
+    cfg = load_experiment(args.experiment, args.overrides)
+    start = time.perf_counter()
+    run_dir = run_study(cfg, out_dir=args.out, progress=not args.no_progress)
+    print((run_dir / "summary.md").read_text())
+    print(f"study {cfg.name}: {len(cfg.games)} games x {len(cfg.seeds)} seeds x {len(cfg.estimators)} estimators "
+          f"in {time.perf_counter() - start:.1f} s; results in {run_dir}/ (summary.md, credit.parquet, episodes.jsonl, PNG plots)")
+    return 0
+
+
+def cmd_report(args) -> int:
+    from mas_credit.report import render
+
+    try:
+        print(render(args.run_dir))
+    except FileNotFoundError as err:
+        raise UsageError(str(err)) from None
+    print(f"rewrote {args.run_dir}/summary.md and its plots")
+    return 0
+
+
 def cmd_games(args) -> int:
     from mas_credit.games import game_params, list_games, make_game
 
@@ -139,6 +165,17 @@ def build_parser() -> argparse.ArgumentParser:
     show.add_argument("experiment", help="experiment YAML, e.g. experiments/demo.yaml")
     show.add_argument("overrides", nargs="*", help="key=value overrides, e.g. n_tasks=16 team.skills=[1,1,0]")
     show.set_defaults(func=cmd_config_show)
+
+    study = sub.add_parser("study", help="run estimators side by side on the same episodes, scored against exact Shapley")
+    study.add_argument("experiment", help="experiment YAML, e.g. experiments/study_quickstart.yaml")
+    study.add_argument("overrides", nargs="*", help="key=value overrides, e.g. seeds=[0] n_tasks=4")
+    study.add_argument("--out", help="run folder (default: <output_dir>/<name>)")
+    study.add_argument("--no-progress", action="store_true", help="no progress bar")
+    study.set_defaults(func=cmd_study)
+
+    report = sub.add_parser("report", help="render summary.md and the plots of a finished study again")
+    report.add_argument("run_dir", help="a study's run folder, e.g. runs/study_quickstart")
+    report.set_defaults(func=cmd_report)
 
     games = sub.add_parser("games", help="list the registered games")
     games.set_defaults(func=cmd_games)

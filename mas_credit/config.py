@@ -20,6 +20,7 @@ the valid choices; the CLI turns it into exit code 2.
 from __future__ import annotations
 
 import copy
+import math
 from dataclasses import dataclass, field, fields, is_dataclass
 from pathlib import Path
 from typing import Any, Dict, List
@@ -50,6 +51,8 @@ class GameConfig(_Frozen):
 
     name: str = "vault_v0"
     """registered game name, with or without version (see `mas_credit.games.list_games`)"""
+    label: str = ""
+    """how studies name this game; default: the option file's name (vault_lazy)"""
     n_agents: int = 3
     """team size, 2..8"""
     difficulty: int = 1
@@ -82,10 +85,27 @@ class EstimatorConfig(_Frozen):
 
     name: str = "shapley"
     """registered estimator name (see `mas_credit.estimators.list_estimators`)"""
+    label: str = ""
+    """how studies name this estimator; default: the option file's name (c3_tree)"""
     device: str = "auto"
     """auto | cpu | cuda"""
     params: Dict[str, Any] = field(default_factory=dict)
     """the estimator's own knobs, documented in its option file"""
+
+
+@dataclass
+class CriticConfig(_Frozen):
+    """The critic that scores episodes for llm_mca."""
+
+    kind: str = "scripted"
+    """scripted: knows the exact Shapley shares and answers them with probability `accuracy`"""
+    accuracy: float = 0.8
+    """scripted: probability of answering the exact shares (else random shares)"""
+    style: str = "json"
+    """scripted: json | prose (only the lenient parser reads prose)"""
+    malformed_rate: float = 0.05
+    """scripted: probability of an answer with no shares (counted critic/fallback)"""
+    seed: int = 0
 
 
 @dataclass
@@ -97,6 +117,7 @@ class ExperimentConfig(_Frozen):
     games: List[GameConfig] = field(default_factory=lambda: [GameConfig()])
     team: TeamConfig = field(default_factory=TeamConfig)
     estimators: List[EstimatorConfig] = field(default_factory=lambda: [EstimatorConfig()])
+    critic: CriticConfig = field(default_factory=CriticConfig)
     seeds: List[int] = field(default_factory=lambda: [0])
     """one independent repetition per seed (mean and 95% CI across seeds)"""
     n_tasks: int = 8
@@ -171,6 +192,8 @@ def load_option(root: Path, folder: str, ref: Any, where: str) -> dict:
         raise ConfigError(f"{where}: unknown option '{ref}' (no file {folder}/{ref}.yaml); valid options: {', '.join(list_options(root, folder))}")
     base = _read_yaml(path)
     _check_against(OPTION_SCHEMA[folder], base, str(path))
+    if "label" in {f.name for f in fields(OPTION_SCHEMA[folder])}:
+        base.setdefault("label", ref)
     return _deep_merge(base, overrides)
 
 
@@ -287,15 +310,37 @@ def validate(cfg: ExperimentConfig, where: str, root: Path) -> None:
         if len(cfg.team.skills) != g.n_agents:
             raise ConfigError(f"{where}: team.skills has {len(cfg.team.skills)} values but games.{i} ({g.name}) has n_agents={g.n_agents}; "
                               f"give one skill per agent or set games.{i}.n_agents={len(cfg.team.skills)}")
+    from mas_credit.agents import load_critic
     from mas_credit.estimators import get_estimator
 
+    fanouts = set()
     for i, e in enumerate(cfg.estimators):
         if e.device not in DEVICES:
             raise ConfigError(f"{where}: estimators.{i}.device '{e.device}' is not valid; valid choices: {', '.join(DEVICES)}")
         try:  # the estimator's Config is the one place its knobs are checked
-            get_estimator(e.name).make_config(e)
+            est = get_estimator(e.name)
+            needs = est.needs(est.make_config(e), cfg.games[0].n_agents)
         except ValueError as err:
             raise ConfigError(f"{where}: estimators.{i}: {err}") from None
+        if needs.tree_fanout:
+            fanouts.add(tuple(needs.tree_fanout))
+    if len(fanouts) > 1:
+        raise ConfigError(f"{where}: estimators ask for different tree fan-outs {sorted(fanouts)}; a study collects one set of "
+                          f"episodes, so give every tree-mode estimator the same fanout")
+    if fanouts:
+        fanout = next(iter(fanouts))
+        if math.prod(fanout) != cfg.group_size:
+            raise ConfigError(f"{where}: tree fan-out {list(fanout)} makes groups of {math.prod(fanout)} episodes but group_size is "
+                              f"{cfg.group_size}; set group_size={math.prod(fanout)}")
+    for what, items in (("games", cfg.games), ("estimators", cfg.estimators)):
+        labels = [item.label or item.name for item in items]
+        twice = sorted({label for label in labels if labels.count(label) > 1})
+        if twice:
+            raise ConfigError(f"{where}: {what} {twice} appear more than once; give each a distinct label (e.g. {{use: {twice[0]}, label: {twice[0]}_2}})")
+    try:
+        load_critic(cfg.critic)
+    except ValueError as err:
+        raise ConfigError(f"{where}: critic: {err}") from None
 
 
 def freeze(obj):

@@ -168,9 +168,9 @@ class ScriptedCritic:
 
     def __init__(self, accuracy: float = 1.0, style: str = "json", malformed_rate: float = 0.0, seed: int = 0):
         if not 0.0 <= accuracy <= 1.0 or not 0.0 <= malformed_rate <= 1.0:
-            raise ValueError(f"critic accuracy and malformed_rate must be in [0, 1], got {accuracy}, {malformed_rate}")
+            raise ValueError(f"accuracy and malformed_rate must be in [0, 1], got {accuracy}, {malformed_rate}")
         if style not in ("json", "prose"):
-            raise ValueError(f"critic style must be 'json' or 'prose', got '{style}'")
+            raise ValueError(f"style '{style}' is not valid; valid choices: json, prose")
         self.accuracy, self.style, self.malformed_rate, self.seed = float(accuracy), style, float(malformed_rate), int(seed)
 
     def _shares(self, request, rng) -> np.ndarray:

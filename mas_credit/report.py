@@ -1,0 +1,212 @@
+"""Scores, tables and plots of a study, rendered from its saved results
+(`credit.parquet`, `costs.json`), so `mas-credit report RUN_DIR` can redo them.
+
+Scores per episode against exact Shapley phi* (ESTIMATORS.md, "How studies score"):
+  rmse           sqrt(mean_i (credit_i - phi*_i)^2)
+  kendall_tau    Kendall tau-b between credit and phi* over the agents; episodes where
+                 either side is all ties are left out
+  top_agent      1 if the agent with the most credit is one of phi*'s top agents;
+                 episodes where phi* is all ties are left out
+  null_credit    mean |credit| of null players (every marginal contribution 0)
+  efficiency_gap |sum_i credit_i - (R - v(empty))|
+Each is averaged over a seed's episodes; across seeds: mean and 95% confidence interval
+(Student t). This module must not run games or estimators.
+"""
+from __future__ import annotations
+
+import json
+import math
+from pathlib import Path
+
+import numpy as np
+
+from mas_credit.outputs import save_figure, write_text
+
+TRUTH = "ground truth"
+METRICS = ["rmse", "kendall_tau", "top_agent", "null_credit", "efficiency_gap"]
+COSTS = ["evals_per_episode", "llm_calls_per_episode", "tokens_per_episode", "critic_calls_per_episode", "ms_per_episode"]
+COLUMN_HELP = {
+    "rmse": "root mean squared error of the credit against exact Shapley, per episode (0 = exact)",
+    "kendall_tau": "Kendall tau-b rank agreement with exact Shapley over the agents (1 = same order)",
+    "top_agent": "share of episodes whose most-credited agent is a top agent of exact Shapley",
+    "null_credit": "mean |credit| given to null players (agents whose every marginal contribution is 0; sound = 0)",
+    "efficiency_gap": "|sum of credit - (R - v(empty))| (0 = the credit decomposes the reward)",
+    "evals_per_episode": "distinct coalition evaluations the estimator needed, per episode",
+    "llm_calls_per_episode": "LLM policy calls for counterfactual re-runs, per episode (0 for scripted teams)",
+    "tokens_per_episode": "response tokens of those calls, per episode",
+    "critic_calls_per_episode": "critic calls, per episode",
+    "ms_per_episode": "wall time of its counterfactuals plus the estimator, per episode (ms)",
+}
+# two-sided 95% Student t quantiles by degrees of freedom (1..30); normal beyond
+_T95 = [12.706, 4.303, 3.182, 2.776, 2.571, 2.447, 2.365, 2.306, 2.262, 2.228, 2.201, 2.179, 2.160, 2.145, 2.131,
+        2.120, 2.110, 2.101, 2.093, 2.086, 2.080, 2.074, 2.069, 2.064, 2.060, 2.056, 2.052, 2.048, 2.045, 2.042]
+
+
+def mean_ci(values) -> tuple[float, float]:
+    """Mean and the half-width of its 95% confidence interval (NaN with one value)."""
+    values = np.asarray([v for v in values if not math.isnan(v)], dtype=float)
+    if len(values) == 0:
+        return math.nan, math.nan
+    if len(values) == 1:
+        return float(values[0]), math.nan
+    t = _T95[len(values) - 2] if len(values) - 1 <= len(_T95) else 1.96
+    return float(values.mean()), float(t * values.std(ddof=1) / math.sqrt(len(values)))
+
+
+def kendall_tau_b(credit: np.ndarray, truth: np.ndarray) -> np.ndarray:
+    """[E, N] x [E, N] -> [E] tau-b per episode; NaN where either side is all ties."""
+    credit, truth = np.round(credit, 9), np.round(truth, 9)          # float noise is not a rank difference
+    n = credit.shape[1]
+    upper = np.triu(np.ones((n, n), dtype=bool), k=1)
+    dc = np.sign(credit[:, :, None] - credit[:, None, :])[:, upper]  # [E, pairs]
+    dt = np.sign(truth[:, :, None] - truth[:, None, :])[:, upper]
+    pairs = upper.sum()
+    denom = np.sqrt((pairs - (dc == 0).sum(1)) * (pairs - (dt == 0).sum(1)).astype(float))
+    with np.errstate(invalid="ignore", divide="ignore"):
+        return np.where(denom > 0, (dc * dt).sum(1) / np.where(denom > 0, denom, 1), np.nan)
+
+
+def episode_scores(credit: np.ndarray, truth: np.ndarray, reward: np.ndarray, v_empty: np.ndarray, null: np.ndarray) -> dict:
+    """[E, N] arrays (reward, v_empty: [E]) -> per-episode score arrays [E] (NaN = undefined)."""
+    top = credit.argmax(axis=1)
+    truth_top = np.isclose(truth[np.arange(len(truth)), top], truth.max(axis=1), atol=1e-9)
+    all_tied = np.isclose(truth.max(axis=1), truth.min(axis=1), atol=1e-9)
+    null_sum, null_count = (np.abs(credit) * null).sum(1), null.sum(1)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        null_credit = np.where(null_count > 0, null_sum / np.maximum(null_count, 1), np.nan)
+    return {"rmse": np.sqrt(((credit - truth) ** 2).mean(axis=1)),
+            "kendall_tau": kendall_tau_b(credit, truth),
+            "top_agent": np.where(all_tied, np.nan, truth_top.astype(float)),
+            "null_credit": null_credit,
+            "efficiency_gap": np.abs(credit.sum(axis=1) - (reward - v_empty))}
+
+
+def score(frame, costs: list[dict]):
+    """Per (game, estimator, seed): the mean of each score over episodes, and the costs per episode."""
+    import pandas as pd
+
+    records = []
+    cost_of = {(c["game"], c["seed"], c["estimator"]): c for c in costs}
+    for (game, estimator, seed), part in frame.groupby(["game", "estimator", "seed"], sort=False):
+        part = part.sort_values(["episode", "agent"])
+        n_agents = part["agent"].nunique()
+        shaped = {k: part[k].to_numpy().reshape(-1, n_agents) for k in ("credit", "truth", "null_player")}
+        first = part.groupby("episode", sort=True).first()
+        scores = episode_scores(shaped["credit"], shaped["truth"], first["reward"].to_numpy(),
+                                first["v_empty"].to_numpy(), shaped["null_player"].astype(bool))
+        cost = cost_of[(game, seed, estimator)]
+        episodes = cost["episodes"]
+        record = {"game": game, "estimator": estimator, "seed": seed,
+                  **{k: float(np.nanmean(v)) if np.isfinite(v).any() else math.nan for k, v in scores.items()},
+                  "evals_per_episode": cost["coalition_evals"] / episodes, "llm_calls_per_episode": cost["llm_calls"] / episodes,
+                  "tokens_per_episode": cost["tokens"] / episodes, "critic_calls_per_episode": cost["critic_calls"] / episodes,
+                  "ms_per_episode": 1e3 * cost["wall_s"] / episodes}
+        records.append(record)
+    return pd.DataFrame(records)
+
+
+def summarise(per_seed):
+    """Per (game, estimator): mean and 95% CI half-width of every score and cost over seeds."""
+    import pandas as pd
+
+    rows = []
+    for (game, estimator), part in per_seed.groupby(["game", "estimator"], sort=False):
+        row = {"game": game, "estimator": estimator, "seeds": len(part)}
+        for key in METRICS + COSTS:
+            row[key], row[f"{key}_ci"] = mean_ci(part[key].to_numpy())
+        rows.append(row)
+    return pd.DataFrame(rows)
+
+
+def _cell(mean: float, ci: float, digits: int = 3) -> str:
+    if math.isnan(mean):
+        return "–"
+    return f"{mean:.{digits}f}" if math.isnan(ci) else f"{mean:.{digits}f} ± {ci:.{digits}f}"
+
+
+def table(summary, game: str) -> str:
+    """The markdown table of one game."""
+    heads = ["estimator", "RMSE", "Kendall τ", "top agent", "null-player |credit|", "efficiency gap",
+             "evals/ep", "LLM calls/ep", "tokens/ep", "critic calls/ep", "ms/ep"]
+    lines = ["| " + " | ".join(heads) + " |", "|" + "---|" * len(heads)]
+    for _, row in summary[summary["game"] == game].iterrows():
+        cells = [f"`{row['estimator']}`"] + [_cell(row[k], row[f"{k}_ci"]) for k in METRICS]
+        cells += [_cell(row[k], math.nan, 1) for k in COSTS[:4]] + [_cell(row["ms_per_episode"], math.nan, 3)]
+        lines.append("| " + " | ".join(cells) + " |")
+    return "\n".join(lines)
+
+
+def render(run_dir: str | Path) -> str:
+    """(Re)write `summary.md` and the PNG plots of a run from its saved results; returns the summary text."""
+    import pandas as pd
+
+    run_dir = Path(run_dir)
+    for name in ("credit.parquet", "costs.json"):
+        if not (run_dir / name).is_file():
+            raise FileNotFoundError(f"{run_dir} has no {name}; give the folder of a finished study (runs/<name>/)")
+    frame = pd.read_parquet(run_dir / "credit.parquet")
+    meta = json.loads((run_dir / "costs.json").read_text())
+    per_seed = score(frame, meta["units"])
+    summary = summarise(per_seed)
+    games = list(dict.fromkeys(frame["game"]))
+    n_eps = {c["game"]: c["episodes"] for c in meta["units"] if c["estimator"] == TRUTH}
+    rollout_s = sum(c["rollout_s"] for c in meta["units"] if c["estimator"] == TRUTH)
+    text = [f"# Credit study: {run_dir.name}", "",
+            f"Team: {meta['team']}; critic for llm_mca: {meta['critic']}; seeds {meta['seeds']}; {meta['n_tasks']} tasks x "
+            f"{meta['group_size']} episodes per game and seed" + (f" (tree fan-out {meta['fanout']})" if meta["fanout"] else "")
+            + f"; rollouts took {rollout_s:.2f} s in all.",
+            "Every estimator ran on the same episodes and is scored against the exact Shapley value of the replayed "
+            "coalition values. Cells are the mean over seeds ± the half-width of a 95% confidence interval "
+            "(Student t; no ± with one seed); – means undefined (e.g. no null player in that game, or every agent "
+            "tied in exact Shapley, which leaves ranks and the top agent undefined)."
+            + (" Tree-mode estimators pay with the fan-out rollouts, not with coalition evaluations." if meta["fanout"] else ""),
+            ""]
+    for game in games:
+        text += [f"## {game} ({n_eps[game]} episodes per seed)", "", table(summary, game), "",
+                 f"![credit by agent](credit_{game}.png)", ""]
+    text += ["## Columns", ""] + [f"- **{k}**: {v}" for k, v in COLUMN_HELP.items()] + ["", "![error against cost](error_vs_cost.png)", ""]
+    out = "\n".join(text)
+    write_text(run_dir / "summary.md", out)
+    _plots(run_dir, frame, summary, games)
+    return out
+
+
+def _plots(run_dir: Path, frame, summary, games) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    estimators = list(dict.fromkeys(frame["estimator"]))
+    for game in games:
+        part = frame[frame["game"] == game]
+        agents = sorted(part["agent"].unique())
+        fig, ax = plt.subplots(figsize=(1.6 + 1.1 * len(agents) * (len(estimators) + 1) / 4, 3.6))
+        width = 0.8 / (len(estimators) + 1)
+        truth = part[part["estimator"] == estimators[0]].groupby("agent")["truth"].mean()
+        ax.bar(np.arange(len(agents)) - 0.4 + width / 2, truth.to_numpy(), width, color="black", label=TRUTH)
+        for k, est in enumerate(estimators, start=1):
+            mean = part[part["estimator"] == est].groupby("agent")["credit"].mean()
+            ax.bar(np.arange(len(agents)) - 0.4 + width * (k + 0.5), mean.to_numpy(), width, label=est)
+        ax.set_xticks(np.arange(len(agents)), [f"agent_{a}" for a in agents])
+        ax.set_ylabel("mean credit")
+        ax.set_title(f"{game}: credit per agent (black: exact Shapley)")
+        ax.axhline(0, color="grey", lw=0.5)
+        ax.legend(fontsize=7, ncol=2, loc="best")
+        save_figure(run_dir / f"credit_{game}.png", fig)
+        plt.close(fig)
+    fig, ax = plt.subplots(figsize=(6.4, 4.2))
+    markers = "osD^vP*X"
+    for g, game in enumerate(games):
+        part = summary[summary["game"] == game]
+        for _, row in part.iterrows():
+            ax.scatter(max(row["ms_per_episode"], 1e-4), row["rmse"], marker=markers[g % len(markers)],
+                       color=f"C{estimators.index(row['estimator']) % 10}")
+            ax.annotate(row["estimator"], (max(row["ms_per_episode"], 1e-4), row["rmse"]), fontsize=6)
+    ax.set_xscale("log")
+    ax.set_xlabel("wall time per episode (ms, counterfactuals + estimator)")
+    ax.set_ylabel("RMSE against exact Shapley")
+    ax.set_title("error against cost (marker = game: " + ", ".join(f"{markers[g % len(markers)]} {game}" for g, game in enumerate(games)) + ")",
+                 fontsize=8)
+    save_figure(run_dir / "error_vs_cost.png", fig)
+    plt.close(fig)

@@ -1,0 +1,137 @@
+"""Credit decomposition studies: the estimators side by side on the same episodes,
+scored against exact Shapley.
+
+For each game and seed of an experiment: collect the episodes once (tree fan-out
+rollouts if a listed estimator needs them — every estimator then sees those same
+episodes), compute the ground truth (exact Shapley of the replayed coalition values),
+then for each estimator fill only what it declares it needs, on its own copy of the
+episodes (so its cost is what it would pay alone and resampled values never mix with
+the ground truth's), and run it. The team may be scripted or an LLM team: the study only
+calls `collect`/`collect_tree` and the counterfactual helpers.
+
+Outputs go to `<output_dir>/<name>/` and are written only once everything is computed,
+each file atomically: `config.yaml`, `episodes.jsonl`, `credit.parquet`, `costs.json`,
+then `summary.md` and the plots (`mas_credit.report`). This module must not format tables.
+"""
+from __future__ import annotations
+
+import time
+from pathlib import Path
+
+import torch
+from tqdm import tqdm
+
+from mas_credit.agents import load_critic, load_team
+from mas_credit.config import ExperimentConfig, to_yaml
+from mas_credit.counterfactual import fill_coalitions, fill_needs
+from mas_credit.estimators import get_estimator
+from mas_credit.estimators.shapley import exact_shapley
+from mas_credit.games import make_game
+from mas_credit.outputs import write_json, write_jsonl, write_parquet, write_text
+from mas_credit.rollout import collect, collect_tree
+from mas_credit.types import CreditBatch, Episode, resolve_device
+
+TRUTH = "ground truth"
+
+
+def _copies(episodes: list[Episode]) -> list[Episode]:
+    """Independent copies with no counterfactual values (each estimator pays its own way)."""
+    out = []
+    for ep in episodes:
+        copy = Episode.from_dict(ep.to_dict())
+        copy.coalition_values, copy.alternative_values, copy.critic = {}, {}, None
+        out.append(copy)
+    return out
+
+
+def _sync(device: torch.device) -> None:
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+
+
+def null_players(values: torch.Tensor) -> torch.Tensor:
+    """[B, 2**N] -> [B, N] True where every marginal contribution of the agent is exactly 0."""
+    n_agents = values.shape[1].bit_length() - 1
+    out = []
+    for i in range(n_agents):
+        pairs = values.reshape(values.shape[0], 1 << (n_agents - 1 - i), 2, 1 << i)
+        out.append((pairs[:, :, 1, :] == pairs[:, :, 0, :]).flatten(1).all(dim=1))
+    return torch.stack(out, dim=1)
+
+
+def run_study(cfg: ExperimentConfig, out_dir: str | Path | None = None, progress: bool = True) -> Path:
+    """Run the study of an experiment; returns the run folder."""
+    import pandas as pd
+
+    from mas_credit.report import render
+
+    run_dir = Path(out_dir) if out_dir is not None else Path(cfg.output_dir) / cfg.name
+    estimators = []
+    for e in cfg.estimators:
+        est = get_estimator(e.name)
+        estimators.append((e.label or e.name, est, est.make_config(e)))
+    fanout = next((n.tree_fanout for _, est, ecfg in estimators
+                   if (n := est.needs(ecfg, cfg.games[0].n_agents)).tree_fanout), None)
+
+    rows, costs, records = [], [], []
+    units = [(g, seed) for g in cfg.games for seed in cfg.seeds]
+    bar = tqdm(units, desc=f"study {cfg.name}", unit="game-seed", disable=not progress, leave=False)
+    for gcfg, seed in bar:
+        game_label = gcfg.label or gcfg.name
+        bar.set_postfix_str(f"{game_label} seed {seed}")
+        game = make_game(gcfg.name, n_agents=gcfg.n_agents, difficulty=gcfg.difficulty,
+                         lazy_agents=list(gcfg.lazy_agents), **dict(gcfg.params))
+        team, critic = load_team(cfg.team), load_critic(cfg.critic)
+        start = time.perf_counter()
+        if fanout:
+            episodes = collect_tree(game, team, cfg.n_tasks, fanout, seed=seed)
+        else:
+            episodes = collect(game, team, cfg.n_tasks, cfg.group_size, seed=seed)
+        rollout_s = time.perf_counter() - start
+
+        truth_eps = _copies(episodes)
+        fill_coalitions(game, truth_eps, "all")
+        truth_batch = CreditBatch.from_episodes(truth_eps)
+        truth = exact_shapley(truth_batch.coalition)                                      # [B, N]
+        nulls = null_players(truth_batch.coalition)
+        v_empty = truth_batch.coalition[:, 0]
+        for b, ep in enumerate(episodes):
+            records.append({"game": game_label, "seed": int(seed), "episode": b, **ep.to_dict()})
+        base = {"game": game_label, "seed": int(seed)}
+        costs.append({**base, "estimator": TRUTH, "rollout_s": rollout_s, "episodes": len(episodes)})
+
+        for label, est, ecfg in estimators:
+            eps = _copies(episodes)
+            start = time.perf_counter()
+            counts = fill_needs(game, eps, est.needs(ecfg, game.n_agents), team=team, critic=critic)
+            fill_s = time.perf_counter() - start
+            batch = CreditBatch.from_episodes(eps)
+            device = resolve_device(ecfg.device)
+            _sync(device)
+            start = time.perf_counter()
+            out = est(batch, ecfg)
+            _sync(device)
+            est_s = time.perf_counter() - start
+            credit = out.credit.detach().to("cpu", torch.float64)
+            for b in range(len(eps)):
+                for i in range(game.n_agents):
+                    rows.append({**base, "episode": b, "task": int(eps[b].group), "agent": i, "estimator": label,
+                                 "credit": float(credit[b, i]), "truth": float(truth[b, i]), "reward": float(eps[b].reward),
+                                 "v_empty": float(v_empty[b]), "acted": bool(batch.acted[b, i]), "null_player": bool(nulls[b, i])})
+            costs.append({**base, "estimator": label, "episodes": len(eps), "fill_s": fill_s, "estimator_s": est_s,
+                          "wall_s": fill_s + est_s, "device": device.type,
+                          "coalition_evals": counts.get("cf/evals", 0.0), "llm_calls": counts.get("cf/llm_calls", 0.0),
+                          "tokens": counts.get("cf/tokens", 0.0), "critic_calls": counts.get("critic/calls", 0.0),
+                          "critic_fallback": counts.get("critic/fallback", 0.0),
+                          **{f"metric/{k}": float(v) for k, v in out.metrics.items()}})
+    bar.close()
+
+    frame = pd.DataFrame(rows)
+    write_text(run_dir / "config.yaml", to_yaml(cfg))
+    write_jsonl(run_dir / "episodes.jsonl", records)
+    write_parquet(run_dir / "credit.parquet", frame)
+    write_json(run_dir / "costs.json", {"team": cfg.team.kind, "critic": cfg.critic.kind, "n_tasks": cfg.n_tasks,
+                                        "group_size": cfg.group_size, "fanout": list(fanout) if fanout else None,
+                                        "seeds": list(cfg.seeds), "units": costs})
+    render(run_dir)
+    return run_dir

@@ -1,0 +1,140 @@
+"""Credit decomposition studies: the known contrasts, determinism, atomic outputs,
+report re-rendering and one-line errors."""
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pandas as pd
+import pytest
+
+from mas_credit.config import load_experiment
+from mas_credit.report import render, score
+from mas_credit.studies import run_study
+
+ROOT = Path(__file__).resolve().parents[1]
+QUICK = ROOT / "experiments" / "study_quickstart.yaml"
+SMALL = ["seeds=[0,1]", "n_tasks=3", "estimators=[shapley,loo,grpo,sharp,c3_tree]", "team.skills=[1,1,1]", "team.malformed_rate=0"]
+FILES = ["config.yaml", "episodes.jsonl", "credit.parquet", "costs.json", "summary.md", "error_vs_cost.png",
+         "credit_vault.png", "credit_vault_lazy.png", "credit_lookout.png", "credit_council.png"]
+
+
+@pytest.fixture(scope="module")
+def small_study(tmp_path_factory):
+    out = tmp_path_factory.mktemp("study") / "small"
+    run_study(load_experiment(QUICK, SMALL), out_dir=out, progress=False)
+    return out
+
+
+def mean_credit(frame, game, estimator):
+    part = frame[(frame["game"] == game) & (frame["estimator"] == estimator)]
+    return part.groupby("agent")[["credit", "truth"]].mean()
+
+
+def test_the_study_writes_every_output(small_study):
+    assert sorted(p.name for p in small_study.iterdir()) == sorted(FILES)
+    summary = (small_study / "summary.md").read_text()
+    assert "| `shapley` | 0.000 ± 0.000 |" in summary and "## lookout" in summary and "- **rmse**:" in summary
+    assert len((small_study / "episodes.jsonl").read_text().splitlines()) == 4 * 2 * 3 * 8
+
+
+def test_known_contrasts(small_study):
+    frame = pd.read_parquet(small_study / "credit.parquet")
+    # AND with every agent right: Shapley 1/3 each, leave-one-out 1 each (over-credits)
+    vault = mean_credit(frame, "vault", "loo")
+    assert (vault["truth"] - 1 / 3).abs().max() < 1e-9 and (vault["credit"] == 1).all()
+    # OR: leave-one-out gives 0 to everyone, Shapley 1/3
+    lookout = mean_credit(frame, "lookout", "loo")
+    assert (lookout["credit"] == 0).all() and (lookout["truth"] - 1 / 3).abs().max() < 1e-9
+    # a lazy agent: 0 from exact Shapley, full credit R from grpo
+    lazy = frame[(frame["game"] == "vault_lazy") & (frame["agent"] == 2)]
+    grpo, shap = lazy[lazy["estimator"] == "grpo"], lazy[lazy["estimator"] == "shapley"]
+    assert (grpo["credit"] == grpo["reward"]).all() and (grpo["reward"] == 1).all()
+    assert (shap["credit"] == 0).all() and shap["null_player"].all()
+    # exact shapley has zero error everywhere; the scores say the same
+    per_seed = score(frame, json.loads((small_study / "costs.json").read_text())["units"])
+    exact = per_seed[per_seed["estimator"] == "shapley"]
+    assert (exact["rmse"] == 0).all() and (exact["efficiency_gap"].abs() < 1e-12).all()
+    assert (per_seed[(per_seed["estimator"] == "loo") & (per_seed["game"] == "vault")]["rmse"] > 0.6).all()
+
+
+def test_same_seed_same_credit(small_study, tmp_path):
+    again = run_study(load_experiment(QUICK, SMALL), out_dir=tmp_path / "again", progress=False)
+    a, b = pd.read_parquet(small_study / "credit.parquet"), pd.read_parquet(again / "credit.parquet")
+    pd.testing.assert_frame_equal(a, b)
+    other = run_study(load_experiment(QUICK, SMALL[:-1] + ["team.malformed_rate=0", "seeds=[5]"]), out_dir=tmp_path / "other",
+                      progress=False)
+    assert not pd.read_parquet(other / "credit.parquet")["credit"].equals(a["credit"])
+
+
+def test_report_renders_again_from_saved_results(small_study, tmp_path):
+    before = (small_study / "summary.md").read_text()
+    for name in ("summary.md", "error_vs_cost.png", "credit_vault.png"):
+        (small_study / name).unlink()
+    out = subprocess.run([sys.executable, "-m", "mas_credit.cli", "report", str(small_study)], capture_output=True, text=True)
+    assert out.returncode == 0, out.stderr
+    assert (small_study / "summary.md").read_text() == before
+    assert (small_study / "credit_vault.png").stat().st_size > 1000
+    missing = subprocess.run([sys.executable, "-m", "mas_credit.cli", "report", str(tmp_path)], capture_output=True, text=True)
+    assert missing.returncode == 2 and "has no credit.parquet" in missing.stderr and missing.stderr.count("\n") == 1
+
+
+def test_an_interrupted_study_leaves_no_half_written_file(tmp_path, monkeypatch):
+    import mas_credit.studies as studies
+
+    cfg = load_experiment(QUICK, SMALL)
+    calls = {"n": 0}
+    real_fill = studies.fill_needs
+
+    def dies_midway(*args, **kwargs):
+        calls["n"] += 1
+        if calls["n"] == 7:
+            raise KeyboardInterrupt
+        return real_fill(*args, **kwargs)
+
+    monkeypatch.setattr(studies, "fill_needs", dies_midway)
+    with pytest.raises(KeyboardInterrupt):
+        run_study(cfg, out_dir=tmp_path / "run", progress=False)
+    assert not (tmp_path / "run").exists() or not any((tmp_path / "run").iterdir())
+    monkeypatch.setattr(studies, "fill_needs", real_fill)
+
+    # killed while writing credit.parquet over an earlier complete run: the old file stays whole
+    done = run_study(cfg, out_dir=tmp_path / "run", progress=False)
+    before = pd.read_parquet(done / "credit.parquet")
+
+    def half_written(self, path, **kwargs):
+        Path(path).write_bytes(b"PAR1 half a file")
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(pd.DataFrame, "to_parquet", half_written)
+    with pytest.raises(KeyboardInterrupt):
+        run_study(cfg, out_dir=done, progress=False)
+    pd.testing.assert_frame_equal(pd.read_parquet(done / "credit.parquet"), before)
+    assert not [p for p in done.iterdir() if p.name.startswith(".")], "no temporary files may be left behind"
+
+
+BAD = [
+    (["estimators=[shapley,c3_tree]", "group_size=4"], "tree fan-out [2, 4] makes groups of 8 episodes but group_size is 4; set group_size=8"),
+    (["estimators=[shapley,shapley]"], "estimators ['shapley'] appear more than once; give each a distinct label"),
+    (["estimators=[shapley,{use: c3, params: {mode: tree, fanout: [8]}},c3_tree]"], "different tree fan-outs"),
+    (["critic.accuracy=2"], "critic: accuracy and malformed_rate must be in [0, 1]"),
+    (["critic.kind=gpt"], "critic.kind 'gpt' is not available"),
+    (["estimators=[shapley,{use: sharp, params: {method: approx}}]"], "method 'approx' is not valid; valid choices: exact, sampled"),
+]
+
+
+@pytest.mark.parametrize("overrides,message", BAD)
+def test_bad_studies_give_one_line_errors(overrides, message, tmp_path):
+    out = subprocess.run([sys.executable, "-m", "mas_credit.cli", "study", str(QUICK), *overrides, "--out", str(tmp_path / "x")],
+                         capture_output=True, text=True, cwd=ROOT)
+    assert out.returncode == 2, out.stderr
+    assert message in out.stderr and out.stderr.startswith("mas-credit: error: ") and out.stderr.count("\n") == 1
+    assert not (tmp_path / "x").exists()
+
+
+def test_study_cli_end_to_end(tmp_path):
+    out = subprocess.run([sys.executable, "-m", "mas_credit.cli", "study", str(QUICK), "seeds=[0]", "n_tasks=2",
+                          "--out", str(tmp_path / "q"), "--no-progress"], capture_output=True, text=True, cwd=ROOT)
+    assert out.returncode == 0, out.stderr
+    assert "# Credit study" in out.stdout and "| `coma` |" in out.stdout and "results in" in out.stdout
+    assert sorted(p.name for p in (tmp_path / "q").iterdir()) == sorted(FILES)
