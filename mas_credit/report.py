@@ -176,37 +176,42 @@ def _plots(run_dir: Path, frame, summary, games) -> None:
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
+    from matplotlib.lines import Line2D
 
     estimators = list(dict.fromkeys(frame["estimator"]))
+    palette = plt.get_cmap("tab20")
+    colour = {est: palette(k % 20) for k, est in enumerate(estimators)}
     for game in games:
         part = frame[frame["game"] == game]
         agents = sorted(part["agent"].unique())
-        fig, ax = plt.subplots(figsize=(1.6 + 1.1 * len(agents) * (len(estimators) + 1) / 4, 3.6))
+        fig, ax = plt.subplots(figsize=(2.5 + 0.25 * len(agents) * (len(estimators) + 1), 3.6))
         width = 0.8 / (len(estimators) + 1)
+        x = np.arange(len(agents)) - 0.4 + width / 2
         truth = part[part["estimator"] == estimators[0]].groupby("agent")["truth"].mean()
-        ax.bar(np.arange(len(agents)) - 0.4 + width / 2, truth.to_numpy(), width, color="black", label=TRUTH)
+        ax.bar(x, truth.to_numpy(), width, color="black", label=TRUTH)
         for k, est in enumerate(estimators, start=1):
             mean = part[part["estimator"] == est].groupby("agent")["credit"].mean()
-            ax.bar(np.arange(len(agents)) - 0.4 + width * (k + 0.5), mean.to_numpy(), width, label=est)
+            ax.bar(x + width * k, mean.to_numpy(), width, color=colour[est], label=est)
         ax.set_xticks(np.arange(len(agents)), [f"agent_{a}" for a in agents])
-        ax.set_ylabel("mean credit")
-        ax.set_title(f"{game}: credit per agent (black: exact Shapley)")
+        ax.set_ylabel("mean credit over episodes and seeds")
+        ax.set_title(f"{game}: credit per agent by estimator (black: exact Shapley)")
         ax.axhline(0, color="grey", lw=0.5)
-        ax.legend(fontsize=7, ncol=2, loc="best")
+        ax.legend(fontsize=7, loc="upper left", bbox_to_anchor=(1.01, 1.0))
         save_figure(run_dir / f"credit_{game}.png", fig)
         plt.close(fig)
-    fig, ax = plt.subplots(figsize=(6.4, 4.2))
+
+    fig, ax = plt.subplots(figsize=(7.5, 4.5))
     markers = "osD^vP*X"
     for g, game in enumerate(games):
-        part = summary[summary["game"] == game]
-        for _, row in part.iterrows():
+        for _, row in summary[summary["game"] == game].iterrows():
             ax.scatter(max(row["ms_per_episode"], 1e-4), row["rmse"], marker=markers[g % len(markers)],
-                       color=f"C{estimators.index(row['estimator']) % 10}")
-            ax.annotate(row["estimator"], (max(row["ms_per_episode"], 1e-4), row["rmse"]), fontsize=6)
+                       color=colour[row["estimator"]], s=36, edgecolors="black", linewidths=0.3)
+    handles = [Line2D([], [], ls="", marker="o", color=colour[est], label=est) for est in estimators]
+    handles += [Line2D([], [], ls="", marker=markers[g % len(markers)], color="grey", label=game) for g, game in enumerate(games)]
+    ax.legend(handles=handles, fontsize=7, loc="upper left", bbox_to_anchor=(1.01, 1.0))
     ax.set_xscale("log")
-    ax.set_xlabel("wall time per episode (ms, counterfactuals + estimator)")
+    ax.set_xlabel("wall time per episode (ms; counterfactuals + estimator)")
     ax.set_ylabel("RMSE against exact Shapley")
-    ax.set_title("error against cost (marker = game: " + ", ".join(f"{markers[g % len(markers)]} {game}" for g, game in enumerate(games)) + ")",
-                 fontsize=8)
+    ax.set_title("error against cost (colour: estimator; marker: game)")
     save_figure(run_dir / "error_vs_cost.png", fig)
     plt.close(fig)
