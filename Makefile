@@ -15,3 +15,4 @@ test: setup
 bench: setup
 	$(VENV)/bin/python benchmarks/team_value.py
 	$(VENV)/bin/python benchmarks/estimators.py
+	$(VENV)/bin/python benchmarks/rollout.py

@@ -32,8 +32,9 @@ def _ints(text: str) -> list[int]:
 def cmd_play(args) -> int:
     import yaml
 
-    from mas_credit.agents import ScriptedTeam
+    from mas_credit.agents import ScriptedTeam, load_team
     from mas_credit.agents.critic import ScriptedCritic
+    from mas_credit.config import load_team_config
     from mas_credit.counterfactual import fill_coalitions, fill_needs
     from mas_credit.estimators import get_estimator
     from mas_credit.estimators.shapley import exact_shapley
@@ -53,11 +54,21 @@ def cmd_play(args) -> int:
     if len(skills) != args.n_agents:
         raise UsageError(f"--skills has {len(skills)} values but --n-agents is {args.n_agents}; give one skill per agent")
     try:
-        team = ScriptedTeam(skills, lazy=_ints(args.lazy_team) if args.lazy_team else [],
-                            malformed_rate=args.malformed, seed=args.seed)
+        if args.team:
+            if args.skills or args.lazy_team or args.malformed:
+                raise UsageError("--skills, --lazy-team and --malformed describe the default scripted team; drop them when you give --team")
+            team_cfg = load_team_config(args.team)
+            if team_cfg.kind == "scripted":
+                skills = list(team_cfg.skills)
+            team = load_team(team_cfg, n_agents=game.n_agents, sequential=game.sequential)
+        else:
+            team = ScriptedTeam(skills, lazy=_ints(args.lazy_team) if args.lazy_team else [],
+                                malformed_rate=args.malformed, seed=args.seed)
         estimators = [get_estimator(name.strip()) for name in args.estimators.split(",") if name.strip()]
     except ValueError as err:
         raise UsageError(str(err)) from None
+    if team.n_agents != game.n_agents:
+        raise UsageError(f"the team has {team.n_agents} agents but --n-agents is {game.n_agents}; make them match")
     episode = collect(game, team, n_tasks=1, group_size=1, seed=args.seed)[0]
     fill_coalitions(game, [episode], "all")
     columns = {}
@@ -77,7 +88,8 @@ def cmd_play(args) -> int:
     print(f"{'agent':<10}{'skill':>7}{'shapley':>10}" + "".join(f"{name:>10}" for name in columns) + "  components")
     for i, name in enumerate(episode.agents):
         comps = ", ".join(f"{k}={v[i]:.2f}" for k, v in episode.components.items())
-        print(f"{name:<10}{skills[i]:>7.2f}{float(phi[i]):>10.3f}" + "".join(f"{float(c[i]):>10.3f}" for c in columns.values())
+        skill = f"{skills[i]:>7.2f}" if team.kind == "scripted" else f"{'llm':>7}"
+        print(f"{name:<10}{skill}{float(phi[i]):>10.3f}" + "".join(f"{float(c[i]):>10.3f}" for c in columns.values())
               + f"  {comps}")
     print(f"sum of Shapley = {float(phi.sum()):.3f} = R - v(empty)   (shapley is the exact ground truth; "
           f"the other columns are estimators, with a scripted critic for llm_mca)")
@@ -155,6 +167,8 @@ def build_parser() -> argparse.ArgumentParser:
     play.add_argument("--malformed", type=float, default=0.0, help="rate of unparseable output")
     play.add_argument("--seed", type=int, default=0)
     play.add_argument("--param", action="append", help="game-specific key=value (YAML value), repeatable")
+    play.add_argument("--team", help="a team option from agents/ or a team YAML file, e.g. agents/smollm_trio.yaml "
+                      "(default: scripted agents with --skills)")
     play.add_argument("--estimators", default="loo,grpo",
                       help="comma-separated estimators to show beside exact Shapley (see `mas-credit estimators`)")
     play.set_defaults(func=cmd_play)

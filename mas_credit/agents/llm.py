@@ -1,0 +1,180 @@
+"""LLM teams and the LLM critic on the transformers backend.
+
+A team is one base model plus, per `sharing`:
+  lora_per_agent  one LoRA adapter per agent on a shared base (peft; the default): every
+                  agent's requests go into one generate call, each row with its adapter
+  shared          one policy for every agent (role prompts tell them apart)
+  separate        one model copy per agent (one generate call per agent)
+Each agent has a role (its system prompt); the game's observation is put into the team's
+prompt template. A topology (networkx DiGraph: none, chain, star, complete or an edge
+list) says whose earlier messages in the episode an agent also sees.
+
+`check_llm_team` validates a team config without loading any model; `LLMTeam` loads it.
+This module must not compute rewards or credit.
+"""
+from __future__ import annotations
+
+import networkx as nx
+import numpy as np
+
+from mas_credit.agents.hf import Generation, check_model_ref, generate, load_model
+from mas_credit.agents.scripted import ActRequest, ActResult
+from mas_credit.games.base import normalise_text
+
+SHARING = ("lora_per_agent", "shared", "separate")
+TOPOLOGIES = ("none", "chain", "star", "complete")
+DEFAULT_ROLE = ("You are {agent}, one of {n_agents} agents in a cooperative team game. Read your instructions and "
+                "answer with one short line in exactly the format they ask for.")
+
+
+def build_topology(spec, n_agents: int) -> nx.DiGraph:
+    """none | chain (0->1->...) | star (0 <-> everyone) | complete | [[from, to], ...]."""
+    graph = nx.DiGraph()
+    graph.add_nodes_from(range(n_agents))
+    if isinstance(spec, str):
+        if spec not in TOPOLOGIES:
+            raise ValueError(f"team.topology '{spec}' is not valid; valid choices: {', '.join(TOPOLOGIES)}, or a list of [from, to] edges")
+        if spec == "chain":
+            graph.add_edges_from((i, i + 1) for i in range(n_agents - 1))
+        elif spec == "star":
+            graph.add_edges_from([(0, i) for i in range(1, n_agents)] + [(i, 0) for i in range(1, n_agents)])
+        elif spec == "complete":
+            graph.add_edges_from((i, j) for i in range(n_agents) for j in range(n_agents) if i != j)
+        return graph
+    for edge in spec:
+        if not isinstance(edge, (list, tuple)) or len(edge) != 2 or not all(isinstance(a, int) and 0 <= a < n_agents for a in edge):
+            raise ValueError(f"team.topology edge {edge!r} must be [from, to] with agents in 0..{n_agents - 1}")
+        graph.add_edge(int(edge[0]), int(edge[1]))
+    return graph
+
+
+def check_llm_team(cfg, n_agents: int, sequential: bool) -> None:
+    """Every rule a team config must keep, with one-line errors; loads no model."""
+    check_model_ref(cfg.model)
+    if cfg.sharing not in SHARING:
+        raise ValueError(f"team.sharing '{cfg.sharing}' is not valid; valid choices: {', '.join(SHARING)}")
+    if cfg.roles and len(cfg.roles) != n_agents:
+        raise ValueError(f"team.roles has {len(cfg.roles)} system prompts but the game has {n_agents} agents; give one per agent or none")
+    bad = sorted(int(k) for k in cfg.adapters if not 0 <= int(k) < n_agents)
+    if bad:
+        raise ValueError(f"team.adapters names agents {bad} that do not exist in a team of {n_agents} (valid: 0..{n_agents - 1})")
+    if cfg.adapters and cfg.sharing != "lora_per_agent":
+        raise ValueError(f"team.adapters needs sharing: lora_per_agent (got {cfg.sharing})")
+    for agent, path in cfg.adapters.items():
+        from pathlib import Path
+        if not (Path(path).expanduser() / "adapter_config.json").is_file():
+            raise ValueError(f"team.adapters.{agent}: '{path}' is not a saved LoRA adapter (no adapter_config.json)")
+    graph = build_topology(cfg.topology, n_agents)
+    if sequential and not nx.is_directed_acyclic_graph(graph):
+        cycle = nx.find_cycle(graph)
+        raise ValueError(f"team.topology has a cycle {[list(e) for e in cycle]}; a turn-based game needs an acyclic topology "
+                         f"(e.g. chain, or edges that only point forward)")
+    if cfg.temperature < 0 or not 0 < cfg.top_p <= 1 or cfg.max_new_tokens < 1:
+        raise ValueError(f"team sampling: temperature must be >= 0, top_p in (0, 1], max_new_tokens >= 1 "
+                         f"(got {cfg.temperature}, {cfg.top_p}, {cfg.max_new_tokens})")
+    if "{observation}" not in cfg.prompt_template:
+        raise ValueError("team.prompt_template must contain {observation} (where the game's instructions go)")
+
+
+class LLMTeam:
+    """A team of LLM agents (see the module docstring). `act` answers a batch of requests
+    with text, prompt and response token ids and behaviour log-probabilities."""
+
+    kind = "llm"
+
+    def __init__(self, cfg, n_agents: int, sequential: bool = False, device=None, loaded=None):
+        check_llm_team(cfg, n_agents, sequential)
+        self.cfg = cfg
+        self._n_agents = n_agents
+        self.seed = int(cfg.seed)
+        self.topology = build_topology(cfg.topology, n_agents)
+        base = loaded or load_model(cfg.model, device or cfg.device)
+        self.tokenizer, self.device, self.load_s = base.tokenizer, base.device, base.load_s
+        self.adapters: list[str] | None = None
+        if cfg.sharing == "lora_per_agent":
+            self.models = [self._with_adapters(base.model, n_agents)]
+        elif cfg.sharing == "shared":
+            self.models = [base.model]
+        else:
+            self.models = [base.model] + [load_model(cfg.model, self.device).model for _ in range(n_agents - 1)]
+        self.calls = 0
+        self.tokens = 0
+
+    def _with_adapters(self, model, n_agents):
+        from peft import LoraConfig, PeftModel, get_peft_model
+
+        names = [f"agent_{i}" for i in range(n_agents)]
+        lora = LoraConfig(r=self.cfg.lora_r, lora_alpha=self.cfg.lora_alpha, target_modules=list(self.cfg.lora_targets),
+                          lora_dropout=0.0, bias="none", task_type="CAUSAL_LM")
+        saved = {int(k): v for k, v in self.cfg.adapters.items()}
+        if 0 in saved:
+            peft_model = PeftModel.from_pretrained(model, saved[0], adapter_name=names[0], is_trainable=True)
+        else:
+            peft_model = get_peft_model(model, lora, adapter_name=names[0])
+        for i in range(1, n_agents):
+            if i in saved:
+                peft_model.load_adapter(saved[i], adapter_name=names[i], is_trainable=True)
+            else:
+                peft_model.add_adapter(names[i], lora)
+        peft_model.eval()
+        self.adapters = names
+        return peft_model
+
+    @property
+    def n_agents(self) -> int:
+        return self._n_agents
+
+    def model_for(self, agent: int):
+        return self.models[agent] if len(self.models) > 1 else self.models[0]
+
+    def chat(self, request: ActRequest) -> list[dict]:
+        """The chat an agent sees: its role, then the game's observation in the prompt template,
+        plus the earlier messages of its in-neighbours in the topology."""
+        env, agent = request.env, request.agent
+        name = env.possible_agents[agent]
+        role = self.cfg.roles[agent] if self.cfg.roles else DEFAULT_ROLE
+        system = role.format(agent=name, n_agents=self._n_agents, game=env.name)
+        user = self.cfg.prompt_template.format(observation=request.prompt, agent=name, game=env.name)
+        sources = set(self.topology.predecessors(agent))
+        seen = [f"{env.possible_agents[t.agent]} wrote: {t.text}" for t in getattr(env, "history", []) if t.agent in sources]
+        if seen:
+            user += "\nMessages from your team:\n" + "\n".join(seen)
+        return [{"role": "system", "content": system}, {"role": "user", "content": user}]
+
+    def act(self, requests: list[ActRequest]) -> list[ActResult]:
+        """One generate call for all requests that share a model (per-row adapters)."""
+        if not requests:
+            return []
+        seed = int(np.random.SeedSequence([self.seed] + [int(r.rng.integers(2 ** 31)) for r in requests[:1]]).generate_state(1)[0])
+        groups: dict[int, list[int]] = {}
+        for k, req in enumerate(requests):
+            groups.setdefault(0 if len(self.models) == 1 else req.agent, []).append(k)
+        out: list[ActResult | None] = [None] * len(requests)
+        for key, members in groups.items():
+            chats = [self.chat(requests[k]) for k in members]
+            names = [self.adapters[requests[k].agent] for k in members] if self.adapters else None
+            gens: list[Generation] = generate(self.models[key], self.tokenizer, chats, self.cfg.max_new_tokens,
+                                              self.cfg.temperature, self.cfg.top_p, seed=seed + key, adapter_names=names)
+            for k, gen in zip(members, gens):
+                out[k] = ActResult(text=normalise_text(gen.text), prompt_ids=gen.prompt_ids,
+                                   response_ids=gen.response_ids, logprobs=gen.logprobs)
+                self.tokens += len(gen.response_ids)
+        self.calls += len(requests)
+        return out
+
+
+class LLMCritic:
+    """The llm_mca critic on a transformers model: greedy, batched, reads only the prompt."""
+
+    kind = "llm"
+    SYSTEM = "You judge cooperative team games. Reply with one line of JSON and nothing else."
+
+    def __init__(self, model: str = "smollm2", max_new_tokens: int = 64, device=None, loaded=None):
+        base = loaded or load_model(model, device)
+        self.model, self.tokenizer, self.max_new_tokens = base.model, base.tokenizer, int(max_new_tokens)
+        self.calls = 0
+
+    def score(self, requests) -> list[str]:
+        chats = [[{"role": "system", "content": self.SYSTEM}, {"role": "user", "content": r.prompt}] for r in requests]
+        self.calls += len(chats)
+        return [g.text for g in generate(self.model, self.tokenizer, chats, self.max_new_tokens, temperature=0.0)]
