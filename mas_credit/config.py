@@ -91,8 +91,9 @@ class TeamConfig(_Frozen):
     """llm: saved LoRA adapters to start from, agent index -> folder"""
     roles: List[str] = field(default_factory=list)
     """llm: one system prompt per agent ({agent}, {n_agents}, {game} are filled in); empty = a generic team role"""
-    prompt_template: str = "{observation}"
-    """llm: the user message; {observation} is the game's text ({agent} and {game} also available)"""
+    prompt_template: Any = "{observation}"
+    """llm: the user message; {observation} is the game's text ({agent} and {game} also available);
+    a mapping game -> template (names without version, plus `default`) gives each game its own"""
     temperature: float = 0.7
     """llm: sampling temperature; 0 = greedy"""
     top_p: float = 1.0

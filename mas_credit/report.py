@@ -150,11 +150,14 @@ def render(run_dir: str | Path) -> str:
     summary = summarise(per_seed)
     games = list(dict.fromkeys(frame["game"]))
     n_eps = {c["game"]: c["episodes"] for c in meta["units"] if c["estimator"] == TRUTH}
-    rollout_s = sum(c["rollout_s"] for c in meta["units"] if c["estimator"] == TRUTH)
+    truth_units = [c for c in meta["units"] if c["estimator"] == TRUTH]
+    rollout_s = sum(c["rollout_s"] for c in truth_units)
+    turns, invalid = sum(c.get("turns", 0) for c in truth_units), sum(c.get("invalid_turns", 0) for c in truth_units)
     text = [f"# Credit study: {run_dir.name}", "",
             f"Team: {meta['team']}; critic for llm_mca: {meta['critic']}; seeds {meta['seeds']}; {meta['n_tasks']} tasks x "
             f"{meta['group_size']} episodes per game and seed" + (f" (tree fan-out {meta['fanout']})" if meta["fanout"] else "")
-            + f"; rollouts took {rollout_s:.2f} s in all.",
+            + f"; rollouts took {rollout_s:.2f} s in all"
+            + (f"; {invalid} of {turns} answers did not parse and played the null action." if turns else "."),
             "Every estimator ran on the same episodes and is scored against the exact Shapley value of the replayed "
             "coalition values. Cells are the mean over seeds ± the half-width of a 95% confidence interval "
             "(Student t; no ± with one seed); – means undefined (e.g. no null player in that game, or every agent "
@@ -162,7 +165,9 @@ def render(run_dir: str | Path) -> str:
             + (" Tree-mode estimators pay with the fan-out rollouts, not with coalition evaluations." if meta["fanout"] else ""),
             ""]
     for game in games:
-        text += [f"## {game} ({n_eps[game]} episodes per seed)", "", table(summary, game), "",
+        units = [c for c in truth_units if c["game"] == game]
+        reward = mean_ci([c.get("team_reward", math.nan) for c in units])
+        text += [f"## {game} ({n_eps[game]} episodes per seed; mean team reward {_cell(*reward)})", "", table(summary, game), "",
                  f"![credit by agent](credit_{game}.png)", ""]
     text += ["## Columns", ""] + [f"- **{k}**: {v}" for k, v in COLUMN_HELP.items()] + ["", "![error against cost](error_vs_cost.png)", ""]
     out = "\n".join(text)

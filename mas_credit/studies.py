@@ -103,7 +103,9 @@ def run_study(cfg: ExperimentConfig, out_dir: str | Path | None = None, progress
         for b, ep in enumerate(episodes):
             records.append({"game": game_label, "seed": int(seed), "episode": b, **ep.to_dict()})
         base = {"game": game_label, "seed": int(seed)}
-        costs.append({**base, "estimator": TRUTH, "rollout_s": rollout_s, "episodes": len(episodes)})
+        turns = [t for ep in episodes for t in ep.turns]
+        costs.append({**base, "estimator": TRUTH, "rollout_s": rollout_s, "episodes": len(episodes), "turns": len(turns),
+                      "invalid_turns": sum(not t.valid for t in turns), "team_reward": sum(ep.reward for ep in episodes) / len(episodes)})
 
         for label, est, ecfg in estimators:
             eps = _copies(episodes)

@@ -194,3 +194,14 @@ def test_vllm_team_plays_vault():
     team = load_team(cfg, n_agents=3)
     episodes = collect(make_game("vault", n_agents=3), team, n_tasks=2, group_size=2, seed=0)
     assert all(t.response_ids and len(t.logprobs) == len(t.response_ids) for ep in episodes for t in ep.turns)
+
+
+def test_prompt_templates_per_game():
+    from mas_credit.agents.llm import template_for
+
+    templates = {"vault": "Vault! {observation}", "default": "Task: {observation}"}
+    assert template_for(templates, "vault_v0") == "Vault! {observation}"
+    assert template_for(templates, "relay_v0") == "Task: {observation}"
+    assert template_for("{observation} now", "relay_v0") == "{observation} now"
+    with pytest.raises(ConfigError, match=re.escape("team.prompt_template (relay) must be a string containing {observation}")):
+        load_experiment(QUICK, ["team=tiny_trio", "team.prompt_template={relay: hello}"])

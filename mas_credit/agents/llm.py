@@ -48,6 +48,17 @@ def build_topology(spec, n_agents: int) -> nx.DiGraph:
     return graph
 
 
+def template_for(prompt_template, game: str) -> str:
+    """The prompt template of a game: a mapping is looked up by name with and without
+    version (vault_v0, vault), then `default`; a string serves every game."""
+    if not isinstance(prompt_template, dict):
+        return prompt_template
+    for key in (game, game.rsplit("_v", 1)[0], "default"):
+        if key in prompt_template:
+            return prompt_template[key]
+    return "{observation}"
+
+
 def check_llm_team(cfg, n_agents: int, sequential: bool) -> None:
     """Every rule a team config must keep, with one-line errors; loads no model."""
     check_model_ref(cfg.model)
@@ -72,8 +83,10 @@ def check_llm_team(cfg, n_agents: int, sequential: bool) -> None:
     if cfg.temperature < 0 or not 0 < cfg.top_p <= 1 or cfg.max_new_tokens < 1:
         raise ValueError(f"team sampling: temperature must be >= 0, top_p in (0, 1], max_new_tokens >= 1 "
                          f"(got {cfg.temperature}, {cfg.top_p}, {cfg.max_new_tokens})")
-    if "{observation}" not in cfg.prompt_template:
-        raise ValueError("team.prompt_template must contain {observation} (where the game's instructions go)")
+    templates = cfg.prompt_template if isinstance(cfg.prompt_template, dict) else {"default": cfg.prompt_template}
+    for game, template in templates.items():
+        if not isinstance(template, str) or "{observation}" not in template:
+            raise ValueError(f"team.prompt_template ({game}) must be a string containing {{observation}} (where the game's instructions go)")
 
 
 class LLMTeam:
@@ -134,7 +147,7 @@ class LLMTeam:
         name = env.possible_agents[agent]
         role = self.cfg.roles[agent] if self.cfg.roles else DEFAULT_ROLE
         system = role.format(agent=name, n_agents=self._n_agents, game=env.name)
-        user = self.cfg.prompt_template.format(observation=request.prompt, agent=name, game=env.name)
+        user = template_for(self.cfg.prompt_template, env.name).format(observation=request.prompt, agent=name, game=env.name)
         sources = set(self.topology.predecessors(agent))
         seen = [f"{env.possible_agents[t.agent]} wrote: {t.text}" for t in getattr(env, "history", []) if t.agent in sources]
         if seen:
