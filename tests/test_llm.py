@@ -168,6 +168,7 @@ def test_bad_team_files_fail_before_any_model_is_loaded(monkeypatch):
 
 
 def test_cached_model_loads_without_converting_again():
+    default_model_path()                                   # converts the GGUF if this is the first use
     path, created = default_model_path()
     assert not created and (path / "model.safetensors").is_file()
     loaded = load_model("smollm2", "cpu")
