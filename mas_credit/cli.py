@@ -32,9 +32,9 @@ def _ints(text: str) -> list[int]:
 def cmd_play(args) -> int:
     import yaml
 
-    from mas_credit.agents import ScriptedTeam, load_team
+    from mas_credit.agents import ScriptedTeam, game_kwargs, load_team
     from mas_credit.agents.critic import ScriptedCritic
-    from mas_credit.config import load_team_config
+    from mas_credit.config import GameConfig, load_team_config
     from mas_credit.counterfactual import fill_coalitions, fill_needs
     from mas_credit.estimators import get_estimator
     from mas_credit.estimators.shapley import exact_shapley
@@ -60,6 +60,9 @@ def cmd_play(args) -> int:
             team_cfg = load_team_config(args.team)
             if team_cfg.kind == "scripted":
                 skills = list(team_cfg.skills)
+            kwargs = game_kwargs(GameConfig(name=args.game, n_agents=game.n_agents, difficulty=game.difficulty,
+                                            lazy_agents=list(game.lazy_agents), params=params), team_cfg)
+            game = make_game(args.game, **kwargs)          # an LLM team's topology may set the turn order
             team = load_team(team_cfg, n_agents=game.n_agents, sequential=game.sequential)
         else:
             team = ScriptedTeam(skills, lazy=_ints(args.lazy_team) if args.lazy_team else [],

@@ -333,7 +333,7 @@ def load_experiment(path: str | Path, overrides: list[str] = (), root: Path | No
 
 def validate(cfg: ExperimentConfig, where: str, root: Path) -> None:
     """Cross-field rules, each with the fix in its message."""
-    from mas_credit.agents import check_team
+    from mas_credit.agents import check_team, game_kwargs
     from mas_credit.games import GameParamError, make_game
 
     if not cfg.games:
@@ -344,7 +344,7 @@ def validate(cfg: ExperimentConfig, where: str, root: Path) -> None:
         raise ConfigError(f"{where}: n_tasks and group_size must be >= 1 (got n_tasks={cfg.n_tasks}, group_size={cfg.group_size})")
     for i, g in enumerate(cfg.games):
         try:
-            game = make_game(g.name, n_agents=g.n_agents, difficulty=g.difficulty, lazy_agents=list(g.lazy_agents), **dict(g.params))
+            game = make_game(g.name, **game_kwargs(g, cfg.team))
         except GameParamError as err:
             raise ConfigError(f"{where}: games.{i}: {err}") from None
         try:  # the one place a team's fields are checked; it loads no model

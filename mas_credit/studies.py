@@ -21,7 +21,7 @@ from pathlib import Path
 import torch
 from tqdm import tqdm
 
-from mas_credit.agents import load_critic, load_team
+from mas_credit.agents import game_kwargs, load_critic, load_team
 from mas_credit.config import ExperimentConfig, to_yaml
 from mas_credit.counterfactual import fill_coalitions, fill_needs
 from mas_credit.estimators import get_estimator
@@ -81,8 +81,7 @@ def run_study(cfg: ExperimentConfig, out_dir: str | Path | None = None, progress
     for gcfg, seed in bar:
         game_label = gcfg.label or gcfg.name
         bar.set_postfix_str(f"{game_label} seed {seed}")
-        game = make_game(gcfg.name, n_agents=gcfg.n_agents, difficulty=gcfg.difficulty,
-                         lazy_agents=list(gcfg.lazy_agents), **dict(gcfg.params))
+        game = make_game(gcfg.name, **game_kwargs(gcfg, cfg.team))
         key = (game.n_agents, game.sequential)
         if key not in teams:
             teams[key] = load_team(cfg.team, n_agents=game.n_agents, sequential=game.sequential)

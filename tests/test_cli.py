@@ -67,3 +67,17 @@ def test_estimators_lists_each_with_its_needs(capsys):
     out = capsys.readouterr().out
     assert all(f"{name} " in out for name in list_estimators())
     assert "needs: coalitions:all" in out and "needs: critic" in out
+
+
+def test_play_with_an_llm_team_file(capsys):
+    assert main(["play", "relay", "--team", "agents/tiny_trio.yaml", "--estimators", "loo"]) == 0
+    out = capsys.readouterr().out
+    assert "agent_0       llm" in out and "Team reward R" in out
+
+
+def test_play_team_errors_exit_2():
+    out = subprocess.run([sys.executable, "-m", "mas_credit.cli", "play", "vault", "--team", "tiny_trio", "--skills", "1,1,1"],
+                         capture_output=True, text=True)
+    assert out.returncode == 2 and "drop them when you give --team" in out.stderr
+    out = subprocess.run([sys.executable, "-m", "mas_credit.cli", "play", "vault", "--team", "tiny_quartet"], capture_output=True, text=True)
+    assert out.returncode == 2 and "unknown option 'tiny_quartet'" in out.stderr

@@ -206,3 +206,16 @@ def test_prompt_templates_per_game():
     assert template_for("{observation} now", "relay_v0") == "{observation} now"
     with pytest.raises(ConfigError, match=re.escape("team.prompt_template (relay) must be a string containing {observation}")):
         load_experiment(QUICK, ["team=tiny_trio", "team.prompt_template={relay: hello}"])
+
+
+def test_an_llm_teams_topology_sets_the_turn_order_of_relay(tmp_path):
+    from mas_credit.agents import game_kwargs
+    from mas_credit.studies import run_study
+
+    cfg = load_experiment(QUICK, ["team=tiny_trio", "team.topology=[[2,1],[1,0]]", "games=[relay,vault]", "seeds=[0]",
+                                  "n_tasks=1", "group_size=2", "estimators=[shapley]"])
+    assert game_kwargs(cfg.games[0], cfg.team)["order"] == [2, 1, 0]
+    assert "order" not in game_kwargs(cfg.games[1], cfg.team)              # vault has no turn order
+    run = run_study(cfg, out_dir=tmp_path / "order", progress=False)
+    first = json.loads((run / "episodes.jsonl").read_text().splitlines()[0])
+    assert [t["agent"] for t in first["turns"]] == [2, 1, 0]

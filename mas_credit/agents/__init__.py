@@ -37,6 +37,22 @@ def load_team(cfg, n_agents: int | None = None, sequential: bool = False):
     return LLMTeam(cfg, n_agents, sequential)
 
 
+def game_kwargs(game_cfg, team_cfg) -> dict:
+    """The keyword arguments that build `game_cfg`'s game for this team: an LLM team's
+    topology, when it orders the agents, sets the turn order of a game that takes an
+    `order` parameter (relay) unless the game config sets one itself."""
+    from mas_credit.games import game_params
+
+    kwargs = dict(n_agents=game_cfg.n_agents, difficulty=game_cfg.difficulty, lazy_agents=list(game_cfg.lazy_agents),
+                  **dict(game_cfg.params))
+    if team_cfg.kind != "scripted" and "order" in game_params(game_cfg.name) and "order" not in kwargs:
+        from mas_credit.agents.llm import turn_order
+        order = turn_order(team_cfg.topology, game_cfg.n_agents)
+        if order is not None:
+            kwargs["order"] = order
+    return kwargs
+
+
 def check_critic(cfg) -> None:
     if cfg.kind == "scripted":
         ScriptedCritic(accuracy=cfg.accuracy, style=cfg.style, malformed_rate=cfg.malformed_rate, seed=cfg.seed)
@@ -56,4 +72,4 @@ def load_critic(cfg):
     return ScriptedCritic(accuracy=cfg.accuracy, style=cfg.style, malformed_rate=cfg.malformed_rate, seed=cfg.seed)
 
 
-__all__ = ["ScriptedTeam", "ScriptedCritic", "check_team", "check_critic", "load_team", "load_critic", "ActRequest", "ActResult"]
+__all__ = ["ScriptedTeam", "ScriptedCritic", "check_team", "game_kwargs", "check_critic", "load_team", "load_critic", "ActRequest", "ActResult"]

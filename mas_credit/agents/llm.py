@@ -48,6 +48,15 @@ def build_topology(spec, n_agents: int) -> nx.DiGraph:
     return graph
 
 
+def turn_order(spec, n_agents: int) -> list[int] | None:
+    """The order a topology puts the agents in (lexicographic topological sort), or None
+    when it has no edges or a cycle (then the game's own order stands)."""
+    graph = build_topology(spec, n_agents)
+    if graph.number_of_edges() == 0 or not nx.is_directed_acyclic_graph(graph):
+        return None
+    return list(nx.lexicographical_topological_sort(graph))
+
+
 def template_for(prompt_template, game: str) -> str:
     """The prompt template of a game: a mapping is looked up by name with and without
     version (vault_v0, vault), then `default`; a string serves every game."""
