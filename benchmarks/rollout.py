@@ -68,8 +68,8 @@ def main():
     start = time.perf_counter()
     naive_tokens = 0
     for k, chat in enumerate(chats):
-        model = team.models[0]
-        names = [team.adapters[k % 3]] if team.adapters else None
+        model = team.model_for(k % 3)
+        names = [team.adapters[k % 3]]
         naive_tokens += len(generate(model, team.tokenizer, [chat], cfg.max_new_tokens, cfg.temperature, cfg.top_p,
                                      seed=k, adapter_names=names)[0].response_ids)
     t_naive = time.perf_counter() - start

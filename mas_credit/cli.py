@@ -1,4 +1,4 @@
-"""The `mas-credit` command line: study, report, play, config show, games, estimators.
+"""The `mas-credit` command line: study, train, report, play, config show, games, estimators.
 
 User mistakes print one line `mas-credit: error: ...` and exit with code 2; nothing
 here catches programming errors, which keep their traceback.
@@ -135,11 +135,42 @@ def cmd_study(args) -> int:
     return 0
 
 
+def cmd_train(args) -> int:
+    import time
+
+    from mas_credit.config import load_experiment, validate_train
+    from mas_credit.train.trainer import resume, train
+
+    start = time.perf_counter()
+    try:
+        if args.resume:
+            if args.experiment or args.overrides:
+                raise UsageError("--resume continues a run with its saved config; give no experiment or overrides with it")
+            run_dir = resume(args.resume, progress=not args.no_progress)
+        else:
+            if not args.experiment:
+                raise UsageError("give an experiment YAML (e.g. experiments/quickstart.yaml) or --resume RUN_DIR")
+            cfg = load_experiment(args.experiment, args.overrides)
+            validate_train(cfg, args.experiment)
+            run_dir = train(cfg, out_dir=args.out, progress=not args.no_progress)
+    except (FileExistsError, FileNotFoundError) as err:
+        raise UsageError(str(err)) from None
+    print((run_dir / "summary.md").read_text())
+    print(f"trained in {time.perf_counter() - start:.1f} s; metrics, checkpoint and plots in {run_dir}/")
+    return 0
+
+
 def cmd_report(args) -> int:
+    from pathlib import Path
+
     from mas_credit.report import render
+    from mas_credit.train.summary import render_training
 
     try:
-        print(render(args.run_dir))
+        if (Path(args.run_dir) / "metrics.jsonl").is_file() and not (Path(args.run_dir) / "credit.parquet").is_file():
+            print(render_training(args.run_dir))
+        else:
+            print(render(args.run_dir))
     except FileNotFoundError as err:
         raise UsageError(str(err)) from None
     print(f"rewrote {args.run_dir}/summary.md and its plots")
@@ -190,7 +221,15 @@ def build_parser() -> argparse.ArgumentParser:
     study.add_argument("--no-progress", action="store_true", help="no progress bar")
     study.set_defaults(func=cmd_study)
 
-    report = sub.add_parser("report", help="render summary.md and the plots of a finished study again")
+    train = sub.add_parser("train", help="train the team's agents from an estimator's credit (per-agent policy updates)")
+    train.add_argument("experiment", nargs="?", help="experiment YAML, e.g. experiments/quickstart.yaml")
+    train.add_argument("overrides", nargs="*", help="key=value overrides, e.g. train.iterations=4 estimators=[grpo]")
+    train.add_argument("--out", help="run folder (default: <output_dir>/<name>)")
+    train.add_argument("--resume", help="continue the run in this folder from its last checkpoint")
+    train.add_argument("--no-progress", action="store_true", help="no progress bar")
+    train.set_defaults(func=cmd_train)
+
+    report = sub.add_parser("report", help="render summary.md and the plots of a finished study or training run again")
     report.add_argument("run_dir", help="a study's run folder, e.g. runs/study_quickstart")
     report.set_defaults(func=cmd_report)
 

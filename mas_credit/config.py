@@ -140,6 +140,36 @@ class CriticConfig(_Frozen):
 
 
 @dataclass
+class TrainConfig(_Frozen):
+    """`mas-credit train`: per-agent clipped policy-gradient updates from the estimator's advantages."""
+
+    iterations: int = 10
+    """training iterations (each: collect, counterfactuals, estimator, one update per trained agent)"""
+    lr: float = 1.0e-4
+    """AdamW learning rate of each agent's adapter"""
+    clip_eps: float = 0.2
+    """PPO/GRPO ratio clip"""
+    kl_coef: float = 0.02
+    """weight of the k3 KL estimate to the reference policy (the base model, adapter disabled)"""
+    max_grad_norm: float = 1.0
+    """gradient clipping per agent"""
+    epochs: int = 1
+    """update passes over each iteration's turns"""
+    token_budget: int = 2048
+    """most prompt + response tokens per micro-batch"""
+    trained_agents: List[int] = field(default_factory=list)
+    """agents that learn; empty = all; the others are frozen"""
+    eval_every: int = 5
+    """evaluate every k iterations (and before the first and after the last)"""
+    eval_tasks: int = 16
+    """held-out tasks per evaluation (greedy decoding)"""
+    checkpoint_every: int = 5
+    """save adapters, optimizers, RNG states and the iteration every k iterations (and at the end)"""
+    tensorboard: bool = True
+    """also write TensorBoard event files (when the tensorboard package is installed)"""
+
+
+@dataclass
 class ExperimentConfig(_Frozen):
     """An experiment: games x team x estimators x seeds."""
 
@@ -149,6 +179,7 @@ class ExperimentConfig(_Frozen):
     team: TeamConfig = field(default_factory=TeamConfig)
     estimators: List[EstimatorConfig] = field(default_factory=lambda: [EstimatorConfig()])
     critic: CriticConfig = field(default_factory=CriticConfig)
+    train: TrainConfig = field(default_factory=TrainConfig)
     seeds: List[int] = field(default_factory=lambda: [0])
     """one independent repetition per seed (mean and 95% CI across seeds)"""
     n_tasks: int = 8
@@ -329,6 +360,46 @@ def load_experiment(path: str | Path, overrides: list[str] = (), root: Path | No
     cfg.games, cfg.estimators = games, estimators
     validate(cfg, where, root)
     return freeze(cfg)
+
+
+def load_resolved(path: str | Path) -> ExperimentConfig:
+    """An experiment from a run's resolved `config.yaml` (what `to_yaml` wrote), validated and frozen."""
+    path = Path(path)
+    raw = _read_yaml(path)
+    where = str(path)
+    games = [OmegaConf.to_object(_check_against(GameConfig, g, where, f"games.{i}.")) for i, g in enumerate(raw.pop("games", [{}]))]
+    estimators = [OmegaConf.to_object(_check_against(EstimatorConfig, e, where, f"estimators.{i}."))
+                  for i, e in enumerate(raw.pop("estimators", [{}]))]
+    cfg = OmegaConf.to_object(_check_against(ExperimentConfig, raw, where))
+    cfg.games, cfg.estimators = games, estimators
+    validate(cfg, where, path.parent)
+    return freeze(cfg)
+
+
+def validate_train(cfg: ExperimentConfig, where: str = "experiment") -> None:
+    """The rules `mas-credit train` adds, checked before any model loads."""
+    from mas_credit.estimators import get_estimator
+
+    if cfg.team.kind == "scripted":
+        raise ConfigError(f"{where}: train needs an LLM team (team.kind llm or vllm), got scripted; e.g. team=smollm_trio")
+    if len(cfg.estimators) != 1:
+        raise ConfigError(f"{where}: train uses one estimator but {len(cfg.estimators)} are listed; keep one, e.g. estimators=[sharp]")
+    e = cfg.estimators[0]
+    est = get_estimator(e.name)
+    needs = est.needs(est.make_config(e), cfg.games[0].n_agents)
+    if needs.groups and cfg.group_size < 2:
+        raise ConfigError(f"{where}: estimator '{e.label or e.name}' normalises advantages within task groups, but group_size is "
+                          f"{cfg.group_size}; set group_size >= 2 (e.g. group_size=4)")
+    t = cfg.train
+    sizes = {g.n_agents for g in cfg.games}
+    bad = [a for a in t.trained_agents if not all(0 <= a < n for n in sizes)]
+    if bad:
+        raise ConfigError(f"{where}: train.trained_agents {bad} are not agents of the team (valid: 0..{min(sizes) - 1})")
+    if t.iterations < 1 or t.epochs < 1 or t.token_budget < 16 or t.eval_every < 1 or t.checkpoint_every < 1 or t.eval_tasks < 1:
+        raise ConfigError(f"{where}: train.iterations, epochs, eval_every, eval_tasks and checkpoint_every must be >= 1 and "
+                          f"token_budget >= 16")
+    if t.lr <= 0 or t.clip_eps <= 0 or t.kl_coef < 0 or t.max_grad_norm <= 0:
+        raise ConfigError(f"{where}: train.lr, clip_eps and max_grad_norm must be > 0 and kl_coef >= 0")
 
 
 def validate(cfg: ExperimentConfig, where: str, root: Path) -> None:

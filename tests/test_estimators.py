@@ -117,7 +117,8 @@ def test_missing_inputs_fail_with_the_fill_call_to_make():
 
 
 def test_needs_declare_only_what_is_used():
-    assert get_estimator("grpo").needs(None, 3) == Needs()
+    assert get_estimator("grpo").needs(None, 3) == Needs(groups=True)
+    assert get_estimator("grpo").needs({"scale": "batch"}, 3) == Needs()
     assert get_estimator("shapley").needs(None, 3).coalitions == tuple(range(8))
     assert get_estimator("loo").needs(None, 3).coalitions == (7, 6, 5, 3)
     assert get_estimator("c3").needs({"mode": "tree"}, 3).tree_fanout == (2, 4)

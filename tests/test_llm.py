@@ -33,8 +33,7 @@ def check_logprobs(team, episodes, tol=1e-3):
         for turn in ep.turns:
             assert turn.prompt_ids and turn.response_ids and len(turn.logprobs) == len(turn.response_ids)
             model = team.model_for(turn.agent)
-            if team.adapters:
-                model.set_adapter(team.adapters[turn.agent])
+            model.set_adapter(team.adapters[turn.agent])
             temperature = team.cfg.temperature if team.cfg.temperature > 0 else 1.0
             ref = sequence_logprobs(model, turn.prompt_ids, turn.response_ids, temperature)
             np.testing.assert_allclose(turn.logprobs, ref, atol=tol)
@@ -109,7 +108,8 @@ def test_other_sharing_modes(sharing):
     cfg = load_team_config("tiny_trio")
     cfg.sharing = sharing
     team = load_team(cfg, n_agents=3)
-    assert len(team.models) == (1 if sharing == "shared" else 3) and team.adapters is None
+    assert len(team.models) == (1 if sharing == "shared" else 3)
+    assert team.adapters == (["shared"] * 3 if sharing == "shared" else ["agent_0", "agent_1", "agent_2"])
     episodes = collect(make_game("vault", n_agents=3), team, n_tasks=1, group_size=2, seed=0)
     check_logprobs(team, episodes, tol=1e-4)
 

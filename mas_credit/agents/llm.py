@@ -3,8 +3,9 @@
 A team is one base model plus, per `sharing`:
   lora_per_agent  one LoRA adapter per agent on a shared base (peft; the default): every
                   agent's requests go into one generate call, each row with its adapter
-  shared          one policy for every agent (role prompts tell them apart)
-  separate        one model copy per agent (one generate call per agent)
+  shared          one LoRA adapter that every agent plays (role prompts tell them apart)
+  separate        one model copy per agent, each with its own adapter (one call per agent)
+A fresh LoRA adapter is the identity, so an untrained team plays the base model.
 Each agent has a role (its system prompt); the game's observation is put into the team's
 prompt template. A topology (networkx DiGraph: none, chain, star, complete or an edge
 list) says whose earlier messages in the episode an agent also sees.
@@ -16,6 +17,7 @@ from __future__ import annotations
 
 import networkx as nx
 import numpy as np
+import torch
 
 from mas_credit.agents.hf import Generation, check_model_ref, generate, load_model
 from mas_credit.agents.scripted import ActRequest, ActResult
@@ -78,8 +80,8 @@ def check_llm_team(cfg, n_agents: int, sequential: bool) -> None:
     bad = sorted(int(k) for k in cfg.adapters if not 0 <= int(k) < n_agents)
     if bad:
         raise ValueError(f"team.adapters names agents {bad} that do not exist in a team of {n_agents} (valid: 0..{n_agents - 1})")
-    if cfg.adapters and cfg.sharing != "lora_per_agent":
-        raise ValueError(f"team.adapters needs sharing: lora_per_agent (got {cfg.sharing})")
+    if cfg.adapters and cfg.sharing == "shared":
+        raise ValueError("team.adapters gives an adapter per agent, but sharing: shared has one policy; use lora_per_agent or separate")
     for agent, path in cfg.adapters.items():
         from pathlib import Path
         if not (Path(path).expanduser() / "adapter_config.json").is_file():
@@ -112,34 +114,41 @@ class LLMTeam:
         self.topology = build_topology(cfg.topology, n_agents)
         base = loaded or load_model(cfg.model, device or cfg.device)
         self.tokenizer, self.device, self.load_s = base.tokenizer, base.device, base.load_s
-        self.adapters: list[str] | None = None
+        saved = {f"agent_{int(k)}": v for k, v in cfg.adapters.items()}
+        names = [f"agent_{i}" for i in range(n_agents)]
+        # agent i plays adapter self.adapters[i] on model self.models[self.model_index[i]]
         if cfg.sharing == "lora_per_agent":
-            self.models = [self._with_adapters(base.model, n_agents)]
+            self.models = [self._with_adapters(base.model, names, saved)]
+            self.model_index, self.adapters = [0] * n_agents, names
         elif cfg.sharing == "shared":
-            self.models = [base.model]
+            self.models = [self._with_adapters(base.model, ["shared"], {})]
+            self.model_index, self.adapters = [0] * n_agents, ["shared"] * n_agents
         else:
-            self.models = [base.model] + [load_model(cfg.model, self.device).model for _ in range(n_agents - 1)]
+            copies = [base.model] + [load_model(cfg.model, self.device).model for _ in range(n_agents - 1)]
+            self.models = [self._with_adapters(m, [name], saved) for m, name in zip(copies, names)]
+            self.model_index, self.adapters = list(range(n_agents)), names
         self.calls = 0
         self.tokens = 0
+        self.greedy = False            # evaluation decodes greedily
 
-    def _with_adapters(self, model, n_agents):
+    def _with_adapters(self, model, names: list[str], saved: dict):
+        """A peft model with one LoRA adapter per name (fresh: the identity; or loaded from `saved`)."""
         from peft import LoraConfig, PeftModel, get_peft_model
 
-        names = [f"agent_{i}" for i in range(n_agents)]
         lora = LoraConfig(r=self.cfg.lora_r, lora_alpha=self.cfg.lora_alpha, target_modules=list(self.cfg.lora_targets),
                           lora_dropout=0.0, bias="none", task_type="CAUSAL_LM")
-        saved = {int(k): v for k, v in self.cfg.adapters.items()}
-        if 0 in saved:
-            peft_model = PeftModel.from_pretrained(model, saved[0], adapter_name=names[0], is_trainable=True)
-        else:
-            peft_model = get_peft_model(model, lora, adapter_name=names[0])
-        for i in range(1, n_agents):
-            if i in saved:
-                peft_model.load_adapter(saved[i], adapter_name=names[i], is_trainable=True)
+        with torch.random.fork_rng(devices=[]):      # LoRA A matrices are drawn at random: the team seed fixes them
+            torch.manual_seed(self.seed)
+            if names[0] in saved:
+                peft_model = PeftModel.from_pretrained(model, saved[names[0]], adapter_name=names[0], is_trainable=True)
             else:
-                peft_model.add_adapter(names[i], lora)
+                peft_model = get_peft_model(model, lora, adapter_name=names[0])
+            for name in names[1:]:
+                if name in saved:
+                    peft_model.load_adapter(saved[name], adapter_name=name, is_trainable=True)
+                else:
+                    peft_model.add_adapter(name, lora)
         peft_model.eval()
-        self.adapters = names
         return peft_model
 
     @property
@@ -147,7 +156,7 @@ class LLMTeam:
         return self._n_agents
 
     def model_for(self, agent: int):
-        return self.models[agent] if len(self.models) > 1 else self.models[0]
+        return self.models[self.model_index[agent]]
 
     def chat(self, request: ActRequest) -> list[dict]:
         """The chat an agent sees: its role, then the game's observation in the prompt template,
@@ -170,13 +179,14 @@ class LLMTeam:
         seed = int(np.random.SeedSequence([self.seed] + [int(r.rng.integers(2 ** 31)) for r in requests[:1]]).generate_state(1)[0])
         groups: dict[int, list[int]] = {}
         for k, req in enumerate(requests):
-            groups.setdefault(0 if len(self.models) == 1 else req.agent, []).append(k)
+            groups.setdefault(self.model_index[req.agent], []).append(k)
         out: list[ActResult | None] = [None] * len(requests)
         for key, members in groups.items():
             chats = [self.chat(requests[k]) for k in members]
-            names = [self.adapters[requests[k].agent] for k in members] if self.adapters else None
+            names = [self.adapters[requests[k].agent] for k in members]
+            temperature = 0.0 if self.greedy else self.cfg.temperature
             gens: list[Generation] = generate(self.models[key], self.tokenizer, chats, self.cfg.max_new_tokens,
-                                              self.cfg.temperature, self.cfg.top_p, seed=seed + key, adapter_names=names)
+                                              temperature, self.cfg.top_p, seed=seed + key, adapter_names=names)
             for k, gen in zip(members, gens):
                 out[k] = ActResult(text=normalise_text(gen.text), prompt_ids=gen.prompt_ids,
                                    response_ids=gen.response_ids, logprobs=gen.logprobs)

@@ -36,6 +36,7 @@ class Needs:
       alternatives  COMA: re-draws per agent of its own actions (0: none)
       critic        the critic must have scored every episode
       tree_fanout   the episodes must come from `rollout.collect_tree(fanout=...)`
+      groups        its advantage is normalised within task groups (needs group_size >= 2)
     """
 
     coalitions: tuple = ()
@@ -45,6 +46,7 @@ class Needs:
     alternatives: int = 0
     critic: bool = False
     tree_fanout: tuple | None = None
+    groups: bool = False
 
 
 @dataclass(frozen=True)

@@ -49,8 +49,8 @@ class C3Config(CounterfactualConfig):
 
 def _needs(cfg: C3Config, n_agents: int) -> Needs:
     if cfg.mode == "tree":
-        return Needs(tree_fanout=tuple(int(f) for f in cfg.fanout))
-    return Needs(coalitions=loo_masks(n_agents), kind="loo", mode=cfg.counterfactual, k=cfg.samples)
+        return Needs(tree_fanout=tuple(int(f) for f in cfg.fanout), groups=True)
+    return Needs(coalitions=loo_masks(n_agents), kind="loo", mode=cfg.counterfactual, k=cfg.samples, groups=True)
 
 
 def tree_node_advantages(batch: CreditBatch):

@@ -37,7 +37,8 @@ class ComaConfig(BaseConfig):
             raise ValueError(f"estimator 'coma': samples must be >= 1, got {self.samples}")
 
 
-@register_estimator("coma", ComaConfig, lambda cfg, n: Needs(alternatives=cfg.samples, mode=cfg.counterfactual))
+@register_estimator("coma", ComaConfig, lambda cfg, n: Needs(alternatives=cfg.samples, mode=cfg.counterfactual,
+                                                                              groups=cfg.normalise == "agent"))
 def coma(batch: CreditBatch, cfg: ComaConfig) -> Credit:
     """credit [B, N] = R - mean re-drawn value; advantage [B, T] on each agent's turns."""
     missing = torch.isnan(batch.alternative) & batch.acted

@@ -30,7 +30,8 @@ def loo_masks(n_agents: int) -> tuple:
     return tuple([full] + [full & ~(1 << i) for i in range(n_agents)])
 
 
-@register_estimator("loo", LooConfig, lambda cfg, n: Needs(coalitions=loo_masks(n), kind="loo", mode=cfg.counterfactual, k=cfg.samples))
+@register_estimator("loo", LooConfig, lambda cfg, n: Needs(coalitions=loo_masks(n), kind="loo", mode=cfg.counterfactual, k=cfg.samples,
+                                                 groups=cfg.normalise == "agent"))
 def loo(batch: CreditBatch, cfg: LooConfig) -> Credit:
     """credit [B, N] = R - v(N minus {i}); advantage [B, T] on each agent's turns."""
     credit = batch.reward[:, None] - loo_values(batch, "loo")                        # [B, N]

@@ -190,7 +190,8 @@ class ShapleyKnobs(CounterfactualConfig):
 
 def shapley_needs(cfg: ShapleyKnobs, n_agents: int) -> Needs:
     masks, kind = shapley_masks(cfg.method, cfg.budget, cfg.seed, cfg.antithetic, n_agents)
-    return Needs(coalitions=masks, kind=kind, mode=cfg.counterfactual, k=cfg.samples)
+    grouped = getattr(cfg, "normalise", "agent") == "agent"          # sharp always normalises per agent
+    return Needs(coalitions=masks, kind=kind, mode=cfg.counterfactual, k=cfg.samples, groups=grouped)
 
 
 @dataclass

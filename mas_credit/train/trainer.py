@@ -1,0 +1,277 @@
+"""`mas-credit train`: each agent learns from the credit the estimator gives it.
+
+One iteration (DESIGN.md, "Data flow"):
+  collect n_tasks x group_size episodes with the team (tree fan-out if the estimator needs it)
+  -> fill the counterfactuals the estimator needs -> CreditBatch -> estimator on its device
+  -> for every trained agent: a clipped policy-gradient update (mas_credit.train.loss) on
+     its own turns and advantages, KL to the reference (its adapter disabled), its own
+     AdamW optimizer, gradient clipping, micro-batches by token budget.
+Frozen agents still play, and are never updated. An adapter shared by several trained
+agents (sharing: shared) is updated once per iteration on all their turns.
+
+Evaluation (greedy decoding on held-out task seeds) runs before the first iteration,
+every `eval_every` iterations and after the last. Metrics go to `metrics.jsonl` (and
+TensorBoard), checkpoints to `checkpoint/` (adapter weights, optimizer states, RNG
+states, iteration, the number of metric lines), each written atomically; `resume`
+continues a killed run to the same result. Training uses the first of the experiment's
+seeds. This module must not define losses or estimators.
+"""
+from __future__ import annotations
+
+import json
+import math
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+from tqdm import tqdm
+
+from mas_credit.agents import game_kwargs, load_critic, load_team
+from mas_credit.config import ExperimentConfig, load_resolved, to_yaml
+from mas_credit.counterfactual import fill_needs
+from mas_credit.estimators import get_estimator
+from mas_credit.games import make_game
+from mas_credit.outputs import atomic_path, write_text
+from mas_credit.rollout import collect, collect_tree
+from mas_credit.train.loss import policy_loss, response_logprobs
+from mas_credit.types import CreditBatch
+
+EVAL_SALT = 0xE7A1
+
+
+def _chunks(rows, budget: int):
+    """Consecutive micro-batches of at most `budget` prompt + response tokens (at least one row each)."""
+    batch, used = [], 0
+    for row in rows:
+        size = len(row["prompt"]) + len(row["response"])
+        if batch and used + size > budget:
+            yield batch
+            batch, used = [], 0
+        batch.append(row)
+        used += size
+    if batch:
+        yield batch
+
+
+class Trainer:
+    def __init__(self, cfg: ExperimentConfig, run_dir: str | Path, progress: bool = True):
+        self.cfg, self.run_dir, self.progress = cfg, Path(run_dir), progress
+        self.seed = int(cfg.seeds[0])
+        self.games = [make_game(g.name, **game_kwargs(g, cfg.team)) for g in cfg.games]
+        self.n_agents = self.games[0].n_agents
+        self.team = load_team(cfg.team, n_agents=self.n_agents, sequential=any(g.sequential for g in self.games))
+        e = cfg.estimators[0]
+        self.estimator, self.est_label = get_estimator(e.name), e.label or e.name
+        self.est_cfg = self.estimator.make_config(e)
+        self.needs = self.estimator.needs(self.est_cfg, self.n_agents)
+        self.critic = load_critic(cfg.critic) if self.needs.critic else None
+        trained = list(cfg.train.trained_agents) or list(range(self.n_agents))
+        self.units: dict[tuple[int, str], list[int]] = {}
+        for agent in trained:
+            self.units.setdefault((self.team.model_index[agent], self.team.adapters[agent]), []).append(agent)
+        self.optimizers = {unit: torch.optim.AdamW(self.unit_params(unit), lr=cfg.train.lr, weight_decay=0.0) for unit in self.units}
+        self.iteration = 0
+        self.metric_lines = 0
+        self.writer = None
+        if cfg.train.tensorboard:
+            try:
+                from torch.utils.tensorboard import SummaryWriter
+                self.writer = SummaryWriter(str(self.run_dir / "tensorboard"))
+            except ImportError:
+                self.writer = None
+
+    # -- parameters ---------------------------------------------------------------------
+    def unit_params(self, unit) -> list[torch.nn.Parameter]:
+        model_index, adapter = unit
+        return [p for n, p in self.team.models[model_index].named_parameters() if "lora_" in n and f".{adapter}." in n]
+
+    def adapter_state(self) -> dict:
+        """Every adapter's LoRA weights, frozen ones included (what a checkpoint holds)."""
+        out = {}
+        for m, model in enumerate(self.team.models):
+            for adapter in sorted(set(self.team.adapters[a] for a in range(self.n_agents) if self.team.model_index[a] == m)):
+                out[f"{m}/{adapter}"] = {n: p.detach().clone() for n, p in model.named_parameters()
+                                         if "lora_" in n and f".{adapter}." in n}
+        return out
+
+    # -- one iteration --------------------------------------------------------------------
+    def collect(self, iteration: int):
+        game = self.games[iteration % len(self.games)]
+        seed = int(np.random.SeedSequence([self.seed, iteration]).generate_state(1)[0])
+        if self.needs.tree_fanout:
+            episodes = collect_tree(game, self.team, self.cfg.n_tasks, self.needs.tree_fanout, seed=seed)
+        else:
+            episodes = collect(game, self.team, self.cfg.n_tasks, self.cfg.group_size, seed=seed)
+        return game, episodes
+
+    def step(self, iteration: int) -> dict:
+        start = time.perf_counter()
+        tokens0 = self.team.tokens
+        game, episodes = self.collect(iteration)
+        rollout_s = time.perf_counter() - start
+        costs = fill_needs(game, episodes, self.needs, team=self.team, critic=self.critic)
+        batch = CreditBatch.from_episodes(episodes)
+        credit = self.estimator(batch, self.est_cfg)
+        advantage = credit.advantage.detach().cpu()
+        weight = credit.turn_weight.detach().cpu() if credit.turn_weight is not None else torch.ones_like(advantage)
+        record = {"kind": "train", "iteration": iteration, "game": game.name,
+                  "reward": float(np.mean([ep.reward for ep in episodes])),
+                  "success": float(np.mean([ep.reward >= 1.0 for ep in episodes])),
+                  "valid_turns": float(np.mean([t.valid for ep in episodes for t in ep.turns])),
+                  **{k: float(v) for k, v in costs.items()}}
+        credit_cpu = credit.credit.detach().cpu()
+        for i in range(self.n_agents):
+            acted = batch.acted[:, i].cpu()
+            record[f"credit/{self.est_label}/agent_{i}"] = float(credit_cpu[acted, i].mean()) if acted.any() else 0.0
+        update_start = time.perf_counter()
+        for unit, agents in self.units.items():
+            rows = [{"prompt": t.prompt_ids, "response": t.response_ids, "old": t.logprobs,
+                     "adv": float(advantage[b, k]), "weight": float(weight[b, k])}
+                    for b, ep in enumerate(episodes) for k, t in enumerate(ep.turns)
+                    if t.agent in agents and t.response_ids and t.logprobs and float(weight[b, k]) > 0]
+            stats = self.update(unit, rows)
+            for agent in agents:
+                record.update({f"loss/agent_{agent}/{k}": v for k, v in stats.items()})
+        record["time/rollout_s"] = rollout_s
+        record["time/update_s"] = time.perf_counter() - update_start
+        record["time/iteration_s"] = time.perf_counter() - start
+        record["time/tokens_per_s"] = (self.team.tokens - tokens0) / max(rollout_s, 1e-9)
+        return record
+
+    def update(self, unit, rows) -> dict:
+        """One clipped policy-gradient step (per epoch) on one adapter from its turns."""
+        model_index, adapter = unit
+        model = self.team.models[model_index]
+        params = self.unit_params(unit)
+        for p in model.parameters():
+            p.requires_grad_(False)
+        for p in params:
+            p.requires_grad_(True)
+        model.set_adapter(adapter)
+        stats = {"pg": 0.0, "kl": 0.0, "clip_frac": 0.0, "grad_norm": 0.0, "turns": float(len(rows))}
+        if not rows:
+            return stats
+        t = self.cfg.train
+        temperature = self.team.cfg.temperature if self.team.cfg.temperature > 0 else 1.0
+        normaliser = sum(r["weight"] * len(r["response"]) for r in rows)
+        optimizer = self.optimizers[unit]
+        for _ in range(t.epochs):
+            optimizer.zero_grad(set_to_none=True)
+            sums = {"pg": 0.0, "kl": 0.0, "clip": 0.0}
+            for chunk in _chunks(rows, t.token_budget):
+                pairs = [(r["prompt"], r["response"]) for r in chunk]
+                logp, mask = response_logprobs(model, pairs, temperature)
+                with torch.no_grad(), model.disable_adapter():
+                    ref, _ = response_logprobs(model, pairs, temperature)
+                old = torch.zeros_like(logp)
+                for m, r in enumerate(chunk):
+                    old[m, : len(r["old"])] = torch.tensor(r["old"], dtype=old.dtype)
+                adv = torch.tensor([r["adv"] for r in chunk], dtype=logp.dtype, device=logp.device)[:, None].expand_as(logp)
+                w = torch.tensor([r["weight"] for r in chunk], dtype=logp.dtype, device=logp.device)[:, None] * mask
+                loss, part = policy_loss(logp, old.to(logp.device), ref, adv, w, t.clip_eps, t.kl_coef, normaliser)
+                loss.backward()
+                share = float((w > 0).sum()) / max(1.0, float(sum(len(r["response"]) for r in rows)))
+                sums["pg"] += part["pg"]
+                sums["kl"] += part["kl"]
+                sums["clip"] += part["clip_frac"] * share
+            grad_norm = torch.nn.utils.clip_grad_norm_(params, t.max_grad_norm)
+            optimizer.step()
+        for p in params:
+            p.requires_grad_(False)
+        stats.update(pg=sums["pg"], kl=sums["kl"], clip_frac=sums["clip"], grad_norm=float(grad_norm))
+        return stats
+
+    # -- evaluation -------------------------------------------------------------------------
+    def evaluate(self, iteration: int) -> dict:
+        seeds = [int(s) for s in np.random.SeedSequence([self.seed, EVAL_SALT]).generate_state(self.cfg.train.eval_tasks)]
+        record = {"kind": "eval", "iteration": iteration}
+        self.team.greedy = True
+        try:
+            for game in self.games:
+                episodes = collect(game, self.team, len(seeds), 1, seed=self.seed, task_seeds=seeds)
+                prefix = "eval" if len(self.games) == 1 else f"eval/{game.name}"
+                record[f"{prefix}/success"] = float(np.mean([ep.reward >= 1.0 for ep in episodes]))
+                record[f"{prefix}/reward"] = float(np.mean([ep.reward for ep in episodes]))
+                for i in range(self.n_agents):
+                    record[f"{prefix}/correct/agent_{i}"] = float(np.mean([ep.components.get("correct", [math.nan] * self.n_agents)[i]
+                                                                         for ep in episodes]))
+        finally:
+            self.team.greedy = False
+        return record
+
+    # -- outputs ----------------------------------------------------------------------------
+    def log(self, record: dict) -> None:
+        with open(self.run_dir / "metrics.jsonl", "a") as fh:
+            fh.write(json.dumps(record) + "\n")
+        self.metric_lines += 1
+        if self.writer is not None:
+            for key, value in record.items():
+                if isinstance(value, (int, float)) and key not in ("iteration",):
+                    self.writer.add_scalar(key if record["kind"] == "train" or key.startswith("eval") else f"eval/{key}",
+                                           value, record["iteration"])
+            self.writer.flush()
+
+    def checkpoint(self) -> None:
+        state = {"iteration": self.iteration, "metric_lines": self.metric_lines, "adapters": self.adapter_state(),
+                 "optimizers": {f"{m}/{a}": opt.state_dict() for (m, a), opt in self.optimizers.items()},
+                 "torch_rng": torch.get_rng_state()}
+        with atomic_path(self.run_dir / "checkpoint" / "state.pt") as tmp:
+            torch.save(state, tmp)
+
+    def restore(self) -> None:
+        state = torch.load(self.run_dir / "checkpoint" / "state.pt", weights_only=False)
+        for key, tensors in state["adapters"].items():
+            model = self.team.models[int(key.split("/")[0])]
+            named = dict(model.named_parameters())
+            with torch.no_grad():
+                for name, value in tensors.items():
+                    named[name].copy_(value)
+        for key, opt_state in state["optimizers"].items():
+            m, adapter = key.split("/", 1)
+            self.optimizers[(int(m), adapter)].load_state_dict(opt_state)
+        torch.set_rng_state(state["torch_rng"])
+        self.iteration, self.metric_lines = state["iteration"], state["metric_lines"]
+        lines = (self.run_dir / "metrics.jsonl").read_text().splitlines()[: self.metric_lines]
+        with atomic_path(self.run_dir / "metrics.jsonl") as tmp:
+            tmp.write_text("".join(line + "\n" for line in lines))
+
+    def run(self) -> Path:
+        t = self.cfg.train
+        self.run_dir.mkdir(parents=True, exist_ok=True)
+        write_text(self.run_dir / "config.yaml", to_yaml(self.cfg))
+        if self.iteration == 0 and self.metric_lines == 0:
+            (self.run_dir / "metrics.jsonl").write_text("")
+            self.log(self.evaluate(0))
+        bar = tqdm(range(self.iteration, t.iterations), initial=self.iteration, total=t.iterations, desc="train",
+                   unit="it", disable=not self.progress, leave=False)
+        for iteration in bar:
+            record = self.step(iteration)
+            self.log(record)
+            bar.set_postfix(reward=f"{record['reward']:.2f}")
+            self.iteration = iteration + 1
+            if self.iteration % t.eval_every == 0 or self.iteration == t.iterations:
+                self.log(self.evaluate(self.iteration))
+            if self.iteration % t.checkpoint_every == 0 or self.iteration == t.iterations:
+                self.checkpoint()
+        bar.close()
+        from mas_credit.train.summary import render_training
+        render_training(self.run_dir)
+        return self.run_dir
+
+
+def train(cfg: ExperimentConfig, out_dir: str | Path | None = None, progress: bool = True) -> Path:
+    run_dir = Path(out_dir) if out_dir is not None else Path(cfg.output_dir) / cfg.name
+    if (run_dir / "checkpoint" / "state.pt").exists():
+        raise FileExistsError(f"{run_dir} already holds a training run; continue it with --resume {run_dir} or choose another --out")
+    return Trainer(cfg, run_dir, progress).run()
+
+
+def resume(run_dir: str | Path, progress: bool = True) -> Path:
+    run_dir = Path(run_dir)
+    if not (run_dir / "checkpoint" / "state.pt").is_file():
+        raise FileNotFoundError(f"{run_dir} has no checkpoint/state.pt to resume from; start it with mas-credit train")
+    cfg = load_resolved(run_dir / "config.yaml")
+    trainer = Trainer(cfg, run_dir, progress)
+    trainer.restore()
+    return trainer.run()

@@ -1,0 +1,173 @@
+"""The trainer: updates move every trained agent's adapter and no frozen one, for each
+estimator; a killed run resumes to the same parameters and metrics; config mistakes fail
+before any model loads; the loss against a plain recomputation."""
+import json
+import math
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+import torch
+
+from mas_credit.agents import ActResult, ScriptedTeam
+from mas_credit.agents.hf import sequence_logprobs
+from mas_credit.config import ConfigError, load_experiment, validate_train
+from mas_credit.train.loss import policy_loss, response_logprobs
+from mas_credit.train.trainer import Trainer, resume
+
+from .test_studies import ROOT
+
+QUICK = ROOT / "experiments" / "quickstart.yaml"
+TINY = ["team=tiny_trio", "n_tasks=2", "group_size=4", "train.iterations=2", "train.eval_every=1", "train.eval_tasks=2",
+        "train.checkpoint_every=1", "train.lr=0.01", "train.tensorboard=false"]
+
+
+class ScriptedTextLLMTeam:
+    """The tiny LLM team with its texts chosen by scripted agents of skill 0.5, so rewards
+    vary and advantages are not all zero; token ids and behaviour log-probs are the tiny
+    model's own (teacher-forced), so the update path is the real one."""
+
+    def __init__(self, llm):
+        self.llm = llm
+        self.scripted = ScriptedTeam([0.5] * llm.n_agents, seed=1)
+
+    def __getattr__(self, name):
+        return getattr(self.llm, name)
+
+    def act(self, requests):
+        out = []
+        tok = self.llm.tokenizer
+        for req, res in zip(requests, self.scripted.act(requests)):
+            prompt = tok.apply_chat_template(self.llm.chat(req), add_generation_prompt=True, tokenize=False)
+            prompt_ids = tok(prompt, add_special_tokens=False)["input_ids"]
+            response_ids = tok(res.text, add_special_tokens=False)["input_ids"] + [tok.eos_token_id]
+            model = self.llm.model_for(req.agent)
+            model.set_adapter(self.llm.adapters[req.agent])
+            logprobs = sequence_logprobs(model, prompt_ids, response_ids, self.llm.cfg.temperature)
+            out.append(ActResult(text=res.text, prompt_ids=prompt_ids, response_ids=response_ids, logprobs=logprobs))
+            self.llm.tokens += len(response_ids)
+        return out
+
+
+def trainer_for(overrides, run_dir):
+    cfg = load_experiment(QUICK, TINY + overrides)
+    validate_train(cfg)
+    trainer = Trainer(cfg, run_dir, progress=False)
+    trainer.team = ScriptedTextLLMTeam(trainer.team)
+    return trainer
+
+
+@pytest.mark.parametrize("estimator", ["grpo", "dr_mas", "sharp", "c3", "m_grpo", "llm_mca"])
+def test_two_updates_move_trained_adapters_and_leave_frozen_ones(estimator, tmp_path):
+    trainer = trainer_for([f"estimators=[{estimator}]", "train.trained_agents=[0,2]"], tmp_path / estimator)
+    before = trainer.adapter_state()
+    trainer.run()
+    after = trainer.adapter_state()
+    for key in before:
+        moved = any(not torch.equal(before[key][n], after[key][n]) for n in before[key] if "lora_B" in n)
+        if key.endswith("agent_1"):
+            assert all(torch.equal(before[key][n], after[key][n]) for n in before[key]), f"{estimator}: frozen agent_1 moved"
+        else:
+            assert moved, f"{estimator}: trained {key} did not move"
+    records = [json.loads(line) for line in (tmp_path / estimator / "metrics.jsonl").read_text().splitlines()]
+    train = [r for r in records if r["kind"] == "train"]
+    assert len(train) == 2 and [r["kind"] for r in records].count("eval") == 3
+    assert "loss/agent_1/pg" not in train[0] and train[0]["loss/agent_0/turns"] > 0
+    assert all(np.isfinite(r[k]) for r in train for k in r if isinstance(r[k], float))
+    assert (tmp_path / estimator / "summary.md").is_file() and (tmp_path / estimator / "curves.png").is_file()
+    assert any((tmp_path / estimator / "tensorboard").glob("*")) is False       # tensorboard: false writes no events
+
+
+def test_a_killed_run_resumes_to_the_same_result(tmp_path, monkeypatch):
+    overrides = ["estimators=[grpo]", "train.iterations=4", "train.checkpoint_every=2", "train.eval_every=2"]
+    whole = trainer_for(overrides, tmp_path / "whole")
+    whole.run()
+
+    killed = trainer_for(overrides, tmp_path / "killed")
+    real_step = Trainer.step
+
+    def dies_at_3(self, iteration):
+        if iteration == 3:
+            raise KeyboardInterrupt
+        return real_step(self, iteration)
+
+    monkeypatch.setattr(Trainer, "step", dies_at_3)
+    with pytest.raises(KeyboardInterrupt):
+        killed.run()
+    monkeypatch.setattr(Trainer, "step", real_step)
+    import mas_credit.train.trainer as trainer_module
+
+    real_trainer = trainer_module.Trainer
+
+    class Resumed(real_trainer):
+        def __init__(self, *args, **kwargs):
+            super().__init__(*args, **kwargs)
+            self.team = ScriptedTextLLMTeam(self.team)
+
+    monkeypatch.setattr(trainer_module, "Trainer", Resumed)
+    resume(tmp_path / "killed", progress=False)
+
+    def strip(path):
+        return [{k: v for k, v in json.loads(line).items() if not k.startswith("time/")} for line in path.read_text().splitlines()]
+
+    assert strip(tmp_path / "killed" / "metrics.jsonl") == strip(tmp_path / "whole" / "metrics.jsonl")
+    a = torch.load(tmp_path / "whole" / "checkpoint" / "state.pt", weights_only=False)
+    b = torch.load(tmp_path / "killed" / "checkpoint" / "state.pt", weights_only=False)
+    assert a["iteration"] == b["iteration"] == 4
+    for key in a["adapters"]:
+        for name in a["adapters"][key]:
+            assert torch.equal(a["adapters"][key][name], b["adapters"][key][name]), (key, name)
+
+
+BAD = [
+    (["estimators=[sharpp]"], "unknown option 'sharpp'"),
+    (["group_size=1", "estimators=[grpo]"], "normalises advantages within task groups, but group_size is 1"),
+    (["train.trained_agents=[0,5]"], "train.trained_agents [5] are not agents of the team"),
+    (["estimators=[grpo,sharp]"], "train uses one estimator but 2 are listed"),
+    (["team=scripted_trio"], "train needs an LLM team"),
+]
+
+
+@pytest.mark.parametrize("overrides,message", BAD)
+def test_config_mistakes_fail_before_any_model_loads(overrides, message, tmp_path):
+    out = subprocess.run([sys.executable, "-m", "mas_credit.cli", "train", str(QUICK), *overrides, "--out", str(tmp_path / "x")],
+                         capture_output=True, text=True, cwd=ROOT, env={"MAS_CREDIT_CACHE": str(tmp_path / "no-cache"),
+                                                                        "PATH": "/usr/bin:/bin", "HOME": str(tmp_path)})
+    assert out.returncode == 2, out.stderr
+    assert message in out.stderr and out.stderr.startswith("mas-credit: error: ") and out.stderr.count("\n") == 1
+    assert not (tmp_path / "no-cache").exists() and not (tmp_path / "x").exists()
+
+
+def test_resume_needs_a_checkpoint(tmp_path):
+    out = subprocess.run([sys.executable, "-m", "mas_credit.cli", "train", "--resume", str(tmp_path)], capture_output=True, text=True, cwd=ROOT)
+    assert out.returncode == 2 and "has no checkpoint/state.pt" in out.stderr
+
+
+def test_policy_loss_equals_a_plain_loop():
+    g = torch.Generator().manual_seed(0)
+    logp, old, ref = (torch.randn(3, 5, generator=g, dtype=torch.float64) * 0.3 - 2 for _ in range(3))
+    adv = torch.randn(3, 1, generator=g, dtype=torch.float64).expand(3, 5)
+    weight = torch.tensor([[1, 1, 1, 0, 0], [2, 2, 2, 2, 2], [1, 0, 0, 0, 0]], dtype=torch.float64)
+    loss, stats = policy_loss(logp, old, ref, adv, weight, 0.2, 0.1, float(weight.sum()))
+    total = 0.0
+    for m in range(3):
+        for t in range(5):
+            r = math.exp(float(logp[m, t] - old[m, t]))
+            a = float(adv[m, t])
+            pg = -min(r * a, min(max(r, 0.8), 1.2) * a)
+            d = float(ref[m, t] - logp[m, t])
+            total += float(weight[m, t]) * (pg + 0.1 * (math.exp(d) - d - 1))
+    assert float(loss) == pytest.approx(total / float(weight.sum()), rel=1e-12)
+
+
+def test_padded_response_logprobs_equal_one_sequence_at_a_time():
+    from mas_credit.agents.hf import load_model
+
+    model = load_model("tiny", "cpu").model
+    rows = [([1, 5, 9, 13], [20, 21, 2]), ([1, 7], [30, 2]), ([1, 4, 4, 4, 4, 4], [8])]
+    logp, mask = response_logprobs(model, rows, temperature=0.7)
+    for m, (prompt, response) in enumerate(rows):
+        ref = sequence_logprobs(model, prompt, response, 0.7)
+        np.testing.assert_allclose(logp[m, : len(response)].detach().numpy(), ref, atol=1e-5)
+        assert mask[m].sum() == len(response)
