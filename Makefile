@@ -8,6 +8,7 @@ setup:
 
 run: setup
 	$(VENV)/bin/mas-credit study experiments/study_quickstart.yaml
+	$(VENV)/bin/mas-credit train experiments/quickstart.yaml
 
 test: setup
 	$(VENV)/bin/python -m pytest
@@ -16,3 +17,4 @@ bench: setup
 	$(VENV)/bin/python benchmarks/team_value.py
 	$(VENV)/bin/python benchmarks/estimators.py
 	$(VENV)/bin/python benchmarks/rollout.py
+	$(VENV)/bin/python benchmarks/train.py

@@ -171,3 +171,10 @@ def test_padded_response_logprobs_equal_one_sequence_at_a_time():
         ref = sequence_logprobs(model, prompt, response, 0.7)
         np.testing.assert_allclose(logp[m, : len(response)].detach().numpy(), ref, atol=1e-5)
         assert mask[m].sum() == len(response)
+
+
+@pytest.mark.parametrize("name", ["quickstart.yaml", "compare_lazy.yaml"])
+def test_training_experiments_pass_the_training_rules(name):
+    cfg = load_experiment(ROOT / "experiments" / name)
+    validate_train(cfg, name)
+    assert cfg.team.kind == "llm" and cfg.team.model == "smollm2"

@@ -15,29 +15,36 @@ import torch
 
 
 def response_logprobs(model, rows: list[tuple[list[int], list[int]]], temperature: float = 1.0):
-    """Right-padded forward pass over prompt + response rows.
+    """Log-probabilities of each row's response tokens after its prompt, in one forward pass.
 
-    Returns logp [M, L] of each response token (L = longest response) and mask [M, L]
-    (False = padding). Gradients flow when the caller has them enabled.
+    Rows are left-padded (with position ids counted from each row's first real token), so
+    every response ends at the last position and only the last L+1 positions need logits
+    (`logits_to_keep`): the vocabulary projection is never paid for prompt tokens.
+    Returns logp [M, L] (L = longest response; right-aligned rows are re-aligned to start
+    at 0) and mask [M, L] (False = padding). Gradients flow when the caller enables them.
     """
     device = next(model.parameters()).device
     width = max(len(p) + len(r) for p, r in rows)
     longest = max(len(r) for _, r in rows)
     ids = torch.zeros((len(rows), width), dtype=torch.long, device=device)
     attention = torch.zeros((len(rows), width), dtype=torch.long, device=device)
-    positions = torch.zeros((len(rows), longest), dtype=torch.long, device=device)   # index of the logit predicting each response token
-    targets = torch.zeros((len(rows), longest), dtype=torch.long, device=device)
-    mask = torch.zeros((len(rows), longest), dtype=torch.bool, device=device)
     for m, (prompt, response) in enumerate(rows):
         seq = prompt + response
-        ids[m, : len(seq)] = torch.tensor(seq, device=device)
-        attention[m, : len(seq)] = 1
-        positions[m, : len(response)] = torch.arange(len(prompt) - 1, len(seq) - 1, device=device)
-        targets[m, : len(response)] = torch.tensor(response, device=device)
-        mask[m, : len(response)] = True
-    logits = model(input_ids=ids, attention_mask=attention).logits                       # [M, W, V]
-    picked = logits.gather(1, positions[:, :, None].expand(-1, -1, logits.shape[-1])).float() / temperature   # [M, L, V]
-    logp = torch.log_softmax(picked, dim=-1).gather(-1, targets[:, :, None]).squeeze(-1)
+        ids[m, width - len(seq):] = torch.tensor(seq, device=device)
+        attention[m, width - len(seq):] = 1
+    position_ids = (attention.cumsum(dim=1) - 1).clamp(min=0)
+    logits = model(input_ids=ids, attention_mask=attention, position_ids=position_ids,
+                   logits_to_keep=longest + 1).logits                                       # [M, L+1, V]
+    # window position k predicts the token at absolute position width - longest + k
+    logp_all = torch.log_softmax(logits[:, :-1].float() / temperature, dim=-1)             # [M, L, V]
+    targets = ids[:, width - longest:]                                                       # [M, L]
+    token_logp = logp_all.gather(-1, targets[:, :, None]).squeeze(-1)
+    lengths = torch.tensor([len(r) for _, r in rows], device=device)
+    index = torch.arange(longest, device=device)
+    mask = index[None, :] < lengths[:, None]
+    # re-align: response token j of row m sits at window index longest - R_m + j
+    source = (longest - lengths[:, None] + index[None, :]).clamp(max=longest - 1)
+    logp = token_logp.gather(1, source)
     return torch.where(mask, logp, torch.zeros_like(logp)), mask
 
 

@@ -162,8 +162,11 @@ class Trainer:
             for chunk in _chunks(rows, t.token_budget):
                 pairs = [(r["prompt"], r["response"]) for r in chunk]
                 logp, mask = response_logprobs(model, pairs, temperature)
-                with torch.no_grad(), model.disable_adapter():
-                    ref, _ = response_logprobs(model, pairs, temperature)
+                if t.kl_coef > 0:           # the reference is the base model: this agent's adapter switched off
+                    with torch.no_grad(), model.disable_adapter():
+                        ref, _ = response_logprobs(model, pairs, temperature)
+                else:
+                    ref = logp.detach()
                 old = torch.zeros_like(logp)
                 for m, r in enumerate(chunk):
                     old[m, : len(r["old"])] = torch.tensor(r["old"], dtype=old.dtype)

@@ -1,0 +1,79 @@
+"""Per-agent update time of the trainer versus a raw forward + backward over the same
+tokens (SmolLM2 with a LoRA adapter per agent by default).
+
+One iteration of episodes is collected once; then, for agent 0's turns, we time
+  raw      one forward + backward of sum(log-probs) over the same micro-batches
+  update   `Trainer.update` (policy forward + backward, clipped loss, the reference
+           forward with the adapter disabled when kl_coef > 0, clipping, AdamW step)
+each the median of --repeats runs, in the same process. Target: update <= 1.2x raw.
+Usage: python benchmarks/train.py [--repeats 3] [--kl-coef 0.02]
+"""
+from __future__ import annotations
+
+import argparse
+import statistics
+import sys
+import time
+from pathlib import Path
+
+import torch
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from mas_credit.config import load_experiment  # noqa: E402
+from mas_credit.train.loss import response_logprobs  # noqa: E402
+from mas_credit.train.trainer import Trainer, _chunks  # noqa: E402
+
+
+def median_time(fn, repeats):
+    times = []
+    for _ in range(repeats):
+        start = time.perf_counter()
+        fn()
+        times.append(time.perf_counter() - start)
+    return statistics.median(times)
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--experiment", default="experiments/quickstart.yaml")
+    parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--kl-coef", type=float, default=0.02)
+    args = parser.parse_args()
+    cfg = load_experiment(args.experiment, [f"train.kl_coef={args.kl_coef}", "train.tensorboard=false"])
+    trainer = Trainer(cfg, Path("/tmp/mas-credit-bench-train"), progress=False)
+    _, episodes = trainer.collect(0)
+    rows = [{"prompt": t.prompt_ids, "response": t.response_ids, "old": t.logprobs, "adv": 1.0, "weight": 1.0}
+            for ep in episodes for t in ep.turns if t.agent == 0 and t.response_ids]
+    unit = (trainer.team.model_index[0], trainer.team.adapters[0])
+    model = trainer.team.models[unit[0]]
+    params = trainer.unit_params(unit)
+    temperature = trainer.team.cfg.temperature
+    tokens = sum(len(r["prompt"]) + len(r["response"]) for r in rows)
+    print(f"{cfg.team.model}, agent 0: {len(rows)} turns, {tokens} prompt + response tokens, token budget {cfg.train.token_budget}, "
+          f"kl_coef {cfg.train.kl_coef}, {torch.get_num_threads()} CPU threads")
+
+    def raw():
+        for p in params:
+            p.requires_grad_(True)
+        model.set_adapter(unit[1])
+        for chunk in _chunks(rows, cfg.train.token_budget):
+            logp, _ = response_logprobs(model, [(r["prompt"], r["response"]) for r in chunk], temperature)
+            logp.sum().backward()
+        for p in params:
+            p.grad = None
+            p.requires_grad_(False)
+
+    raw()                                                   # warm-up
+    t_raw = median_time(raw, args.repeats)
+    snapshot = [p.detach().clone() for p in params]
+    t_update = median_time(lambda: trainer.update(unit, rows), args.repeats)
+    with torch.no_grad():
+        for p, s in zip(params, snapshot):
+            p.copy_(s)
+    print(f"raw forward + backward {t_raw:.2f} s; trainer update {t_update:.2f} s; update / raw = {t_update / t_raw:.2f}x "
+          f"(target <= 1.2x)")
+
+
+if __name__ == "__main__":
+    main()
