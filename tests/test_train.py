@@ -178,3 +178,16 @@ def test_training_experiments_pass_the_training_rules(name):
     cfg = load_experiment(ROOT / "experiments" / name)
     validate_train(cfg, name)
     assert cfg.team.kind == "llm" and cfg.team.model == "smollm2"
+
+
+@pytest.mark.parametrize("sharing", ["shared", "separate"])
+def test_other_sharing_modes_train(sharing, tmp_path):
+    trainer = trainer_for(["estimators=[grpo]", f"team.sharing={sharing}", "train.iterations=1", "train.trained_agents=[0]"],
+                          tmp_path / sharing)
+    assert len(trainer.units) == 1
+    before = trainer.adapter_state()
+    trainer.run()
+    after = trainer.adapter_state()
+    moved = {key for key in before if any(not torch.equal(before[key][n], after[key][n]) for n in before[key])}
+    # shared: the one adapter every agent plays moves; separate: only agent_0's model moves
+    assert moved == ({"0/shared"} if sharing == "shared" else {"0/agent_0"})
