@@ -112,6 +112,9 @@ def test_a_killed_run_resumes_to_the_same_result(tmp_path, monkeypatch):
         return [{k: v for k, v in json.loads(line).items() if not k.startswith("time/")} for line in path.read_text().splitlines()]
 
     assert strip(tmp_path / "killed" / "metrics.jsonl") == strip(tmp_path / "whole" / "metrics.jsonl")
+    from mas_credit.cli import main
+    (tmp_path / "whole" / "summary.md").unlink()
+    assert main(["report", str(tmp_path / "whole")]) == 0 and "| iteration | eval/success" in (tmp_path / "whole" / "summary.md").read_text()
     a = torch.load(tmp_path / "whole" / "checkpoint" / "state.pt", weights_only=False)
     b = torch.load(tmp_path / "killed" / "checkpoint" / "state.pt", weights_only=False)
     assert a["iteration"] == b["iteration"] == 4
