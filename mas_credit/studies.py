@@ -25,7 +25,7 @@ from mas_credit.agents import game_kwargs, load_critic, load_team
 from mas_credit.config import ExperimentConfig, to_yaml
 from mas_credit.counterfactual import fill_coalitions, fill_needs
 from mas_credit.estimators import get_estimator
-from mas_credit.estimators.shapley import exact_shapley
+from mas_credit.estimators.shapley import coalition_halves, exact_shapley
 from mas_credit.games import make_game
 from mas_credit.outputs import write_json, write_jsonl, write_parquet, write_text
 from mas_credit.rollout import collect, collect_tree
@@ -51,11 +51,11 @@ def _sync(device: torch.device) -> None:
 
 def null_players(values: torch.Tensor) -> torch.Tensor:
     """[B, 2**N] -> [B, N] True where every marginal contribution of the agent is exactly 0."""
-    n_agents = values.shape[1].bit_length() - 1
+    values = values.contiguous()
     out = []
-    for i in range(n_agents):
-        pairs = values.reshape(values.shape[0], 1 << (n_agents - 1 - i), 2, 1 << i)
-        out.append((pairs[:, :, 1, :] == pairs[:, :, 0, :]).flatten(1).all(dim=1))
+    for i in range(values.shape[1].bit_length() - 1):
+        without, with_ = coalition_halves(values, i)
+        out.append((with_ == without).flatten(1).all(dim=1))
     return torch.stack(out, dim=1)
 
 

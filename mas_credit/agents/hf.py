@@ -53,7 +53,8 @@ def check_model_ref(ref: str) -> None:
         if not (path / "config.json").is_file():
             raise ValueError(f"team.model '{ref}' is a folder without config.json; give a transformers model folder, or smollm2")
         return
-    looks_like_path = ref.startswith((".", "/", "~")) or os.sep in ref and ref.count("/") != 1
+    # "org/name" is a hub id; anything else with a separator, or starting with . / ~, is a path
+    looks_like_path = ref.startswith((".", "/", "~")) or (os.sep in ref and ref.count("/") != 1)
     if looks_like_path:
         raise ValueError(f"team.model '{ref}' does not exist; give an existing model folder, a cached Hugging Face id, or smollm2")
     try:

@@ -15,6 +15,8 @@ This module must not compute rewards or credit.
 """
 from __future__ import annotations
 
+from pathlib import Path
+
 import networkx as nx
 import numpy as np
 import torch
@@ -27,6 +29,12 @@ SHARING = ("lora_per_agent", "shared", "separate")
 TOPOLOGIES = ("none", "chain", "star", "complete")
 DEFAULT_ROLE = ("You are {agent}, one of {n_agents} agents in a cooperative team game. Read your instructions and "
                 "answer with one short line in exactly the format they ask for.")
+
+
+def request_seed(team_seed: int, requests: list[ActRequest]) -> int:
+    """The sampling seed of one act() call: the team seed mixed with a draw from the first
+    request's episode generator, so the same requests always sample the same texts."""
+    return int(np.random.SeedSequence([int(team_seed), int(requests[0].rng.integers(2 ** 31))]).generate_state(1)[0])
 
 
 def build_topology(spec, n_agents: int) -> nx.DiGraph:
@@ -83,7 +91,6 @@ def check_llm_team(cfg, n_agents: int, sequential: bool) -> None:
     if cfg.adapters and cfg.sharing == "shared":
         raise ValueError("team.adapters gives an adapter per agent, but sharing: shared has one policy; use lora_per_agent or separate")
     for agent, path in cfg.adapters.items():
-        from pathlib import Path
         if not (Path(path).expanduser() / "adapter_config.json").is_file():
             raise ValueError(f"team.adapters.{agent}: '{path}' is not a saved LoRA adapter (no adapter_config.json)")
     graph = build_topology(cfg.topology, n_agents)
@@ -176,7 +183,7 @@ class LLMTeam:
         """One generate call for all requests that share a model (per-row adapters)."""
         if not requests:
             return []
-        seed = int(np.random.SeedSequence([self.seed] + [int(r.rng.integers(2 ** 31)) for r in requests[:1]]).generate_state(1)[0])
+        seed = request_seed(self.seed, requests)
         groups: dict[int, list[int]] = {}
         for k, req in enumerate(requests):
             groups.setdefault(self.model_index[req.agent], []).append(k)

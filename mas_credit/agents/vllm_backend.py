@@ -9,9 +9,7 @@ records. This module imports vllm only when a team is built.
 """
 from __future__ import annotations
 
-import numpy as np
-
-from mas_credit.agents.llm import LLMTeam, build_topology, check_llm_team
+from mas_credit.agents.llm import LLMTeam, build_topology, check_llm_team, request_seed
 from mas_credit.agents.scripted import ActRequest, ActResult
 from mas_credit.games.base import normalise_text
 
@@ -56,7 +54,7 @@ class VLLMTeam:
 
         if not requests:
             return []
-        base = int(np.random.SeedSequence([self.seed, int(requests[0].rng.integers(2 ** 31))]).generate_state(1)[0])
+        base = request_seed(self.seed, requests)
         prompts = [self.tokenizer.apply_chat_template(self.chat(r), add_generation_prompt=True, tokenize=False) for r in requests]
         params = [SamplingParams(temperature=self.cfg.temperature, top_p=self.cfg.top_p, max_tokens=self.cfg.max_new_tokens,
                                  logprobs=0, seed=base + k) for k in range(len(requests))]

@@ -65,6 +65,14 @@ def _marginal_weights_cpu(n_agents: int) -> torch.Tensor:
     return torch.stack(rows)
 
 
+def coalition_halves(values: torch.Tensor, agent: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """Strided views [B, 2**(N-1-i), 2**i] of v(S) and v(S u {i}) over the coalitions S
+    without agent i (bit i splits the table into the two halves; no copy)."""
+    n_agents = values.shape[1].bit_length() - 1
+    pairs = values.view(values.shape[0], 1 << (n_agents - 1 - agent), 2, 1 << agent)
+    return pairs[:, :, 0, :], pairs[:, :, 1, :]
+
+
 def exact_shapley(values: torch.Tensor) -> torch.Tensor:
     """values [B, 2**N] (every coalition evaluated) -> Shapley values [B, N]."""
     if values.dim() != 2 or values.shape[1] < 2 or values.shape[1] & (values.shape[1] - 1):
@@ -80,9 +88,8 @@ def exact_shapley(values: torch.Tensor) -> torch.Tensor:
     marginal = torch.empty((batch_size, 1 << (n_agents - 1)), dtype=values.dtype, device=values.device)
     phi = torch.empty((n_agents, batch_size), dtype=values.dtype, device=values.device)
     for i in range(n_agents):
-        # bit i splits the table into S without i ([:, :, 0]) and S u {i} ([:, :, 1]); one reused buffer
-        pairs = values.view(batch_size, 1 << (n_agents - 1 - i), 2, 1 << i)
-        torch.sub(pairs[:, :, 1, :], pairs[:, :, 0, :], out=marginal.view(batch_size, 1 << (n_agents - 1 - i), 1 << i))
+        without, with_ = coalition_halves(values, i)
+        torch.sub(with_, without, out=marginal.view(without.shape))                           # one reused buffer
         torch.mv(marginal, weight[i], out=phi[i])
     return phi.T.contiguous()
 

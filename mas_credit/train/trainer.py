@@ -155,6 +155,7 @@ class Trainer:
         t = self.cfg.train
         temperature = self.team.cfg.temperature if self.team.cfg.temperature > 0 else 1.0
         normaliser = sum(r["weight"] * len(r["response"]) for r in rows)
+        response_tokens = sum(len(r["response"]) for r in rows)
         optimizer = self.optimizers[unit]
         for _ in range(t.epochs):
             optimizer.zero_grad(set_to_none=True)
@@ -174,7 +175,7 @@ class Trainer:
                 w = torch.tensor([r["weight"] for r in chunk], dtype=logp.dtype, device=logp.device)[:, None] * mask
                 loss, part = policy_loss(logp, old.to(logp.device), ref, adv, w, t.clip_eps, t.kl_coef, normaliser)
                 loss.backward()
-                share = float((w > 0).sum()) / max(1.0, float(sum(len(r["response"]) for r in rows)))
+                share = float((w > 0).sum()) / max(1, response_tokens)
                 sums["pg"] += part["pg"]
                 sums["kl"] += part["kl"]
                 sums["clip"] += part["clip_frac"] * share
@@ -211,8 +212,7 @@ class Trainer:
         if self.writer is not None:
             for key, value in record.items():
                 if isinstance(value, (int, float)) and key not in ("iteration",):
-                    self.writer.add_scalar(key if record["kind"] == "train" or key.startswith("eval") else f"eval/{key}",
-                                           value, record["iteration"])
+                    self.writer.add_scalar(key, value, record["iteration"])                # eval keys start with eval/
             self.writer.flush()
 
     def checkpoint(self) -> None:
