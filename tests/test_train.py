@@ -77,6 +77,16 @@ def test_two_updates_move_trained_adapters_and_leave_frozen_ones(estimator, tmp_
     assert all(np.isfinite(r[k]) for r in train for k in r if isinstance(r[k], float))
     assert (tmp_path / estimator / "summary.md").is_file() and (tmp_path / estimator / "curves.png").is_file()
     assert any((tmp_path / estimator / "tensorboard").glob("*")) is False       # tensorboard: false writes no events
+    items = json.loads((tmp_path / estimator / "checklist.json").read_text())
+    assert items["kind"] == "train" and items["model"]["name"] == "tiny random model (tests only)"
+    assert items["model"]["parameters"] > 0 and items["model"]["adapter_parameters"] > 0
+    assert items["baseline"]["episode_level_grpo_same_model"] is (estimator == "grpo")
+    assert list(items["overhead"]) == [estimator] and 0 <= items["overhead"][estimator]["share_of_run_time"] < 1
+    assert items["overhead"][estimator]["coalition_evals"] == sum(r.get("cf/evals", 0.0) for r in train)
+    turns = items["trajectories"]["turns"]
+    assert turns["episodes"] == 2 * 2 * 4 and turns["min"] == turns["max"] == 3                # one-shot vault: 3 turns
+    assert items["trajectories"]["response_tokens"]["min"] > 0
+    assert "## Reporting checklist" in (tmp_path / estimator / "summary.md").read_text()
 
 
 def test_a_killed_run_resumes_to_the_same_result(tmp_path, monkeypatch):
@@ -174,6 +184,24 @@ def test_padded_response_logprobs_equal_one_sequence_at_a_time():
         ref = sequence_logprobs(model, prompt, response, 0.7)
         np.testing.assert_allclose(logp[m, : len(response)].detach().numpy(), ref, atol=1e-5)
         assert mask[m].sum() == len(response)
+
+
+def test_reference_logprobs_are_the_base_model_without_any_adapter(tmp_path):
+    trainer = trainer_for(["estimators=[grpo]", "train.iterations=1"], tmp_path / "ref")
+    trainer.run()                                          # adapters have moved away from the base model
+    _, episodes = trainer.collect(1)
+    unit_rows = {unit: [{"prompt": t.prompt_ids, "response": t.response_ids} for ep in episodes for t in ep.turns
+                        if t.agent in agents][:3] for unit, agents in trainer.units.items()}
+    trainer.attach_reference(unit_rows)
+    model = trainer.team.models[0]
+    for unit, rows in unit_rows.items():
+        for row in rows:
+            with model.disable_adapter():
+                base = sequence_logprobs(model, row["prompt"], row["response"], trainer.team.cfg.temperature)
+            model.set_adapter(unit[1])
+            adapted = sequence_logprobs(model, row["prompt"], row["response"], trainer.team.cfg.temperature)
+            np.testing.assert_allclose(row["ref"], base, atol=1e-5)
+            assert not np.allclose(row["ref"], adapted, atol=1e-5), "the reference must not include the trained adapter"
 
 
 @pytest.mark.parametrize("name", ["quickstart.yaml", "compare_lazy.yaml"])

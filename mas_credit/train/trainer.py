@@ -27,7 +27,8 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
-from mas_credit.agents import game_kwargs, load_critic, load_team
+from mas_credit.agents import describe_team, game_kwargs, load_critic, load_team
+from mas_credit.checklist import write_run_record
 from mas_credit.config import ExperimentConfig, load_resolved, to_yaml
 from mas_credit.counterfactual import fill_needs
 from mas_credit.estimators import get_estimator
@@ -35,7 +36,7 @@ from mas_credit.games import make_game
 from mas_credit.outputs import atomic_path, write_text
 from mas_credit.rollout import collect, collect_tree
 from mas_credit.train.loss import policy_loss, response_logprobs
-from mas_credit.types import CreditBatch
+from mas_credit.types import CreditBatch, resolve_device
 
 EVAL_SALT = 0xE7A1
 
@@ -73,6 +74,7 @@ class Trainer:
         self.optimizers = {unit: torch.optim.AdamW(self.unit_params(unit), lr=cfg.train.lr, weight_decay=0.0) for unit in self.units}
         self.iteration = 0
         self.metric_lines = 0
+        self.wall_s = 0.0              # over every session of the run (a resumed run adds to it)
         self.writer = None
         if cfg.train.tensorboard:
             try:
@@ -110,37 +112,69 @@ class Trainer:
         tokens0 = self.team.tokens
         game, episodes = self.collect(iteration)
         rollout_s = time.perf_counter() - start
+        credit_start = time.perf_counter()
         costs = fill_needs(game, episodes, self.needs, team=self.team, critic=self.critic)
         batch = CreditBatch.from_episodes(episodes)
         credit = self.estimator(batch, self.est_cfg)
+        credit_s = time.perf_counter() - credit_start
         advantage = credit.advantage.detach().cpu()
         weight = credit.turn_weight.detach().cpu() if credit.turn_weight is not None else torch.ones_like(advantage)
         record = {"kind": "train", "iteration": iteration, "game": game.name,
                   "reward": float(np.mean([ep.reward for ep in episodes])),
                   "success": float(np.mean([ep.reward >= 1.0 for ep in episodes])),
                   "valid_turns": float(np.mean([t.valid for ep in episodes for t in ep.turns])),
+                  "episode_turns": [len(ep.turns) for ep in episodes],                     # for the checklist's length spread
+                  "episode_tokens": [sum(len(t.response_ids or []) for t in ep.turns) for ep in episodes],
                   **{k: float(v) for k, v in costs.items()}}
         credit_cpu = credit.credit.detach().cpu()
         for i in range(self.n_agents):
             acted = batch.acted[:, i].cpu()
             record[f"credit/{self.est_label}/agent_{i}"] = float(credit_cpu[acted, i].mean()) if acted.any() else 0.0
         update_start = time.perf_counter()
+        unit_rows = {unit: [{"prompt": t.prompt_ids, "response": t.response_ids, "old": t.logprobs,
+                             "adv": float(advantage[b, k]), "weight": float(weight[b, k])}
+                            for b, ep in enumerate(episodes) for k, t in enumerate(ep.turns)
+                            if t.agent in agents and t.response_ids and t.logprobs and float(weight[b, k]) > 0]
+                     for unit, agents in self.units.items()}
+        if self.cfg.train.kl_coef > 0:
+            reference_start = time.perf_counter()
+            self.attach_reference(unit_rows)
+            record["time/reference_s"] = time.perf_counter() - reference_start
         for unit, agents in self.units.items():
-            rows = [{"prompt": t.prompt_ids, "response": t.response_ids, "old": t.logprobs,
-                     "adv": float(advantage[b, k]), "weight": float(weight[b, k])}
-                    for b, ep in enumerate(episodes) for k, t in enumerate(ep.turns)
-                    if t.agent in agents and t.response_ids and t.logprobs and float(weight[b, k]) > 0]
-            stats = self.update(unit, rows)
+            stats = self.update(unit, unit_rows[unit])
             for agent in agents:
                 record.update({f"loss/agent_{agent}/{k}": v for k, v in stats.items()})
         record["time/rollout_s"] = rollout_s
+        record["time/credit_s"] = credit_s
         record["time/update_s"] = time.perf_counter() - update_start
         record["time/iteration_s"] = time.perf_counter() - start
         record["time/tokens_per_s"] = (self.team.tokens - tokens0) / max(rollout_s, 1e-9)
         return record
 
+    def attach_reference(self, unit_rows: dict) -> None:
+        """Add "ref" (the reference policy's log-probs of each response token) to every row.
+
+        The reference is the base model with adapters switched off, so it is the same for
+        every agent on a model: one gradient-free pass per model over all trained agents'
+        turns serves every update and every epoch, instead of one extra forward per agent
+        per micro-batch per epoch.
+        """
+        t = self.cfg.train
+        temperature = self.team.cfg.temperature if self.team.cfg.temperature > 0 else 1.0
+        for model_index, model in enumerate(self.team.models):
+            rows = sorted((r for (m, _), rs in unit_rows.items() if m == model_index for r in rs),
+                          key=lambda r: len(r["prompt"]) + len(r["response"]))       # rows of like length: little padding
+            with torch.inference_mode(), model.disable_adapter():
+                for chunk in _chunks(rows, t.token_budget):
+                    ref, _ = response_logprobs(model, [(r["prompt"], r["response"]) for r in chunk], temperature)
+                    for m, r in enumerate(chunk):
+                        r["ref"] = ref[m, : len(r["response"])].tolist()
+
     def update(self, unit, rows) -> dict:
-        """One clipped policy-gradient step (per epoch) on one adapter from its turns."""
+        """One clipped policy-gradient step (per epoch) on one adapter from its turns.
+
+        Rows carry prompt/response ids, the behaviour log-probs ("old"), the advantage and
+        turn weight, and when kl_coef > 0 the reference log-probs ("ref", attach_reference)."""
         model_index, adapter = unit
         model = self.team.models[model_index]
         params = self.unit_params(unit)
@@ -163,14 +197,14 @@ class Trainer:
             for chunk in _chunks(rows, t.token_budget):
                 pairs = [(r["prompt"], r["response"]) for r in chunk]
                 logp, mask = response_logprobs(model, pairs, temperature)
-                if t.kl_coef > 0:           # the reference is the base model: this agent's adapter switched off
-                    with torch.no_grad(), model.disable_adapter():
-                        ref, _ = response_logprobs(model, pairs, temperature)
-                else:
-                    ref = logp.detach()
                 old = torch.zeros_like(logp)
+                ref = logp.detach().clone()
                 for m, r in enumerate(chunk):
                     old[m, : len(r["old"])] = torch.tensor(r["old"], dtype=old.dtype)
+                    if t.kl_coef > 0:
+                        if "ref" not in r:
+                            raise ValueError("update() with kl_coef > 0 needs reference log-probs: call attach_reference first")
+                        ref[m, : len(r["ref"])] = torch.tensor(r["ref"], dtype=ref.dtype)
                 adv = torch.tensor([r["adv"] for r in chunk], dtype=logp.dtype, device=logp.device)[:, None].expand_as(logp)
                 w = torch.tensor([r["weight"] for r in chunk], dtype=logp.dtype, device=logp.device)[:, None] * mask
                 loss, part = policy_loss(logp, old.to(logp.device), ref, adv, w, t.clip_eps, t.kl_coef, normaliser)
@@ -216,7 +250,8 @@ class Trainer:
             self.writer.flush()
 
     def checkpoint(self) -> None:
-        state = {"iteration": self.iteration, "metric_lines": self.metric_lines, "adapters": self.adapter_state(),
+        state = {"iteration": self.iteration, "metric_lines": self.metric_lines, "wall_s": self._wall(),
+                 "adapters": self.adapter_state(),
                  "optimizers": {f"{m}/{a}": opt.state_dict() for (m, a), opt in self.optimizers.items()},
                  "torch_rng": torch.get_rng_state()}
         with atomic_path(self.run_dir / "checkpoint" / "state.pt") as tmp:
@@ -234,13 +269,17 @@ class Trainer:
             m, adapter = key.split("/", 1)
             self.optimizers[(int(m), adapter)].load_state_dict(opt_state)
         torch.set_rng_state(state["torch_rng"])
-        self.iteration, self.metric_lines = state["iteration"], state["metric_lines"]
+        self.iteration, self.metric_lines, self.wall_s = state["iteration"], state["metric_lines"], state.get("wall_s", 0.0)
         lines = (self.run_dir / "metrics.jsonl").read_text().splitlines()[: self.metric_lines]
         with atomic_path(self.run_dir / "metrics.jsonl") as tmp:
             tmp.write_text("".join(line + "\n" for line in lines))
 
+    def _wall(self) -> float:
+        return self.wall_s + time.perf_counter() - self.session_start
+
     def run(self) -> Path:
         t = self.cfg.train
+        self.session_start = time.perf_counter()
         self.run_dir.mkdir(parents=True, exist_ok=True)
         write_text(self.run_dir / "config.yaml", to_yaml(self.cfg))
         if self.iteration == 0 and self.metric_lines == 0:
@@ -258,6 +297,9 @@ class Trainer:
             if self.iteration % t.checkpoint_every == 0 or self.iteration == t.iterations:
                 self.checkpoint()
         bar.close()
+        description = describe_team(self.team)
+        write_run_record(self.run_dir, "train", self._wall(), description,
+                         {description["device"].split(":")[0], resolve_device(self.est_cfg.device).type})
         from mas_credit.train.summary import render_training
         render_training(self.run_dir)
         return self.run_dir
