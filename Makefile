@@ -18,3 +18,4 @@ bench: setup
 	$(VENV)/bin/python benchmarks/estimators.py
 	$(VENV)/bin/python benchmarks/rollout.py
 	$(VENV)/bin/python benchmarks/train.py
+	$(VENV)/bin/python benchmarks/batch.py

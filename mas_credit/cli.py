@@ -1,4 +1,4 @@
-"""The `mas-credit` command line: study, train, report, play, config show, games, estimators.
+"""The `mas-credit` command line: study, train, batch, report, play, config show, games, estimators.
 
 User mistakes print one line `mas-credit: error: ...` and exit with code 2; nothing
 here catches programming errors, which keep their traceback.
@@ -160,14 +160,31 @@ def cmd_train(args) -> int:
     return 0
 
 
+def cmd_batch(args) -> int:
+    from mas_credit.batch import batch_frame, run_batch
+    from mas_credit.config import load_batch
+
+    cfg = load_batch(args.batch, args.overrides)
+    batch_dir = run_batch(cfg, out_dir=args.out, progress=not args.no_progress)
+    print((batch_dir / "batch.md").read_text())
+    frame, meta = batch_frame(batch_dir)
+    failed = frame.loc[frame["status"] != "ok", "run"].nunique()
+    print(f"batch {cfg.name}: {len(meta['runs'])} runs ({len(meta['executed'])} executed, {len(meta['skipped'])} already finished) "
+          f"in {meta['wall_s']:.1f} s; {failed} failed; results in {batch_dir}/ (batch.md, batch.parquet, plots/, runs/)")
+    return 1 if failed else 0
+
+
 def cmd_report(args) -> int:
     from pathlib import Path
 
+    from mas_credit.batch import render_batch
     from mas_credit.report import render
     from mas_credit.train.summary import render_training
 
     try:
-        if (Path(args.run_dir) / "metrics.jsonl").is_file() and not (Path(args.run_dir) / "credit.parquet").is_file():
+        if (Path(args.run_dir) / "batch.json").is_file():
+            print(render_batch(args.run_dir))
+        elif (Path(args.run_dir) / "metrics.jsonl").is_file() and not (Path(args.run_dir) / "credit.parquet").is_file():
             print(render_training(args.run_dir))
         else:
             print(render(args.run_dir))
@@ -229,8 +246,16 @@ def build_parser() -> argparse.ArgumentParser:
     train.add_argument("--no-progress", action="store_true", help="no progress bar")
     train.set_defaults(func=cmd_train)
 
-    report = sub.add_parser("report", help="render summary.md and the plots of a finished study or training run again")
-    report.add_argument("run_dir", help="a study's run folder, e.g. runs/study_quickstart")
+    batch = sub.add_parser("batch", help="run a grid of studies or training runs (local processes or Ray) and aggregate them; "
+                           "finished runs are skipped on re-run; exit code 1 if any run failed")
+    batch.add_argument("batch", help="batch YAML, e.g. experiments/batch_quickstart.yaml")
+    batch.add_argument("overrides", nargs="*", help="key=value overrides of the batch, e.g. executor.workers=1 executor.kind=ray")
+    batch.add_argument("--out", help="batch folder (default: <output_dir>/<name>)")
+    batch.add_argument("--no-progress", action="store_true", help="no line per finished run")
+    batch.set_defaults(func=cmd_batch)
+
+    report = sub.add_parser("report", help="render the summary and plots of a finished study, training run or batch again")
+    report.add_argument("run_dir", help="a run or batch folder, e.g. runs/study_quickstart or runs/batch_quickstart")
     report.set_defaults(func=cmd_report)
 
     games = sub.add_parser("games", help="list the registered games")

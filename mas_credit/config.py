@@ -189,6 +189,42 @@ class ExperimentConfig(_Frozen):
     output_dir: str = "runs"
 
 
+@dataclass
+class ExecutorConfig(_Frozen):
+    """Where a batch's runs execute."""
+
+    kind: str = "local"
+    """local: a pool of worker processes on this machine | ray: tasks on a Ray cluster (needs the ray extra)"""
+    workers: int = 2
+    """local: worker processes (1 = one after another in this process); ray: CPUs of the local Ray instance it starts"""
+    address: str = ""
+    """ray: "" starts a local Ray instance; "auto" joins the running cluster; "ray://host:10001" a remote one
+    (its nodes need mas-credit installed and the output folder shared)"""
+    gpus_per_run: float = 0.0
+    """ray: GPUs reserved for each run (e.g. 1 for training runs on a GPU cluster)"""
+
+
+@dataclass
+class BatchConfig(_Frozen):
+    """A scripted evaluation batch: one base experiment x a grid of overrides, run on an executor."""
+
+    name: str = "batch"
+    """outputs go to <output_dir>/<name>/ (each run in runs/<run id>/)"""
+    base: str = ""
+    """the experiment YAML every run starts from; a path relative to the batch file (or to the current folder)"""
+    mode: str = "study"
+    """study: each run is `mas-credit study` | train: each run is `mas-credit train`"""
+    grid: Dict[str, List[Any]] = field(default_factory=dict)
+    """override key -> the values it takes; the runs are every combination (key=value as on the command line,
+    e.g. estimators: [[grpo], [sharp]], seeds: [[0], [1], [2]], game: [vault, vault_lazy], team.skills: [...])"""
+    overrides: List[str] = field(default_factory=list)
+    """key=value overrides applied to every run before its grid values"""
+    executor: ExecutorConfig = field(default_factory=ExecutorConfig)
+    output_dir: str = "runs"
+
+
+BATCH_MODES = ("study", "train")
+EXECUTORS = ("local", "ray")
 OPTION_SCHEMA = {"games": GameConfig, "agents": TeamConfig, "estimators": EstimatorConfig}
 DEVICES = ("auto", "cpu", "cuda")
 
@@ -483,3 +519,42 @@ def to_yaml(cfg: ExperimentConfig) -> str:
             return {k: plain(v) for k, v in value.items()}
         return value
     return yaml.safe_dump(plain(cfg), sort_keys=False)
+
+
+def load_batch(path: str | Path, overrides: list[str] = ()) -> BatchConfig:
+    """A batch YAML (with `key=value` overrides such as executor.workers=1), checked and frozen.
+    The base experiment is not composed here: a run whose grid values break it fails on its own."""
+    path = Path(path)
+    raw = _read_yaml(path)
+    for ov in overrides:
+        apply_override(raw, ov)
+    where = str(path)
+    cfg = OmegaConf.to_object(_check_against(BatchConfig, raw, where))
+    if not cfg.base:
+        raise ConfigError(f"{where}: base is empty; name the experiment every run starts from, e.g. base: study_quickstart.yaml")
+    base = next((p for p in (path.parent / cfg.base, Path(cfg.base)) if p.is_file()), None)
+    if base is None:
+        raise ConfigError(f"{where}: base '{cfg.base}' not found next to the batch file or in the current folder; "
+                          f"valid experiments: {', '.join(sorted(p.name for p in path.parent.glob('*.yaml')))}")
+    cfg.base = str(base.resolve())
+    if cfg.mode not in BATCH_MODES:
+        raise ConfigError(f"{where}: mode '{cfg.mode}' is not valid; valid choices: {', '.join(BATCH_MODES)}")
+    for key, values in cfg.grid.items():
+        if not values:
+            raise ConfigError(f"{where}: grid.{key} is empty; give at least one value, e.g. {key}: [value]")
+    e = cfg.executor
+    if e.kind not in EXECUTORS:
+        raise ConfigError(f"{where}: executor.kind '{e.kind}' is not valid; valid choices: {', '.join(EXECUTORS)}")
+    if e.workers < 1:
+        raise ConfigError(f"{where}: executor.workers must be >= 1, got {e.workers}")
+    if e.gpus_per_run < 0:
+        raise ConfigError(f"{where}: executor.gpus_per_run must be >= 0, got {e.gpus_per_run}")
+    if e.kind == "ray":
+        import importlib.util
+
+        if importlib.util.find_spec("ray") is None:
+            raise ConfigError(f"{where}: executor.kind ray needs Ray: pip install -e '.[ray]' (or use executor.kind=local)")
+    for ov in cfg.overrides:
+        if "=" not in ov:
+            raise ConfigError(f"{where}: overrides entry '{ov}' must look like key=value (e.g. n_tasks=16)")
+    return freeze(cfg)

@@ -118,7 +118,7 @@ def summarise(per_seed):
     return pd.DataFrame(rows)
 
 
-def _cell(mean: float, ci: float, digits: int = 3) -> str:
+def cell_text(mean: float, ci: float, digits: int = 3) -> str:
     if math.isnan(mean):
         return "–"
     return f"{mean:.{digits}f}" if math.isnan(ci) else f"{mean:.{digits}f} ± {ci:.{digits}f}"
@@ -130,8 +130,8 @@ def table(summary, game: str) -> str:
              "evals/ep", "LLM calls/ep", "tokens/ep", "critic calls/ep", "ms/ep"]
     lines = ["| " + " | ".join(heads) + " |", "|" + "---|" * len(heads)]
     for _, row in summary[summary["game"] == game].iterrows():
-        cells = [f"`{row['estimator']}`"] + [_cell(row[k], row[f"{k}_ci"]) for k in METRICS]
-        cells += [_cell(row[k], math.nan, 1) for k in COSTS[:4]] + [_cell(row["ms_per_episode"], math.nan, 3)]
+        cells = [f"`{row['estimator']}`"] + [cell_text(row[k], row[f"{k}_ci"]) for k in METRICS]
+        cells += [cell_text(row[k], math.nan, 1) for k in COSTS[:4]] + [cell_text(row["ms_per_episode"], math.nan, 3)]
         lines.append("| " + " | ".join(cells) + " |")
     return "\n".join(lines)
 
@@ -167,9 +167,13 @@ def render(run_dir: str | Path) -> str:
     for game in games:
         units = [c for c in truth_units if c["game"] == game]
         reward = mean_ci([c.get("team_reward", math.nan) for c in units])
-        text += [f"## {game} ({n_eps[game]} episodes per seed; mean team reward {_cell(*reward)})", "", table(summary, game), "",
+        text += [f"## {game} ({n_eps[game]} episodes per seed; mean team reward {cell_text(*reward)})", "", table(summary, game), "",
                  f"![credit by agent](credit_{game}.png)", ""]
     text += ["## Columns", ""] + [f"- **{k}**: {v}" for k, v in COLUMN_HELP.items()] + ["", "![error against cost](error_vs_cost.png)", ""]
+    if (run_dir / "run.json").is_file():                  # studies made before the checklist existed have none
+        from mas_credit.checklist import write_checklist
+
+        text.append(write_checklist(run_dir))
     out = "\n".join(text)
     write_text(run_dir / "summary.md", out)
     _plots(run_dir, frame, summary, games)

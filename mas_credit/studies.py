@@ -21,7 +21,8 @@ from pathlib import Path
 import torch
 from tqdm import tqdm
 
-from mas_credit.agents import game_kwargs, load_critic, load_team
+from mas_credit.agents import describe_team, game_kwargs, load_critic, load_team
+from mas_credit.checklist import write_run_record
 from mas_credit.config import ExperimentConfig, to_yaml
 from mas_credit.counterfactual import fill_coalitions, fill_needs
 from mas_credit.estimators import get_estimator
@@ -66,6 +67,7 @@ def run_study(cfg: ExperimentConfig, out_dir: str | Path | None = None, progress
     from mas_credit.report import render
 
     run_dir = Path(out_dir) if out_dir is not None else Path(cfg.output_dir) / cfg.name
+    run_start = time.perf_counter()
     estimators = []
     for e in cfg.estimators:
         est = get_estimator(e.name)
@@ -74,6 +76,7 @@ def run_study(cfg: ExperimentConfig, out_dir: str | Path | None = None, progress
                    if (n := est.needs(ecfg, cfg.games[0].n_agents)).tree_fanout), None)
 
     rows, costs, records = [], [], []
+    devices = set()
     teams: dict = {}                # an LLM team is loaded once per team size, not once per game and seed
     critic = load_critic(cfg.critic)
     units = [(g, seed) for g in cfg.games for seed in cfg.seeds]
@@ -113,6 +116,7 @@ def run_study(cfg: ExperimentConfig, out_dir: str | Path | None = None, progress
             fill_s = time.perf_counter() - start
             batch = CreditBatch.from_episodes(eps)
             device = resolve_device(ecfg.device)
+            devices.add(device.type)
             _sync(device)
             start = time.perf_counter()
             out = est(batch, ecfg)
@@ -139,5 +143,8 @@ def run_study(cfg: ExperimentConfig, out_dir: str | Path | None = None, progress
     write_json(run_dir / "costs.json", {"team": cfg.team.kind, "critic": cfg.critic.kind, "n_tasks": cfg.n_tasks,
                                         "group_size": cfg.group_size, "fanout": list(fanout) if fanout else None,
                                         "seeds": list(cfg.seeds), "units": costs})
+    team = next(iter(teams.values()))
+    description = describe_team(team)
+    write_run_record(run_dir, "study", time.perf_counter() - run_start, description, devices | {description["device"].split(":")[0]})
     render(run_dir)
     return run_dir

@@ -1,5 +1,6 @@
 """Every YAML in the repository loads into its dataclass; every bad-input case gives
 a one-line error naming the key or file (exit code 2 on the CLI)."""
+import math
 import subprocess
 import sys
 from pathlib import Path
@@ -22,7 +23,17 @@ def test_every_option_file_loads_into_its_dataclass(path):
 
 
 @pytest.mark.parametrize("path", sorted((ROOT / "experiments").glob("*.yaml")), ids=lambda p: p.name)
-def test_every_experiment_loads(path):
+def test_every_experiment_loads(path, tmp_path):
+    if path.name.startswith("batch_"):                     # a batch: every run it would start must load
+        from mas_credit.batch import expand
+        from mas_credit.config import BatchConfig, load_batch
+
+        batch = load_batch(path)
+        runs = expand(batch, tmp_path)
+        assert isinstance(batch, BatchConfig) and len(runs) == math.prod(len(v) for v in batch.grid.values())
+        for run in runs:
+            load_experiment(run["base"], run["overrides"])
+        return
     cfg = load_experiment(path)
     assert isinstance(cfg, ExperimentConfig) and cfg.games and all(isinstance(g, GameConfig) for g in cfg.games)
 

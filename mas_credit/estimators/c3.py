@@ -75,7 +75,9 @@ def tree_node_advantages(batch: CreditBatch):
     return raw, normed
 
 
-@register_estimator("c3", C3Config, _needs)
+@register_estimator("c3", C3Config, _needs,
+                    granularity="turn (each agent's turn against a leave-one-out counterfactual)",
+                    family="game-theoretic (counterfactual; survey: Counterfactual)")
 def c3(batch: CreditBatch, cfg: C3Config) -> Credit:
     """credit [B, N]; advantage [B, T] (see the module docstring for each mode)."""
     if cfg.mode == "counterfactual":

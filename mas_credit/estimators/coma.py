@@ -38,7 +38,9 @@ class ComaConfig(BaseConfig):
 
 
 @register_estimator("coma", ComaConfig, lambda cfg, n: Needs(alternatives=cfg.samples, mode=cfg.counterfactual,
-                                                                              groups=cfg.normalise == "agent"))
+                                                                              groups=cfg.normalise == "agent"),
+                    granularity="multi-agent",
+                    family="game-theoretic (counterfactual baseline over re-drawn actions; COMA)")
 def coma(batch: CreditBatch, cfg: ComaConfig) -> Credit:
     """credit [B, N] = R - mean re-drawn value; advantage [B, T] on each agent's turns."""
     missing = torch.isnan(batch.alternative) & batch.acted

@@ -56,7 +56,9 @@ def row_rewards(batch: CreditBatch, reward: str) -> torch.Tensor:
     return torch.where(turns, rows, torch.zeros_like(rows))
 
 
-@register_estimator("dr_mas", DrMasConfig, lambda cfg, n: Needs(groups=True))
+@register_estimator("dr_mas", DrMasConfig, lambda cfg, n: Needs(groups=True),
+                    granularity="multi-agent",
+                    family="Monte Carlo (agent-wise normalised group baseline; survey: Agent-wise Adv.)")
 def dr_mas(batch: CreditBatch, cfg: DrMasConfig) -> Credit:
     """credit [B, N] = R broadcast; advantage [B, T] = each row normalised within its (group, agent)."""
     batch_size, n_turns, n_agents = batch.batch_size, batch.n_turns, batch.n_agents

@@ -41,7 +41,9 @@ def episode_advantage(reward: torch.Tensor, group: torch.Tensor, scale: str, nor
     return normalise(reward, key, torch.ones_like(reward), int(key.max()) + 1, eps, norm_by_std)
 
 
-@register_estimator("grpo", GrpoConfig, lambda cfg, n: Needs(groups=cfg.scale == "group"))
+@register_estimator("grpo", GrpoConfig, lambda cfg, n: Needs(groups=cfg.scale == "group"),
+                    granularity="episode (the team reward broadcast to every agent)",
+                    family="Monte Carlo (group baseline; the episode-level baseline)")
 def grpo(batch: CreditBatch, cfg: GrpoConfig) -> Credit:
     """credit [B, N] = R broadcast; advantage [B, T] = the episode's group-normalised R."""
     adv = episode_advantage(batch.reward, batch.group, cfg.scale, cfg.norm_by_std, cfg.eps)          # [B]

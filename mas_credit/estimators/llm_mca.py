@@ -27,7 +27,9 @@ class LlmMcaConfig(BaseConfig):
     eps: float = EPS
 
 
-@register_estimator("llm_mca", LlmMcaConfig, lambda cfg, n: Needs(critic=True, groups=True))
+@register_estimator("llm_mca", LlmMcaConfig, lambda cfg, n: Needs(critic=True, groups=True),
+                    granularity="multi-agent",
+                    family="model-based / LLM-as-critic (survey: LLM-Critic)")
 def llm_mca(batch: CreditBatch, cfg: LlmMcaConfig) -> Credit:
     """credit [B, N] = critic share * R; advantage [B, T] = agent_norm(credit) on each agent's turns."""
     missing = torch.isnan(batch.critic_share).any(dim=1)

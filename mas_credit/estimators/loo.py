@@ -31,7 +31,9 @@ def loo_masks(n_agents: int) -> tuple:
 
 
 @register_estimator("loo", LooConfig, lambda cfg, n: Needs(coalitions=loo_masks(n), kind="loo", mode=cfg.counterfactual, k=cfg.samples,
-                                                 groups=cfg.normalise == "agent"))
+                                                 groups=cfg.normalise == "agent"),
+                    granularity="multi-agent",
+                    family="game-theoretic (leave-one-out difference rewards)")
 def loo(batch: CreditBatch, cfg: LooConfig) -> Credit:
     """credit [B, N] = R - v(N minus {i}); advantage [B, T] on each agent's turns."""
     credit = batch.reward[:, None] - loo_values(batch, "loo")                        # [B, N]

@@ -100,7 +100,9 @@ def aligned_weights(batch: CreditBatch, sub_turn: torch.Tensor, cfg: MGrpoConfig
     return weight + hits.sum(dim=1).to(weight.dtype)
 
 
-@register_estimator("m_grpo", MGrpoConfig, lambda cfg, n: Needs(groups=True))
+@register_estimator("m_grpo", MGrpoConfig, lambda cfg, n: Needs(groups=True),
+                    granularity="multi-agent",
+                    family="Monte Carlo (survey: Hierarchical)")
 def m_grpo(batch: CreditBatch, cfg: MGrpoConfig) -> Credit:
     """credit [B, N]; advantage [B, T]; turn_weight [B, T] (aligned row counts)."""
     if not 0 <= cfg.main_agent < batch.n_agents:

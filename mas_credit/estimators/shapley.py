@@ -211,7 +211,9 @@ class ShapleyConfig(ShapleyKnobs):
         check_choice("shapley", "normalise", self.normalise, ("agent", "none"))
 
 
-@register_estimator("shapley", ShapleyConfig, shapley_needs)
+@register_estimator("shapley", ShapleyConfig, shapley_needs,
+                    granularity="multi-agent",
+                    family="game-theoretic (exact or sampled Shapley)")
 def shapley_estimator(batch: CreditBatch, cfg: ShapleyConfig) -> Credit:
     """credit [B, N] = phi; advantage [B, T] = agent_norm(phi) (or phi) on each agent's turns."""
     phi = shapley_values(batch, cfg.method, cfg.budget, cfg.seed, cfg.antithetic, "shapley")

@@ -66,7 +66,9 @@ def sparsify(phi: torch.Tensor, kappa: float) -> torch.Tensor:
     return torch.where(phi.abs() < cutoff, torch.zeros_like(phi), phi)
 
 
-@register_estimator("sharp", SharpConfig, shapley_needs)
+@register_estimator("sharp", SharpConfig, shapley_needs,
+                    granularity="multi-agent",
+                    family="game-theoretic (survey: Shapley)")
 def sharp(batch: CreditBatch, cfg: SharpConfig) -> Credit:
     """credit [B, N] = phi; advantage [B, T] = agent_norm(w_team R + w_shapley phi + w_tool tool)."""
     phi = sparsify(shapley_values(batch, cfg.method, cfg.budget, cfg.seed, cfg.antithetic, "sharp"), cfg.kappa)

@@ -36,6 +36,10 @@ def render_training(run_dir: str | Path) -> str:
                   f"Time per iteration: {sum(r['time/iteration_s'] for r in train) / len(train):.1f} s "
                   f"(rollout {sum(r['time/rollout_s'] for r in train) / len(train):.1f} s, update "
                   f"{sum(r['time/update_s'] for r in train) / len(train):.1f} s).", "", "![curves](curves.png)", ""]
+    if (run_dir / "run.json").is_file():                  # written when the run finishes
+        from mas_credit.checklist import write_checklist
+
+        lines.append(write_checklist(run_dir))
     text = "\n".join(lines)
     write_text(run_dir / "summary.md", text)
     fig, axes = plt.subplots(1, 2, figsize=(10, 3.6))

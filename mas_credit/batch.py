@@ -1,0 +1,383 @@
+"""`mas-credit batch`: a grid of runs (a base experiment x every combination of the grid's
+override values), each a study or a training run in its own folder, on a local process
+pool or on Ray, then one aggregated report.
+
+    <output_dir>/<batch>/
+      runs/<run id>/     the run's own outputs (summary.md, checklist.json, ...) and result.json
+      batch.parquet      one row per (run, game, estimator, seed) of every finished run; failed runs with their error
+      batch.md           the table (mean and 95% CI across seeds per cell), failures, compute, the checklist
+      batch.json         this invocation: which runs executed, which were skipped, wall time
+      plots/<metric>.png one per metric
+
+Resuming: a run is finished when its `result.json` says "ok"; re-running the batch skips
+those and executes the rest (runs that failed, or that a kill interrupted; a training run
+killed after a checkpoint continues from it). A run's failure (a bad override, a crash)
+is recorded in its result.json and batch.md with a one-line error and never stops the
+others. The report is rebuilt from the run folders, so it does not depend on which
+invocation ran which run. This module must not compute scores (mas_credit.report does).
+"""
+from __future__ import annotations
+
+import itertools
+import json
+import math
+import os
+import platform
+import re
+import time
+import traceback
+from pathlib import Path
+
+from mas_credit.config import BatchConfig, ConfigError
+from mas_credit.outputs import save_figure, write_json, write_parquet, write_text
+from mas_credit.report import cell_text, mean_ci
+
+STUDY_TABLE = ["rmse", "kendall_tau", "top_agent", "null_credit", "efficiency_gap", "evals_per_episode",
+               "llm_calls_per_episode", "tokens_per_episode", "critic_calls_per_episode"]
+TIMING = ["ms_per_episode", "run_wall_s"]
+REPLICATE = "seed"            # the axis the confidence intervals run over
+
+
+# -- the grid ----------------------------------------------------------------------------
+def _show(value) -> str:
+    """A grid value as it appears in run ids and tables: [grpo] -> grpo, {use: vault, difficulty: 2} -> vault,difficulty=2."""
+    if isinstance(value, (list, tuple)):
+        return "+".join(_show(v) for v in value)
+    if isinstance(value, dict):
+        return ",".join(f"{k}={_show(v)}" if k != "use" else _show(v) for k, v in value.items())
+    return str(value)
+
+
+def expand(cfg: BatchConfig, batch_dir: Path) -> list[dict]:
+    """Every run of the batch, in grid order: id, folder, overrides and the grid values it takes."""
+    keys = list(cfg.grid)
+    runs, seen = [], set()
+    for values in itertools.product(*(cfg.grid[k] for k in keys)):
+        run_id = "__".join(f"{k}-{_show(v)}" for k, v in zip(keys, values)) or "base"
+        run_id = re.sub(r"[^A-Za-z0-9._=+,-]", "-", run_id)[:150]
+        while run_id in seen:                      # two values that print alike still get two folders
+            run_id += "_"
+        seen.add(run_id)
+        runs.append({"id": run_id, "run_dir": str((batch_dir / "runs" / run_id).resolve()), "base": cfg.base, "mode": cfg.mode,
+                     "overrides": list(cfg.overrides) + [f"{k}={json.dumps(v)}" for k, v in zip(keys, values)],
+                     "grid": {k: _show(v) for k, v in zip(keys, values)}})
+    return runs
+
+
+def finished(run: dict) -> bool:
+    path = Path(run["run_dir"]) / "result.json"
+    if not path.is_file():
+        return False
+    try:
+        return json.loads(path.read_text()).get("status") == "ok"
+    except json.JSONDecodeError:
+        return False
+
+
+# -- one run ---------------------------------------------------------------------------------
+def _one_line(err: BaseException) -> str:
+    from mas_credit.games import GameParamError
+
+    text = (str(err).strip().splitlines() or [""])[0]
+    return text if isinstance(err, (ConfigError, GameParamError)) else f"{type(err).__name__}: {text}"
+
+
+def execute_run(run: dict, threads: int | None = None) -> dict:
+    """Run one cell of a batch in its own folder and write its result.json. A failure of the
+    run is caught and recorded (with the traceback in error.txt); it never propagates."""
+    if threads:
+        import torch
+
+        torch.set_num_threads(threads)
+    run_dir = Path(run["run_dir"])
+    run_dir.mkdir(parents=True, exist_ok=True)
+    start = time.perf_counter()
+    try:
+        from mas_credit.config import load_experiment, validate_train
+
+        cfg = load_experiment(run["base"], run["overrides"])
+        if run["mode"] == "train":
+            from mas_credit.train.trainer import resume, train
+
+            validate_train(cfg, run["base"])
+            if (run_dir / "checkpoint" / "state.pt").is_file():
+                resume(run_dir, progress=False)
+            else:
+                train(cfg, out_dir=run_dir, progress=False)
+        else:
+            from mas_credit.studies import run_study
+
+            run_study(cfg, out_dir=run_dir, progress=False)
+        result = {"status": "ok", "error": "", "rows": run_rows(run_dir, run["mode"])}
+    except Exception as err:           # noqa: BLE001 - one run's failure is data, not the batch's end
+        write_text(run_dir / "error.txt", traceback.format_exc())
+        result = {"status": "failed", "error": _one_line(err), "rows": []}
+    result.update(id=run["id"], wall_s=time.perf_counter() - start, worker=f"{platform.node()}:{os.getpid()}")
+    write_json(run_dir / "result.json", result)
+    return result
+
+
+def run_rows(run_dir: Path, mode: str) -> list[dict]:
+    """What a finished run contributes to the batch table."""
+    run = json.loads((run_dir / "run.json").read_text())
+    if mode == "study":
+        import pandas as pd
+
+        from mas_credit.report import score
+
+        frame = pd.read_parquet(run_dir / "credit.parquet")
+        per_seed = score(frame, json.loads((run_dir / "costs.json").read_text())["units"])
+        return [{**{k: (v.item() if hasattr(v, "item") else v) for k, v in row.items()}, "run_wall_s": run["wall_s"]}
+                for row in per_seed.to_dict("records")]
+    from mas_credit.config import load_resolved
+    from mas_credit.train.summary import read_metrics
+
+    cfg = load_resolved(run_dir / "config.yaml")
+    train, evals = read_metrics(run_dir)
+    e = cfg.estimators[0]
+    label = e.label or e.name
+    row = {"game": "+".join(g.label or g.name for g in cfg.games), "estimator": label, "seed": int(cfg.seeds[0]),
+           "eval_success_before": evals[0].get("eval/success", math.nan), "eval_success": evals[-1].get("eval/success", math.nan),
+           "eval_reward": evals[-1].get("eval/reward", math.nan), "train_reward_last": train[-1]["reward"] if train else math.nan,
+           "run_wall_s": run["wall_s"]}
+    for key in (train[0] if train else {}):
+        if key.startswith(f"credit/{label}/"):                                    # mean over the iterations
+            row[f"credit_{key.rsplit('/', 1)[-1]}"] = sum(r[key] for r in train) / len(train)
+    return [row]
+
+
+# -- executors -----------------------------------------------------------------------------------
+def _threads(workers: int) -> int:
+    return max(1, (os.cpu_count() or 1) // workers)
+
+
+def run_local(runs: list[dict], workers: int, on_result) -> None:
+    if workers == 1:
+        for run in runs:
+            on_result(execute_run(run))
+        return
+    import multiprocessing
+    from concurrent.futures import ProcessPoolExecutor, as_completed
+    from concurrent.futures.process import BrokenProcessPool
+
+    # spawn: a forked child would inherit the parent's torch thread pools
+    with ProcessPoolExecutor(max_workers=workers, mp_context=multiprocessing.get_context("spawn")) as pool:
+        futures = {pool.submit(execute_run, run, _threads(workers)): run for run in runs}
+        for future in as_completed(futures):
+            try:
+                on_result(future.result())
+            except BrokenProcessPool as err:       # a worker was killed (e.g. out of memory): the run failed
+                on_result({"id": futures[future]["id"], "status": "failed", "error": f"worker process died: {err}", "rows": [],
+                           "wall_s": math.nan, "worker": ""})
+
+
+def run_ray(runs: list[dict], executor, on_result) -> None:
+    import ray
+
+    started = not ray.is_initialized()
+    if started:
+        if executor.address:
+            ray.init(address=executor.address, log_to_driver=False)
+        else:
+            ray.init(num_cpus=executor.workers, include_dashboard=False, log_to_driver=False)
+    try:
+        remote = ray.remote(num_cpus=1, num_gpus=executor.gpus_per_run, max_retries=0)(execute_run)
+        threads = None if executor.address else _threads(executor.workers)
+        pending = {remote.remote(run, threads): run for run in runs}
+        while pending:
+            done, _ = ray.wait(list(pending), num_returns=1)
+            for ref in done:
+                run = pending.pop(ref)
+                try:
+                    result = ray.get(ref)
+                except Exception as err:           # noqa: BLE001 - the task itself died (node lost, killed)
+                    result = {"id": run["id"], "status": "failed", "error": _one_line(err), "rows": [], "wall_s": math.nan, "worker": ""}
+                if not (Path(run["run_dir"]) / "result.json").is_file():   # a remote node without the shared folder
+                    write_json(Path(run["run_dir"]) / "result.json", result)
+                on_result(result)
+    finally:
+        if started:
+            ray.shutdown()
+
+
+def run_batch(cfg: BatchConfig, out_dir: str | Path | None = None, progress: bool = True) -> Path:
+    """Execute the runs that have not finished, then (re)build the report; returns the batch folder."""
+    batch_dir = Path(out_dir) if out_dir is not None else Path(cfg.output_dir) / cfg.name
+    batch_dir.mkdir(parents=True, exist_ok=True)
+    runs = expand(cfg, batch_dir)
+    todo = [run for run in runs if not finished(run)]
+    skipped = [run["id"] for run in runs if run not in todo]
+    start = time.perf_counter()
+    done: list[str] = []
+
+    def on_result(result: dict) -> None:
+        done.append(result["id"])
+        if progress:
+            status = "ok" if result["status"] == "ok" else f"FAILED: {result['error']}"
+            print(f"[{len(done) + len(skipped)}/{len(runs)}] {result['id']} ({result['wall_s']:.1f} s) {status}", flush=True)
+
+    if progress and skipped:
+        print(f"{len(skipped)} of {len(runs)} runs already finished; executing the other {len(todo)}", flush=True)
+    if todo:
+        if cfg.executor.kind == "ray":
+            run_ray(todo, cfg.executor, on_result)
+        else:
+            run_local(todo, cfg.executor.workers, on_result)
+    wall_s = time.perf_counter() - start
+    write_json(batch_dir / "batch.json", {"name": cfg.name, "base": cfg.base, "mode": cfg.mode, "grid": cfg_grid(cfg),
+                                          "grid_keys": list(cfg.grid),
+                                          "executor": {"kind": cfg.executor.kind, "workers": cfg.executor.workers,
+                                                       "address": cfg.executor.address},
+                                          "runs": [{"id": r["id"], "grid": r["grid"]} for r in runs],
+                                          "executed": [r["id"] for r in todo], "skipped": skipped, "wall_s": wall_s})
+    render_batch(batch_dir)
+    return batch_dir
+
+
+def cfg_grid(cfg: BatchConfig) -> dict:
+    return {k: [json.loads(json.dumps(v)) for v in values] for k, values in cfg.grid.items()}
+
+
+# -- the report ------------------------------------------------------------------------------
+def batch_frame(batch_dir: Path):
+    """One row per (run, game, estimator, seed) of every run in batch.json, from the run folders."""
+    import pandas as pd
+
+    meta = json.loads((batch_dir / "batch.json").read_text())
+    rows = []
+    for run in meta["runs"]:
+        path = batch_dir / "runs" / run["id"] / "result.json"
+        result = json.loads(path.read_text()) if path.is_file() else {"status": "missing", "error": "never ran", "rows": []}
+        base = {"run": run["id"], **{f"grid/{k}": run["grid"][k] for k in meta["grid_keys"]}, "status": result["status"],
+                "error": result.get("error", "")}
+        rows += [{**base, **row} for row in result["rows"]] or [base]
+    return pd.DataFrame(rows), meta
+
+
+def _cell_keys(frame, meta) -> list[str]:
+    """Cells: the grid's keys (less those the rows already carry: seeds, estimators, games) plus game and estimator."""
+    carried = {"seeds", "seed", "estimators", "game", "games"}
+    keys = [f"grid/{k}" for k in meta["grid_keys"] if k not in carried and f"grid/{k}" in frame]
+    return keys + [k for k in ("game", "estimator") if k in frame]
+
+
+def summarise_cells(frame, keys: list[str], metrics: list[str]):
+    """Per cell: the number of seeds, and the mean and 95% CI half-width of each metric across them."""
+    import pandas as pd
+
+    rows = []
+    ok = frame[frame["status"] == "ok"]
+    for cell, part in ok.groupby(keys, sort=False) if keys else [((), ok)]:
+        cell = cell if isinstance(cell, tuple) else (cell,)
+        row = dict(zip(keys, cell))
+        row["seeds"] = int(part[REPLICATE].nunique())
+        for m in metrics:
+            row[m], row[f"{m}_ci"] = mean_ci(part[m].to_numpy(dtype=float))
+        rows.append(row)
+    return pd.DataFrame(rows)
+
+
+def render_batch(batch_dir: str | Path) -> str:
+    """(Re)write batch.parquet, batch.md and the plots from the run folders; returns batch.md's text."""
+    batch_dir = Path(batch_dir)
+    if not (batch_dir / "batch.json").is_file():
+        raise FileNotFoundError(f"{batch_dir} has no batch.json; give the folder of a batch (runs/<batch name>/)")
+    frame, meta = batch_frame(batch_dir)
+    write_parquet(batch_dir / "batch.parquet", frame)
+    ok = frame[frame["status"] == "ok"]
+    metrics = STUDY_TABLE if meta["mode"] == "study" else \
+        ["eval_success_before", "eval_success", "eval_reward", "train_reward_last"] + sorted(c for c in frame if c.startswith("credit_agent_"))
+    metrics = [m for m in metrics if m in frame]
+    keys = _cell_keys(frame, meta)
+    cells = summarise_cells(frame, keys, metrics) if len(ok) else None
+    names = [k.removeprefix("grid/") for k in keys]
+    failed = frame[frame["status"] != "ok"].drop_duplicates("run")
+    runs = frame.drop_duplicates("run")
+    lines = [f"# Batch: {meta['name']}", "",
+             f"Base experiment `{Path(meta['base']).name}` ({meta['mode']}), grid "
+             f"{json.dumps({k: meta['grid'][k] for k in meta['grid_keys']})}; "
+             f"{len(runs)} runs: {int((runs['status'] == 'ok').sum())} finished, {len(failed)} failed or missing. "
+             f"Executor {meta['executor']['kind']} with {meta['executor']['workers']} workers; the last invocation executed "
+             f"{len(meta['executed'])} runs and skipped {len(meta['skipped'])} already finished, in {meta['wall_s']:.1f} s.", "",
+             "## Results", "",
+             f"Mean over seeds ± the half-width of a 95% confidence interval (Student t; no ± with one seed) per cell "
+             f"({', '.join(names)}).", ""]
+    if cells is not None:
+        lines += ["| " + " | ".join(names + ["seeds"] + metrics) + " |", "|" + "---|" * (len(names) + 1 + len(metrics))]
+        for _, row in cells.iterrows():
+            lines.append("| " + " | ".join([str(row[k]) for k in keys] + [str(row["seeds"])]
+                                           + [cell_text(row[m], row[f"{m}_ci"]) for m in metrics]) + " |")
+    else:
+        lines.append("No run finished.")
+    lines += ["", "## Failed runs", ""]
+    lines += [f"- `{r['run']}`: {r['error']}" for _, r in failed.iterrows()] or ["None."]
+    lines += ["", _compute_section(batch_dir, runs), _checklist_section(batch_dir, ok, cells, keys, meta),
+              "Plots: " + ", ".join(f"[{m}](plots/{m}.png)" for m in metrics), ""]
+    text = "\n".join(lines)
+    write_text(batch_dir / "batch.md", text)
+    if cells is not None:
+        _plots(batch_dir, cells, keys, metrics)
+    return text
+
+
+def _compute_section(batch_dir: Path, runs) -> str:
+    lines = ["## Compute", "", "| run | status | wall s | worker |", "|---|---|---|---|"]
+    total = 0.0
+    for _, r in runs.iterrows():
+        path = batch_dir / "runs" / r["run"] / "result.json"
+        result = json.loads(path.read_text()) if path.is_file() else {}
+        total += result.get("wall_s") or 0.0
+        lines.append(f"| `{r['run']}` | {r['status']} | {cell_text(result.get('wall_s', math.nan), math.nan)} | {result.get('worker', '')} |")
+    return "\n".join(lines + ["", f"Sum of run wall times: {total:.1f} s.", ""])
+
+
+def _checklist_section(batch_dir: Path, ok, cells, keys, meta) -> str:
+    """The checklist items that need more than one run: the baseline with the same model, variance across seeds,
+    GPU-hours and credit-assignment overhead in all."""
+    checklists = []
+    for run_id in dict.fromkeys(ok["run"]) if len(ok) else []:
+        path = batch_dir / "runs" / run_id / "checklist.json"
+        if path.is_file():
+            checklists.append(json.loads(path.read_text()))
+    models = sorted({c["model"]["name"] for c in checklists})
+    with_grpo = sorted({c["model"]["name"] for c in checklists if c["baseline"]["episode_level_grpo_same_model"]})
+    gpu_hours = sum(c["compute"]["gpu_hours"] for c in checklists)
+    overhead: dict = {}
+    for c in checklists:
+        for name, o in c["overhead"].items():
+            acc = overhead.setdefault(name, {"coalition_evals": 0.0, "llm_calls": 0.0, "tokens": 0.0, "seconds": 0.0, "runs": 0})
+            for k in ("coalition_evals", "llm_calls", "tokens", "seconds"):
+                acc[k] += o[k]
+            acc["runs"] += 1
+    seeds = sorted(set(cells["seeds"])) if cells is not None and len(cells) else []
+    lines = ["## Reporting checklist (batch)", "",
+             "Each run's own checklist is in runs/<id>/checklist.json and its summary.md; across the batch:", "",
+             f"- Base models: {', '.join(models) or '–'}.",
+             f"- Episode-level baseline (grpo) with the same model: {'yes for ' + ', '.join(with_grpo) if with_grpo else 'no'}"
+             + (f"; missing for {', '.join(sorted(set(models) - set(with_grpo)))}" if set(models) - set(with_grpo) else "") + ".",
+             f"- Variance across seeds: seeds per cell {seeds or '–'}"
+             + ("; every cell has a 95% CI." if seeds and min(seeds) >= 2 else "; cells with one seed have no CI (add seeds to the grid)."),
+             f"- Compute: GPU-hours {gpu_hours:.4f} in all.",
+             "- Credit-assignment overhead in all: " + ("; ".join(
+                 f"`{name}` {o['coalition_evals']:.0f} coalition evaluations, {o['llm_calls']:.0f} LLM calls, {o['tokens']:.0f} tokens, "
+                 f"{o['seconds']:.2f} s over {o['runs']} runs" for name, o in overhead.items()) or "–") + ".", ""]
+    return "\n".join(lines)
+
+
+def _plots(batch_dir: Path, cells, keys, metrics) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    import numpy as np
+
+    labels = [" / ".join(str(row[k]) for k in keys) for _, row in cells.iterrows()]
+    for m in metrics:
+        fig, ax = plt.subplots(figsize=(max(4.0, 0.45 * len(labels) + 1.5), 3.8))
+        errors = np.nan_to_num(cells[f"{m}_ci"].to_numpy(dtype=float), nan=0.0)
+        ax.bar(np.arange(len(labels)), cells[m].to_numpy(dtype=float), yerr=errors, capsize=3, color="tab:blue")
+        ax.set_xticks(np.arange(len(labels)), labels, rotation=60, ha="right", fontsize=7)
+        ax.set_ylabel(m)
+        ax.set_title(f"{m}: mean over seeds, 95% CI")
+        save_figure(batch_dir / "plots" / f"{m}.png", fig)
+        plt.close(fig)

@@ -1,0 +1,171 @@
+"""Batches: a killed batch resumes to exactly the table of an uninterrupted one, running
+only the missing runs; Ray gives the same table as local processes; a bad override fails
+its own run with a one-line error and the others finish; batch-level config mistakes exit 2;
+every run writes its reporting checklist."""
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import pandas as pd
+import pytest
+import yaml
+
+from mas_credit.batch import render_batch, run_batch
+from mas_credit.cli import main
+from mas_credit.config import ConfigError, load_batch
+
+from .test_studies import ROOT
+
+CLI = [sys.executable, "-m", "mas_credit.cli"]
+TIMING = ("wall", "ms_per_episode", "worker")
+
+
+def write_batch(tmp_path, name="small", **changes):
+    spec = {"name": name, "base": str(ROOT / "experiments" / "study_quickstart.yaml"), "mode": "study",
+            "overrides": ["n_tasks=4", "group_size=4", "game=vault_lazy"],
+            "grid": {"estimators": [["grpo"], ["sharp"], ["c3"], ["loo"]], "seeds": [[0], [1]]},
+            "executor": {"kind": "local", "workers": 2}}
+    spec.update(changes)
+    path = tmp_path / f"{name}.yaml"
+    path.write_text(yaml.safe_dump(spec))
+    return path
+
+
+def results_section(batch_dir):
+    text = (batch_dir / "batch.md").read_text()
+    return text.split("## Results", 1)[1].split("## Failed runs", 1)[0]
+
+
+def comparable(batch_dir):
+    frame = pd.read_parquet(batch_dir / "batch.parquet")
+    frame = frame[[c for c in frame if not any(t in c for t in TIMING)]]
+    return frame.sort_values(["run", "game", "estimator", "seed"]).reset_index(drop=True)
+
+
+@pytest.fixture(scope="module")
+def uninterrupted(tmp_path_factory):
+    tmp = tmp_path_factory.mktemp("whole")
+    out = run_batch(load_batch(write_batch(tmp)), out_dir=tmp / "out", progress=False)
+    meta = json.loads((out / "batch.json").read_text())
+    assert len(meta["executed"]) == 8 and meta["skipped"] == []
+    return out
+
+
+def test_a_killed_batch_reruns_only_the_missing_runs_and_gives_the_same_table(tmp_path, uninterrupted):
+    path = write_batch(tmp_path)
+    out = tmp_path / "out"
+    proc = subprocess.Popen(CLI + ["batch", str(path), "--out", str(out), "--no-progress"], cwd=ROOT,
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
+    deadline = time.time() + 300
+    while time.time() < deadline and not list(out.glob("runs/*/result.json")):
+        assert proc.poll() is None, "the batch ended before any run finished"
+        time.sleep(0.02)
+    os.killpg(proc.pid, signal.SIGKILL)                 # the batch and its workers die at once
+    proc.wait()
+    done_before = {p.parent.name for p in out.glob("runs/*/result.json") if json.loads(p.read_text())["status"] == "ok"}
+    assert 1 <= len(done_before) < 8 and not (out / "batch.json").exists()
+
+    assert main(["batch", str(path), "--out", str(out), "--no-progress"]) == 0
+    meta = json.loads((out / "batch.json").read_text())
+    assert set(meta["skipped"]) == done_before
+    assert set(meta["executed"]) == {r["id"] for r in meta["runs"]} - done_before
+    assert results_section(out) == results_section(uninterrupted)
+    pd.testing.assert_frame_equal(comparable(out), comparable(uninterrupted))
+
+    assert main(["batch", str(path), "--out", str(out), "--no-progress"]) == 0      # all finished: nothing runs again
+    assert json.loads((out / "batch.json").read_text())["executed"] == []
+
+
+def test_ray_gives_the_same_table_as_local_processes(tmp_path, uninterrupted):
+    path = write_batch(tmp_path, executor={"kind": "ray", "workers": 2})
+    out = run_batch(load_batch(path), out_dir=tmp_path / "out", progress=False)
+    workers = {json.loads(p.read_text())["worker"] for p in out.glob("runs/*/result.json")}
+    assert len(workers) >= 1 and not any(w.endswith(f":{os.getpid()}") for w in workers), "runs must execute in Ray workers"
+    assert results_section(out) == results_section(uninterrupted)
+    pd.testing.assert_frame_equal(comparable(out), comparable(uninterrupted))
+
+
+def test_one_workers_in_process_gives_the_same_table(tmp_path, uninterrupted):
+    out = run_batch(load_batch(write_batch(tmp_path), ["executor.workers=1"]), out_dir=tmp_path / "out", progress=False)
+    assert results_section(out) == results_section(uninterrupted)
+
+
+def test_a_bad_override_fails_its_run_and_the_others_finish(tmp_path, capsys):
+    path = write_batch(tmp_path, grid={"estimators": [["grpo"], ["sharpp"], ["sharp"]], "seeds": [[0]]})
+    out = tmp_path / "out"
+    assert main(["batch", str(path), "--out", str(out), "--no-progress"]) == 1          # 1: the batch ran, a run failed
+    result = json.loads((out / "runs" / "estimators-sharpp__seeds-0" / "result.json").read_text())
+    assert result["status"] == "failed" and "unknown option 'sharpp'" in result["error"] and "\n" not in result["error"]
+    assert (out / "runs" / "estimators-sharpp__seeds-0" / "error.txt").is_file()
+    frame = pd.read_parquet(out / "batch.parquet")
+    assert set(frame.loc[frame["status"] == "ok", "estimator"]) == {"grpo", "sharp"}
+    text = (out / "batch.md").read_text()
+    assert "- `estimators-sharpp__seeds-0`: " in text and "| vault_lazy | sharp | 1 |" in text
+    assert "1 failed" in capsys.readouterr().out
+
+
+@pytest.mark.parametrize("changes,message", [
+    ({"executor": {"kind": "slurm"}}, "executor.kind 'slurm' is not valid; valid choices: local, ray"),
+    ({"base": "nowhere.yaml"}, "base 'nowhere.yaml' not found"),
+    ({"mode": "evaluate"}, "mode 'evaluate' is not valid; valid choices: study, train"),
+    ({"grid": {"seeds": []}}, "grid.seeds is empty"),
+    ({"executor": {"workers": 0}}, "executor.workers must be >= 1"),
+    ({"colour": "blue"}, "unknown key 'colour'"),
+])
+def test_batch_config_mistakes_exit_2_with_one_line(tmp_path, changes, message):
+    path = write_batch(tmp_path, **changes)
+    with pytest.raises(ConfigError, match=message.replace("(", r"\(").replace(")", r"\)")):
+        load_batch(path)
+    proc = subprocess.run(CLI + ["batch", str(path), "--out", str(tmp_path / "out")], cwd=ROOT, capture_output=True, text=True)
+    assert proc.returncode == 2 and message in proc.stderr and len(proc.stderr.strip().splitlines()) == 1
+    assert not (tmp_path / "out").exists()
+
+
+def test_every_run_writes_its_checklist(uninterrupted):
+    run_dir = uninterrupted / "runs" / "estimators-sharp__seeds-1"
+    items = json.loads((run_dir / "checklist.json").read_text())
+    costs = json.loads((run_dir / "costs.json").read_text())["units"]
+    game = items["tasks"]["games"][0]
+    assert items["model"]["kind"] == "scripted" and game["label"] == "vault_lazy" and game["lazy_agents"] == [2]
+    assert items["method"] == [{"estimator": "sharp", "name": "sharp", "granularity": "multi-agent",
+                                "family": "game-theoretic (survey: Shapley)"}]
+    assert items["baseline"]["episode_level_grpo_same_model"] is False
+    assert items["overhead"]["sharp"]["coalition_evals"] == sum(u["coalition_evals"] for u in costs if u["estimator"] == "sharp")
+    assert 0 < items["overhead"]["sharp"]["share_of_run_time"] < 1
+    assert items["trajectories"]["turns"] == {"mean": 3.0, "min": 3.0, "median": 3.0, "max": 3.0, "episodes": 16}
+    assert items["compute"]["gpu_hours"] == 0.0 and items["compute"]["wall_s"] > 0
+    assert items["variance"] == {"seeds": [1], "reported": False, "note": items["variance"]["note"]}
+    assert "## Reporting checklist" in (run_dir / "summary.md").read_text()
+    grpo = json.loads((uninterrupted / "runs" / "estimators-grpo__seeds-0" / "checklist.json").read_text())
+    assert grpo["baseline"]["episode_level_grpo_same_model"] is True and grpo["method"][0]["granularity"].startswith("episode")
+    text = (uninterrupted / "batch.md").read_text()
+    assert "Episode-level baseline (grpo) with the same model: yes" in text and "seeds per cell [2]; every cell has a 95% CI" in text
+
+
+def test_report_rerenders_a_batch(uninterrupted, tmp_path):
+    before = (uninterrupted / "batch.md").read_text()
+    (uninterrupted / "batch.md").unlink()
+    assert main(["report", str(uninterrupted)]) == 0
+    assert (uninterrupted / "batch.md").read_text() == before == render_batch(uninterrupted)
+    assert (uninterrupted / "plots" / "rmse.png").is_file()
+
+
+def test_a_training_batch_reports_evaluation_and_credit_per_cell(tmp_path):
+    path = write_batch(tmp_path, base=str(ROOT / "experiments" / "quickstart.yaml"), mode="train",
+                       overrides=["team=tiny_trio", "n_tasks=2", "group_size=2", "train.iterations=1", "train.eval_tasks=2",
+                                  "train.tensorboard=false"],
+                       grid={"estimators": [["grpo"], ["sharp"]], "seeds": [[0]]}, executor={"kind": "local", "workers": 1})
+    out = run_batch(load_batch(path), out_dir=tmp_path / "out", progress=False)
+    frame = pd.read_parquet(out / "batch.parquet")
+    assert list(frame["status"]) == ["ok", "ok"] and list(frame["estimator"]) == ["grpo", "sharp"]
+    for _, row in frame.iterrows():
+        run_dir = out / "runs" / row["run"]
+        evals = [json.loads(line) for line in (run_dir / "metrics.jsonl").read_text().splitlines() if '"eval"' in line]
+        assert row["eval_success_before"] == evals[0]["eval/success"] and row["eval_success"] == evals[-1]["eval/success"]
+        assert {f"credit_agent_{i}" for i in range(3)} <= set(frame.columns)
+        assert json.loads((run_dir / "checklist.json").read_text())["kind"] == "train"
+    text = (out / "batch.md").read_text()
+    assert "| vault | grpo | 1 |" in text and "eval_success_before" in text
