@@ -216,6 +216,12 @@ def run_batch(cfg: BatchConfig, out_dir: str | Path | None = None, progress: boo
             status = "ok" if result["status"] == "ok" else f"FAILED: {result['error']}"
             print(f"[{len(done) + len(skipped)}/{len(runs)}] {result['id']} ({result['wall_s']:.1f} s) {status}", flush=True)
 
+    meta = {"name": cfg.name, "base": cfg.base, "mode": cfg.mode, "grid": {k: list(v) for k, v in cfg.grid.items()},
+            "grid_keys": list(cfg.grid), "executor": {"kind": cfg.executor.kind, "workers": cfg.executor.workers,
+                                                      "address": cfg.executor.address},
+            "runs": [{"id": r["id"], "grid": r["grid"]} for r in runs],
+            "executed": [r["id"] for r in todo], "skipped": skipped, "wall_s": None}
+    write_json(batch_dir / "batch.json", meta)           # `mas-credit report` can show a batch still running (or killed)
     if progress and skipped:
         print(f"{len(skipped)} of {len(runs)} runs already finished; executing the other {len(todo)}", flush=True)
     if todo:
@@ -223,19 +229,9 @@ def run_batch(cfg: BatchConfig, out_dir: str | Path | None = None, progress: boo
             run_ray(todo, cfg.executor, on_result)
         else:
             run_local(todo, cfg.executor.workers, on_result)
-    wall_s = time.perf_counter() - start
-    write_json(batch_dir / "batch.json", {"name": cfg.name, "base": cfg.base, "mode": cfg.mode, "grid": cfg_grid(cfg),
-                                          "grid_keys": list(cfg.grid),
-                                          "executor": {"kind": cfg.executor.kind, "workers": cfg.executor.workers,
-                                                       "address": cfg.executor.address},
-                                          "runs": [{"id": r["id"], "grid": r["grid"]} for r in runs],
-                                          "executed": [r["id"] for r in todo], "skipped": skipped, "wall_s": wall_s})
+    write_json(batch_dir / "batch.json", {**meta, "wall_s": time.perf_counter() - start})
     render_batch(batch_dir)
     return batch_dir
-
-
-def cfg_grid(cfg: BatchConfig) -> dict:
-    return {k: [json.loads(json.dumps(v)) for v in values] for k, values in cfg.grid.items()}
 
 
 # -- the report ------------------------------------------------------------------------------
@@ -247,7 +243,8 @@ def batch_frame(batch_dir: Path):
     rows = []
     for run in meta["runs"]:
         path = batch_dir / "runs" / run["id"] / "result.json"
-        result = json.loads(path.read_text()) if path.is_file() else {"status": "missing", "error": "never ran", "rows": []}
+        result = (json.loads(path.read_text()) if path.is_file() else
+                  {"status": "not run", "error": "not run yet, or killed before it finished", "rows": []})
         base = {"run": run["id"], **{f"grid/{k}": run["grid"][k] for k in meta["grid_keys"]}, "status": result["status"],
                 "error": result.get("error", "")}
         rows += [{**base, **row} for row in result["rows"]] or [base]
@@ -296,9 +293,10 @@ def render_batch(batch_dir: str | Path) -> str:
     lines = [f"# Batch: {meta['name']}", "",
              f"Base experiment `{Path(meta['base']).name}` ({meta['mode']}), grid "
              f"{json.dumps({k: meta['grid'][k] for k in meta['grid_keys']})}; "
-             f"{len(runs)} runs: {int((runs['status'] == 'ok').sum())} finished, {len(failed)} failed or missing. "
-             f"Executor {meta['executor']['kind']} with {meta['executor']['workers']} workers; the last invocation executed "
-             f"{len(meta['executed'])} runs and skipped {len(meta['skipped'])} already finished, in {meta['wall_s']:.1f} s.", "",
+             f"{len(runs)} runs: {int((runs['status'] == 'ok').sum())} finished, {len(failed)} failed or not (yet) run. "
+             f"Executor {meta['executor']['kind']} with {meta['executor']['workers']} workers; the last invocation "
+             + (f"executed {len(meta['executed'])} runs and skipped {len(meta['skipped'])} already finished, in {meta['wall_s']:.1f} s."
+                if meta["wall_s"] is not None else f"is still running or was killed ({len(meta['executed'])} runs to execute)."), "",
              "## Results", "",
              f"Mean over seeds ± the half-width of a 95% confidence interval (Student t; no ± with one seed) per cell "
              f"({', '.join(names)}).", ""]

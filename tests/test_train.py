@@ -186,6 +186,28 @@ def test_padded_response_logprobs_equal_one_sequence_at_a_time():
         assert mask[m].sum() == len(response)
 
 
+def test_shared_prompt_logprobs_and_gradients_equal_one_pass():
+    from mas_credit.agents.hf import load_model
+
+    model = load_model("tiny", "cpu").model
+    a, b = [1, 5, 9, 13, 17], [1, 7]
+    rows = [(a, [20, 21, 2]), (b, [30, 2]), (a, [8]), (a, [22, 23, 24, 25]), (b, [31, 32, 33]), ([1, 4, 4], [6, 2])]
+    results = []
+    for share in (True, False):
+        model.zero_grad(set_to_none=True)
+        logp, mask = response_logprobs(model, rows, temperature=0.7, share_prompts=share)
+        (logp * torch.linspace(0.5, 1.5, logp.numel()).reshape(logp.shape)).sum().backward()
+        results.append((logp.detach(), mask, {n: p.grad.clone() for n, p in model.named_parameters() if p.grad is not None}))
+    (shared, shared_mask, shared_grad), (plain, plain_mask, plain_grad) = results
+    assert torch.equal(shared_mask, plain_mask)
+    torch.testing.assert_close(shared, plain, atol=1e-5, rtol=1e-5)
+    for m, (prompt, response) in enumerate(rows):
+        np.testing.assert_allclose(shared[m, : len(response)].numpy(), sequence_logprobs(model, prompt, response, 0.7), atol=1e-5)
+    assert shared_grad.keys() == plain_grad.keys() and len(shared_grad) > 0
+    for name in plain_grad:
+        torch.testing.assert_close(shared_grad[name], plain_grad[name], atol=1e-5, rtol=1e-4)
+
+
 def test_reference_logprobs_are_the_base_model_without_any_adapter(tmp_path):
     trainer = trainer_for(["estimators=[grpo]", "train.iterations=1"], tmp_path / "ref")
     trainer.run()                                          # adapters have moved away from the base model
@@ -222,3 +244,16 @@ def test_other_sharing_modes_train(sharing, tmp_path):
     moved = {key for key in before if any(not torch.equal(before[key][n], after[key][n]) for n in before[key])}
     # shared: the one adapter every agent plays moves; separate: only agent_0's model moves
     assert moved == ({"0/shared"} if sharing == "shared" else {"0/agent_0"})
+
+
+@pytest.mark.cuda
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="CUDA is not available on this machine; training on a GPU needs one")
+def test_the_same_config_trains_on_cuda(tmp_path):
+    trainer = trainer_for(["estimators=[sharp]", "estimators.0.device=cuda", "team.device=cuda"], tmp_path / "cuda")
+    assert trainer.team.device.type == "cuda"
+    before = trainer.adapter_state()
+    trainer.run()
+    after = trainer.adapter_state()
+    assert all(any(not torch.equal(before[k][n], after[k][n]) for n in before[k] if "lora_B" in n) for k in before)
+    items = json.loads((tmp_path / "cuda" / "checklist.json").read_text())
+    assert "cuda" in items["compute"]["device"]["types"] and items["compute"]["gpu_hours"] > 0

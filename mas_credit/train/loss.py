@@ -14,7 +14,19 @@ from __future__ import annotations
 import torch
 
 
-def response_logprobs(model, rows: list[tuple[list[int], list[int]]], temperature: float = 1.0):
+def response_logprobs(model, rows: list[tuple[list[int], list[int]]], temperature: float = 1.0, share_prompts: bool = True):
+    """Log-probabilities of each row's response tokens after its prompt: logp [M, L], mask [M, L].
+
+    Rows that share a prompt (the episodes of one task group, in one-shot games) have it
+    encoded once when `share_prompts` (see `_shared_prompt_logprobs`); otherwise, or when
+    every prompt differs, one forward pass over the whole rows (`_one_pass_logprobs`).
+    """
+    if share_prompts and len({tuple(p) for p, _ in rows}) < len(rows):
+        return _shared_prompt_logprobs(model, rows, temperature)
+    return _one_pass_logprobs(model, rows, temperature)
+
+
+def _one_pass_logprobs(model, rows, temperature):
     """Log-probabilities of each row's response tokens after its prompt, in one forward pass.
 
     Rows are left-padded (with position ids counted from each row's first real token), so
@@ -45,6 +57,54 @@ def response_logprobs(model, rows: list[tuple[list[int], list[int]]], temperatur
     # re-align: response token j of row m sits at window index longest - R_m + j
     source = (longest - lengths[:, None] + index[None, :]).clamp(max=longest - 1)
     logp = token_logp.gather(1, source)
+    return torch.where(mask, logp, torch.zeros_like(logp)), mask
+
+
+def _shared_prompt_logprobs(model, rows, temperature):
+    """The same numbers, with each distinct prompt encoded once.
+
+    Pass 1 runs the U distinct prompts (left-padded) and keeps their key/value cache and
+    the last position's logits, which predict every response's first token. The cache is
+    then gathered to the M rows, and pass 2 runs each row's response tokens but the last
+    (right-padded, positions continuing after its prompt), whose logits predict tokens
+    1..R-1. Gradients flow through both passes (the LoRA weights shape the prompt's cache
+    too), so the update is the same as the one-pass one, at a fraction of the prompt cost
+    when group_size episodes share each prompt.
+    """
+    device = next(model.parameters()).device
+    prompts = list(dict.fromkeys(tuple(p) for p, _ in rows))
+    slot = {p: k for k, p in enumerate(prompts)}
+    width = max(len(p) for p in prompts)
+    ids = torch.zeros((len(prompts), width), dtype=torch.long, device=device)
+    attention = torch.zeros((len(prompts), width), dtype=torch.long, device=device)
+    for u, prompt in enumerate(prompts):
+        ids[u, width - len(prompt):] = torch.tensor(prompt, device=device)
+        attention[u, width - len(prompt):] = 1
+    out = model(input_ids=ids, attention_mask=attention, position_ids=(attention.cumsum(dim=1) - 1).clamp(min=0),
+                use_cache=True, logits_to_keep=1)
+    which = torch.tensor([slot[tuple(p)] for p, _ in rows], device=device)                  # [M] row -> its prompt
+    # index_select, not indexing: its backward (index_add) is deterministic on CPU, so a resumed
+    # run repeats an uninterrupted one bit for bit
+    first = out.logits[:, -1].index_select(0, which)                                           # [M, V] predicts token 0
+    longest = max(len(r) for _, r in rows)
+    lengths = torch.tensor([len(r) for _, r in rows], device=device)
+    targets = torch.zeros((len(rows), longest), dtype=torch.long, device=device)             # [M, L] right-padded
+    for m, (_, response) in enumerate(rows):
+        targets[m, : len(response)] = torch.tensor(response, device=device)
+    logits = first[:, None]                                                                    # [M, 1, V]
+    if longest > 1:
+        cache = out.cache
+        cache.reorder_cache(which)                                        # index_select per layer: [U, ...] -> [M, ...]
+        rest = targets[:, : longest - 1]                                                       # inputs: tokens 0..L-2
+        rest_attention = (torch.arange(longest - 1, device=device)[None, :] < (lengths - 1)[:, None]).long()
+        prompt_attention = attention.index_select(0, which)
+        positions = prompt_attention.sum(dim=1, keepdim=True) + torch.arange(longest - 1, device=device)[None, :]
+        later = model(input_ids=rest, attention_mask=torch.cat([prompt_attention, rest_attention], dim=1),
+                      position_ids=positions, cache=cache, use_cache=True).logits   # [M, L-1, V]
+        logits = torch.cat([logits, later], dim=1)
+    logp_all = torch.log_softmax(logits.float() / temperature, dim=-1)                       # [M, L, V]
+    logp = logp_all.gather(-1, targets[:, :, None]).squeeze(-1)
+    mask = torch.arange(longest, device=device)[None, :] < lengths[:, None]
     return torch.where(mask, logp, torch.zeros_like(logp)), mask
 
 

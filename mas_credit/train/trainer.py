@@ -163,7 +163,7 @@ class Trainer:
         temperature = self.team.cfg.temperature if self.team.cfg.temperature > 0 else 1.0
         for model_index, model in enumerate(self.team.models):
             rows = sorted((r for (m, _), rs in unit_rows.items() if m == model_index for r in rs),
-                          key=lambda r: len(r["prompt"]) + len(r["response"]))       # rows of like length: little padding
+                          key=lambda r: (len(r["prompt"]), r["prompt"]))    # equal prompts side by side: encoded once
             with torch.inference_mode(), model.disable_adapter():
                 for chunk in _chunks(rows, t.token_budget):
                     ref, _ = response_logprobs(model, [(r["prompt"], r["response"]) for r in chunk], temperature)
@@ -186,6 +186,7 @@ class Trainer:
         stats = {"pg": 0.0, "kl": 0.0, "clip_frac": 0.0, "grad_norm": 0.0, "turns": float(len(rows))}
         if not rows:
             return stats
+        rows = sorted(rows, key=lambda r: (len(r["prompt"]), r["prompt"]))        # equal prompts share a micro-batch
         t = self.cfg.train
         temperature = self.team.cfg.temperature if self.team.cfg.temperature > 0 else 1.0
         normaliser = sum(r["weight"] * len(r["response"]) for r in rows)
