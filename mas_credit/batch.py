@@ -109,6 +109,7 @@ def execute_run(run: dict, threads: int | None = None) -> dict:
 
             run_study(cfg, out_dir=run_dir, progress=False)
         result = {"status": "ok", "error": "", "rows": run_rows(run_dir, run["mode"])}
+        (run_dir / "error.txt").unlink(missing_ok=True)                # left by an earlier failed try
     except Exception as err:           # noqa: BLE001 - one run's failure is data, not the batch's end
         write_text(run_dir / "error.txt", traceback.format_exc())
         result = {"status": "failed", "error": _one_line(err), "rows": []}
