@@ -20,6 +20,7 @@ the valid choices; the CLI turns it into exit code 2.
 from __future__ import annotations
 
 import copy
+import json
 import math
 from dataclasses import dataclass, field, fields, is_dataclass
 from pathlib import Path
@@ -529,6 +530,12 @@ def load_batch(path: str | Path, overrides: list[str] = ()) -> BatchConfig:
     for ov in overrides:
         apply_override(raw, ov)
     where = str(path)
+    grid = raw.get("grid") or {}
+    if not isinstance(grid, dict):
+        raise ConfigError(f"{where}: grid must map override keys to lists of values, e.g. grid: {{seeds: [[0], [1]]}}")
+    for key, values in grid.items():
+        if not isinstance(values, list):
+            raise ConfigError(f"{where}: grid.{key} must be a list of the values it takes, e.g. {key}: [{json.dumps(values)}]")
     cfg = OmegaConf.to_object(_check_against(BatchConfig, raw, where))
     if not cfg.base:
         raise ConfigError(f"{where}: base is empty; name the experiment every run starts from, e.g. base: study_quickstart.yaml")

@@ -4,6 +4,7 @@ its own run with a one-line error and the others finish; batch-level config mist
 every run writes its reporting checklist."""
 import json
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -114,12 +115,13 @@ def test_a_bad_override_fails_its_run_and_the_others_finish(tmp_path, capsys):
     ({"base": "nowhere.yaml"}, "base 'nowhere.yaml' not found"),
     ({"mode": "evaluate"}, "mode 'evaluate' is not valid; valid choices: study, train"),
     ({"grid": {"seeds": []}}, "grid.seeds is empty"),
+    ({"grid": {"seeds": 0}}, "grid.seeds must be a list of the values it takes, e.g. seeds: [0]"),
     ({"executor": {"workers": 0}}, "executor.workers must be >= 1"),
     ({"colour": "blue"}, "unknown key 'colour'"),
 ])
 def test_batch_config_mistakes_exit_2_with_one_line(tmp_path, changes, message):
     path = write_batch(tmp_path, **changes)
-    with pytest.raises(ConfigError, match=message.replace("(", r"\(").replace(")", r"\)")):
+    with pytest.raises(ConfigError, match=re.escape(message)):
         load_batch(path)
     proc = subprocess.run(CLI + ["batch", str(path), "--out", str(tmp_path / "out")], cwd=ROOT, capture_output=True, text=True)
     assert proc.returncode == 2 and message in proc.stderr and len(proc.stderr.strip().splitlines()) == 1
