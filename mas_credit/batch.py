@@ -58,9 +58,12 @@ def expand(cfg: BatchConfig, batch_dir: Path) -> list[dict]:
         while run_id in seen:                      # two values that print alike still get two folders
             run_id += "_"
         seen.add(run_id)
+        overrides = list(cfg.overrides)
+        for key, value in zip(keys, values):
+            linked = key.split(",")                    # "a,b": [[a1, b1], [a2, b2]] sets a and b together
+            overrides += [f"{k.strip()}={json.dumps(v)}" for k, v in zip(linked, value if len(linked) > 1 else [value])]
         runs.append({"id": run_id, "run_dir": str((batch_dir / "runs" / run_id).resolve()), "base": cfg.base, "mode": cfg.mode,
-                     "overrides": list(cfg.overrides) + [f"{k}={json.dumps(v)}" for k, v in zip(keys, values)],
-                     "grid": {k: _show(v) for k, v in zip(keys, values)}})
+                     "overrides": overrides, "grid": {k: _show(v) for k, v in zip(keys, values)}})
     return runs
 
 

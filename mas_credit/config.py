@@ -217,7 +217,8 @@ class BatchConfig(_Frozen):
     """study: each run is `mas-credit study` | train: each run is `mas-credit train`"""
     grid: Dict[str, List[Any]] = field(default_factory=dict)
     """override key -> the values it takes; the runs are every combination (key=value as on the command line,
-    e.g. estimators: [[grpo], [sharp]], seeds: [[0], [1], [2]], game: [vault, vault_lazy], team.skills: [...])"""
+    e.g. estimators: [[grpo], [sharp]], seeds: [[0], [1], [2]], game: [vault, vault_lazy], team.skills: [...]);
+    a key naming several comma-separated keys sets them together: "games.0.n_agents,team.skills": [[3, [...]], [4, [...]]]"""
     overrides: List[str] = field(default_factory=list)
     """key=value overrides applied to every run before its grid values"""
     executor: ExecutorConfig = field(default_factory=ExecutorConfig)
@@ -536,6 +537,11 @@ def load_batch(path: str | Path, overrides: list[str] = ()) -> BatchConfig:
     for key, values in grid.items():
         if not isinstance(values, list):
             raise ConfigError(f"{where}: grid.{key} must be a list of the values it takes, e.g. {key}: [{json.dumps(values)}]")
+        linked = key.split(",")
+        bad = [v for v in values if len(linked) > 1 and not (isinstance(v, list) and len(v) == len(linked))]
+        if bad:
+            raise ConfigError(f"{where}: grid.{key} links {len(linked)} keys, so each value must be a list of {len(linked)} "
+                              f"(one per key), got {json.dumps(bad[0])}")
     cfg = OmegaConf.to_object(_check_against(BatchConfig, raw, where))
     if not cfg.base:
         raise ConfigError(f"{where}: base is empty; name the experiment every run starts from, e.g. base: study_quickstart.yaml")

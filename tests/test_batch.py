@@ -115,6 +115,8 @@ def test_a_bad_override_fails_its_run_and_the_others_finish(tmp_path, capsys):
     ({"base": "nowhere.yaml"}, "base 'nowhere.yaml' not found"),
     ({"mode": "evaluate"}, "mode 'evaluate' is not valid; valid choices: study, train"),
     ({"grid": {"seeds": []}}, "grid.seeds is empty"),
+    ({"grid": {"games.0.n_agents,team.skills": [[3, [1, 1, 1]], [4]]}},
+     "grid.games.0.n_agents,team.skills links 2 keys, so each value must be a list of 2 (one per key), got [4]"),
     ({"grid": {"seeds": 0}}, "grid.seeds must be a list of the values it takes, e.g. seeds: [0]"),
     ({"executor": {"workers": 0}}, "executor.workers must be >= 1"),
     ({"colour": "blue"}, "unknown key 'colour'"),
@@ -173,3 +175,17 @@ def test_a_training_batch_reports_evaluation_and_credit_per_cell(tmp_path):
         assert json.loads((run_dir / "checklist.json").read_text())["kind"] == "train"
     text = (out / "batch.md").read_text()
     assert "| vault | grpo | 1 |" in text and "eval_success_before" in text
+
+
+def test_linked_grid_keys_sweep_team_sizes(tmp_path):
+    path = write_batch(tmp_path, overrides=["n_tasks=2", "group_size=2", "game=vault", "estimators=[shapley]"],
+                       grid={"games.0.n_agents,team.skills": [[3, [0.9, 0.9, 0.9]], [5, [0.9, 0.9, 0.9, 0.9, 0.0]]], "seeds": [[0]]},
+                       executor={"kind": "local", "workers": 1})
+    out = run_batch(load_batch(path), out_dir=tmp_path / "out", progress=False)
+    frame = pd.read_parquet(out / "batch.parquet")
+    assert list(frame["status"]) == ["ok", "ok"]
+    assert list(frame["grid/games.0.n_agents,team.skills"]) == ["3+0.9+0.9+0.9", "5+0.9+0.9+0.9+0.9+0.0"]
+    for run_id, n in zip(frame["run"], (3, 5)):
+        credit = pd.read_parquet(out / "runs" / run_id / "credit.parquet")
+        assert credit["agent"].nunique() == n
+    assert "| games.0.n_agents,team.skills | game | estimator | seeds |" in (out / "batch.md").read_text()
