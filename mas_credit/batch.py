@@ -250,7 +250,7 @@ def batch_frame(batch_dir: Path):
         result = (json.loads(path.read_text()) if path.is_file() else
                   {"status": "not run", "error": "not run yet, or killed before it finished", "rows": []})
         base = {"run": run["id"], **{f"grid/{k}": run["grid"][k] for k in meta["grid_keys"]}, "status": result["status"],
-                "error": result.get("error", "")}
+                "error": result.get("error", ""), "result_wall_s": result.get("wall_s", math.nan), "worker": result.get("worker", "")}
         rows += [{**base, **row} for row in result["rows"]] or [base]
     return pd.DataFrame(rows), meta
 
@@ -313,7 +313,7 @@ def render_batch(batch_dir: str | Path) -> str:
         lines.append("No run finished.")
     lines += ["", "## Failed runs", ""]
     lines += [f"- `{r['run']}`: {r['error']}" for _, r in failed.iterrows()] or ["None."]
-    lines += ["", _compute_section(batch_dir, runs), _checklist_section(batch_dir, ok, cells, keys, meta),
+    lines += ["", _compute_section(runs), _checklist_section(batch_dir, ok, cells, keys, meta),
               "Plots: " + ", ".join(f"[{m}](plots/{m}.png)" for m in metrics), ""]
     text = "\n".join(lines)
     write_text(batch_dir / "batch.md", text)
@@ -322,15 +322,11 @@ def render_batch(batch_dir: str | Path) -> str:
     return text
 
 
-def _compute_section(batch_dir: Path, runs) -> str:
+def _compute_section(runs) -> str:
     lines = ["## Compute", "", "| run | status | wall s | worker |", "|---|---|---|---|"]
-    total = 0.0
     for _, r in runs.iterrows():
-        path = batch_dir / "runs" / r["run"] / "result.json"
-        result = json.loads(path.read_text()) if path.is_file() else {}
-        total += result.get("wall_s") or 0.0
-        lines.append(f"| `{r['run']}` | {r['status']} | {cell_text(result.get('wall_s', math.nan), math.nan)} | {result.get('worker', '')} |")
-    return "\n".join(lines + ["", f"Sum of run wall times: {total:.1f} s.", ""])
+        lines.append(f"| `{r['run']}` | {r['status']} | {cell_text(r['result_wall_s'], math.nan)} | {r['worker']} |")
+    return "\n".join(lines + ["", f"Sum of run wall times: {runs['result_wall_s'].fillna(0).sum():.1f} s.", ""])
 
 
 def _checklist_section(batch_dir: Path, ok, cells, keys, meta) -> str:

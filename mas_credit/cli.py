@@ -161,13 +161,17 @@ def cmd_train(args) -> int:
 
 
 def cmd_batch(args) -> int:
-    from mas_credit.batch import batch_frame, run_batch
+    import json
+
+    import pandas as pd
+
+    from mas_credit.batch import run_batch
     from mas_credit.config import load_batch
 
     cfg = load_batch(args.batch, args.overrides)
     batch_dir = run_batch(cfg, out_dir=args.out, progress=not args.no_progress)
     print((batch_dir / "batch.md").read_text())
-    frame, meta = batch_frame(batch_dir)
+    frame, meta = pd.read_parquet(batch_dir / "batch.parquet"), json.loads((batch_dir / "batch.json").read_text())
     failed = frame.loc[frame["status"] != "ok", "run"].nunique()
     print(f"batch {cfg.name}: {len(meta['runs'])} runs ({len(meta['executed'])} executed, {len(meta['skipped'])} already finished) "
           f"in {meta['wall_s']:.1f} s; {failed} failed; results in {batch_dir}/ (batch.md, batch.parquet, plots/, runs/)")

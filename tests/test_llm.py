@@ -188,7 +188,7 @@ def test_generation_on_cuda_matches_a_forward_pass():
 
 @pytest.mark.cuda
 @pytest.mark.skipif(not torch.cuda.is_available() or importlib.util.find_spec("vllm") is None,
-                    reason="the vLLM backend needs the vllm extra (pip install -e .[vllm]) and a CUDA GPU; neither is here")
+                    reason="the vLLM backend needs a CUDA GPU and the vllm extra (pip install -e .[vllm]); this machine lacks one or both")
 def test_vllm_team_plays_vault():
     cfg = load_team_config("smollm_trio")
     cfg.kind = "vllm"
