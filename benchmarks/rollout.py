@@ -1,11 +1,14 @@
 """LLM team rollout throughput (SmolLM2 by default): the team's batched rollout versus
 (a) one raw `model.generate` call over the same prompts, and (b) a naive loop that
-generates per episode per agent; plus the cached model load versus the first GGUF load.
+generates per episode per agent (over the first --naive-episodes episodes' prompts: its
+tokens/s does not depend on how many, and the whole loop would take minutes on a GPU,
+where each call is bound by kernel launches); plus the cached model load versus the
+first GGUF load.
 
 All sides run in this process on the same prompts and sampling settings; tokens/s counts
 generated tokens up to and including end-of-sequence. One vault step is one turn per
 agent, so the team rollout is one batched generate call (adapters per row).
-Usage: python benchmarks/rollout.py [--episodes 16] [--max-new-tokens 24] [--skip-gguf]
+Usage: python benchmarks/rollout.py [--episodes 16] [--naive-episodes 4] [--max-new-tokens 24] [--skip-gguf]
 """
 from __future__ import annotations
 
@@ -32,6 +35,7 @@ def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--team", default="smollm_trio")
     parser.add_argument("--episodes", type=int, default=16)
+    parser.add_argument("--naive-episodes", type=int, default=4, help="episodes the naive per-call loop generates for")
     parser.add_argument("--max-new-tokens", type=int, default=24)
     parser.add_argument("--skip-gguf", action="store_true", help="do not time the first (GGUF) load")
     args = parser.parse_args()
@@ -42,7 +46,8 @@ def main():
     start = time.perf_counter()
     team = load_team(cfg, n_agents=3)
     t_load_team = time.perf_counter() - start
-    print(f"team {args.team}: model {cfg.model}, sharing {cfg.sharing}, device {team.device}, {torch.get_num_threads()} CPU threads; "
+    print(f"team {args.team}: model {cfg.model}, sharing {cfg.sharing}, device {team.device} "
+          f"({next(team.models[0].parameters()).dtype}), {torch.get_num_threads()} CPU threads; "
           f"{args.episodes} episodes x 3 agents, {cfg.max_new_tokens} new tokens max, temperature {cfg.temperature}")
 
     # the team's rollout (warm-up first: the first generate call pays one-off costs)
@@ -67,7 +72,7 @@ def main():
 
     start = time.perf_counter()
     naive_tokens = 0
-    for k, chat in enumerate(chats):
+    for k, chat in enumerate(chats[: 3 * min(args.naive_episodes, args.episodes)]):
         model = team.model_for(k % 3)
         names = [team.adapters[k % 3]]
         naive_tokens += len(generate(model, team.tokenizer, [chat], cfg.max_new_tokens, cfg.temperature, cfg.top_p,

@@ -6,13 +6,15 @@ One iteration of episodes is collected once; then we time
              response per row, as in `model(input_ids)`), same micro-batches
   raw shared the same with each distinct prompt encoded once (what the trainer does when
              a task group's episodes share a prompt; `response_logprobs(share_prompts=True)`)
-  update     `Trainer.update` on agent 0's turns (policy forward + backward, clipped loss
-             with KL, gradient clipping, AdamW step)
+  update     `Trainer.update` on agent 0's turns (policy forward + backward, whose first epoch
+             also gives the old log-probs, clipped loss with KL, gradient clipping, AdamW
+             step), once with prompts shared and once without; the trainer's own choice
+             (`train.share_prompts: auto`: shared on a CPU, not on a GPU) is the one reported
   reference  `Trainer.attach_reference`: the one gradient-free pass of the base model (adapters
              off) over every trained agent's turns that all their updates share (kl_coef > 0)
-each the median of --repeats runs, in the same process. Per agent, an update costs
-update + reference / (trained adapters); target: that is at most 1.2x raw. Against
-"raw shared" the ratio is the trainer's own overhead (loss, clipping, optimizer step).
+each the median of --repeats runs, in the same process (CUDA synchronised before and after
+each run). Per agent, an update costs update + reference / (trained adapters); target: that
+is at most 1.2x raw. Against "raw shared" the ratio is the trainer's own overhead.
 Usage: python benchmarks/train.py [--repeats 3] [--kl-coef 0.02]
 """
 from __future__ import annotations
@@ -32,11 +34,18 @@ from mas_credit.train.loss import response_logprobs  # noqa: E402
 from mas_credit.train.trainer import Trainer, _chunks  # noqa: E402
 
 
+def synchronize():
+    if torch.cuda.is_available():
+        torch.cuda.synchronize()
+
+
 def median_time(fn, repeats):
     times = []
     for _ in range(repeats):
+        synchronize()
         start = time.perf_counter()
         fn()
+        synchronize()
         times.append(time.perf_counter() - start)
     return statistics.median(times)
 
@@ -50,7 +59,7 @@ def main():
     cfg = load_experiment(args.experiment, [f"train.kl_coef={args.kl_coef}", "train.tensorboard=false"])
     trainer = Trainer(cfg, Path("/tmp/mas-credit-bench-train"), progress=False)
     _, episodes = trainer.collect(0)
-    unit_rows = {unit: [{"prompt": t.prompt_ids, "response": t.response_ids, "old": t.logprobs, "adv": 1.0, "weight": 1.0}
+    unit_rows = {unit: [{"prompt": t.prompt_ids, "response": t.response_ids, "sampler_logprobs": t.logprobs, "adv": 1.0, "weight": 1.0}
                         for ep in episodes for t in ep.turns if t.agent in agents and t.response_ids]
                  for unit, agents in trainer.units.items()}
     unit = (trainer.team.model_index[0], trainer.team.adapters[0])
@@ -59,8 +68,10 @@ def main():
     params = trainer.unit_params(unit)
     temperature = trainer.team.cfg.temperature
     tokens = sum(len(r["prompt"]) + len(r["response"]) for r in rows)
-    print(f"{cfg.team.model}, agent 0: {len(rows)} turns, {tokens} prompt + response tokens, token budget {cfg.train.token_budget}, "
-          f"kl_coef {cfg.train.kl_coef}, {torch.get_num_threads()} CPU threads")
+    device, dtype = trainer.team.device, next(model.parameters()).dtype
+    print(f"{cfg.team.model} on {device} ({dtype}), agent 0: {len(rows)} turns, {tokens} prompt + response tokens, "
+          f"token budget {cfg.train.token_budget}, kl_coef {cfg.train.kl_coef}, {torch.get_num_threads()} CPU threads; "
+          f"the trainer shares prompts here: {trainer.share_prompts}")
 
     def raw(share_prompts):
         for p in params:
@@ -78,13 +89,19 @@ def main():
     t_raw_shared = median_time(lambda: raw(True), args.repeats)
     t_reference = median_time(lambda: trainer.attach_reference(unit_rows), args.repeats) if cfg.train.kl_coef > 0 else 0.0
     snapshot = [p.detach().clone() for p in params]
-    t_update = median_time(lambda: trainer.update(unit, rows), args.repeats)
-    with torch.no_grad():
-        for p, s in zip(params, snapshot):
-            p.copy_(s)
+    chosen = trainer.share_prompts
+    t_updates = {}
+    for shared in (not chosen, chosen):
+        trainer.share_prompts = shared
+        t_updates[shared] = median_time(lambda: trainer.update(unit, rows), args.repeats)
+        with torch.no_grad():
+            for p, s in zip(params, snapshot):
+                p.copy_(s)
+    t_update = t_updates[chosen]
     share = t_reference / len(unit_rows)
-    print(f"raw forward + backward {t_raw:.2f} s (with shared prompts {t_raw_shared:.2f} s); trainer update {t_update:.2f} s; "
-          f"shared reference pass {t_reference:.2f} s over {len(unit_rows)} adapters' turns")
+    print(f"raw forward + backward {t_raw:.3f} s (with shared prompts {t_raw_shared:.3f} s); trainer update {t_update:.3f} s "
+          f"(prompts shared: {t_updates[True]:.3f} s, not shared: {t_updates[False]:.3f} s); "
+          f"shared reference pass {t_reference:.3f} s over {len(unit_rows)} adapters' turns")
     print(f"update / raw = {t_update / t_raw:.2f}x; update / raw shared = {t_update / t_raw_shared:.2f}x")
     print(f"per agent: (update + reference / {len(unit_rows)}) / raw = {(t_update + share) / t_raw:.2f}x (target <= 1.2x); "
           f"/ raw shared = {(t_update + share) / t_raw_shared:.2f}x")

@@ -105,6 +105,8 @@ class TeamConfig(_Frozen):
     """llm: whose earlier messages an agent sees: none | chain | star | complete | [[from, to], ...]"""
     device: str = "auto"
     """llm: auto | cpu | cuda"""
+    dtype: str = "auto"
+    """llm: auto (bfloat16 on a GPU that supports it, else float16 on a GPU; float32 on CPU) | float32 | bfloat16 | float16"""
 
 
 @dataclass
@@ -158,6 +160,13 @@ class TrainConfig(_Frozen):
     """update passes over each iteration's turns"""
     token_budget: int = 2048
     """most prompt + response tokens per micro-batch"""
+    share_prompts: str = "auto"
+    """encode each distinct prompt once in the update and reference passes: auto (on CPU yes, on a GPU no: there
+    the extra cache gather costs more than the prompt tokens it saves) | on | off"""
+    tis_cap: float = 0.0
+    """truncated importance sampling of the sampler/trainer gap (Yao et al. 2025): each token's policy-gradient term
+    is weighted by min(exp(old - sampler), tis_cap); 0 = off (the default: transformers rollouts sample the policy
+    the trainer updates, up to the rollout dtype); e.g. 2.0 when a different engine samples"""
     trained_agents: List[int] = field(default_factory=list)
     """agents that learn; empty = all; the others are frozen"""
     eval_every: int = 5
@@ -229,6 +238,7 @@ BATCH_MODES = ("study", "train")
 EXECUTORS = ("local", "ray")
 OPTION_SCHEMA = {"games": GameConfig, "agents": TeamConfig, "estimators": EstimatorConfig}
 DEVICES = ("auto", "cpu", "cuda")
+SHARE_PROMPTS = ("auto", "on", "off")
 
 
 # -- discovery -----------------------------------------------------------------------
@@ -438,6 +448,11 @@ def validate_train(cfg: ExperimentConfig, where: str = "experiment") -> None:
                           f"token_budget >= 16")
     if t.lr <= 0 or t.clip_eps <= 0 or t.kl_coef < 0 or t.max_grad_norm <= 0:
         raise ConfigError(f"{where}: train.lr, clip_eps and max_grad_norm must be > 0 and kl_coef >= 0")
+    if t.share_prompts not in SHARE_PROMPTS:
+        raise ConfigError(f"{where}: train.share_prompts '{t.share_prompts}' is not valid; valid choices: {', '.join(SHARE_PROMPTS)}")
+    if not (t.tis_cap == 0 or t.tis_cap >= 1):
+        raise ConfigError(f"{where}: train.tis_cap must be 0 (off) or >= 1 (the most a token's importance weight may be), "
+                          f"got {t.tis_cap}")
 
 
 def validate(cfg: ExperimentConfig, where: str, root: Path) -> None:

@@ -306,3 +306,8 @@ class Credit:
     advantage: torch.Tensor
     metrics: dict[str, float] = field(default_factory=dict)
     turn_weight: torch.Tensor | None = None
+
+    def cpu(self) -> "Credit":
+        """The same credit with every tensor on the CPU (for numpy, tables and comparisons)."""
+        return Credit(self.credit.cpu(), self.advantage.cpu(), dict(self.metrics),
+                      None if self.turn_weight is None else self.turn_weight.cpu())

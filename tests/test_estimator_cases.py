@@ -14,6 +14,18 @@ from mas_credit.rollout import collect, collect_tree
 from mas_credit.types import CreditBatch, Episode, Turn
 
 from . import reference
+from .devices import DEVICES
+
+# every case runs on each device (its numbers are compared on the CPU); `est(batch)` without a
+# device (auto) is covered by test_auto_runs_where_the_library_says_and_gives_the_same_numbers
+pytestmark = pytest.mark.parametrize("device", DEVICES)
+
+
+def run(name, batch, device, cfg=None):
+    """The estimator on `device`, its output brought back to the CPU."""
+    out = get_estimator(name)(batch, dict(cfg or {}, device=device))
+    assert out.credit.device.type == out.advantage.device.type == device
+    return out.cpu()
 
 
 def episode(turn_agents, reward, group=0, valid=None, components=None, n_agents=2, path=None):
@@ -25,9 +37,12 @@ def episode(turn_agents, reward, group=0, valid=None, components=None, n_agents=
 
 
 # -- dr_mas ----------------------------------------------------------------------------------
-def test_dr_mas_equals_the_reference_formula_by_hand():
+def test_dr_mas_equals_the_reference_formula_by_hand(device):
     batch = CreditBatch.from_episodes([episode([0, 1, 0], 1.0), episode([0, 1], 0.0)])
-    est = get_estimator("dr_mas")
+
+    def est(batch, cfg=None):
+        return run("dr_mas", batch, device, cfg)
+
     s3, s2 = math.sqrt(1 / 3), math.sqrt(0.5)
     # agent 0 rows [1, 1, 0]: mean 2/3, unbiased std sqrt(1/3); agent 1 rows [1, 0]
     expect = [[(1 / 3) / (s3 + 1e-6), 0.5 / (s2 + 1e-6), (1 / 3) / (s3 + 1e-6)], [-(2 / 3) / (s3 + 1e-6), -0.5 / (s2 + 1e-6), 0.0]]
@@ -41,49 +56,49 @@ def test_dr_mas_equals_the_reference_formula_by_hand():
     np.testing.assert_allclose(est(batch, {"norm_by_std": False}).advantage.numpy()[1, :2], [-2 / 3, -0.5], atol=1e-12)
 
 
-def test_dr_mas_singleton_and_zero_variance_groups_give_no_nan():
+def test_dr_mas_singleton_and_zero_variance_groups_give_no_nan(device):
     batch = CreditBatch.from_episodes([episode([0, 1], 0.7, group=0),                  # singleton group
                                        episode([0, 1], 1.0, group=1), episode([1, 0], 1.0, group=1)])   # zero variance
     for name in ("dr_mas", "grpo", "m_grpo", "llm_mca"):
         if name == "llm_mca":
             for b in range(3):
                 batch.critic_share[b] = torch.tensor([0.5, 0.5], dtype=torch.float64)
-        out = get_estimator(name)(batch)
+        out = run(name, batch, device)
         assert torch.isfinite(out.advantage).all(), name
-    adv = get_estimator("dr_mas")(batch).advantage
+    adv = run("dr_mas", batch, device).advantage
     np.testing.assert_allclose(adv[0].numpy(), [0.7 / (1 + 1e-6)] * 2)      # mean 0, std 1
     assert (adv[1:] == 0).all()
 
 
 # -- c3 ---------------------------------------------------------------------------------------
-def test_c3_tree_on_a_hand_built_two_level_tree():
+def test_c3_tree_on_a_hand_built_two_level_tree(device):
     # fan-out [2, 2]: agent 0 branches, then agent 1; leaf rewards by path
     rewards = {(0, 0): 1.0, (0, 1): 0.0, (1, 0): 1.0, (1, 1): 1.0}
     eps = [episode([0, 1], r, path=p) for p, r in rewards.items()]
-    out = get_estimator("c3")(CreditBatch.from_episodes(eps), {"mode": "tree"})
+    out = run("c3", CreditBatch.from_episodes(eps), device, {"mode": "tree"})
     # level 0: nodes r = 0.5, 1.0 -> A = -0.5, +0.5 -> normalised -1, +1
     # level 1 under (0): r = 1, 0 -> A = +1, -1 -> normalised +1, -1; under (1): r = 1, 1 -> 0
     np.testing.assert_allclose(out.advantage.numpy(), [[-1, 1], [-1, -1], [1, 0], [1, 0]], atol=1e-9)
     np.testing.assert_allclose(out.credit.numpy(), [[-0.5, 1], [-0.5, -1], [0.5, 0], [0.5, 0]], atol=1e-9)
 
 
-def test_c3_counterfactual_gives_one_to_every_agent_of_a_successful_vault():
+def test_c3_counterfactual_gives_one_to_every_agent_of_a_successful_vault(device):
     game = make_game("vault", n_agents=4)
     episodes = collect(game, ScriptedTeam([1.0] * 4), n_tasks=3, group_size=2, seed=0)
     est = get_estimator("c3")
     fill_needs(game, episodes, est.needs(None, 4))
-    out = est(CreditBatch.from_episodes(episodes))
+    out = run("c3", CreditBatch.from_episodes(episodes), device)
     assert all(ep.reward == 1.0 for ep in episodes)
     assert (out.credit == 1.0).all()
 
 
 @pytest.mark.parametrize("name", ["relay", "orchestra", "vault", "council"])
-def test_c3_tree_on_real_tree_rollouts_equals_reference(name):
+def test_c3_tree_on_real_tree_rollouts_equals_reference(name, device):
     game = make_game(name, n_agents=4)
     team = ScriptedTeam([0.6, 0.7, 0.8, 0.5], malformed_rate=0.1, seed=3)
     episodes = collect_tree(game, team, n_tasks=3, fanout=[2, 3, 2], seed=5)
     batch = CreditBatch.from_episodes(episodes)
-    out = get_estimator("c3")(batch, {"mode": "tree", "fanout": [2, 3, 2]})
+    out = run("c3", batch, device, {"mode": "tree", "fanout": [2, 3, 2]})
     credit, adv = reference.c3_tree(batch, None)
     np.testing.assert_allclose(out.advantage.numpy(), adv, atol=1e-9)
     np.testing.assert_allclose(out.credit.numpy(), credit, atol=1e-9)
@@ -91,13 +106,13 @@ def test_c3_tree_on_real_tree_rollouts_equals_reference(name):
 
 # -- m_grpo -----------------------------------------------------------------------------------
 @pytest.mark.parametrize("calls", [1, 2, 4, 6])
-def test_m_grpo_aligns_every_rollout_to_d_max_rows(calls):
+def test_m_grpo_aligns_every_rollout_to_d_max_rows(calls, device):
     n = 4
     comps = {"format": [1.0] * n, "correct": [1.0] * n}
     eps = [episode([0] + [1 + c % 3 for c in range(calls)] + [0], 1.0, group=0, n_agents=n, components=comps),
            episode([0] + [1 + c % 3 for c in range(calls)] + [0], 0.0, group=0, n_agents=n,
                    valid=[True] + [c % 2 == 0 for c in range(calls)] + [True], components={"format": [0.0] * n, "correct": [0.0] * n})]
-    out = get_estimator("m_grpo")(CreditBatch.from_episodes(eps), {"d_max": 4})
+    out = run("m_grpo", CreditBatch.from_episodes(eps), device, {"d_max": 4})
     sub = CreditBatch.from_episodes(eps).turn_agent > 0
     assert out.turn_weight[sub].reshape(2, -1).sum(dim=1).tolist() == [4.0, 4.0]
     assert (out.turn_weight[CreditBatch.from_episodes(eps).turn_agent == 0] == 1).all()
@@ -108,16 +123,16 @@ def test_m_grpo_aligns_every_rollout_to_d_max_rows(calls):
     assert out.credit[0, 0] == pytest.approx(r_main)
 
 
-def test_m_grpo_duplicates_valid_calls_only_by_default():
+def test_m_grpo_duplicates_valid_calls_only_by_default(device):
     n = 3
     eps = [episode([0, 1, 2, 0], 1.0, n_agents=n, valid=[True, False, True, True], components={"format": [1.0] * n, "correct": [1.0] * n})]
-    weight = get_estimator("m_grpo")(CreditBatch.from_episodes(eps), {"d_max": 5}).turn_weight
+    weight = run("m_grpo", CreditBatch.from_episodes(eps), device, {"d_max": 5}).turn_weight
     assert weight[0].tolist() == [1.0, 1.0, 4.0, 1.0]           # 3 copies of the one valid call
 
 
 # -- the real games -----------------------------------------------------------------------------
 @pytest.mark.parametrize("name", list_games())
-def test_a_lazy_agent_gets_zero_credit_from_sound_estimators_and_r_from_grpo(name):
+def test_a_lazy_agent_gets_zero_credit_from_sound_estimators_and_r_from_grpo(name, device):
     n = 3
     lazy = n - 1
     game = make_game(name, n_agents=n, lazy_agents=[lazy])
@@ -128,10 +143,10 @@ def test_a_lazy_agent_gets_zero_credit_from_sound_estimators_and_r_from_grpo(nam
         est = get_estimator(est_name)
         eps = [Episode.from_dict(ep.to_dict()) for ep in episodes]
         fill_needs(game, eps, est.needs(cfg, n), team=team)
-        out = est(CreditBatch.from_episodes(eps), cfg)
+        out = run(est_name, CreditBatch.from_episodes(eps), device, cfg)
         assert (out.credit[:, lazy].abs() < 1e-12).all(), (est_name, cfg, out.credit[:, lazy])
     batch = CreditBatch.from_episodes(episodes)
-    out = get_estimator("grpo")(batch)
+    out = run("grpo", batch, device)
     # GRPO broadcasts R to every agent that acted (orchestra never calls a sub-agent that holds nothing)
     acted = batch.acted[:, lazy]
     assert acted.all() or name.startswith("orchestra")
@@ -139,7 +154,7 @@ def test_a_lazy_agent_gets_zero_credit_from_sound_estimators_and_r_from_grpo(nam
 
 
 @pytest.mark.parametrize("name", ["relay", "orchestra"])
-def test_resampled_counterfactuals_keep_a_lazy_agent_at_zero_with_a_deterministic_team(name):
+def test_resampled_counterfactuals_keep_a_lazy_agent_at_zero_with_a_deterministic_team(name, device):
     """Resampled v(S) are Monte Carlo estimates, so a null player gets 0 only in expectation;
     with a deterministic team every re-run is the same and the zero is exact."""
     game = make_game(name, n_agents=4, lazy_agents=[3])
@@ -150,10 +165,10 @@ def test_resampled_counterfactuals_keep_a_lazy_agent_at_zero_with_a_deterministi
         est = get_estimator(est_name)
         eps = [Episode.from_dict(ep.to_dict()) for ep in episodes]
         fill_needs(game, eps, est.needs(cfg, 4), team=team)
-        assert (est(CreditBatch.from_episodes(eps), cfg).credit[:, 3] == 0).all(), est_name
+        assert (run(est_name, CreditBatch.from_episodes(eps), device, cfg).credit[:, 3] == 0).all(), est_name
 
 
-def test_estimators_disagree_as_designed_on_and_and_or():
+def test_estimators_disagree_as_designed_on_and_and_or(device):
     """n = 3, everyone right: AND -> Shapley 1/3 each, LOO 1 each; OR -> Shapley 1/3, LOO 0."""
     team = ScriptedTeam([1.0] * 3)
     for name, loo_expected in (("vault", 1.0), ("lookout", 0.0)):
@@ -161,23 +176,48 @@ def test_estimators_disagree_as_designed_on_and_and_or():
         episodes = collect(game, team, n_tasks=4, seed=0)
         fill_needs(game, episodes, get_estimator("shapley").needs(None, 3))
         batch = CreditBatch.from_episodes(episodes)
-        assert torch.allclose(get_estimator("shapley")(batch).credit, torch.full((4, 3), 1 / 3, dtype=torch.float64))
-        assert torch.allclose(get_estimator("loo")(batch).credit, torch.full((4, 3), loo_expected, dtype=torch.float64))
+        assert torch.allclose(run("shapley", batch, device).credit, torch.full((4, 3), 1 / 3, dtype=torch.float64))
+        assert torch.allclose(run("loo", batch, device).credit, torch.full((4, 3), loo_expected, dtype=torch.float64))
 
 
-def test_llm_mca_with_a_perfect_scripted_critic_recovers_positive_shapley_shares():
+def test_llm_mca_with_a_perfect_scripted_critic_recovers_positive_shapley_shares(device):
     game = make_game("potluck", n_agents=4, lazy_agents=[3])
     team = ScriptedTeam([0.9, 0.5, 0.7, 0.9], seed=0)
     episodes = collect(game, team, n_tasks=4, group_size=2, seed=1)
     est = get_estimator("llm_mca")
     metrics = fill_needs(game, episodes, est.needs(None, 4), critic=ScriptedCritic(accuracy=1.0))
     assert metrics["critic/calls"] == 8 and metrics["critic/fallback"] == 0
-    out = est(CreditBatch.from_episodes(episodes))
+    out = run("llm_mca", CreditBatch.from_episodes(episodes), device)
     fill_needs(game, episodes, get_estimator("shapley").needs(None, 4))
-    phi = get_estimator("shapley")(CreditBatch.from_episodes(episodes)).credit
+    phi = run("shapley", CreditBatch.from_episodes(episodes), device).credit
     # potluck is additive with non-negative contributions: shares * R = phi whenever v(empty) = 0
     v_empty = torch.tensor([ep.coalition_values[0] for ep in episodes], dtype=torch.float64)
     ok = (v_empty == 0) & (phi.min(dim=1).values >= 0)
     assert ok.any()
     torch.testing.assert_close(out.credit[ok], phi[ok], atol=1e-3, rtol=0)
     assert (out.credit[:, 3] == 0).all()
+
+
+def test_auto_runs_where_the_library_says_and_gives_the_same_numbers(device, monkeypatch):
+    """`device: auto` (the default) is CUDA where a GPU is present and the CPU elsewhere; on
+    either, the numbers are those of the named device."""
+    import mas_credit.types as types
+
+    from .devices import AUTO
+
+    assert types.resolve_device("auto").type == types.resolve_device(None).type == AUTO
+    with monkeypatch.context() as patch:                           # both choices of auto, whatever this machine has
+        patch.setattr(torch.cuda, "is_available", lambda: True)
+        assert types.resolve_device("auto").type == "cuda"
+        patch.setattr(torch.cuda, "is_available", lambda: False)
+        assert types.resolve_device("auto").type == "cpu"
+    game = make_game("council", n_agents=4)
+    episodes = collect(game, ScriptedTeam([0.9, 0.5, 0.7, 0.6], seed=0), n_tasks=4, group_size=2, seed=0)
+    fill_needs(game, episodes, get_estimator("shapley").needs(None, 4))
+    batch = CreditBatch.from_episodes(episodes)
+    for name in ("shapley", "sharp", "loo", "grpo", "dr_mas"):
+        auto = get_estimator(name)(batch)
+        assert auto.credit.device.type == AUTO
+        named = run(name, batch, device)
+        torch.testing.assert_close(auto.cpu().credit, named.credit, atol=1e-9, rtol=0)
+        torch.testing.assert_close(auto.cpu().advantage, named.advantage, atol=1e-9, rtol=0)

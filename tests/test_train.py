@@ -16,6 +16,7 @@ from mas_credit.config import ConfigError, load_experiment, validate_train
 from mas_credit.train.loss import policy_loss, response_logprobs
 from mas_credit.train.trainer import Trainer, resume
 
+from .devices import DEVICES
 from .test_studies import ROOT
 
 QUICK = ROOT / "experiments" / "quickstart.yaml"
@@ -139,6 +140,9 @@ BAD = [
     (["train.trained_agents=[0,5]"], "train.trained_agents [5] are not agents of the team"),
     (["estimators=[grpo,sharp]"], "train uses one estimator but 2 are listed"),
     (["team=scripted_trio"], "train needs an LLM team"),
+    (["train.share_prompts=sometimes"], "train.share_prompts 'sometimes' is not valid; valid choices: auto, on, off"),
+    (["train.tis_cap=0.5"], "train.tis_cap must be 0 (off) or >= 1"),
+    (["team.dtype=float8"], "team.dtype 'float8' is not valid; valid choices: auto, float32, bfloat16, float16"),
 ]
 
 
@@ -157,21 +161,110 @@ def test_resume_needs_a_checkpoint(tmp_path):
     assert out.returncode == 2 and "has no checkpoint/state.pt" in out.stderr
 
 
-def test_policy_loss_equals_a_plain_loop():
+@pytest.mark.parametrize("tis_cap", [0.0, 1.5])
+def test_policy_loss_equals_a_plain_loop(tis_cap):
     g = torch.Generator().manual_seed(0)
-    logp, old, ref = (torch.randn(3, 5, generator=g, dtype=torch.float64) * 0.3 - 2 for _ in range(3))
+    logp, old, ref, sampler = (torch.randn(3, 5, generator=g, dtype=torch.float64) * 0.3 - 2 for _ in range(4))
     adv = torch.randn(3, 1, generator=g, dtype=torch.float64).expand(3, 5)
     weight = torch.tensor([[1, 1, 1, 0, 0], [2, 2, 2, 2, 2], [1, 0, 0, 0, 0]], dtype=torch.float64)
-    loss, stats = policy_loss(logp, old, ref, adv, weight, 0.2, 0.1, float(weight.sum()))
-    total = 0.0
+    tis = torch.exp(old - sampler).clamp(max=tis_cap) if tis_cap else None
+    loss, stats = policy_loss(logp, old, ref, adv, weight, 0.2, 0.1, float(weight.sum()), tis)
+    total, clipped, dev = 0.0, 0, 0.0
     for m in range(3):
         for t in range(5):
             r = math.exp(float(logp[m, t] - old[m, t]))
             a = float(adv[m, t])
             pg = -min(r * a, min(max(r, 0.8), 1.2) * a)
+            if tis_cap:
+                pg *= min(math.exp(float(old[m, t] - sampler[m, t])), tis_cap)
             d = float(ref[m, t] - logp[m, t])
             total += float(weight[m, t]) * (pg + 0.1 * (math.exp(d) - d - 1))
+            if weight[m, t] > 0:
+                clipped += not 0.8 <= r <= 1.2
+                dev = max(dev, abs(r - 1))
     assert float(loss) == pytest.approx(total / float(weight.sum()), rel=1e-12)
+    assert int(stats["clipped"]) == clipped > 0 and float(stats["ratio_dev"]) == pytest.approx(dev, rel=1e-12)
+
+
+def spy_policy_loss(monkeypatch):
+    """Record every policy_loss call the trainer makes (its inputs, on the CPU)."""
+    import mas_credit.train.trainer as trainer_module
+
+    calls = []
+
+    def spy(logp, old, ref, adv, weight, *args):
+        calls.append({"logp": logp.detach().cpu(), "old": old.cpu(), "weight": weight.cpu(),
+                      "tis": None if args[-1] is None else args[-1].cpu()})
+        return policy_loss(logp, old, ref, adv, weight, *args)
+
+    monkeypatch.setattr(trainer_module, "policy_loss", spy)
+    return calls
+
+
+@pytest.mark.parametrize("device", DEVICES)
+@pytest.mark.parametrize("dtype", ["float32", "bfloat16"])
+def test_first_epoch_ratio_is_exactly_one_before_any_parameter_moves(device, dtype, tmp_path, monkeypatch):
+    """The real sampler (the team's own batched generate) in the given dtype. The sampler's
+    log-probs differ from the trainer's forward by the rollout's numerics (in bfloat16 by far
+    more than in float32); the trainer's old log-probs are its own, so the first epoch's ratio
+    is exactly 1 and nothing is clipped, whatever the gap."""
+    cfg = load_experiment(QUICK, TINY + ["estimators=[grpo]", f"team.device={device}", f"team.dtype={dtype}",
+                                         "train.clip_eps=0.01", "train.epochs=2", "train.token_budget=256"])
+    trainer = Trainer(cfg, tmp_path, progress=False)
+    with torch.no_grad():                                          # adapters away from the base: the KL term has a gradient
+        for name, p in trainer.team.models[0].named_parameters():
+            if "lora_B" in name:
+                p.copy_(torch.randn(p.shape, generator=torch.Generator().manual_seed(0)) * 0.05)
+    calls, per_update = spy_policy_loss(monkeypatch), []
+    real_update = trainer.update
+
+    def update(unit, rows):
+        start = len(calls)
+        out = real_update(unit, rows)
+        per_update.append(calls[start:])
+        return out
+
+    monkeypatch.setattr(trainer, "update", update)
+    record = trainer.step(0)
+    assert len(per_update) == 3 and all(len(c) >= 4 for c in per_update)     # 2 epochs x several micro-batches each
+    for agent_calls in per_update:
+        first, second = agent_calls[: len(agent_calls) // 2], agent_calls[len(agent_calls) // 2:]
+        for call in first:
+            assert torch.equal(call["logp"], call["old"])          # old = this forward: ratio exactly 1
+        # the second epoch keeps the first epoch's old log-probs although the parameters have moved since
+        assert all(torch.equal(a["old"], b["old"]) for a, b in zip(first, second))
+        assert any(not torch.equal(b["logp"], b["old"]) for b in second)
+    for agent in range(3):
+        assert record[f"loss/agent_{agent}/ratio_dev_first"] == 0.0 and record[f"loss/agent_{agent}/tokens"] > 0
+    gap_max, gap_mean = record["train/logprob_gap_max"], record["train/logprob_gap_mean"]
+    assert 0 <= gap_mean <= gap_max and math.isfinite(gap_max)
+    if dtype == "float32":
+        assert gap_max < 1e-3                                      # sampler and trainer agree up to float32 rounding
+    else:
+        assert gap_max > 1e-3                                      # bfloat16 sampling: a real gap, and the ratio is still 1
+
+
+def test_old_logprobs_equal_a_forward_pass_per_turn_and_tis_weights_the_gap(tmp_path, monkeypatch):
+    trainer = trainer_for(["estimators=[grpo]", "train.tis_cap=1.5", "train.trained_agents=[1]", "team.device=cpu"], tmp_path)
+    _, episodes = trainer.collect(0)
+    model = trainer.team.models[0]
+    model.set_adapter("agent_1")
+    turns = sorted((t for ep in episodes for t in ep.turns if t.agent == 1), key=lambda t: (len(t.prompt_ids), t.prompt_ids))
+    expected = [sequence_logprobs(model, t.prompt_ids, t.response_ids, trainer.team.cfg.temperature) for t in turns]
+    calls = spy_policy_loss(monkeypatch)
+    monkeypatch.setattr(trainer, "collect", lambda iteration: (trainer.games[0], episodes))
+    record = trainer.step(0)
+    old = [row[: int(w.gt(0).sum())] for call in calls for row, w in zip(call["old"], call["weight"])]
+    assert len(old) == len(turns)
+    tis = [row for call in calls for row in call["tis"]]
+    gaps = []
+    for k, turn in enumerate(turns):
+        np.testing.assert_allclose(old[k].numpy(), expected[k], atol=1e-5)
+        n = len(turn.response_ids)
+        np.testing.assert_allclose(tis[k][:n].numpy(), np.minimum(np.exp(old[k].numpy() - np.array(turn.logprobs)), 1.5), rtol=1e-6)
+        gaps += list(np.abs(old[k].numpy() - np.array(turn.logprobs)))
+    assert record["train/logprob_gap_max"] == pytest.approx(max(gaps), abs=1e-7)
+    assert record["train/logprob_gap_mean"] == pytest.approx(np.mean(gaps), abs=1e-7)
 
 
 def test_padded_response_logprobs_equal_one_sequence_at_a_time():
@@ -208,8 +301,9 @@ def test_shared_prompt_logprobs_and_gradients_equal_one_pass():
         torch.testing.assert_close(shared_grad[name], plain_grad[name], atol=1e-5, rtol=1e-4)
 
 
-def test_reference_logprobs_are_the_base_model_without_any_adapter(tmp_path):
-    trainer = trainer_for(["estimators=[grpo]", "train.iterations=1"], tmp_path / "ref")
+@pytest.mark.parametrize("device", DEVICES)
+def test_reference_logprobs_are_the_base_model_without_any_adapter(tmp_path, device):
+    trainer = trainer_for(["estimators=[grpo]", "train.iterations=1", f"team.device={device}", "team.dtype=float32"], tmp_path / "ref")
     trainer.run()                                          # adapters have moved away from the base model
     _, episodes = trainer.collect(1)
     unit_rows = {unit: [{"prompt": t.prompt_ids, "response": t.response_ids} for ep in episodes for t in ep.turns
@@ -222,8 +316,9 @@ def test_reference_logprobs_are_the_base_model_without_any_adapter(tmp_path):
                 base = sequence_logprobs(model, row["prompt"], row["response"], trainer.team.cfg.temperature)
             model.set_adapter(unit[1])
             adapted = sequence_logprobs(model, row["prompt"], row["response"], trainer.team.cfg.temperature)
-            np.testing.assert_allclose(row["ref"], base, atol=1e-5)
-            assert not np.allclose(row["ref"], adapted, atol=1e-5), "the reference must not include the trained adapter"
+            ref = row["ref"].cpu().numpy()
+            np.testing.assert_allclose(ref, base, atol=1e-5)
+            assert not np.allclose(ref, adapted, atol=1e-5), "the reference must not include the trained adapter"
 
 
 @pytest.mark.parametrize("name", ["quickstart.yaml", "compare_lazy.yaml"])

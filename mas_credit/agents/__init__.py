@@ -95,7 +95,8 @@ def describe_team(team) -> dict:
     adapters = sum(p.numel() for m in models for n, p in m.named_parameters() if "lora_" in n) if models else None
     return {"kind": team.kind, "name": name, "version": version, "ref": ref, "parameters": base,
             "adapter_parameters": adapters, "models": len(models), "sharing": getattr(team.cfg, "sharing", ""),
-            "device": str(getattr(team, "device", "cpu"))}
+            "device": str(getattr(team, "device", "cpu")),
+            "dtype": str(next(models[0].parameters()).dtype).removeprefix("torch.") if models else ""}
 
 
 __all__ = ["describe_team", "ScriptedTeam", "ScriptedCritic", "check_team", "game_kwargs", "check_critic", "load_team", "load_critic", "ActRequest", "ActResult"]

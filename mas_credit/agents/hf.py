@@ -67,10 +67,21 @@ def check_model_ref(ref: str) -> None:
                          f"reachable here; download it first or use the default smollm2")
 
 
-def auto_dtype(device: torch.device) -> torch.dtype:
-    if device.type == "cuda":
-        return torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
-    return torch.float32
+DTYPES = ("auto", "float32", "bfloat16", "float16")
+
+
+def resolve_dtype(dtype, device: torch.device) -> torch.dtype:
+    """None/"auto" -> bfloat16 on a GPU that supports it (float16 on one that does not), float32 on CPU;
+    a name in DTYPES or a torch.dtype is taken as given."""
+    if isinstance(dtype, torch.dtype):
+        return dtype
+    if dtype is None or dtype == "auto":
+        if device.type == "cuda":
+            return torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
+        return torch.float32
+    if dtype not in DTYPES:
+        raise ValueError(f"dtype '{dtype}' is not valid; valid choices: {', '.join(DTYPES)}")
+    return getattr(torch, dtype)
 
 
 def _smollm2_cache() -> Path:
@@ -140,7 +151,7 @@ def load_model(ref: str = DEFAULT_MODEL, device: str | torch.device | None = Non
 
     check_model_ref(ref)
     device = resolve_device(device)
-    dtype = dtype or auto_dtype(device)
+    dtype = resolve_dtype(dtype, device)
     start = time.perf_counter()
     converted = False
     if ref in (DEFAULT_MODEL, TINY):

@@ -21,7 +21,7 @@ import networkx as nx
 import numpy as np
 import torch
 
-from mas_credit.agents.hf import Generation, check_model_ref, generate, load_model
+from mas_credit.agents.hf import DTYPES, Generation, check_model_ref, generate, load_model
 from mas_credit.agents.scripted import ActRequest, ActResult
 from mas_credit.games.base import normalise_text
 
@@ -98,6 +98,8 @@ def check_llm_team(cfg, n_agents: int, sequential: bool) -> None:
         cycle = nx.find_cycle(graph)
         raise ValueError(f"team.topology has a cycle {[list(e) for e in cycle]}; a turn-based game needs an acyclic topology "
                          f"(e.g. chain, or edges that only point forward)")
+    if cfg.dtype not in DTYPES:
+        raise ValueError(f"team.dtype '{cfg.dtype}' is not valid; valid choices: {', '.join(DTYPES)}")
     if cfg.temperature < 0 or not 0 < cfg.top_p <= 1 or cfg.max_new_tokens < 1:
         raise ValueError(f"team sampling: temperature must be >= 0, top_p in (0, 1], max_new_tokens >= 1 "
                          f"(got {cfg.temperature}, {cfg.top_p}, {cfg.max_new_tokens})")
@@ -119,7 +121,7 @@ class LLMTeam:
         self._n_agents = n_agents
         self.seed = int(cfg.seed)
         self.topology = build_topology(cfg.topology, n_agents)
-        base = loaded or load_model(cfg.model, device or cfg.device)
+        base = loaded or load_model(cfg.model, device or cfg.device, cfg.dtype)
         self.tokenizer, self.device, self.load_s = base.tokenizer, base.device, base.load_s
         saved = {f"agent_{int(k)}": v for k, v in cfg.adapters.items()}
         names = [f"agent_{i}" for i in range(n_agents)]
@@ -131,7 +133,7 @@ class LLMTeam:
             self.models = [self._with_adapters(base.model, ["shared"], {})]
             self.model_index, self.adapters = [0] * n_agents, ["shared"] * n_agents
         else:
-            copies = [base.model] + [load_model(cfg.model, self.device).model for _ in range(n_agents - 1)]
+            copies = [base.model] + [load_model(cfg.model, self.device, base.model.dtype).model for _ in range(n_agents - 1)]
             self.models = [self._with_adapters(m, [name], saved) for m, name in zip(copies, names)]
             self.model_index, self.adapters = list(range(n_agents)), names
         self.calls = 0

@@ -3,9 +3,14 @@ GRPO, Shao et al. 2024) with a k3 KL estimate to the reference policy
 (Schulman 2020, "Approximating KL divergence"), and the token log-probabilities it needs.
 
     ratio = exp(logp - logp_old)
-    pg    = -min(ratio * A, clip(ratio, 1 - eps, 1 + eps) * A)
+    pg    = -min(ratio * A, clip(ratio, 1 - eps, 1 + eps) * A) * tis
     kl    = exp(logp_ref - logp) - (logp_ref - logp) - 1
     loss  = sum_tokens w * (pg + beta * kl) / sum_tokens w        (w = turn weight x token mask)
+
+logp_old is the trainer's own log-probability before the update (not the sampler's), so
+the first epoch's ratio is exactly 1; tis = min(exp(logp_old - logp_sampler), C) is the
+optional truncated importance weight of the sampler/trainer gap (Yao et al. 2025, "Your
+efficient RL framework secretly brings you off-policy RL training"), 1 when off.
 
 This module must not know about games, teams or estimators.
 """
@@ -26,6 +31,26 @@ def response_logprobs(model, rows: list[tuple[list[int], list[int]]], temperatur
     return _one_pass_logprobs(model, rows, temperature)
 
 
+def right_padded(rows: list, dtype, value=0) -> torch.Tensor:
+    """Rows of unequal length as one right-padded CPU tensor [M, L] (built on the CPU, so a
+    caller moves it to the device in one copy rather than one per row)."""
+    out = torch.full((len(rows), max(len(r) for r in rows)), value, dtype=dtype)
+    for m, row in enumerate(rows):
+        out[m, : len(row)] = torch.as_tensor(row, dtype=dtype)
+    return out
+
+
+def _left_padded(sequences: list[list[int]], device):
+    """Token ids left-padded to the longest, and their attention mask: ids, attention [M, W] on `device`."""
+    width = max(len(s) for s in sequences)
+    ids = torch.zeros((len(sequences), width), dtype=torch.long)
+    attention = torch.zeros((len(sequences), width), dtype=torch.long)
+    for m, seq in enumerate(sequences):
+        ids[m, width - len(seq):] = torch.tensor(seq)
+        attention[m, width - len(seq):] = 1
+    return ids.to(device), attention.to(device)
+
+
 def _one_pass_logprobs(model, rows, temperature):
     """Log-probabilities of each row's response tokens after its prompt, in one forward pass.
 
@@ -36,14 +61,9 @@ def _one_pass_logprobs(model, rows, temperature):
     at 0) and mask [M, L] (False = padding). Gradients flow when the caller enables them.
     """
     device = next(model.parameters()).device
-    width = max(len(p) + len(r) for p, r in rows)
     longest = max(len(r) for _, r in rows)
-    ids = torch.zeros((len(rows), width), dtype=torch.long, device=device)
-    attention = torch.zeros((len(rows), width), dtype=torch.long, device=device)
-    for m, (prompt, response) in enumerate(rows):
-        seq = prompt + response
-        ids[m, width - len(seq):] = torch.tensor(seq, device=device)
-        attention[m, width - len(seq):] = 1
+    ids, attention = _left_padded([p + r for p, r in rows], device)
+    width = ids.shape[1]
     position_ids = (attention.cumsum(dim=1) - 1).clamp(min=0)
     logits = model(input_ids=ids, attention_mask=attention, position_ids=position_ids,
                    logits_to_keep=longest + 1).logits                                       # [M, L+1, V]
@@ -51,7 +71,7 @@ def _one_pass_logprobs(model, rows, temperature):
     logp_all = torch.log_softmax(logits[:, :-1].float() / temperature, dim=-1)             # [M, L, V]
     targets = ids[:, width - longest:]                                                       # [M, L]
     token_logp = logp_all.gather(-1, targets[:, :, None]).squeeze(-1)
-    lengths = torch.tensor([len(r) for _, r in rows], device=device)
+    lengths = torch.tensor([len(r) for _, r in rows]).to(device)
     index = torch.arange(longest, device=device)
     mask = index[None, :] < lengths[:, None]
     # re-align: response token j of row m sits at window index longest - R_m + j
@@ -74,23 +94,16 @@ def _shared_prompt_logprobs(model, rows, temperature):
     device = next(model.parameters()).device
     prompts = list(dict.fromkeys(tuple(p) for p, _ in rows))
     slot = {p: k for k, p in enumerate(prompts)}
-    width = max(len(p) for p in prompts)
-    ids = torch.zeros((len(prompts), width), dtype=torch.long, device=device)
-    attention = torch.zeros((len(prompts), width), dtype=torch.long, device=device)
-    for u, prompt in enumerate(prompts):
-        ids[u, width - len(prompt):] = torch.tensor(prompt, device=device)
-        attention[u, width - len(prompt):] = 1
+    ids, attention = _left_padded([list(p) for p in prompts], device)
     out = model(input_ids=ids, attention_mask=attention, position_ids=(attention.cumsum(dim=1) - 1).clamp(min=0),
                 use_cache=True, logits_to_keep=1)
-    which = torch.tensor([slot[tuple(p)] for p, _ in rows], device=device)                  # [M] row -> its prompt
+    which = torch.tensor([slot[tuple(p)] for p, _ in rows]).to(device)                     # [M] row -> its prompt
     # index_select, not indexing: its backward (index_add) is deterministic on CPU, so a resumed
     # run repeats an uninterrupted one bit for bit
     first = out.logits[:, -1].index_select(0, which)                                           # [M, V] predicts token 0
     longest = max(len(r) for _, r in rows)
-    lengths = torch.tensor([len(r) for _, r in rows], device=device)
-    targets = torch.zeros((len(rows), longest), dtype=torch.long, device=device)             # [M, L] right-padded
-    for m, (_, response) in enumerate(rows):
-        targets[m, : len(response)] = torch.tensor(response, device=device)
+    lengths = torch.tensor([len(r) for _, r in rows]).to(device)
+    targets = right_padded([r for _, r in rows], torch.long).to(device)                      # [M, L]
     logits = first[:, None]                                                                    # [M, 1, V]
     if longest > 1:
         cache = out.cache
@@ -109,17 +122,23 @@ def _shared_prompt_logprobs(model, rows, temperature):
 
 
 def policy_loss(logp: torch.Tensor, logp_old: torch.Tensor, logp_ref: torch.Tensor, advantage: torch.Tensor,
-                weight: torch.Tensor, clip_eps: float, kl_coef: float, normaliser: float):
-    """Token-level clipped surrogate plus KL; shapes [M, L] (advantage, weight: [M, L] too,
-    0 on padding). Returns (loss summed over these tokens / normaliser, stats)."""
+                weight: torch.Tensor, clip_eps: float, kl_coef: float, normaliser: float, tis: torch.Tensor | None = None):
+    """Token-level clipped surrogate plus KL; shapes [M, L] (advantage, weight, tis: [M, L] too;
+    weight 0 = padding or a dropped turn). Returns (loss summed over these tokens / normaliser,
+    stats): stats are 0-dim tensors on logp's device (pg, kl: this chunk's share of the loss
+    terms; clipped: tokens whose ratio was clipped; ratio_dev: the largest |ratio - 1|), so a
+    caller sums them over micro-batches without a device sync per chunk."""
     ratio = torch.exp(logp - logp_old)
     clipped = torch.clamp(ratio, 1.0 - clip_eps, 1.0 + clip_eps)
     pg = -torch.minimum(ratio * advantage, clipped * advantage)
+    if tis is not None:
+        pg = pg * tis
     delta = logp_ref - logp
     kl = torch.exp(delta) - delta - 1.0
     loss = ((pg + kl_coef * kl) * weight).sum() / normaliser
     with torch.no_grad():
         on = weight > 0
-        stats = {"pg": float((pg * weight).sum() / normaliser), "kl": float((kl * weight).sum() / normaliser),
-                 "clip_frac": float(((ratio - clipped).abs() > 1e-9)[on].float().mean()) if on.any() else 0.0}
+        stats = {"pg": (pg * weight).sum() / normaliser, "kl": (kl * weight).sum() / normaliser,
+                 "clipped": (((ratio - clipped).abs() > 1e-9) & on).sum(),
+                 "ratio_dev": torch.where(on, (ratio - 1).abs(), torch.zeros_like(ratio)).max()}
     return loss, stats

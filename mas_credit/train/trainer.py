@@ -6,6 +6,11 @@ One iteration (DESIGN.md, "Data flow"):
   -> for every trained agent: a clipped policy-gradient update (mas_credit.train.loss) on
      its own turns and advantages, KL to the reference (its adapter disabled), its own
      AdamW optimizer, gradient clipping, micro-batches by token budget.
+The importance ratio's old log-probs are the trainer's own (the first epoch's forward, in
+the training dtype, before any parameter moves), not the sampler's: the two differ by the
+rollout's numerics (up to tenths of a nat in bfloat16 on a GPU), which would make the first
+ratio differ from 1 and clip tokens the policy never moved. The gap is logged per iteration
+(train/logprob_gap_max, train/logprob_gap_mean), and `train.tis_cap` weights it in (TIS).
 Frozen agents still play, and are never updated. An adapter shared by several trained
 agents (sharing: shared) is updated once per iteration on all their turns.
 
@@ -35,10 +40,13 @@ from mas_credit.estimators import get_estimator
 from mas_credit.games import make_game
 from mas_credit.outputs import atomic_path, write_text
 from mas_credit.rollout import collect, collect_tree
-from mas_credit.train.loss import policy_loss, response_logprobs
+from mas_credit.train.loss import policy_loss, response_logprobs, right_padded
 from mas_credit.types import CreditBatch, resolve_device
 
 EVAL_SALT = 0xE7A1
+REFERENCE_BUDGET = 4
+"""the gradient-free reference pass takes micro-batches of this many times train.token_budget
+(on a GPU, where small passes are bound by kernel launches, fewer passes are faster)"""
 
 
 def _chunks(rows, budget: int):
@@ -72,6 +80,8 @@ class Trainer:
         for agent in trained:
             self.units.setdefault((self.team.model_index[agent], self.team.adapters[agent]), []).append(agent)
         self.optimizers = {unit: torch.optim.AdamW(self.unit_params(unit), lr=cfg.train.lr, weight_decay=0.0) for unit in self.units}
+        # encoding each distinct prompt once wins on a CPU and loses on a GPU (benchmarks/train.py measures both)
+        self.share_prompts = {"on": True, "off": False}.get(cfg.train.share_prompts, self.team.device.type == "cpu")
         self.iteration = 0
         self.metric_lines = 0
         self.wall_s = 0.0              # over every session of the run (a resumed run adds to it)
@@ -131,7 +141,7 @@ class Trainer:
             acted = batch.acted[:, i].cpu()
             record[f"credit/{self.est_label}/agent_{i}"] = float(credit_cpu[acted, i].mean()) if acted.any() else 0.0
         update_start = time.perf_counter()
-        unit_rows = {unit: [{"prompt": t.prompt_ids, "response": t.response_ids, "old": t.logprobs,
+        unit_rows = {unit: [{"prompt": t.prompt_ids, "response": t.response_ids, "sampler_logprobs": t.logprobs,
                              "adv": float(advantage[b, k]), "weight": float(weight[b, k])}
                             for b, ep in enumerate(episodes) for k, t in enumerate(ep.turns)
                             if t.agent in agents and t.response_ids and t.logprobs and float(weight[b, k]) > 0]
@@ -140,10 +150,15 @@ class Trainer:
             reference_start = time.perf_counter()
             self.attach_reference(unit_rows)
             record["time/reference_s"] = time.perf_counter() - reference_start
+        gaps = []
         for unit, agents in self.units.items():
             stats = self.update(unit, unit_rows[unit])
+            gaps.append((stats.pop("gap_sum"), stats["gap_max"], stats["tokens"]))
             for agent in agents:
                 record.update({f"loss/agent_{agent}/{k}": v for k, v in stats.items()})
+        tokens = sum(n for _, _, n in gaps)
+        record["train/logprob_gap_max"] = max((g for _, g, _ in gaps), default=0.0)
+        record["train/logprob_gap_mean"] = sum(s for s, _, _ in gaps) / tokens if tokens else 0.0
         record["time/rollout_s"] = rollout_s
         record["time/credit_s"] = credit_s
         record["time/update_s"] = time.perf_counter() - update_start
@@ -161,20 +176,29 @@ class Trainer:
         """
         t = self.cfg.train
         temperature = self.team.cfg.temperature if self.team.cfg.temperature > 0 else 1.0
+        budget = REFERENCE_BUDGET * t.token_budget             # no gradients: no activations kept, so larger micro-batches
         for model_index, model in enumerate(self.team.models):
             rows = sorted((r for (m, _), rs in unit_rows.items() if m == model_index for r in rs),
                           key=lambda r: (len(r["prompt"]), r["prompt"]))    # equal prompts side by side: encoded once
             with torch.inference_mode(), model.disable_adapter():
-                for chunk in _chunks(rows, t.token_budget):
-                    ref, _ = response_logprobs(model, [(r["prompt"], r["response"]) for r in chunk], temperature)
+                for chunk in _chunks(rows, budget):
+                    ref, _ = response_logprobs(model, [(r["prompt"], r["response"]) for r in chunk], temperature, self.share_prompts)
                     for m, r in enumerate(chunk):
-                        r["ref"] = ref[m, : len(r["response"])].tolist()
+                        r["ref"] = ref[m, : len(r["response"])]                   # stays on the device: no copy back
 
     def update(self, unit, rows) -> dict:
         """One clipped policy-gradient step (per epoch) on one adapter from its turns.
 
-        Rows carry prompt/response ids, the behaviour log-probs ("old"), the advantage and
-        turn weight, and when kl_coef > 0 the reference log-probs ("ref", attach_reference)."""
+        Rows carry prompt/response ids, the sampler's log-probs ("sampler_logprobs"), the
+        advantage and turn weight, and when kl_coef > 0 the reference log-probs ("ref",
+        attach_reference). The ratio's old log-probs are this adapter's own, taken from the
+        first epoch's forward of each micro-batch: the optimizer steps once per epoch, after
+        every micro-batch, so that forward sees the policy as it stands, in the training dtype,
+        and detached it is the old policy of every epoch; the first ratio is exactly 1 and
+        costs no extra pass. Stats: pg, kl, clip_frac (last epoch), ratio_dev_first (largest
+        |ratio - 1| in the first epoch: 0), grad_norm, turns, tokens, and the sampler/trainer
+        gap |old - sampler| (gap_max, gap_mean; gap_sum for the iteration's mean).
+        """
         model_index, adapter = unit
         model = self.team.models[model_index]
         params = self.unit_params(unit)
@@ -183,43 +207,61 @@ class Trainer:
         for p in params:
             p.requires_grad_(True)
         model.set_adapter(adapter)
-        stats = {"pg": 0.0, "kl": 0.0, "clip_frac": 0.0, "grad_norm": 0.0, "turns": float(len(rows))}
+        stats = {"pg": 0.0, "kl": 0.0, "clip_frac": 0.0, "ratio_dev_first": 0.0, "grad_norm": 0.0, "turns": float(len(rows)),
+                 "tokens": 0.0, "gap_max": 0.0, "gap_mean": 0.0, "gap_sum": 0.0}
         if not rows:
             return stats
         rows = sorted(rows, key=lambda r: (len(r["prompt"]), r["prompt"]))        # equal prompts share a micro-batch
         t = self.cfg.train
         temperature = self.team.cfg.temperature if self.team.cfg.temperature > 0 else 1.0
         normaliser = sum(r["weight"] * len(r["response"]) for r in rows)
-        response_tokens = sum(len(r["response"]) for r in rows)
+        chunks = [self._chunk_inputs(chunk, model) for chunk in _chunks(rows, t.token_budget)]
         optimizer = self.optimizers[unit]
-        for _ in range(t.epochs):
+        device = next(model.parameters()).device
+        zero = torch.zeros((), device=device)
+        gap_sum, gap_max, ratio_dev = zero, zero, zero
+        for epoch in range(t.epochs):
             optimizer.zero_grad(set_to_none=True)
-            sums = {"pg": 0.0, "kl": 0.0, "clip": 0.0}
-            for chunk in _chunks(rows, t.token_budget):
-                pairs = [(r["prompt"], r["response"]) for r in chunk]
-                logp, mask = response_logprobs(model, pairs, temperature)
-                old = torch.zeros_like(logp)
-                ref = logp.detach().clone()
-                for m, r in enumerate(chunk):
-                    old[m, : len(r["old"])] = torch.tensor(r["old"], dtype=old.dtype)
-                    if t.kl_coef > 0:
-                        if "ref" not in r:
-                            raise ValueError("update() with kl_coef > 0 needs reference log-probs: call attach_reference first")
-                        ref[m, : len(r["ref"])] = torch.tensor(r["ref"], dtype=ref.dtype)
-                adv = torch.tensor([r["adv"] for r in chunk], dtype=logp.dtype, device=logp.device)[:, None].expand_as(logp)
-                w = torch.tensor([r["weight"] for r in chunk], dtype=logp.dtype, device=logp.device)[:, None] * mask
-                loss, part = policy_loss(logp, old.to(logp.device), ref, adv, w, t.clip_eps, t.kl_coef, normaliser)
+            sums = {"pg": zero, "kl": zero, "clipped": zero}
+            for chunk in chunks:
+                logp, mask = response_logprobs(model, chunk["pairs"], temperature, self.share_prompts)
+                if epoch == 0:
+                    chunk["old"] = logp.detach()
+                    gap = torch.where(mask, (chunk["old"] - chunk["sampler"]).abs(), torch.zeros_like(logp))
+                    gap_sum, gap_max = gap_sum + gap.sum(), torch.maximum(gap_max, gap.max())
+                    if t.tis_cap > 0:
+                        chunk["tis"] = torch.exp(chunk["old"] - chunk["sampler"]).clamp(max=t.tis_cap)
+                ref = chunk["ref"] if t.kl_coef > 0 else logp.detach()
+                loss, part = policy_loss(logp, chunk["old"], ref, chunk["adv"].expand_as(logp), chunk["weight"] * mask,
+                                         t.clip_eps, t.kl_coef, normaliser, chunk.get("tis"))
                 loss.backward()
-                share = float((w > 0).sum()) / max(1, response_tokens)
-                sums["pg"] += part["pg"]
-                sums["kl"] += part["kl"]
-                sums["clip"] += part["clip_frac"] * share
+                sums = {k: sums[k] + part[k] for k in sums}
+                if epoch == 0:
+                    ratio_dev = torch.maximum(ratio_dev, part["ratio_dev"])
             grad_norm = torch.nn.utils.clip_grad_norm_(params, t.max_grad_norm)
             optimizer.step()
         for p in params:
             p.requires_grad_(False)
-        stats.update(pg=sums["pg"], kl=sums["kl"], clip_frac=sums["clip"], grad_norm=float(grad_norm))
+        response_tokens = sum(len(r["response"]) for r in rows)
+        stats.update(pg=float(sums["pg"]), kl=float(sums["kl"]), clip_frac=float(sums["clipped"]) / response_tokens,
+                     ratio_dev_first=float(ratio_dev), grad_norm=float(grad_norm), tokens=float(response_tokens),
+                     gap_max=float(gap_max), gap_mean=float(gap_sum) / response_tokens, gap_sum=float(gap_sum))
         return stats
+
+    def _chunk_inputs(self, chunk: list[dict], model) -> dict:
+        """A micro-batch's fixed inputs, built once for every epoch and moved to the device in
+        one copy each: pairs, sampler log-probs, advantage [M, 1], turn weight [M, 1], and
+        reference log-probs [M, L] when kl_coef > 0 (each [M, L] right-padded with 0)."""
+        device = next(model.parameters()).device
+        out = {"pairs": [(r["prompt"], r["response"]) for r in chunk],
+               "sampler": right_padded([r["sampler_logprobs"] for r in chunk], torch.float32).to(device),
+               "adv": torch.tensor([[r["adv"]] for r in chunk], dtype=torch.float32).to(device),
+               "weight": torch.tensor([[r["weight"]] for r in chunk], dtype=torch.float32).to(device)}
+        if self.cfg.train.kl_coef > 0:
+            if any("ref" not in r for r in chunk):
+                raise ValueError("update() with kl_coef > 0 needs reference log-probs: call attach_reference first")
+            out["ref"] = torch.nn.utils.rnn.pad_sequence([r["ref"].float() for r in chunk], batch_first=True)
+        return out
 
     # -- evaluation -------------------------------------------------------------------------
     def evaluate(self, iteration: int) -> dict:

@@ -1,0 +1,64 @@
+#!/usr/bin/env bash
+# Every GPU figure in one command, on a machine with CUDA (fits in 6 minutes on one H100/H200):
+#   1. the CUDA-marked tests, then the rest of the suite (pytest-xdist workers where installed);
+#   2. the estimator benchmark (CPU vs CUDA), the rollout benchmark (team, one raw generate,
+#      the naive loop: tokens/s), the trainer benchmark (update / raw forward + backward), and
+#      the training quickstart's wall time.
+# Each step runs under its own timeout and writes LOGDIR/<step>.log; this prints each step's
+# exit code, time and last lines, and LOGDIR/summary.txt collects the headline numbers.
+# Usage: bash benchmarks/gpu.sh LOGDIR        (../shared/gpu/README.md: how to get a GPU machine ready)
+set -u
+out=${1:?usage: bash benchmarks/gpu.sh LOGDIR}
+cd "$(dirname "$0")/.."
+mkdir -p "$out"
+py=${PYTHON:-python3}
+export PYTHONUNBUFFERED=1 MPLBACKEND=Agg HF_HUB_OFFLINE=1
+summary="$out/summary.txt"
+: > "$summary"
+
+step() {   # step NAME LIMIT_S COMMAND...
+  local name=$1 limit=$2 start rc
+  shift 2
+  echo "== $name (limit ${limit} s): $*"
+  start=$(date +%s)
+  timeout "$limit" "$@" > "$out/$name.log" 2>&1
+  rc=$?
+  echo "   exit $rc after $(( $(date +%s) - start )) s" | tee -a "$summary"
+  tail -n "${TAIL:-12}" "$out/$name.log"
+}
+
+nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv,noheader | tee -a "$summary"
+$py -c "import torch, transformers; print('torch', torch.__version__, 'cuda', torch.version.cuda, 'transformers', transformers.__version__)" | tee -a "$summary"
+# convert the default model once (GGUF -> safetensors cache), before parallel test workers want it
+$py -c "from mas_credit.agents.hf import default_model_path; print('model cache', *default_model_path())" | tee -a "$summary"
+
+workers=()
+$py -c "import xdist" 2>/dev/null && workers=(-n 8)
+step cuda_tests 120 $py -m pytest -p no:cacheprovider -q -rs -m cuda "${workers[@]}"
+grep -E "passed|failed" "$out/cuda_tests.log" | tail -n 1 | sed 's/^/cuda tests: /' >> "$summary"
+grep -E "gap max" "$out/cuda_tests.log" >> "$summary"
+step suite 200 $py -m pytest -p no:cacheprovider -q -rs -m "not cuda" "${workers[@]}"
+grep -E "passed|failed" "$out/suite.log" | tail -n 1 | sed 's/^/rest of the suite: /' >> "$summary"
+
+step estimators 60 $py benchmarks/estimators.py --tasks 256
+step rollout 60 $py benchmarks/rollout.py --episodes 32 --skip-gguf
+grep -E "tokens/s|team rollout|raw model.generate|naive loop|team / raw" "$out/rollout.log" >> "$summary"
+step train 60 $py benchmarks/train.py
+grep -E "update|per agent" "$out/train.log" >> "$summary"
+rm -rf /tmp/mas-credit-gpu-quickstart
+step quickstart 120 $py -m mas_credit.cli train experiments/quickstart.yaml --out /tmp/mas-credit-gpu-quickstart --no-progress
+grep -E "trained in" "$out/quickstart.log" >> "$summary"
+cp /tmp/mas-credit-gpu-quickstart/metrics.jsonl "$out/quickstart_metrics.jsonl" 2>/dev/null
+$py - "$out/quickstart_metrics.jsonl" >> "$summary" 2>&1 <<'EOF'
+import json, sys
+rows = [json.loads(line) for line in open(sys.argv[1])]
+train = [r for r in rows if r["kind"] == "train"]
+evals = [(r["iteration"], r.get("eval/success")) for r in rows if r["kind"] == "eval"]
+print("quickstart greedy success by iteration:", evals)
+print("quickstart sampler/trainer log-prob gap per iteration: max", max(r["train/logprob_gap_max"] for r in train),
+      "mean of means", sum(r["train/logprob_gap_mean"] for r in train) / len(train),
+      "; first-epoch |ratio - 1| max", max(v for r in train for k, v in r.items() if k.endswith("ratio_dev_first")),
+      "; iteration s", [round(r["time/iteration_s"], 2) for r in train])
+EOF
+echo "== summary"
+cat "$summary"
