@@ -34,13 +34,13 @@ $py -c "from mas_credit.agents.hf import default_model_path; print('model cache'
 
 workers=()
 $py -c "import xdist" 2>/dev/null && workers=(-n 8)
-step cuda_tests 120 $py -m pytest -p no:cacheprovider -q -rs -m cuda "${workers[@]}"
+step cuda_tests 120 $py -m pytest -p no:cacheprovider -rs -m cuda "${workers[@]}"
 grep -E "passed|failed" "$out/cuda_tests.log" | tail -n 1 | sed 's/^/cuda tests: /' >> "$summary"
 grep -E "gap max" "$out/cuda_tests.log" >> "$summary"
-step suite 200 $py -m pytest -p no:cacheprovider -q -rs -m "not cuda" "${workers[@]}"
+step suite 200 $py -m pytest -p no:cacheprovider -rs -m "not cuda" "${workers[@]}"
 grep -E "passed|failed" "$out/suite.log" | tail -n 1 | sed 's/^/rest of the suite: /' >> "$summary"
 
-step estimators 60 $py benchmarks/estimators.py --tasks 256
+step estimators 90 $py benchmarks/estimators.py --tasks 128 --repeats 7
 step rollout 60 $py benchmarks/rollout.py --episodes 32 --skip-gguf
 grep -E "tokens/s|team rollout|raw model.generate|naive loop|team / raw" "$out/rollout.log" >> "$summary"
 step train 60 $py benchmarks/train.py

@@ -35,7 +35,12 @@ def render_training(run_dir: str | Path) -> str:
                   + ", ".join(f"{k.split('/')[-1]} {train[-1][k]:.3f}" for k in credit_keys),
                   f"Time per iteration: {sum(r['time/iteration_s'] for r in train) / len(train):.1f} s "
                   f"(rollout {sum(r['time/rollout_s'] for r in train) / len(train):.1f} s, update "
-                  f"{sum(r['time/update_s'] for r in train) / len(train):.1f} s).", "", "![curves](curves.png)", ""]
+                  f"{sum(r['time/update_s'] for r in train) / len(train):.1f} s)."]
+        if "train/logprob_gap_max" in train[0]:                # runs from before the trainer recomputed old log-probs lack it
+            lines.append(f"Sampler vs trainer log-probabilities of the trained turns (the ratio uses the trainer's): largest gap "
+                         f"{max(r['train/logprob_gap_max'] for r in train):.4f} nats, mean "
+                         f"{sum(r['train/logprob_gap_mean'] for r in train) / len(train):.4f} nats per token.")
+        lines += ["", "![curves](curves.png)", ""]
     if (run_dir / "run.json").is_file():                  # written when the run finishes
         from mas_credit.checklist import write_checklist
 
