@@ -33,20 +33,20 @@ $py -c "import torch, transformers; print('torch', torch.__version__, 'cuda', to
 $py -c "from mas_credit.agents.hf import default_model_path; print('model cache', *default_model_path())" | tee -a "$summary"
 
 workers=()
-$py -c "import xdist" 2>/dev/null && workers=(-n 16)
-step cuda_tests 90 $py -m pytest -p no:cacheprovider -rs -m cuda "${workers[@]}"
+$py -c "import xdist" 2>/dev/null && workers=(-n 8)
+step cuda_tests 120 $py -m pytest -p no:cacheprovider -rs -m cuda "${workers[@]}"
 grep -E "passed|failed" "$out/cuda_tests.log" | tail -n 1 | sed 's/^/cuda tests: /' >> "$summary"
 grep -E "gap max" "$out/cuda_tests.log" >> "$summary"
-step suite 180 $py -m pytest -p no:cacheprovider -rs -m "not cuda" "${workers[@]}"
+step suite 200 $py -m pytest -p no:cacheprovider -rs -m "not cuda" "${workers[@]}"
 grep -E "passed|failed" "$out/suite.log" | tail -n 1 | sed 's/^/rest of the suite: /' >> "$summary"
 
-step estimators 60 $py benchmarks/estimators.py --tasks 128 --repeats 7
+step estimators 90 $py benchmarks/estimators.py --tasks 128 --repeats 7
 step rollout 60 $py benchmarks/rollout.py --episodes 32 --skip-gguf
 grep -E "tokens/s|team rollout|raw model.generate|naive loop|team / raw" "$out/rollout.log" >> "$summary"
 step train 60 $py benchmarks/train.py
 grep -E "update|per agent" "$out/train.log" >> "$summary"
 rm -rf /tmp/mas-credit-gpu-quickstart
-step quickstart 90 $py -m mas_credit.cli train experiments/quickstart.yaml --out /tmp/mas-credit-gpu-quickstart --no-progress
+step quickstart 120 $py -m mas_credit.cli train experiments/quickstart.yaml --out /tmp/mas-credit-gpu-quickstart --no-progress
 grep -E "trained in" "$out/quickstart.log" >> "$summary"
 cp /tmp/mas-credit-gpu-quickstart/metrics.jsonl "$out/quickstart_metrics.jsonl" 2>/dev/null
 $py - "$out/quickstart_metrics.jsonl" >> "$summary" 2>&1 <<'EOF'

@@ -8,12 +8,10 @@ One iteration of episodes is collected once; then we time
              a task group's episodes share a prompt; `response_logprobs(share_prompts=True)`)
   update     `Trainer.update` on agent 0's turns (policy forward + backward, whose first epoch
              also gives the old log-probs, clipped loss with KL, gradient clipping, AdamW
-             step); the trainer's own choice (`train.share_prompts` and `train.reference`
-             auto: shared and separate on a CPU, neither on a GPU) is the one reported
+             step), once with prompts shared and once without; the trainer's own choice
+             (`train.share_prompts: auto`: shared on a CPU, not on a GPU) is the one reported
   reference  `Trainer.attach_reference`: the one gradient-free pass of the base model (adapters
-             off) over every trained agent's turns that all their updates share (kl_coef > 0),
-             or fused into the update's first forward (a mixed-adapter batch); the update is
-             timed in all four combinations of prompt sharing and reference mode
+             off) over every trained agent's turns that all their updates share (kl_coef > 0)
 each the median of --repeats runs, in the same process (CUDA synchronised before and after
 each run). Per agent, an update costs update + reference / (trained adapters); target: that
 is at most 1.2x raw. Against "raw shared" the ratio is the trainer's own overhead.
@@ -73,7 +71,7 @@ def main():
     device, dtype = trainer.team.device, next(model.parameters()).dtype
     print(f"{cfg.team.model} on {device} ({dtype}), agent 0: {len(rows)} turns, {tokens} prompt + response tokens, "
           f"token budget {cfg.train.token_budget}, kl_coef {cfg.train.kl_coef}, {torch.get_num_threads()} CPU threads; "
-          f"the trainer shares prompts here: {trainer.share_prompts}, fuses the reference: {trainer.fused_reference}")
+          f"the trainer shares prompts here: {trainer.share_prompts}")
 
     def raw(share_prompts):
         for p in params:
@@ -91,26 +89,23 @@ def main():
     t_raw_shared = median_time(lambda: raw(True), args.repeats)
     t_reference = median_time(lambda: trainer.attach_reference(unit_rows), args.repeats) if cfg.train.kl_coef > 0 else 0.0
     snapshot = [p.detach().clone() for p in params]
-    chosen = (trainer.share_prompts, trainer.fused_reference)
-    per_agent = {}                  # (prompts shared, reference fused) -> (update s, its per-agent cost s)
-    for shared, fused in [(s, f) for s in (False, True) for f in (False, True)]:
-        trainer.share_prompts, trainer.fused_reference = shared, fused
-        t = median_time(lambda: trainer.update(unit, rows), args.repeats)
-        per_agent[shared, fused] = (t, t + (0.0 if fused else t_reference / len(unit_rows)))
+    chosen = trainer.share_prompts
+    t_updates = {}
+    for shared in (not chosen, chosen):
+        trainer.share_prompts = shared
+        t_updates[shared] = median_time(lambda: trainer.update(unit, rows), args.repeats)
         with torch.no_grad():
             for p, s in zip(params, snapshot):
                 p.copy_(s)
-    trainer.share_prompts, trainer.fused_reference = chosen
-    t_update, cost = per_agent[chosen]
-    print(f"raw forward + backward {t_raw:.3f} s (with shared prompts {t_raw_shared:.3f} s); "
-          f"separate reference pass {t_reference:.3f} s over {len(unit_rows)} adapters' turns")
-    for (shared, fused), (t, c) in per_agent.items():
-        mark = "  <- the trainer's choice here" if (shared, fused) == chosen else ""
-        print(f"  update with prompts {'shared' if shared else 'not shared'}, reference {'fused' if fused else 'separate'}: "
-              f"{t:.3f} s, per agent with the reference {c:.3f} s = {c / t_raw:.2f}x raw{mark}")
+    t_update = t_updates[chosen]
+    share = t_reference / len(unit_rows)
+    print(f"raw forward + backward {t_raw:.3f} s (with shared prompts {t_raw_shared:.3f} s); trainer update {t_update:.3f} s "
+          f"(prompts shared: {t_updates[True]:.3f} s, not shared: {t_updates[False]:.3f} s); "
+          f"shared reference pass {t_reference:.3f} s over {len(unit_rows)} adapters' turns")
     print(f"update / raw = {t_update / t_raw:.2f}x; update / raw shared = {t_update / t_raw_shared:.2f}x")
-    print(f"per agent: update + its share of the reference = {cost / t_raw:.2f}x raw (target <= 1.2x); "
-          f"{cost / t_raw_shared:.2f}x raw shared")
+    print(f"per agent: (update + reference / {len(unit_rows)}) / raw = {(t_update + share) / t_raw:.2f}x (target <= 1.2x); "
+          f"/ raw shared = {(t_update + share) / t_raw_shared:.2f}x")
+
 
 if __name__ == "__main__":
     main()

@@ -163,10 +163,6 @@ class TrainConfig(_Frozen):
     share_prompts: str = "auto"
     """encode each distinct prompt once in the update and reference passes: auto (on CPU yes, on a GPU no: there
     the extra cache gather costs more than the prompt tokens it saves) | on | off"""
-    reference: str = "auto"
-    """how the KL reference log-probs (base model, adapters off) are computed: separate (one gradient-free pass per
-    model over every trained agent's turns) | fused (the base-model rows ride in the first epoch's policy forward, as a
-    mixed-adapter batch) | auto (fused on a GPU, where passes are bound by kernel launches; separate on a CPU)"""
     tis_cap: float = 0.0
     """truncated importance sampling of the sampler/trainer gap (Yao et al. 2025): each token's policy-gradient term
     is weighted by min(exp(old - sampler), tis_cap); 0 = off (the default: transformers rollouts sample the policy
@@ -243,7 +239,6 @@ EXECUTORS = ("local", "ray")
 OPTION_SCHEMA = {"games": GameConfig, "agents": TeamConfig, "estimators": EstimatorConfig}
 DEVICES = ("auto", "cpu", "cuda")
 SHARE_PROMPTS = ("auto", "on", "off")
-REFERENCE_MODES = ("auto", "separate", "fused")
 
 
 # -- discovery -----------------------------------------------------------------------
@@ -453,8 +448,6 @@ def validate_train(cfg: ExperimentConfig, where: str = "experiment") -> None:
                           f"token_budget >= 16")
     if t.lr <= 0 or t.clip_eps <= 0 or t.kl_coef < 0 or t.max_grad_norm <= 0:
         raise ConfigError(f"{where}: train.lr, clip_eps and max_grad_norm must be > 0 and kl_coef >= 0")
-    if t.reference not in REFERENCE_MODES:
-        raise ConfigError(f"{where}: train.reference '{t.reference}' is not valid; valid choices: {', '.join(REFERENCE_MODES)}")
     if t.share_prompts not in SHARE_PROMPTS:
         raise ConfigError(f"{where}: train.share_prompts '{t.share_prompts}' is not valid; valid choices: {', '.join(SHARE_PROMPTS)}")
     if not (t.tis_cap == 0 or t.tis_cap >= 1):

@@ -19,19 +19,16 @@ from __future__ import annotations
 import torch
 
 
-def response_logprobs(model, rows: list[tuple[list[int], list[int]]], temperature: float = 1.0, share_prompts: bool = True,
-                      adapter_names: list[str] | None = None):
+def response_logprobs(model, rows: list[tuple[list[int], list[int]]], temperature: float = 1.0, share_prompts: bool = True):
     """Log-probabilities of each row's response tokens after its prompt: logp [M, L], mask [M, L].
 
     Rows that share a prompt (the episodes of one task group, in one-shot games) have it
     encoded once when `share_prompts` (see `_shared_prompt_logprobs`); otherwise, or when
     every prompt differs, one forward pass over the whole rows (`_one_pass_logprobs`).
-    `adapter_names` (a peft LoRA model) gives each row its adapter, "__base__" for none: a
-    mixed-adapter batch, always in one pass.
     """
-    if adapter_names is None and share_prompts and len({tuple(p) for p, _ in rows}) < len(rows):
+    if share_prompts and len({tuple(p) for p, _ in rows}) < len(rows):
         return _shared_prompt_logprobs(model, rows, temperature)
-    return _one_pass_logprobs(model, rows, temperature, adapter_names)
+    return _one_pass_logprobs(model, rows, temperature)
 
 
 def right_padded(rows: list, dtype, value=0) -> torch.Tensor:
@@ -54,7 +51,7 @@ def _left_padded(sequences: list[list[int]], device):
     return ids.to(device), attention.to(device)
 
 
-def _one_pass_logprobs(model, rows, temperature, adapter_names=None):
+def _one_pass_logprobs(model, rows, temperature):
     """Log-probabilities of each row's response tokens after its prompt, in one forward pass.
 
     Rows are left-padded (with position ids counted from each row's first real token), so
@@ -68,9 +65,8 @@ def _one_pass_logprobs(model, rows, temperature, adapter_names=None):
     ids, attention = _left_padded([p + r for p, r in rows], device)
     width = ids.shape[1]
     position_ids = (attention.cumsum(dim=1) - 1).clamp(min=0)
-    extra = {} if adapter_names is None else {"adapter_names": adapter_names}
     logits = model(input_ids=ids, attention_mask=attention, position_ids=position_ids,
-                   logits_to_keep=longest + 1, **extra).logits                              # [M, L+1, V]
+                   logits_to_keep=longest + 1).logits                                       # [M, L+1, V]
     # window position k predicts the token at absolute position width - longest + k
     logp_all = torch.log_softmax(logits[:, :-1].float() / temperature, dim=-1)             # [M, L, V]
     targets = ids[:, width - longest:]                                                       # [M, L]

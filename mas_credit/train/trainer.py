@@ -79,12 +79,9 @@ class Trainer:
         self.units: dict[tuple[int, str], list[int]] = {}
         for agent in trained:
             self.units.setdefault((self.team.model_index[agent], self.team.adapters[agent]), []).append(agent)
-        fused = self.team.device.type == "cuda"           # one kernel for every parameter's step, not a few per tensor
-        self.optimizers = {unit: torch.optim.AdamW(self.unit_params(unit), lr=cfg.train.lr, weight_decay=0.0, fused=fused)
-                           for unit in self.units}
+        self.optimizers = {unit: torch.optim.AdamW(self.unit_params(unit), lr=cfg.train.lr, weight_decay=0.0) for unit in self.units}
         # encoding each distinct prompt once wins on a CPU and loses on a GPU (benchmarks/train.py measures both)
         self.share_prompts = {"on": True, "off": False}.get(cfg.train.share_prompts, self.team.device.type == "cpu")
-        self.fused_reference = {"fused": True, "separate": False}.get(cfg.train.reference, self.team.device.type == "cuda")
         self.iteration = 0
         self.metric_lines = 0
         self.wall_s = 0.0              # over every session of the run (a resumed run adds to it)
@@ -149,7 +146,7 @@ class Trainer:
                             for b, ep in enumerate(episodes) for k, t in enumerate(ep.turns)
                             if t.agent in agents and t.response_ids and t.logprobs and float(weight[b, k]) > 0]
                      for unit, agents in self.units.items()}
-        if self.cfg.train.kl_coef > 0 and not self.fused_reference:
+        if self.cfg.train.kl_coef > 0:
             reference_start = time.perf_counter()
             self.attach_reference(unit_rows)
             record["time/reference_s"] = time.perf_counter() - reference_start
@@ -193,10 +190,8 @@ class Trainer:
         """One clipped policy-gradient step (per epoch) on one adapter from its turns.
 
         Rows carry prompt/response ids, the sampler's log-probs ("sampler_logprobs"), the
-        advantage and turn weight, and when kl_coef > 0 with a separate reference pass the
-        reference log-probs ("ref", attach_reference); with `fused_reference` the first
-        epoch's forward runs each micro-batch twice in one mixed-adapter batch, once with
-        this adapter and once with none, and keeps the second half as the reference. The ratio's old log-probs are this adapter's own, taken from the
+        advantage and turn weight, and when kl_coef > 0 the reference log-probs ("ref",
+        attach_reference). The ratio's old log-probs are this adapter's own, taken from the
         first epoch's forward of each micro-batch: the optimizer steps once per epoch, after
         every micro-batch, so that forward sees the policy as it stands, in the training dtype,
         and detached it is the old policy of every epoch; the first ratio is exactly 1 and
@@ -229,14 +224,7 @@ class Trainer:
             optimizer.zero_grad(set_to_none=True)
             sums = {"pg": zero, "kl": zero, "clipped": zero}
             for chunk in chunks:
-                if epoch == 0 and t.kl_coef > 0 and self.fused_reference:
-                    # the same rows again with adapters off ("__base__"): the reference log-probs from this forward
-                    m = len(chunk["pairs"])
-                    both, masks = response_logprobs(model, chunk["pairs"] * 2, temperature,
-                                                    adapter_names=[adapter] * m + ["__base__"] * m)
-                    logp, mask, chunk["ref"] = both[:m], masks[:m], both[m:].detach()
-                else:
-                    logp, mask = response_logprobs(model, chunk["pairs"], temperature, self.share_prompts)
+                logp, mask = response_logprobs(model, chunk["pairs"], temperature, self.share_prompts)
                 if epoch == 0:
                     chunk["old"] = logp.detach()
                     gap = torch.where(mask, (chunk["old"] - chunk["sampler"]).abs(), torch.zeros_like(logp))
@@ -269,7 +257,7 @@ class Trainer:
                "sampler": right_padded([r["sampler_logprobs"] for r in chunk], torch.float32).to(device),
                "adv": torch.tensor([[r["adv"]] for r in chunk], dtype=torch.float32).to(device),
                "weight": torch.tensor([[r["weight"]] for r in chunk], dtype=torch.float32).to(device)}
-        if self.cfg.train.kl_coef > 0 and not self.fused_reference:
+        if self.cfg.train.kl_coef > 0:
             if any("ref" not in r for r in chunk):
                 raise ValueError("update() with kl_coef > 0 needs reference log-probs: call attach_reference first")
             out["ref"] = torch.nn.utils.rnn.pad_sequence([r["ref"].float() for r in chunk], batch_first=True)
