@@ -352,3 +352,27 @@ def test_the_same_config_trains_on_cuda(tmp_path):
     assert all(any(not torch.equal(before[k][n], after[k][n]) for n in before[k] if "lora_B" in n) for k in before)
     items = json.loads((tmp_path / "cuda" / "checklist.json").read_text())
     assert "cuda" in items["compute"]["device"]["types"] and items["compute"]["gpu_hours"] > 0
+
+
+def test_training_curves_show_what_moves_with_labelled_axes_and_no_hidden_line():
+    from mas_credit.train.summary import training_curves
+    from mas_credit.train.trainer import progress_fields
+
+    evals = [{"kind": "eval", "iteration": i, "eval/success": s, "eval/reward": s, "eval/correct/agent_0": c, "eval/correct/agent_1": c}
+             for i, s, c in [(0, 0.25, 0.5), (2, 0.5, 0.75)]]
+    train = [{"kind": "train", "iteration": i, "success": 0.0, "valid_turns": v, "credit/sharp/agent_0": 0.0,
+              "credit/sharp/agent_1": 0.0} for i, v in [(0, 0.3), (1, 0.6)]]
+    fig = training_curves(train, evals)
+    (success, correct), (valid, credit) = fig.axes[0:2], fig.axes[2:4]
+    for ax in fig.axes:
+        assert ax.get_xlabel() == "iteration" and ax.get_ylabel()
+    assert [line.get_label() for line in success.lines] == ["greedy, held-out tasks", "sampled (training episodes)"]
+    assert [line.get_label() for line in correct.lines] == ["agent_0", "agent_1"]
+    assert list(valid.lines[0].get_ydata()) == [0.3, 0.6]
+    assert credit.get_ylabel() == "mean credit (sharp)"
+    # equal curves (both agents' credit 0, both agents' correctness) are drawn in different styles
+    for ax in (correct, credit):
+        styles = {(line.get_linestyle(), line.get_marker(), line.get_markersize()) for line in ax.lines}
+        assert len(styles) == len(ax.lines) == 2
+    assert progress_fields(train[1], evals[1]) == {"success": "0.00", "valid": "0.60", "eval": "0.50"}
+    assert progress_fields(train[1], {}) == {"success": "0.00", "valid": "0.60"}

@@ -85,6 +85,7 @@ class Trainer:
         self.iteration = 0
         self.metric_lines = 0
         self.wall_s = 0.0              # over every session of the run (a resumed run adds to it)
+        self.last_eval: dict = {}      # the latest greedy evaluation (the progress bar shows it)
         self.writer = None
         if cfg.train.tensorboard:
             try:
@@ -327,16 +328,18 @@ class Trainer:
         write_text(self.run_dir / "config.yaml", to_yaml(self.cfg))
         if self.iteration == 0 and self.metric_lines == 0:
             (self.run_dir / "metrics.jsonl").write_text("")
-            self.log(self.evaluate(0))
+            self.last_eval = self.evaluate(0)
+            self.log(self.last_eval)
         bar = tqdm(range(self.iteration, t.iterations), initial=self.iteration, total=t.iterations, desc="train",
                    unit="it", disable=not self.progress, leave=False)
         for iteration in bar:
             record = self.step(iteration)
             self.log(record)
-            bar.set_postfix(reward=f"{record['reward']:.2f}")
             self.iteration = iteration + 1
             if self.iteration % t.eval_every == 0 or self.iteration == t.iterations:
-                self.log(self.evaluate(self.iteration))
+                self.last_eval = self.evaluate(self.iteration)
+                self.log(self.last_eval)
+            bar.set_postfix(progress_fields(record, self.last_eval))
             if self.iteration % t.checkpoint_every == 0 or self.iteration == t.iterations:
                 self.checkpoint()
         bar.close()
@@ -346,6 +349,16 @@ class Trainer:
         from mas_credit.train.summary import render_training
         render_training(self.run_dir)
         return self.run_dir
+
+
+def progress_fields(record: dict, last_eval: dict) -> dict:
+    """What the progress bar shows after an iteration: sampled team success, the share of
+    turns that parsed, and the latest greedy evaluation's success (held-out tasks)."""
+    fields = {"success": f"{record['success']:.2f}", "valid": f"{record['valid_turns']:.2f}"}
+    evals = [v for k, v in last_eval.items() if k.startswith("eval") and k.endswith("/success")]
+    if evals:
+        fields["eval"] = f"{sum(evals) / len(evals):.2f}"
+    return fields
 
 
 def train(cfg: ExperimentConfig, out_dir: str | Path | None = None, progress: bool = True) -> Path:
