@@ -6,11 +6,11 @@ One iteration of episodes is collected once; then we time
              response per row, as in `model(input_ids)`), same micro-batches
   raw shared the same with each distinct prompt encoded once (what the trainer does when
              a task group's episodes share a prompt; `response_logprobs(share_prompts=True)`)
-  update     `Trainer.update` on agent 0's turns (policy forward + backward, whose first epoch
+  update     `LLMLearner.update` on agent 0's turns (policy forward + backward, whose first epoch
              also gives the old log-probs, clipped loss with KL, gradient clipping, AdamW
              step), once with prompts shared and once without; the trainer's own choice
              (`train.share_prompts: auto`: shared on a CPU, not on a GPU) is the one reported
-  reference  `Trainer.attach_reference`: the one gradient-free pass of the base model (adapters
+  reference  `LLMLearner.prepare_group`: the one gradient-free pass of the base model (adapters
              off) over every trained agent's turns that all their updates share (kl_coef > 0)
 each the median of --repeats runs, in the same process (CUDA synchronised before and after
 each run). Per agent, an update costs update + reference / (trained adapters); target: that
@@ -31,7 +31,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from mas_credit.config import load_experiment  # noqa: E402
 from mas_credit.train.loss import response_logprobs  # noqa: E402
-from mas_credit.train.trainer import Trainer, _chunks  # noqa: E402
+from mas_credit.train.learners import LLMLearner, token_chunks  # noqa: E402
+from mas_credit.train.trainer import Trainer  # noqa: E402
 
 
 def synchronize():
@@ -59,25 +60,25 @@ def main():
     cfg = load_experiment(args.experiment, [f"train.kl_coef={args.kl_coef}", "train.tensorboard=false"])
     trainer = Trainer(cfg, Path("/tmp/mas-credit-bench-train"), progress=False)
     _, episodes = trainer.collect(0)
-    unit_rows = {unit: [{"prompt": t.prompt_ids, "response": t.response_ids, "sampler_logprobs": t.logprobs, "adv": 1.0, "weight": 1.0}
-                        for ep in episodes for t in ep.turns if t.agent in agents and t.response_ids]
-                 for unit, agents in trainer.units.items()}
-    unit = (trainer.team.model_index[0], trainer.team.adapters[0])
-    rows = unit_rows[unit]
-    model = trainer.team.models[unit[0]]
-    params = trainer.unit_params(unit)
+    learner_rows = {learner: [{"prompt": t.prompt_ids, "response": t.response_ids, "sampler_logprobs": t.logprobs,
+                               "adv": 1.0, "weight": 1.0} for ep in episodes for t in ep.turns
+                              if t.agent in learner.agents and t.response_ids]
+                    for learner in trainer.learners}
+    learner = next(lr for lr in trainer.learners if 0 in lr.agents)
+    rows = learner_rows[learner]
+    model, params = learner.model, learner.params
     temperature = trainer.team.cfg.temperature
     tokens = sum(len(r["prompt"]) + len(r["response"]) for r in rows)
     device, dtype = trainer.team.device, next(model.parameters()).dtype
     print(f"{cfg.team.model} on {device} ({dtype}), agent 0: {len(rows)} turns, {tokens} prompt + response tokens, "
           f"token budget {cfg.train.token_budget}, kl_coef {cfg.train.kl_coef}, {torch.get_num_threads()} CPU threads; "
-          f"the trainer shares prompts here: {trainer.share_prompts}")
+          f"the trainer shares prompts here: {learner.share_prompts}")
 
     def raw(share_prompts):
         for p in params:
             p.requires_grad_(True)
-        model.set_adapter(unit[1])
-        for chunk in _chunks(sorted(rows, key=lambda r: (len(r["prompt"]), r["prompt"])), cfg.train.token_budget):
+        model.set_adapter(learner.adapter)
+        for chunk in token_chunks(sorted(rows, key=lambda r: (len(r["prompt"]), r["prompt"])), cfg.train.token_budget):
             logp, _ = response_logprobs(model, [(r["prompt"], r["response"]) for r in chunk], temperature, share_prompts)
             logp.sum().backward()
         for p in params:
@@ -87,23 +88,23 @@ def main():
     raw(False)                                              # warm-up
     t_raw = median_time(lambda: raw(False), args.repeats)
     t_raw_shared = median_time(lambda: raw(True), args.repeats)
-    t_reference = median_time(lambda: trainer.attach_reference(unit_rows), args.repeats) if cfg.train.kl_coef > 0 else 0.0
+    t_reference = median_time(lambda: LLMLearner.prepare_group(learner_rows), args.repeats) if cfg.train.kl_coef > 0 else 0.0
     snapshot = [p.detach().clone() for p in params]
-    chosen = trainer.share_prompts
+    chosen = learner.share_prompts
     t_updates = {}
     for shared in (not chosen, chosen):
-        trainer.share_prompts = shared
-        t_updates[shared] = median_time(lambda: trainer.update(unit, rows), args.repeats)
+        learner.share_prompts = shared
+        t_updates[shared] = median_time(lambda: learner.update(rows), args.repeats)
         with torch.no_grad():
             for p, s in zip(params, snapshot):
                 p.copy_(s)
     t_update = t_updates[chosen]
-    share = t_reference / len(unit_rows)
+    share = t_reference / len(learner_rows)
     print(f"raw forward + backward {t_raw:.3f} s (with shared prompts {t_raw_shared:.3f} s); trainer update {t_update:.3f} s "
           f"(prompts shared: {t_updates[True]:.3f} s, not shared: {t_updates[False]:.3f} s); "
-          f"shared reference pass {t_reference:.3f} s over {len(unit_rows)} adapters' turns")
+          f"shared reference pass {t_reference:.3f} s over {len(learner_rows)} adapters' turns")
     print(f"update / raw = {t_update / t_raw:.2f}x; update / raw shared = {t_update / t_raw_shared:.2f}x")
-    print(f"per agent: (update + reference / {len(unit_rows)}) / raw = {(t_update + share) / t_raw:.2f}x (target <= 1.2x); "
+    print(f"per agent: (update + reference / {len(learner_rows)}) / raw = {(t_update + share) / t_raw:.2f}x (target <= 1.2x); "
           f"/ raw shared = {(t_update + share) / t_raw_shared:.2f}x")
 
 

@@ -134,7 +134,7 @@ def run_rows(run_dir: Path, mode: str) -> list[dict]:
         return [{**{k: (v.item() if hasattr(v, "item") else v) for k, v in row.items()}, "run_wall_s": run["wall_s"]}
                 for row in per_seed.to_dict("records")]
     from mas_credit.config import load_resolved
-    from mas_credit.train.summary import read_metrics
+    from mas_credit.train.summary import learning_metrics, read_metrics
 
     cfg = load_resolved(run_dir / "config.yaml")
     train, evals = read_metrics(run_dir)
@@ -144,6 +144,11 @@ def run_rows(run_dir: Path, mode: str) -> list[dict]:
            "eval_success_before": evals[0].get("eval/success", math.nan), "eval_success": evals[-1].get("eval/success", math.nan),
            "eval_reward": evals[-1].get("eval/reward", math.nan), "train_reward_last": train[-1]["reward"] if train else math.nan,
            "run_wall_s": run["wall_s"]}
+    learning = learning_metrics(train, evals, cfg.train.success_target)
+    if learning:
+        reached = learning["learn/episodes_to_target"]
+        row.update(auc=learning["learn/auc"], episodes_to_target=math.nan if reached is None else float(reached),
+                   reached_target=float(reached is not None))
     for key in (train[0] if train else {}):
         if key.startswith(f"credit/{label}/"):                                    # mean over the iterations
             row[f"credit_{key.rsplit('/', 1)[-1]}"] = sum(r[key] for r in train) / len(train)
@@ -287,7 +292,8 @@ def render_batch(batch_dir: str | Path) -> str:
     write_parquet(batch_dir / "batch.parquet", frame)
     ok = frame[frame["status"] == "ok"]
     metrics = STUDY_TABLE if meta["mode"] == "study" else \
-        ["eval_success_before", "eval_success", "eval_reward", "train_reward_last"] + sorted(c for c in frame if c.startswith("credit_agent_"))
+        ["eval_success_before", "eval_success", "auc", "episodes_to_target", "reached_target", "eval_reward", "train_reward_last"] \
+        + sorted(c for c in frame if c.startswith("credit_agent_"))
     metrics = [m for m in metrics if m in frame]
     keys = _cell_keys(frame, meta)
     cells = summarise_cells(frame, keys, metrics) if len(ok) else None

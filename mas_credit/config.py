@@ -69,11 +69,17 @@ class TeamConfig(_Frozen):
     """The team that plays (an option file in agents/)."""
 
     kind: str = "scripted"
-    """scripted: simulated agents with set skills | llm: language models (transformers backend)"""
+    """scripted: simulated agents with set skills | llm: language models (transformers backend) | vllm |
+    mixed: one member of its own kind per agent (`members`: scripted or tabular learners)"""
     skills: List[float] = field(default_factory=lambda: [0.9, 0.9, 0.9])
     """scripted: probability of the right action, one per agent; its length is the team size"""
     lazy: List[int] = field(default_factory=list)
     """scripted: agents that always answer with nothing (their null action)"""
+    saboteurs: List[int] = field(default_factory=list)
+    """scripted: agents that always answer a valid but wrong action"""
+    members: List[Any] = field(default_factory=list)
+    """mixed: one member per agent: {kind: scripted, skill: 0.6 | lazy: true | saboteur: true} or
+    {kind: tabular, lr: 0.5, temperature: 1.0, frozen: false} (see mas_credit.agents.tabular)"""
     malformed_rate: float = 0.0
     """scripted: probability that an agent's output does not parse (it then plays its null action)"""
     seed: int = 0
@@ -173,8 +179,12 @@ class TrainConfig(_Frozen):
     """evaluate every k iterations (and before the first and after the last)"""
     eval_tasks: int = 16
     """held-out tasks per evaluation (greedy decoding)"""
+    success_target: float = 0.9
+    """learn/episodes_to_target: training episodes until greedy team success first reaches this"""
     checkpoint_every: int = 5
     """save adapters, optimizers, RNG states and the iteration every k iterations (and at the end)"""
+    plots: bool = True
+    """draw curves.png at the end of the run (batches of many short runs may skip it; `mas-credit report` draws it later)"""
     tensorboard: bool = True
     """also write TensorBoard event files (when the tensorboard package is installed)"""
 
@@ -429,7 +439,17 @@ def validate_train(cfg: ExperimentConfig, where: str = "experiment") -> None:
     from mas_credit.estimators import get_estimator
 
     if cfg.team.kind == "scripted":
-        raise ConfigError(f"{where}: train needs an LLM team (team.kind llm or vllm), got scripted; e.g. team=smollm_trio")
+        raise ConfigError(f"{where}: train needs a team that learns (team.kind llm, or mixed with a tabular member), got scripted; "
+                          f"e.g. team=smollm_trio")
+    if cfg.team.kind == "mixed":
+        from mas_credit.agents import plain_members
+        from mas_credit.agents.tabular import MixedTeam
+        if not MixedTeam(plain_members(cfg.team.members)).learner_agents():
+            raise ConfigError(f"{where}: train needs a learner, but every member of the mixed team is scripted or frozen; "
+                              f"add e.g. {{kind: tabular}} to team.members")
+        if len(cfg.games) != 1:
+            raise ConfigError(f"{where}: a team with tabular members trains on one game (a tabular policy is bound to its "
+                              f"game's actions), got {len(cfg.games)}; keep one in games")
     if len(cfg.estimators) != 1:
         raise ConfigError(f"{where}: train uses one estimator but {len(cfg.estimators)} are listed; keep one, e.g. estimators=[sharp]")
     e = cfg.estimators[0]
@@ -448,6 +468,8 @@ def validate_train(cfg: ExperimentConfig, where: str = "experiment") -> None:
                           f"token_budget >= 16")
     if t.lr <= 0 or t.clip_eps <= 0 or t.kl_coef < 0 or t.max_grad_norm <= 0:
         raise ConfigError(f"{where}: train.lr, clip_eps and max_grad_norm must be > 0 and kl_coef >= 0")
+    if not 0 < t.success_target <= 1:
+        raise ConfigError(f"{where}: train.success_target must be in (0, 1] (a greedy team success rate), got {t.success_target}")
     if t.share_prompts not in SHARE_PROMPTS:
         raise ConfigError(f"{where}: train.share_prompts '{t.share_prompts}' is not valid; valid choices: {', '.join(SHARE_PROMPTS)}")
     if not (t.tis_cap == 0 or t.tis_cap >= 1):
@@ -475,6 +497,9 @@ def validate(cfg: ExperimentConfig, where: str, root: Path) -> None:
             check_team(cfg.team, g.n_agents, game.sequential)
         except ValueError as err:
             raise ConfigError(f"{where}: {err}") from None
+        if cfg.team.kind == "mixed" and len(cfg.team.members) != g.n_agents:
+            raise ConfigError(f"{where}: team.members has {len(cfg.team.members)} members but games.{i} ({g.name}) has "
+                              f"n_agents={g.n_agents}; give one member per agent or set games.{i}.n_agents={len(cfg.team.members)}")
         if cfg.team.kind == "scripted" and len(cfg.team.skills) != g.n_agents:
             raise ConfigError(f"{where}: team.skills has {len(cfg.team.skills)} values but games.{i} ({g.name}) has n_agents={g.n_agents}; "
                               f"give one skill per agent or set games.{i}.n_agents={len(cfg.team.skills)}")

@@ -13,6 +13,7 @@ import torch
 from mas_credit.agents import ActResult, ScriptedTeam
 from mas_credit.agents.hf import sequence_logprobs
 from mas_credit.config import ConfigError, load_experiment, validate_train
+from mas_credit.train.learners import LLMLearner
 from mas_credit.train.loss import policy_loss, response_logprobs
 from mas_credit.train.trainer import Trainer, resume
 
@@ -129,9 +130,11 @@ def test_a_killed_run_resumes_to_the_same_result(tmp_path, monkeypatch):
     a = torch.load(tmp_path / "whole" / "checkpoint" / "state.pt", weights_only=False)
     b = torch.load(tmp_path / "killed" / "checkpoint" / "state.pt", weights_only=False)
     assert a["iteration"] == b["iteration"] == 4
-    for key in a["adapters"]:
-        for name in a["adapters"][key]:
-            assert torch.equal(a["adapters"][key][name], b["adapters"][key][name]), (key, name)
+    assert a["learners"].keys() == b["learners"].keys() and len(a["learners"]) == 3
+    for key in a["learners"]:
+        params_a, params_b = a["learners"][key]["params"], b["learners"][key]["params"]
+        assert len(params_a) == len(params_b) > 0
+        assert all(torch.equal(x, y) for x, y in zip(params_a, params_b)), key
 
 
 BAD = [
@@ -139,7 +142,7 @@ BAD = [
     (["group_size=1", "estimators=[grpo]"], "normalises advantages within task groups, but group_size is 1"),
     (["train.trained_agents=[0,5]"], "train.trained_agents [5] are not agents of the team"),
     (["estimators=[grpo,sharp]"], "train uses one estimator but 2 are listed"),
-    (["team=scripted_trio"], "train needs an LLM team"),
+    (["team=scripted_trio"], "train needs a team that learns (team.kind llm, or mixed with a tabular member), got scripted"),
     (["train.share_prompts=sometimes"], "train.share_prompts 'sometimes' is not valid; valid choices: auto, on, off"),
     (["train.tis_cap=0.5"], "train.tis_cap must be 0 (off) or >= 1"),
     (["team.dtype=float8"], "team.dtype 'float8' is not valid; valid choices: auto, float32, bfloat16, float16"),
@@ -188,7 +191,7 @@ def test_policy_loss_equals_a_plain_loop(tis_cap):
 
 def spy_policy_loss(monkeypatch):
     """Record every policy_loss call the trainer makes (its inputs, on the CPU)."""
-    import mas_credit.train.trainer as trainer_module
+    import mas_credit.train.learners as learners_module
 
     calls = []
 
@@ -197,7 +200,7 @@ def spy_policy_loss(monkeypatch):
                       "tis": None if args[-1] is None else args[-1].cpu()})
         return policy_loss(logp, old, ref, adv, weight, *args)
 
-    monkeypatch.setattr(trainer_module, "policy_loss", spy)
+    monkeypatch.setattr(learners_module, "policy_loss", spy)
     return calls
 
 
@@ -216,15 +219,17 @@ def test_first_epoch_ratio_is_exactly_one_before_any_parameter_moves(device, dty
             if "lora_B" in name:
                 p.copy_(torch.randn(p.shape, generator=torch.Generator().manual_seed(0)) * 0.05)
     calls, per_update = spy_policy_loss(monkeypatch), []
-    real_update = trainer.update
 
-    def update(unit, rows):
-        start = len(calls)
-        out = real_update(unit, rows)
-        per_update.append(calls[start:])
-        return out
+    def recorded(update):
+        def wrapper(rows):
+            start = len(calls)
+            out = update(rows)
+            per_update.append(calls[start:])
+            return out
+        return wrapper
 
-    monkeypatch.setattr(trainer, "update", update)
+    for learner in trainer.learners:
+        monkeypatch.setattr(learner, "update", recorded(learner.update))
     record = trainer.step(0)
     assert len(per_update) == 3 and all(len(c) >= 4 for c in per_update)     # 2 epochs x several micro-batches each
     for agent_calls in per_update:
@@ -306,15 +311,16 @@ def test_reference_logprobs_are_the_base_model_without_any_adapter(tmp_path, dev
     trainer = trainer_for(["estimators=[grpo]", "train.iterations=1", f"team.device={device}", "team.dtype=float32"], tmp_path / "ref")
     trainer.run()                                          # adapters have moved away from the base model
     _, episodes = trainer.collect(1)
-    unit_rows = {unit: [{"prompt": t.prompt_ids, "response": t.response_ids} for ep in episodes for t in ep.turns
-                        if t.agent in agents][:3] for unit, agents in trainer.units.items()}
-    trainer.attach_reference(unit_rows)
+    learner_rows = {learner: [{"prompt": t.prompt_ids, "response": t.response_ids} for ep in episodes for t in ep.turns
+                              if t.agent in learner.agents][:3] for learner in trainer.learners}
+    assert len(learner_rows) == 3 and all(type(learner) is LLMLearner for learner in learner_rows)
+    LLMLearner.prepare_group(learner_rows)
     model = trainer.team.models[0]
-    for unit, rows in unit_rows.items():
+    for learner, rows in learner_rows.items():
         for row in rows:
             with model.disable_adapter():
                 base = sequence_logprobs(model, row["prompt"], row["response"], trainer.team.cfg.temperature)
-            model.set_adapter(unit[1])
+            model.set_adapter(learner.adapter)
             adapted = sequence_logprobs(model, row["prompt"], row["response"], trainer.team.cfg.temperature)
             ref = row["ref"].cpu().numpy()
             np.testing.assert_allclose(ref, base, atol=1e-5)
@@ -332,7 +338,7 @@ def test_training_experiments_pass_the_training_rules(name):
 def test_other_sharing_modes_train(sharing, tmp_path):
     trainer = trainer_for(["estimators=[grpo]", f"team.sharing={sharing}", "train.iterations=1", "train.trained_agents=[0]"],
                           tmp_path / sharing)
-    assert len(trainer.units) == 1
+    assert len(trainer.learners) == 1
     before = trainer.adapter_state()
     trainer.run()
     after = trainer.adapter_state()

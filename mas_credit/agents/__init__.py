@@ -9,14 +9,18 @@ from __future__ import annotations
 from mas_credit.agents.critic import ScriptedCritic
 from mas_credit.agents.scripted import ActRequest, ActResult, ScriptedTeam
 
-TEAM_KINDS = ("scripted", "llm", "vllm")
+TEAM_KINDS = ("scripted", "llm", "vllm", "mixed")
 CRITIC_KINDS = ("scripted", "llm")
 
 
 def check_team(cfg, n_agents: int, sequential: bool = False) -> None:
     """Raise a one-line ValueError for a team config that cannot play an n-agent game."""
     if cfg.kind == "scripted":
-        ScriptedTeam(skills=list(cfg.skills), lazy=list(cfg.lazy), malformed_rate=cfg.malformed_rate, seed=cfg.seed)
+        ScriptedTeam(skills=list(cfg.skills), lazy=list(cfg.lazy), malformed_rate=cfg.malformed_rate, seed=cfg.seed,
+                     saboteurs=list(cfg.saboteurs))
+    elif cfg.kind == "mixed":
+        from mas_credit.agents.tabular import check_members
+        check_members(plain_members(cfg.members))          # the count against the game: config.validate names both
     elif cfg.kind in ("llm", "vllm"):
         from mas_credit.agents.llm import check_llm_team
         check_llm_team(cfg, n_agents, sequential)
@@ -26,15 +30,26 @@ def check_team(cfg, n_agents: int, sequential: bool = False) -> None:
 
 def load_team(cfg, n_agents: int | None = None, sequential: bool = False):
     """Build a team from a `TeamConfig` (see mas_credit.config) for an n-agent game."""
+    if cfg.kind == "mixed":
+        n_agents = n_agents or len(cfg.members)
     n_agents = n_agents or (len(cfg.roles) if cfg.kind != "scripted" and cfg.roles else len(cfg.skills))
     check_team(cfg, n_agents, sequential)
     if cfg.kind == "scripted":
-        return ScriptedTeam(skills=list(cfg.skills), lazy=list(cfg.lazy), malformed_rate=cfg.malformed_rate, seed=cfg.seed)
+        return ScriptedTeam(skills=list(cfg.skills), lazy=list(cfg.lazy), malformed_rate=cfg.malformed_rate, seed=cfg.seed,
+                            saboteurs=list(cfg.saboteurs))
+    if cfg.kind == "mixed":
+        from mas_credit.agents.tabular import MixedTeam
+        return MixedTeam(plain_members(cfg.members), seed=cfg.seed)
     if cfg.kind == "vllm":
         from mas_credit.agents.vllm_backend import VLLMTeam
         return VLLMTeam(cfg, n_agents, sequential)
     from mas_credit.agents.llm import LLMTeam
     return LLMTeam(cfg, n_agents, sequential)
+
+
+def plain_members(members) -> list[dict]:
+    """Member entries as plain dicts (a config may hand OmegaConf containers)."""
+    return [dict(m) if hasattr(m, "items") else m for m in members]
 
 
 def game_kwargs(game_cfg, team_cfg) -> dict:
@@ -45,7 +60,7 @@ def game_kwargs(game_cfg, team_cfg) -> dict:
 
     kwargs = dict(n_agents=game_cfg.n_agents, difficulty=game_cfg.difficulty, lazy_agents=list(game_cfg.lazy_agents),
                   **dict(game_cfg.params))
-    if team_cfg.kind != "scripted" and "order" in game_params(game_cfg.name) and "order" not in kwargs:
+    if team_cfg.kind in ("llm", "vllm") and "order" in game_params(game_cfg.name) and "order" not in kwargs:
         from mas_credit.agents.llm import turn_order
         order = turn_order(team_cfg.topology, game_cfg.n_agents)
         if order is not None:
@@ -77,6 +92,11 @@ def describe_team(team) -> dict:
     version, and the device it ran on. A scripted team has no model."""
     if team.kind == "scripted":
         return {"kind": "scripted", "name": "scripted agents (simulated skills; no language model)", "parameters": 0,
+                "adapter_parameters": 0, "device": "cpu"}
+    if team.kind == "mixed":
+        kinds = ", ".join(m["kind"] + (" (frozen)" if i in team.frozen else "") for i, m in enumerate(team.members))
+        sizes = [p.logits.numel() for p in team.tabular.values() if p.logits is not None]
+        return {"kind": "mixed", "name": f"mixed team ({kinds}; no language model)", "parameters": sum(sizes),
                 "adapter_parameters": 0, "device": "cpu"}
     ref = team.cfg.model
     name, version = ref, ""

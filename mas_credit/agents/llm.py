@@ -164,6 +164,10 @@ class LLMTeam:
     def n_agents(self) -> int:
         return self._n_agents
 
+    def learner_agents(self) -> list[int]:
+        """The agents that can learn (every agent: each plays a LoRA adapter)."""
+        return list(range(self._n_agents))
+
     def model_for(self, agent: int):
         return self.models[self.model_index[agent]]
 

@@ -44,7 +44,7 @@ def normalise_text(text: Any, max_length: int = ACTION_MAX_LENGTH) -> str:
     if not isinstance(text, str):
         text = str(text)
     text = text.translate(_UNICODE_TO_ASCII)
-    if not all(c in _CHARSET_SET for c in text):
+    if not _CHARSET_SET.issuperset(text):
         text = "".join(c for c in text if c in _CHARSET_SET)
     return text[:max_length]
 
@@ -166,6 +166,26 @@ class GameBase:
 
     def _parse(self, agent: int, text: str):
         raise NotImplementedError
+
+    # -- the tabular form (what a tabular learner sees) ------------------------------------
+    def action_universe(self) -> list:
+        """Every action any agent can take in this game (its order is the tabular policy's
+        columns). Games without a tabular form raise a one-line error."""
+        raise GameParamError(f"{self.name} has no tabular form (legal actions and observation keys); tabular members "
+                             f"play vault, potluck, council, lookout and relay")
+
+    def key_universe(self) -> list:
+        """Every observation key (the tabular policy's rows), in a fixed order."""
+        return self.action_universe()
+
+    def observation_key(self, agent: int):
+        """A small key of what the agent privately knows now (e.g. its own digit): the
+        tabular policy's row. Privileged, like the scripted policies' expert action."""
+        raise NotImplementedError
+
+    def legal_actions(self, agent: int) -> list:
+        """The actions the agent may take now (a subset of `action_universe`)."""
+        return self.action_universe()
 
     def render_action(self, agent, action) -> str:
         raise NotImplementedError

@@ -103,6 +103,12 @@ class CouncilEnv(OneShotGame):
     def render_action(self, agent, action):
         return f"VOTE: {action}"
 
+    def action_universe(self):
+        return list(self._options())
+
+    def observation_key(self, agent):
+        return self.task["answer"]                         # what the agent's briefing identifies
+
     def expert_action(self, agent):
         return self.task["answer"]
 

@@ -71,6 +71,18 @@ class LookoutEnv(OneShotGame):
     def render_action(self, agent, action):
         return f"FOUND: {action}"
 
+    def action_universe(self):
+        return self._cells()
+
+    def key_universe(self):
+        return self._cells() + [None]                      # None: a broken scanner (lazy agent)
+
+    def observation_key(self, agent):
+        return self.task["target"] if self.active[agent] else None
+
+    def legal_actions(self, agent):
+        return sorted(s.split(":")[0] for s in self.task["reports"][agent])      # the cells in its scan report
+
     def expert_action(self, agent):
         return self.task["target"]
 

@@ -66,6 +66,18 @@ class PotluckEnv(OneShotGame):
     def render_action(self, agent, action):
         return f"BRING: {action}"
 
+    def action_universe(self):
+        return list(DISHES)
+
+    def key_universe(self):
+        return list(DISHES) + [None]                       # None: a lazy agent, which holds no needed dish
+
+    def observation_key(self, agent):
+        return self.task["own"][agent]
+
+    def legal_actions(self, agent):
+        return list(self.task["items"][agent])
+
     def expert_action(self, agent):
         own = self.task["own"][agent]
         return own if own is not None else self.task["items"][agent][0]

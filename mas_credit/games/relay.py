@@ -106,6 +106,20 @@ class RelayEnv(TurnGame):
     def render_action(self, agent, action):
         return f"APPLY: {action[0]}{action[1]}"
 
+    def action_universe(self):
+        return [("+", k) for k in range(1, 53)] + [("*", k) for k in range(2, 7)]
+
+    def observation_key(self, agent):
+        return self.task["ops"][self._idx(agent)]
+
+    def legal_actions(self, agent):
+        """Its own operation among three near misses of the same kind, sorted; where the own one
+        sits (0..3) depends on the operation, so a policy cannot learn "always the first"."""
+        op, k = self.task["ops"][self._idx(agent)]
+        lowest = 1 if op == "+" else 2
+        shift = min((k * 7 + (op == "*")) % 4, k - lowest)
+        return [(op, k + d) for d in range(-shift, 4 - shift)]
+
     def expert_action(self, agent):
         return self.task["ops"][self._idx(agent)]
 

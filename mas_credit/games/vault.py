@@ -65,6 +65,12 @@ class VaultEnv(OneShotGame):
     def expert_action(self, agent):
         return self.task["digits"][agent]
 
+    def action_universe(self):
+        return list(range(10))
+
+    def observation_key(self, agent):
+        return self.task["digits"][agent]
+
     def wrong_action(self, agent, rng):
         return int((self.task["digits"][agent] + rng.integers(1, 10)) % 10)
 

@@ -8,7 +8,40 @@ import json
 import math
 from pathlib import Path
 
+import numpy as np
+
 from mas_credit.outputs import save_figure, write_text
+
+
+def learning_metrics(train: list[dict], evals: list[dict], target: float) -> dict:
+    """How fast the team learned, from a run's metric records (greedy evaluations on held-out
+    tasks; an evaluation at iteration k follows k training iterations):
+
+      learn/episodes_to_target  training episodes played before the first evaluation whose team
+                                success reaches `target` (0 if the untrained team already does;
+                                None if no evaluation does: censored at the run's budget)
+      learn/auc                 area under the greedy success curve over the iterations, divided
+                                by their span (trapezoids; in [0, 1]; the one value if one evaluation)
+      learn/success_first, learn/success_last, learn/episodes (the run's training episodes)
+    Only the single-game success key (eval/success) is read; multi-game runs average their games.
+    """
+    keys = [k for k in (evals[0] if evals else {}) if k.startswith("eval") and k.endswith("/success")]
+    if not evals or not keys:
+        return {}
+    iterations = np.array([r["iteration"] for r in evals], dtype=float)
+    success = np.array([[r[k] for k in keys] for r in evals], dtype=float).mean(axis=1)
+    per_iteration = np.zeros(int(max(iterations.max(), max((r["iteration"] for r in train), default=-1) + 1)) + 1)
+    for r in train:
+        per_iteration[r["iteration"] + 1] += len(r["episode_turns"])
+    played = np.cumsum(per_iteration)                       # played[k]: episodes before the evaluation at iteration k
+    reached = np.flatnonzero(success >= target - 1e-12)
+    span = iterations[-1] - iterations[0]
+    area = float(((success[1:] + success[:-1]) / 2 * np.diff(iterations)).sum())            # trapezoids
+    auc = area / span if span > 0 else float(success[0])
+    return {"learn/target": float(target),
+            "learn/episodes_to_target": int(played[int(iterations[reached[0]])]) if len(reached) else None,
+            "learn/auc": auc, "learn/success_first": float(success[0]), "learn/success_last": float(success[-1]),
+            "learn/episodes": int(played[-1])}
 
 
 def read_metrics(run_dir: Path) -> tuple[list[dict], list[dict]]:
@@ -68,9 +101,15 @@ def training_curves(train: list[dict], evals: list[dict]):
     return fig
 
 
-def render_training(run_dir: str | Path) -> str:
-    import matplotlib.pyplot as plt
+def _target(run_dir: Path) -> float:
+    """The run's train.success_target (its config.yaml), the default where it has none."""
+    from mas_credit.config import TrainConfig, load_resolved
 
+    path = run_dir / "config.yaml"
+    return float(load_resolved(path).train.success_target) if path.is_file() else TrainConfig().success_target
+
+
+def render_training(run_dir: str | Path, plots: bool = True) -> str:
     run_dir = Path(run_dir)
     train, evals = read_metrics(run_dir)
     keys = [k for k in (evals[0] if evals else {}) if k.startswith("eval") and ("success" in k or "reward" in k or "correct" in k)]
@@ -93,6 +132,14 @@ def render_training(run_dir: str | Path) -> str:
             lines.append(f"Sampler vs trainer log-probabilities of the trained turns (the ratio uses the trainer's): largest gap "
                          f"{max(r['train/logprob_gap_max'] for r in train):.4f} nats, mean "
                          f"{sum(r['train/logprob_gap_mean'] for r in train) / len(train):.4f} nats per token.")
+        learning = learning_metrics(train, evals, _target(run_dir))
+        if learning:
+            write_text(run_dir / "learning.json", json.dumps(learning, indent=1))
+            reached = learning["learn/episodes_to_target"]
+            lines.append(f"Learning: greedy success {learning['learn/success_first']:.3f} -> {learning['learn/success_last']:.3f}; "
+                         f"area under the success curve {learning['learn/auc']:.3f}; greedy success reached "
+                         f"{learning['learn/target']:g} after " + (f"{reached} training episodes." if reached is not None else
+                         f"no evaluation within {learning['learn/episodes']} training episodes."))
         lines += ["", "![curves](curves.png)", ""]
     if (run_dir / "run.json").is_file():                  # written when the run finishes
         from mas_credit.checklist import write_checklist
@@ -100,7 +147,10 @@ def render_training(run_dir: str | Path) -> str:
         lines.append(write_checklist(run_dir))
     text = "\n".join(lines)
     write_text(run_dir / "summary.md", text)
-    fig = training_curves(train, evals)
-    save_figure(run_dir / "curves.png", fig)
-    plt.close(fig)
+    if plots:
+        import matplotlib.pyplot as plt
+
+        fig = training_curves(train, evals)
+        save_figure(run_dir / "curves.png", fig)
+        plt.close(fig)
     return text

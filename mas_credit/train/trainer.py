@@ -40,29 +40,10 @@ from mas_credit.estimators import get_estimator
 from mas_credit.games import make_game
 from mas_credit.outputs import atomic_path, write_text
 from mas_credit.rollout import collect, collect_tree
-from mas_credit.train.loss import policy_loss, response_logprobs, right_padded
+from mas_credit.train.learners import make_learners
 from mas_credit.types import CreditBatch, resolve_device
 
 EVAL_SALT = 0xE7A1
-REFERENCE_BUDGET = 4
-"""the gradient-free reference pass takes micro-batches of this many times train.token_budget
-(on a GPU, where small passes are bound by kernel launches, fewer passes are faster)"""
-
-
-def _chunks(rows, budget: int):
-    """Consecutive micro-batches of at most `budget` prompt + response tokens (at least one row each)."""
-    batch, used = [], 0
-    for row in rows:
-        size = len(row["prompt"]) + len(row["response"])
-        if batch and used + size > budget:
-            yield batch
-            batch, used = [], 0
-        batch.append(row)
-        used += size
-    if batch:
-        yield batch
-
-
 class Trainer:
     def __init__(self, cfg: ExperimentConfig, run_dir: str | Path, progress: bool = True):
         self.cfg, self.run_dir, self.progress = cfg, Path(run_dir), progress
@@ -75,13 +56,8 @@ class Trainer:
         self.est_cfg = self.estimator.make_config(e)
         self.needs = self.estimator.needs(self.est_cfg, self.n_agents)
         self.critic = load_critic(cfg.critic) if self.needs.critic else None
-        trained = list(cfg.train.trained_agents) or list(range(self.n_agents))
-        self.units: dict[tuple[int, str], list[int]] = {}
-        for agent in trained:
-            self.units.setdefault((self.team.model_index[agent], self.team.adapters[agent]), []).append(agent)
-        self.optimizers = {unit: torch.optim.AdamW(self.unit_params(unit), lr=cfg.train.lr, weight_decay=0.0) for unit in self.units}
-        # encoding each distinct prompt once wins on a CPU and loses on a GPU (benchmarks/train.py measures both)
-        self.share_prompts = {"on": True, "off": False}.get(cfg.train.share_prompts, self.team.device.type == "cpu")
+        trained = list(cfg.train.trained_agents) or self.team.learner_agents()
+        self.learners = make_learners(self.team, trained, cfg.train)
         self.iteration = 0
         self.metric_lines = 0
         self.wall_s = 0.0              # over every session of the run (a resumed run adds to it)
@@ -95,12 +71,8 @@ class Trainer:
                 self.writer = None
 
     # -- parameters ---------------------------------------------------------------------
-    def unit_params(self, unit) -> list[torch.nn.Parameter]:
-        model_index, adapter = unit
-        return [p for n, p in self.team.models[model_index].named_parameters() if "lora_" in n and f".{adapter}." in n]
-
     def adapter_state(self) -> dict:
-        """Every adapter's LoRA weights, frozen ones included (what a checkpoint holds)."""
+        """An LLM team's every adapter's LoRA weights, frozen ones included (copies)."""
         out = {}
         for m, model in enumerate(self.team.models):
             for adapter in sorted(set(self.team.adapters[a] for a in range(self.n_agents) if self.team.model_index[a] == m)):
@@ -142,20 +114,20 @@ class Trainer:
             acted = batch.acted[:, i].cpu()
             record[f"credit/{self.est_label}/agent_{i}"] = float(credit_cpu[acted, i].mean()) if acted.any() else 0.0
         update_start = time.perf_counter()
-        unit_rows = {unit: [{"prompt": t.prompt_ids, "response": t.response_ids, "sampler_logprobs": t.logprobs,
-                             "adv": float(advantage[b, k]), "weight": float(weight[b, k])}
-                            for b, ep in enumerate(episodes) for k, t in enumerate(ep.turns)
-                            if t.agent in agents and t.response_ids and t.logprobs and float(weight[b, k]) > 0]
-                     for unit, agents in self.units.items()}
-        if self.cfg.train.kl_coef > 0:
-            reference_start = time.perf_counter()
-            self.attach_reference(unit_rows)
-            record["time/reference_s"] = time.perf_counter() - reference_start
+        learner_rows = {learner: [{"prompt": t.prompt_ids, "response": t.response_ids, "sampler_logprobs": t.logprobs,
+                                   "adv": float(advantage[b, k]), "weight": float(weight[b, k])}
+                                  for b, ep in enumerate(episodes) for k, t in enumerate(ep.turns)
+                                  if t.agent in learner.agents and t.response_ids and t.logprobs and float(weight[b, k]) > 0]
+                        for learner in self.learners}
+        prepare_start = time.perf_counter()
+        for kind in dict.fromkeys(type(learner) for learner in self.learners):   # e.g. one reference pass for all LLM adapters
+            kind.prepare_group({learner: rows for learner, rows in learner_rows.items() if type(learner) is kind})
+        record["time/prepare_s"] = time.perf_counter() - prepare_start
         gaps = []
-        for unit, agents in self.units.items():
-            stats = self.update(unit, unit_rows[unit])
+        for learner, rows in learner_rows.items():
+            stats = learner.update(rows)
             gaps.append((stats.pop("gap_sum"), stats["gap_max"], stats["tokens"]))
-            for agent in agents:
+            for agent in learner.agents:
                 record.update({f"loss/agent_{agent}/{k}": v for k, v in stats.items()})
         tokens = sum(n for _, _, n in gaps)
         record["train/logprob_gap_max"] = max((g for _, g, _ in gaps), default=0.0)
@@ -166,103 +138,6 @@ class Trainer:
         record["time/iteration_s"] = time.perf_counter() - start
         record["time/tokens_per_s"] = (self.team.tokens - tokens0) / max(rollout_s, 1e-9)
         return record
-
-    def attach_reference(self, unit_rows: dict) -> None:
-        """Add "ref" (the reference policy's log-probs of each response token) to every row.
-
-        The reference is the base model with adapters switched off, so it is the same for
-        every agent on a model: one gradient-free pass per model over all trained agents'
-        turns serves every update and every epoch, instead of one extra forward per agent
-        per micro-batch per epoch.
-        """
-        t = self.cfg.train
-        temperature = self.team.cfg.temperature if self.team.cfg.temperature > 0 else 1.0
-        budget = REFERENCE_BUDGET * t.token_budget             # no gradients: no activations kept, so larger micro-batches
-        for model_index, model in enumerate(self.team.models):
-            rows = sorted((r for (m, _), rs in unit_rows.items() if m == model_index for r in rs),
-                          key=lambda r: (len(r["prompt"]), r["prompt"]))    # equal prompts side by side: encoded once
-            with torch.inference_mode(), model.disable_adapter():
-                for chunk in _chunks(rows, budget):
-                    ref, _ = response_logprobs(model, [(r["prompt"], r["response"]) for r in chunk], temperature, self.share_prompts)
-                    for m, r in enumerate(chunk):
-                        r["ref"] = ref[m, : len(r["response"])]                   # stays on the device: no copy back
-
-    def update(self, unit, rows) -> dict:
-        """One clipped policy-gradient step (per epoch) on one adapter from its turns.
-
-        Rows carry prompt/response ids, the sampler's log-probs ("sampler_logprobs"), the
-        advantage and turn weight, and when kl_coef > 0 the reference log-probs ("ref",
-        attach_reference). The ratio's old log-probs are this adapter's own, taken from the
-        first epoch's forward of each micro-batch: the optimizer steps once per epoch, after
-        every micro-batch, so that forward sees the policy as it stands, in the training dtype,
-        and detached it is the old policy of every epoch; the first ratio is exactly 1 and
-        costs no extra pass. Stats: pg, kl, clip_frac (last epoch), ratio_dev_first (largest
-        |ratio - 1| in the first epoch: 0), grad_norm, turns, tokens, and the sampler/trainer
-        gap |old - sampler| (gap_max, gap_mean; gap_sum for the iteration's mean).
-        """
-        model_index, adapter = unit
-        model = self.team.models[model_index]
-        params = self.unit_params(unit)
-        for p in model.parameters():
-            p.requires_grad_(False)
-        for p in params:
-            p.requires_grad_(True)
-        model.set_adapter(adapter)
-        stats = {"pg": 0.0, "kl": 0.0, "clip_frac": 0.0, "ratio_dev_first": 0.0, "grad_norm": 0.0, "turns": float(len(rows)),
-                 "tokens": 0.0, "gap_max": 0.0, "gap_mean": 0.0, "gap_sum": 0.0}
-        if not rows:
-            return stats
-        rows = sorted(rows, key=lambda r: (len(r["prompt"]), r["prompt"]))        # equal prompts share a micro-batch
-        t = self.cfg.train
-        temperature = self.team.cfg.temperature if self.team.cfg.temperature > 0 else 1.0
-        normaliser = sum(r["weight"] * len(r["response"]) for r in rows)
-        chunks = [self._chunk_inputs(chunk, model) for chunk in _chunks(rows, t.token_budget)]
-        optimizer = self.optimizers[unit]
-        device = next(model.parameters()).device
-        zero = torch.zeros((), device=device)
-        gap_sum, gap_max, ratio_dev = zero, zero, zero
-        for epoch in range(t.epochs):
-            optimizer.zero_grad(set_to_none=True)
-            sums = {"pg": zero, "kl": zero, "clipped": zero}
-            for chunk in chunks:
-                logp, mask = response_logprobs(model, chunk["pairs"], temperature, self.share_prompts)
-                if epoch == 0:
-                    chunk["old"] = logp.detach()
-                    gap = torch.where(mask, (chunk["old"] - chunk["sampler"]).abs(), torch.zeros_like(logp))
-                    gap_sum, gap_max = gap_sum + gap.sum(), torch.maximum(gap_max, gap.max())
-                    if t.tis_cap > 0:
-                        chunk["tis"] = torch.exp(chunk["old"] - chunk["sampler"]).clamp(max=t.tis_cap)
-                ref = chunk["ref"] if t.kl_coef > 0 else logp.detach()
-                loss, part = policy_loss(logp, chunk["old"], ref, chunk["adv"].expand_as(logp), chunk["weight"] * mask,
-                                         t.clip_eps, t.kl_coef, normaliser, chunk.get("tis"))
-                loss.backward()
-                sums = {k: sums[k] + part[k] for k in sums}
-                if epoch == 0:
-                    ratio_dev = torch.maximum(ratio_dev, part["ratio_dev"])
-            grad_norm = torch.nn.utils.clip_grad_norm_(params, t.max_grad_norm)
-            optimizer.step()
-        for p in params:
-            p.requires_grad_(False)
-        response_tokens = sum(len(r["response"]) for r in rows)
-        stats.update(pg=float(sums["pg"]), kl=float(sums["kl"]), clip_frac=float(sums["clipped"]) / response_tokens,
-                     ratio_dev_first=float(ratio_dev), grad_norm=float(grad_norm), tokens=float(response_tokens),
-                     gap_max=float(gap_max), gap_mean=float(gap_sum) / response_tokens, gap_sum=float(gap_sum))
-        return stats
-
-    def _chunk_inputs(self, chunk: list[dict], model) -> dict:
-        """A micro-batch's fixed inputs, built once for every epoch and moved to the device in
-        one copy each: pairs, sampler log-probs, advantage [M, 1], turn weight [M, 1], and
-        reference log-probs [M, L] when kl_coef > 0 (each [M, L] right-padded with 0)."""
-        device = next(model.parameters()).device
-        out = {"pairs": [(r["prompt"], r["response"]) for r in chunk],
-               "sampler": right_padded([r["sampler_logprobs"] for r in chunk], torch.float32).to(device),
-               "adv": torch.tensor([[r["adv"]] for r in chunk], dtype=torch.float32).to(device),
-               "weight": torch.tensor([[r["weight"]] for r in chunk], dtype=torch.float32).to(device)}
-        if self.cfg.train.kl_coef > 0:
-            if any("ref" not in r for r in chunk):
-                raise ValueError("update() with kl_coef > 0 needs reference log-probs: call attach_reference first")
-            out["ref"] = torch.nn.utils.rnn.pad_sequence([r["ref"].float() for r in chunk], batch_first=True)
-        return out
 
     # -- evaluation -------------------------------------------------------------------------
     def evaluate(self, iteration: int) -> dict:
@@ -295,23 +170,15 @@ class Trainer:
 
     def checkpoint(self) -> None:
         state = {"iteration": self.iteration, "metric_lines": self.metric_lines, "wall_s": self._wall(),
-                 "adapters": self.adapter_state(),
-                 "optimizers": {f"{m}/{a}": opt.state_dict() for (m, a), opt in self.optimizers.items()},
+                 "learners": {learner.name: learner.state_dict() for learner in self.learners},
                  "torch_rng": torch.get_rng_state()}
         with atomic_path(self.run_dir / "checkpoint" / "state.pt") as tmp:
             torch.save(state, tmp)
 
     def restore(self) -> None:
         state = torch.load(self.run_dir / "checkpoint" / "state.pt", weights_only=False)
-        for key, tensors in state["adapters"].items():
-            model = self.team.models[int(key.split("/")[0])]
-            named = dict(model.named_parameters())
-            with torch.no_grad():
-                for name, value in tensors.items():
-                    named[name].copy_(value)
-        for key, opt_state in state["optimizers"].items():
-            m, adapter = key.split("/", 1)
-            self.optimizers[(int(m), adapter)].load_state_dict(opt_state)
+        for learner in self.learners:
+            learner.load_state_dict(state["learners"][learner.name])
         torch.set_rng_state(state["torch_rng"])
         self.iteration, self.metric_lines, self.wall_s = state["iteration"], state["metric_lines"], state.get("wall_s", 0.0)
         lines = (self.run_dir / "metrics.jsonl").read_text().splitlines()[: self.metric_lines]
@@ -347,7 +214,7 @@ class Trainer:
         write_run_record(self.run_dir, "train", self._wall(), description,
                          {description["device"].split(":")[0], resolve_device(self.est_cfg.device).type})
         from mas_credit.train.summary import render_training
-        render_training(self.run_dir)
+        render_training(self.run_dir, plots=t.plots)
         return self.run_dir
 
 

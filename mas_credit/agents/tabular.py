@@ -1,0 +1,167 @@
+"""Mixed teams: each agent is its own kind of member, so the classic credit settings are cheap
+to set up (one learner among noisy teammates, a free rider, a saboteur).
+
+Members (one per agent, in agent order; `team: {kind: mixed, members: [...]}`):
+  {kind: scripted, skill: 0.6}        plays the right action with probability `skill`
+  {kind: scripted, lazy: true}        always answers nothing (a free rider)
+  {kind: scripted, saboteur: true}    always answers a valid but wrong action
+  {kind: tabular, lr: 0.5}            a learner: a softmax policy over the game's legal actions,
+                                      one row of logits per observation key (the game's
+                                      `observation_key`, e.g. the agent's own digit); it learns
+                                      in a few hundred episodes, so learning studies can run
+                                      many seeds
+Scripted members may also set `malformed_rate`; tabular members `temperature` (sampling; 0 is
+greedy) and `frozen: true` (plays, never learns). The tabular policy reads the game's
+`legal_actions`/`observation_key` (privileged, like the scripted policies' expert action).
+
+A tabular turn records [key index, *legal action indices] as its prompt ids, [chosen index]
+as its response ids and the sampled action's log-probability, so the trainer recomputes
+and updates it like an LLM turn. This module must not compute rewards or credit.
+"""
+from __future__ import annotations
+
+import numpy as np
+import torch
+
+from mas_credit.agents.scripted import ActRequest, ActResult, ScriptedTeam
+
+MEMBER_KINDS = ("scripted", "tabular")
+MEMBER_KEYS = {"scripted": {"kind", "skill", "lazy", "saboteur", "malformed_rate"},
+               "tabular": {"kind", "lr", "temperature", "frozen"}}
+
+
+class TabularPolicy:
+    """Logits [keys, actions] (zeros: uniform over the legal actions at first), built from the
+    first game it plays (or a checkpoint) and bound to that game's universes."""
+
+    def __init__(self, lr: float = 0.5, temperature: float = 1.0):
+        self.lr, self.temperature = float(lr), float(temperature)
+        self.game = None
+        self.actions: list = []
+        self.keys: list = []
+        self.logits: torch.Tensor | None = None
+
+    def ensure(self, env) -> None:
+        if self.logits is None:
+            self._build(env.name, env.action_universe(), env.key_universe())
+        elif env.name != self.game or env.action_universe() != self.actions:
+            raise ValueError(f"a tabular member learned {self.game} and cannot play {env.name} (other actions); "
+                             f"train one game per run")
+
+    def _build(self, game: str, actions: list, keys: list, logits: torch.Tensor | None = None) -> None:
+        self.game, self.actions, self.keys = game, list(actions), list(keys)
+        self.action_index = {a: i for i, a in enumerate(self.actions)}
+        self.key_index = {k: i for i, k in enumerate(self.keys)}
+        table = torch.zeros((len(self.keys), len(self.actions)), dtype=torch.float64) if logits is None else logits.clone()
+        self.logits = torch.nn.Parameter(table, requires_grad=False)
+
+    def act(self, request: ActRequest, greedy: bool) -> ActResult:
+        env, agent = request.env, request.agent
+        self.ensure(env)
+        key = self.key_index[env.observation_key(agent)]
+        legal = [self.action_index[a] for a in env.legal_actions(agent)]
+        with torch.no_grad():
+            row = self.logits[key, legal]
+            logp = torch.log_softmax(row / (self.temperature if self.temperature > 0 else 1.0), dim=0).numpy()
+        if greedy or self.temperature == 0:
+            pick = int(np.argmax(logp))
+        else:
+            pick = int(np.searchsorted(np.cumsum(np.exp(logp)), request.rng.random() * np.exp(logp).sum()))
+            pick = min(pick, len(legal) - 1)
+        choice = legal[pick]
+        return ActResult(text=env.render_action(agent, self.actions[choice]), prompt_ids=[key, *legal],
+                         response_ids=[choice], logprobs=[float(logp[pick])])
+
+    def logprobs(self, pairs) -> torch.Tensor:
+        """log pi(choice | key) over the legal actions, for (prompt ids, response ids) pairs: [M, 1]."""
+        keys = torch.tensor([p[0] for p, _ in pairs])
+        width = max(len(p) - 1 for p, _ in pairs)
+        legal = torch.zeros((len(pairs), width), dtype=torch.long)
+        valid = torch.zeros((len(pairs), width), dtype=torch.bool)
+        chosen = torch.zeros(len(pairs), dtype=torch.long)
+        for m, (prompt, response) in enumerate(pairs):
+            legal[m, : len(prompt) - 1] = torch.tensor(prompt[1:])
+            valid[m, : len(prompt) - 1] = True
+            chosen[m] = prompt[1:].index(response[0])
+        temperature = self.temperature if self.temperature > 0 else 1.0
+        rows = self.logits[keys[:, None], legal] / temperature                       # [M, W]
+        rows = rows.masked_fill(~valid, float("-inf"))
+        return torch.log_softmax(rows, dim=1).gather(1, chosen[:, None]).float()    # [M, 1]
+
+    def state_dict(self) -> dict:
+        return {"game": self.game, "actions": self.actions, "keys": self.keys,
+                "logits": None if self.logits is None else self.logits.detach().clone()}
+
+    def load_state_dict(self, state: dict) -> None:
+        if state["logits"] is not None:
+            self._build(state["game"], state["actions"], state["keys"], state["logits"])
+
+
+def check_members(members, n_agents: int | None = None) -> None:
+    """One-line errors for a mixed team's member list; builds nothing heavy."""
+    if not isinstance(members, (list, tuple)) or not members:
+        raise ValueError("team.members must list one member per agent, e.g. [{kind: tabular}, {kind: scripted, skill: 0.6}]")
+    if n_agents is not None and len(members) != n_agents:
+        raise ValueError(f"team.members has {len(members)} members but the game has {n_agents} agents; give one member per agent")
+    for i, member in enumerate(members):
+        kind = member.get("kind") if isinstance(member, dict) else None
+        if kind not in MEMBER_KINDS:
+            raise ValueError(f"team.members.{i}: kind must be one of {', '.join(MEMBER_KINDS)}, got {kind!r} "
+                             f"(an LLM member in a mixed team is not available yet)")
+        unknown = sorted(set(member) - MEMBER_KEYS[kind])
+        if unknown:
+            raise ValueError(f"team.members.{i} ({kind}) has no key {', '.join(unknown)}; valid keys: {', '.join(sorted(MEMBER_KEYS[kind]))}")
+        if kind == "scripted":
+            skill = member.get("skill", 0.9)
+            if not isinstance(skill, (int, float)) or not 0 <= skill <= 1:
+                raise ValueError(f"team.members.{i}.skill must be a probability in [0, 1], got {skill!r}")
+            if member.get("lazy") and member.get("saboteur"):
+                raise ValueError(f"team.members.{i} is both lazy and a saboteur; choose one")
+        else:
+            lr, temperature = member.get("lr", 0.5), member.get("temperature", 1.0)
+            if not isinstance(lr, (int, float)) or lr <= 0:
+                raise ValueError(f"team.members.{i}.lr must be > 0, got {lr!r}")
+            if not isinstance(temperature, (int, float)) or temperature < 0:
+                raise ValueError(f"team.members.{i}.temperature must be >= 0, got {temperature!r}")
+
+
+class MixedTeam:
+    """A team whose agents are scripted or tabular members (see the module docstring)."""
+
+    kind = "mixed"
+
+    def __init__(self, members: list[dict], seed: int = 0):
+        check_members(members)
+        self.members = [dict(m) for m in members]
+        self.seed = int(seed)
+        n = len(members)
+        scripted = [m if m["kind"] == "scripted" else {} for m in members]
+        self.scripted = ScriptedTeam(skills=[float(m.get("skill", 0.9)) for m in scripted],
+                                     lazy=[i for i, m in enumerate(scripted) if m.get("lazy")],
+                                     saboteurs=[i for i, m in enumerate(scripted) if m.get("saboteur")],
+                                     malformed_rate=0.0, seed=seed)
+        self.malformed = [float(m.get("malformed_rate", 0.0)) for m in scripted]
+        self.tabular = {i: TabularPolicy(m.get("lr", 0.5), m.get("temperature", 1.0))
+                        for i, m in enumerate(members) if m["kind"] == "tabular"}
+        self.frozen = sorted(i for i, m in enumerate(members) if m["kind"] == "tabular" and m.get("frozen"))
+        self._n_agents = n
+        self.greedy = False            # evaluation: tabular members play their most likely action
+        self.calls = self.tokens = 0
+
+    @property
+    def n_agents(self) -> int:
+        return self._n_agents
+
+    def learner_agents(self) -> list[int]:
+        """The agents that can learn: tabular members that are not frozen."""
+        return sorted(i for i in self.tabular if i not in self.frozen)
+
+    def act(self, requests: list[ActRequest]) -> list[ActResult]:
+        self.calls += len(requests)
+        out = []
+        for req in requests:
+            if req.agent in self.tabular:
+                out.append(self.tabular[req.agent].act(req, self.greedy))
+            else:
+                out.append(self.scripted.act_one(req, self.malformed[req.agent]))
+        return out

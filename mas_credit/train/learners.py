@@ -1,0 +1,254 @@
+"""Learners: what the trainer updates. A learner owns the parameters of one or more agents'
+policy (an LLM adapter, a tabular policy), recomputes the log-probabilities of their turns,
+and takes the optimizer step. The trainer loop only ever calls
+
+    Learner.prepare_group({learner: rows, ...})   once per learner class and iteration
+    learner.update(rows) -> stats                   per learner
+    learner.state_dict() / load_state_dict(state)   checkpoints
+
+so it never branches on the kind of learner. `PolicyLearner.update` is the update they all
+share: epochs over micro-batches, old log-probs from the first epoch's forward (before any
+step, so the first ratio is exactly 1), the clipped surrogate with KL and optional TIS
+(mas_credit.train.loss), gradient clipping, one optimizer step per epoch. A subclass says
+only how to compute its log-probs.
+
+Rows (one per trained turn): prompt, response (token ids; a tabular turn's "prompt" is
+[key, *legal actions] and its "response" [chosen action], as indices), sampler_logprobs,
+adv, weight. This module must not know about games, estimators or rollouts.
+"""
+from __future__ import annotations
+
+import torch
+
+from mas_credit.train.loss import policy_loss, response_logprobs, right_padded
+
+
+def token_chunks(rows, budget: int):
+    """Consecutive micro-batches of at most `budget` prompt + response tokens (at least one row each)."""
+    batch, used = [], 0
+    for row in rows:
+        size = len(row["prompt"]) + len(row["response"])
+        if batch and used + size > budget:
+            yield batch
+            batch, used = [], 0
+        batch.append(row)
+        used += size
+    if batch:
+        yield batch
+
+
+class PolicyLearner:
+    """The shared update (see the module docstring). Subclasses set `name`, `agents`,
+    `params`, `optimizer`, `device`, `kl_coef` and implement `logprobs(pairs)`; they may
+    override `begin`/`end` (make the parameters trainable, pick the adapter) and
+    `chunks(rows)` (micro-batching)."""
+
+    name: str
+    agents: list[int]
+    params: list[torch.nn.Parameter]
+    optimizer: torch.optim.Optimizer
+    device: torch.device
+    kl_coef: float = 0.0
+
+    def __init__(self, train_cfg):
+        self.cfg = train_cfg
+
+    @classmethod
+    def prepare_group(cls, learner_rows: dict) -> None:
+        """Work shared by every learner of this class before their updates (e.g. one
+        reference pass); none by default."""
+
+    def logprobs(self, pairs: list[tuple[list[int], list[int]]]):
+        """logp [M, L], mask [M, L] of each row's response after its prompt, with gradients."""
+        raise NotImplementedError
+
+    def begin(self) -> None:
+        for p in self.params:
+            p.requires_grad_(True)
+
+    def end(self) -> None:
+        for p in self.params:
+            p.requires_grad_(False)
+
+    def chunks(self, rows: list[dict]) -> list[list[dict]]:
+        return [rows]
+
+    def update(self, rows: list[dict]) -> dict:
+        """Clipped policy-gradient epochs on these turns. Stats: pg, kl, clip_frac (last
+        epoch), ratio_dev_first (largest |ratio - 1| in the first epoch: 0), grad_norm,
+        turns, tokens, the sampler/trainer gap |old - sampler| (gap_max, gap_mean; gap_sum
+        for the iteration's mean), and adv_var (the weighted variance of the advantages)."""
+        stats = {"pg": 0.0, "kl": 0.0, "clip_frac": 0.0, "ratio_dev_first": 0.0, "grad_norm": 0.0, "turns": float(len(rows)),
+                 "tokens": 0.0, "gap_max": 0.0, "gap_mean": 0.0, "gap_sum": 0.0, "adv_var": 0.0}
+        if not rows:
+            return stats
+        self.begin()
+        t = self.cfg
+        rows = sorted(rows, key=lambda r: (len(r["prompt"]), r["prompt"]))        # equal prompts share a micro-batch
+        normaliser = sum(r["weight"] * len(r["response"]) for r in rows)
+        chunks = [self._chunk_inputs(chunk) for chunk in self.chunks(rows)]
+        zero = torch.zeros((), device=self.device)
+        gap_sum, gap_max, ratio_dev = zero, zero, zero
+        for epoch in range(t.epochs):
+            self.optimizer.zero_grad(set_to_none=True)
+            sums = {"pg": zero, "kl": zero, "clipped": zero}
+            for chunk in chunks:
+                logp, mask = self.logprobs(chunk["pairs"])
+                if epoch == 0:
+                    chunk["old"] = logp.detach()
+                    gap = torch.where(mask, (chunk["old"] - chunk["sampler"]).abs(), torch.zeros_like(logp))
+                    gap_sum, gap_max = gap_sum + gap.sum(), torch.maximum(gap_max, gap.max())
+                    if t.tis_cap > 0:
+                        chunk["tis"] = torch.exp(chunk["old"] - chunk["sampler"]).clamp(max=t.tis_cap)
+                ref = chunk["ref"] if self.kl_coef > 0 else logp.detach()
+                loss, part = policy_loss(logp, chunk["old"], ref, chunk["adv"].expand_as(logp), chunk["weight"] * mask,
+                                         t.clip_eps, self.kl_coef, normaliser, chunk.get("tis"))
+                loss.backward()
+                sums = {k: sums[k] + part[k] for k in sums}
+                if epoch == 0:
+                    ratio_dev = torch.maximum(ratio_dev, part["ratio_dev"])
+            grad_norm = torch.nn.utils.clip_grad_norm_(self.params, t.max_grad_norm)
+            self.optimizer.step()
+        self.end()
+        response_tokens = sum(len(r["response"]) for r in rows)
+        adv = torch.tensor([r["adv"] for r in rows], dtype=torch.float64)
+        weight = torch.tensor([r["weight"] for r in rows], dtype=torch.float64)
+        mean = (adv * weight).sum() / weight.sum()
+        stats.update(pg=float(sums["pg"]), kl=float(sums["kl"]), clip_frac=float(sums["clipped"]) / response_tokens,
+                     ratio_dev_first=float(ratio_dev), grad_norm=float(grad_norm), tokens=float(response_tokens),
+                     gap_max=float(gap_max), gap_mean=float(gap_sum) / response_tokens, gap_sum=float(gap_sum),
+                     adv_var=float((weight * (adv - mean) ** 2).sum() / weight.sum()))
+        return stats
+
+    def _chunk_inputs(self, chunk: list[dict]) -> dict:
+        """A micro-batch's fixed inputs, built once for every epoch and moved to the device in
+        one copy each: pairs, sampler log-probs, advantage [M, 1], turn weight [M, 1], and
+        reference log-probs [M, L] when kl_coef > 0 (each [M, L] right-padded with 0)."""
+        out = {"pairs": [(r["prompt"], r["response"]) for r in chunk],
+               "sampler": right_padded([r["sampler_logprobs"] for r in chunk], torch.float32).to(self.device),
+               "adv": torch.tensor([[r["adv"]] for r in chunk], dtype=torch.float32).to(self.device),
+               "weight": torch.tensor([[r["weight"]] for r in chunk], dtype=torch.float32).to(self.device)}
+        if self.kl_coef > 0:
+            if any("ref" not in r for r in chunk):
+                raise ValueError(f"learner {self.name}: kl_coef > 0 needs reference log-probs: call prepare_group first")
+            out["ref"] = torch.nn.utils.rnn.pad_sequence([r["ref"].float() for r in chunk], batch_first=True)
+        return out
+
+    def state_dict(self) -> dict:
+        return {"params": [p.detach().clone() for p in self.params], "optimizer": self.optimizer.state_dict()}
+
+    def load_state_dict(self, state: dict) -> None:
+        with torch.no_grad():
+            for p, value in zip(self.params, state["params"]):
+                p.copy_(value)
+        self.optimizer.load_state_dict(state["optimizer"])
+
+
+class LLMLearner(PolicyLearner):
+    """One LoRA adapter of an LLM team (the agents that play it): token-level log-probs in
+    the training dtype, micro-batches by token budget, KL to the base model (adapters off)."""
+
+    def __init__(self, team, model_index: int, adapter: str, agents: list[int], train_cfg):
+        super().__init__(train_cfg)
+        self.team, self.model_index, self.adapter, self.agents = team, model_index, adapter, list(agents)
+        self.name = f"{model_index}/{adapter}"
+        self.model = team.models[model_index]
+        self.params = [p for n, p in self.model.named_parameters() if "lora_" in n and f".{adapter}." in n]
+        self.optimizer = torch.optim.AdamW(self.params, lr=train_cfg.lr, weight_decay=0.0)
+        self.device = next(self.model.parameters()).device
+        self.kl_coef = train_cfg.kl_coef
+        self.temperature = team.cfg.temperature if team.cfg.temperature > 0 else 1.0
+        # encoding each distinct prompt once wins on a CPU and loses on a GPU (benchmarks/train.py measures both)
+        self.share_prompts = {"on": True, "off": False}.get(train_cfg.share_prompts, self.device.type == "cpu")
+
+    def begin(self) -> None:
+        for p in self.model.parameters():
+            p.requires_grad_(False)
+        super().begin()
+        self.model.set_adapter(self.adapter)
+
+    def chunks(self, rows):
+        return list(token_chunks(rows, self.cfg.token_budget))
+
+    def logprobs(self, pairs):
+        return response_logprobs(self.model, pairs, self.temperature, self.share_prompts)
+
+    @classmethod
+    def prepare_group(cls, learner_rows: dict) -> None:
+        """Add "ref" (the reference policy's log-probs of each response token) to every row.
+
+        The reference is the base model with adapters switched off, so it is the same for
+        every adapter on a model: one gradient-free pass per model over all its learners'
+        turns serves every update and every epoch.
+        """
+        by_model: dict[int, list] = {}
+        for learner, rows in learner_rows.items():
+            if learner.kl_coef > 0:
+                by_model.setdefault(learner.model_index, []).append((learner, rows))
+        for members in by_model.values():
+            learner = members[0][0]
+            rows = sorted((r for _, rs in members for r in rs), key=lambda r: (len(r["prompt"]), r["prompt"]))
+            budget = REFERENCE_BUDGET * learner.cfg.token_budget     # no gradients: no activations kept, so larger micro-batches
+            with torch.inference_mode(), learner.model.disable_adapter():
+                for chunk in token_chunks(rows, budget):
+                    ref, _ = response_logprobs(learner.model, [(r["prompt"], r["response"]) for r in chunk],
+                                               learner.temperature, learner.share_prompts)
+                    for m, r in enumerate(chunk):
+                        r["ref"] = ref[m, : len(r["response"])]                   # stays on the device: no copy back
+
+
+REFERENCE_BUDGET = 4
+"""the gradient-free reference pass takes micro-batches of this many times train.token_budget
+(on a GPU, where small passes are bound by kernel launches, fewer passes are faster)"""
+
+
+class TabularLearner(PolicyLearner):
+    """One tabular member's softmax policy: logits [keys, actions]; a turn's log-prob is the
+    log-softmax of its key's row over its legal actions, at the chosen one. No KL term (there
+    is no base model to stay near); its own Adam learning rate (the member's `lr`)."""
+
+    device = torch.device("cpu")
+
+    def __init__(self, policy, agent: int, train_cfg):
+        super().__init__(train_cfg)
+        self.policy, self.agents, self.name = policy, [agent], f"tabular/agent_{agent}"
+        self._optimizer = None
+
+    # the table is built from the first game the member plays (or a checkpoint), so are these
+    @property
+    def params(self):
+        return [self.policy.logits]
+
+    @property
+    def optimizer(self):
+        if self._optimizer is None:
+            self._optimizer = torch.optim.Adam(self.params, lr=self.policy.lr)
+        return self._optimizer
+
+    def logprobs(self, pairs):
+        return self.policy.logprobs(pairs), torch.ones((len(pairs), 1), dtype=torch.bool)
+
+    def state_dict(self) -> dict:
+        return {"policy": self.policy.state_dict(), "optimizer": None if self._optimizer is None else self._optimizer.state_dict()}
+
+    def load_state_dict(self, state: dict) -> None:
+        self.policy.load_state_dict(state["policy"])
+        self._optimizer = None
+        if state["optimizer"] is not None:
+            self.optimizer.load_state_dict(state["optimizer"])
+
+
+def make_learners(team, trained_agents: list[int], train_cfg) -> list[PolicyLearner]:
+    """The learners of a team's trained agents: one per LLM adapter (agents that share an
+    adapter share its learner), one per tabular member. Frozen and scripted members have none."""
+    learners = []
+    if getattr(team, "models", None):                                   # an LLM team
+        units: dict[tuple[int, str], list[int]] = {}
+        for agent in trained_agents:
+            units.setdefault((team.model_index[agent], team.adapters[agent]), []).append(agent)
+        learners += [LLMLearner(team, m, adapter, agents, train_cfg) for (m, adapter), agents in units.items()]
+    for agent in trained_agents:
+        policy = getattr(team, "tabular", {}).get(agent)
+        if policy is not None:
+            learners.append(TabularLearner(policy, agent, train_cfg))
+    return learners

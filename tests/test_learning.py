@@ -1,0 +1,186 @@
+"""Learning studies: games' tabular form, mixed teams (scripted, saboteur, lazy, tabular,
+frozen), tabular learners trained by the same trainer loop, and the learning metrics."""
+import json
+import math
+
+import numpy as np
+import pytest
+import torch
+
+from mas_credit.agents import ScriptedTeam
+from mas_credit.agents.tabular import MixedTeam
+from mas_credit.config import ConfigError, load_experiment, validate_train
+from mas_credit.games import GameParamError, make_game
+from mas_credit.rollout import collect
+from mas_credit.train.learners import TabularLearner
+from mas_credit.train.summary import learning_metrics, read_metrics
+from mas_credit.train.trainer import Trainer, resume
+
+from .test_studies import ROOT
+
+RUN = ROOT / "experiments" / "learn_tabular_run.yaml"
+TABULAR_GAMES = ["vault", "potluck", "council", "lookout", "relay"]
+
+
+def tabular_cfg(overrides):
+    cfg = load_experiment(RUN, ["team=tabular_trio", "game=potluck", "train.plots=false", *overrides])
+    validate_train(cfg)
+    return cfg
+
+
+@pytest.mark.parametrize("name", TABULAR_GAMES)
+@pytest.mark.parametrize("difficulty", [1, 3])
+def test_games_give_legal_actions_and_a_small_observation_key(name, difficulty):
+    game = make_game(name, n_agents=4, difficulty=difficulty, lazy_agents=[3])
+    universe, keys = game.action_universe(), game.key_universe()
+    assert len(set(map(repr, universe))) == len(universe)
+    for seed in range(30):
+        game.reset(seed=seed)
+        for agent in range(4):
+            legal = game.legal_actions(agent)
+            assert legal and all(a in universe for a in legal) and game.observation_key(agent) in keys
+            assert all(game.parse(agent, game.render_action(agent, a)) == a for a in legal)
+            if agent != 3:
+                assert game.expert_action(agent) in legal
+
+
+def test_a_game_without_a_tabular_form_says_which_have_one():
+    with pytest.raises(GameParamError, match="orchestra_v0 has no tabular form"):
+        make_game("orchestra", n_agents=3).action_universe()
+
+
+def test_scripted_saboteurs_and_lazy_members_play_as_told():
+    game = make_game("vault", n_agents=3)
+    team = MixedTeam([{"kind": "scripted", "skill": 1.0}, {"kind": "scripted", "saboteur": True}, {"kind": "scripted", "lazy": True}])
+    episodes = collect(game, team, n_tasks=20, seed=0)
+    correct = np.array([ep.components["correct"] for ep in episodes])
+    assert correct[:, 0].all() and not correct[:, 1].any() and not correct[:, 2].any()
+    assert all(ep.turns[1].valid and ep.turns[2].text == "" for ep in episodes)
+    assert ScriptedTeam([1.0, 1.0], saboteurs=[1]).saboteurs == [1]
+
+
+def final_success(run_dir):
+    return read_metrics(run_dir)[1][-1]["eval/success"]
+
+
+@pytest.mark.parametrize("estimator", ["grpo", "dr_mas", "loo", "sharp", "c3", "shapley"])
+def test_tabular_learners_go_from_chance_to_at_least_0_9(estimator, tmp_path):
+    """potluck (additive, deterministic team reward), three tabular learners: every estimator
+    here has a learning signal, and within 30 iterations of 32 episodes greedy team success
+    rises from chance (each agent picks one of its 2 dishes) to at least 0.9."""
+    cfg = tabular_cfg([f"estimators=[{estimator}]", "train.iterations=30", "train.eval_every=10"])
+    run = Trainer(cfg, tmp_path, progress=False).run()
+    _, evals = read_metrics(run)
+    assert evals[0]["eval/success"] <= 0.5 and evals[-1]["eval/success"] >= 0.9, [e["eval/success"] for e in evals]
+
+
+ALL_ESTIMATORS = [("grpo", {}), ("dr_mas", {}), ("m_grpo", {}), ("sharp", {}), ("c3", {}), ("c3", {"mode": "tree", "fanout": [2, 2]}),
+                  ("llm_mca", {}), ("loo", {}), ("coma", {}), ("shapley", {})]
+
+
+@pytest.mark.parametrize("estimator,params", ALL_ESTIMATORS)
+def test_a_mixed_team_trains_its_learners_only(estimator, params, tmp_path):
+    members = ("[{kind: tabular, lr: 1.0}, {kind: tabular, frozen: true}, {kind: scripted, skill: 0.6}, "
+               "{kind: scripted, saboteur: true}, {kind: scripted, lazy: true}]")
+    cfg = tabular_cfg([f"team.members={members}", "games.0.n_agents=5", "train.iterations=2", "train.eval_every=1",
+                       "estimators=[{use: %s, params: %s}]" % (estimator, json.dumps(params))])
+    trainer = Trainer(cfg, tmp_path, progress=False)
+    assert [learner.agents for learner in trainer.learners] == [[0]]
+    learner, frozen = trainer.team.tabular[0], trainer.team.tabular[1]
+    trainer.run()
+    assert frozen.logits is not None and torch.count_nonzero(frozen.logits) == 0         # played, never moved
+    assert torch.count_nonzero(learner.logits) > 0
+    records = [json.loads(line) for line in (tmp_path / "metrics.jsonl").read_text().splitlines()]
+    train = [r for r in records if r["kind"] == "train"]
+    assert len(train) == 2 and all(math.isfinite(r[k]) for r in train for k in r if isinstance(r[k], float))
+    assert "loss/agent_0/pg" in train[0] and not any(k.startswith(("loss/agent_1/", "loss/agent_2/")) for k in train[0])
+    assert all(f"credit/{estimator}/agent_{i}" in train[0] for i in range(5))
+
+
+def test_learning_metrics_equal_a_slow_recomputation_from_metrics_jsonl(tmp_path):
+    cfg = tabular_cfg(["estimators=[loo]", "train.iterations=12", "train.eval_every=3", "train.success_target=0.6"])
+    run = Trainer(cfg, tmp_path, progress=False).run()
+    saved = json.loads((run / "learning.json").read_text())
+    lines = [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines()]
+    # the slow way: walk the records in order, counting the episodes each training iteration played
+    played, episodes_to_target, points = 0, None, []
+    for record in lines:
+        if record["kind"] == "train":
+            played += len(record["episode_turns"])
+        else:
+            points.append((record["iteration"], record["eval/success"]))
+            if episodes_to_target is None and record["eval/success"] >= 0.6:
+                episodes_to_target = played
+    area = sum((x1 - x0) * (y0 + y1) / 2 for (x0, y0), (x1, y1) in zip(points, points[1:]))
+    assert saved["learn/episodes_to_target"] == episodes_to_target and episodes_to_target is not None
+    assert saved["learn/auc"] == pytest.approx(area / (points[-1][0] - points[0][0]), abs=1e-12)
+    assert saved["learn/episodes"] == played == 12 * 8 * 4
+    assert (saved["learn/success_first"], saved["learn/success_last"]) == (points[0][1], points[-1][1])
+    assert learning_metrics([], [], 0.5) == {}
+    never = learning_metrics([], [{"iteration": 0, "eval/success": 0.2}], 0.9)
+    assert never["learn/episodes_to_target"] is None and never["learn/auc"] == 0.2
+
+
+def test_a_killed_tabular_run_resumes_to_the_same_result(tmp_path, monkeypatch):
+    overrides = ["estimators=[sharp]", "train.iterations=4", "train.checkpoint_every=2", "train.eval_every=2"]
+    whole = Trainer(tabular_cfg(overrides), tmp_path / "whole", progress=False)
+    whole.run()
+    killed = Trainer(tabular_cfg(overrides), tmp_path / "killed", progress=False)
+    real_step = Trainer.step
+
+    def dies_at_3(self, iteration):
+        if iteration == 3:
+            raise KeyboardInterrupt
+        return real_step(self, iteration)
+
+    monkeypatch.setattr(Trainer, "step", dies_at_3)
+    with pytest.raises(KeyboardInterrupt):
+        killed.run()
+    monkeypatch.undo()
+    resume(tmp_path / "killed", progress=False)
+
+    def strip(path):
+        return [{k: v for k, v in json.loads(line).items() if not k.startswith("time/")} for line in path.read_text().splitlines()]
+
+    assert strip(tmp_path / "killed" / "metrics.jsonl") == strip(tmp_path / "whole" / "metrics.jsonl")
+    a = torch.load(tmp_path / "whole" / "checkpoint" / "state.pt", weights_only=False)["learners"]
+    b = torch.load(tmp_path / "killed" / "checkpoint" / "state.pt", weights_only=False)["learners"]
+    assert a.keys() == b.keys() == {"tabular/agent_0", "tabular/agent_1", "tabular/agent_2"}
+    for key in a:
+        assert torch.equal(a[key]["policy"]["logits"], b[key]["policy"]["logits"]), key
+
+
+def test_the_tabular_log_prob_equals_a_plain_softmax():
+    team = MixedTeam([{"kind": "tabular", "temperature": 0.5}])
+    policy = team.tabular[0]
+    game = make_game("council", n_agents=2, difficulty=3)
+    game.reset(seed=0)
+    policy.ensure(game)
+    with torch.no_grad():
+        policy.logits.copy_(torch.randn(policy.logits.shape, generator=torch.Generator().manual_seed(0), dtype=torch.float64))
+    pairs = [([2, 0, 1, 3], [1]), ([0, 2, 3], [3]), ([1, 0, 1, 2, 3], [0])]
+    got = policy.logprobs(pairs)
+    for m, (prompt, response) in enumerate(pairs):
+        row = [float(policy.logits[prompt[0], a]) / 0.5 for a in prompt[1:]]
+        expected = row[prompt[1:].index(response[0])] - math.log(sum(math.exp(v) for v in row))
+        assert float(got[m, 0]) == pytest.approx(expected, abs=1e-6)
+    learner = TabularLearner(policy, 0, tabular_cfg([]).train)
+    assert learner.params == [policy.logits]
+
+
+BAD = [
+    (["team.members=[{kind: tabular}, {kind: tabular}]"], "team.members has 2 members but games.0 (potluck_v0) has n_agents=3"),
+    (["team.members=[{kind: tabular, speed: 2}, {kind: tabular}, {kind: tabular}]"], "team.members.0 (tabular) has no key speed"),
+    (["team.members=[{kind: llm}, {kind: tabular}, {kind: tabular}]"], "team.members.0: kind must be one of scripted, tabular"),
+    (["team.members=[{kind: scripted}, {kind: tabular, frozen: true}, {kind: scripted}]"], "train needs a learner"),
+    (["team.members=[{kind: scripted, skill: 2}, {kind: tabular}, {kind: tabular}]"], "team.members.0.skill must be a probability"),
+    (["games=[potluck,vault]"], "a team with tabular members trains on one game"),
+    (["train.success_target=1.5"], "train.success_target must be in (0, 1]"),
+]
+
+
+@pytest.mark.parametrize("overrides,message", BAD)
+def test_mixed_team_mistakes_give_one_line_errors(overrides, message):
+    with pytest.raises(ConfigError, match=None) as err:
+        tabular_cfg(overrides)
+    assert message in str(err.value) and "\n" not in str(err.value)
