@@ -317,6 +317,12 @@ def render_batch(batch_dir: str | Path) -> str:
                                            + [cell_text(row[m], row[f"{m}_ci"]) for m in metrics]) + " |")
     else:
         lines.append("No run finished.")
+    curves = learning_curves(batch_dir, ok, keys) if meta["mode"] == "train" and len(ok) else None
+    if meta["mode"] == "train" and len(ok) and (ok["estimator"] == "grpo").any():
+        lines += _versus_grpo_section(ok, keys)
+    if curves is not None:
+        lines += ["", "Learning curves (greedy team success on held-out tasks, mean and 95% CI band over seeds, one colour "
+                  "per estimator): [learning_curves.png](plots/learning_curves.png)."]
     lines += ["", "## Failed runs", ""]
     lines += [f"- `{r['run']}`: {r['error']}" for _, r in failed.iterrows()] or ["None."]
     lines += ["", _compute_section(runs), _checklist_section(batch_dir, ok, cells, keys, meta),
@@ -326,6 +332,79 @@ def render_batch(batch_dir: str | Path) -> str:
     if cells is not None:
         _plots(batch_dir, cells, keys, metrics)
     return text
+
+
+PAIRED = ("auc", "eval_success")
+"""training metrics compared with grpo seed by seed"""
+
+
+def _versus_grpo_section(ok, keys: list[str]) -> list[str]:
+    """Each estimator against grpo in the same cell, paired by seed: the mean difference of the
+    learning metrics and its 95% CI, and a plain verdict (better / worse: the CI excludes 0)."""
+    group_keys = [k for k in keys if k != "estimator"]
+    metrics = [m for m in PAIRED if m in ok]
+    lines = ["", "## Against grpo (paired by seed)", "",
+             "Difference to grpo in the same cell and seed, mean ± 95% CI; better / worse when the CI excludes 0.", "",
+             "| " + " | ".join([k.removeprefix("grid/") for k in group_keys] + ["estimator"] + [f"Δ {m}" for m in metrics]) + " | verdict (auc) |",
+             "|" + "---|" * (len(group_keys) + 2 + len(metrics))]
+    for cell, part in ok.groupby(group_keys, sort=False) if group_keys else [((), ok)]:
+        cell = cell if isinstance(cell, tuple) else (cell,)
+        base = part[part["estimator"] == "grpo"].set_index(REPLICATE)
+        for estimator, rows in part[part["estimator"] != "grpo"].groupby("estimator", sort=False):
+            rows = rows.set_index(REPLICATE)
+            common = rows.index.intersection(base.index)
+            diffs = {m: mean_ci((rows.loc[common, m] - base.loc[common, m]).to_numpy(dtype=float)) for m in metrics}
+            mean, half = diffs.get("auc", (math.nan, math.nan))
+            verdict = ("better" if mean - half > 0 else "worse" if mean + half < 0 else "no clear difference") if half == half else "–"
+            lines.append("| " + " | ".join([str(c) for c in cell] + [estimator] + [cell_text(*diffs[m]) for m in metrics])
+                         + f" | {verdict} ({len(common)} seeds) |")
+    return lines
+
+
+def learning_curves(batch_dir: Path, ok, keys: list[str]):
+    """plots/learning_curves.png: per cell without the estimator, greedy success against training
+    iterations, mean over seeds with a 95% CI band (Student t), one colour per estimator. Returns
+    the figure's data (cell -> estimator -> iterations, mean, half-width), or None without evals."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    import numpy as np
+
+    from mas_credit.train.summary import line_style, read_metrics
+
+    group_keys = [k for k in keys if k != "estimator"]
+    estimators = list(dict.fromkeys(ok["estimator"]))
+    data: dict = {}
+    for (run_id, estimator), part in ok.groupby(["run", "estimator"], sort=False):
+        _, evals = read_metrics(batch_dir / "runs" / run_id)
+        cell = tuple(str(part.iloc[0][k]) for k in group_keys)
+        for record in evals:
+            if "eval/success" in record:
+                data.setdefault(cell, {}).setdefault(estimator, {}).setdefault(record["iteration"], []).append(record["eval/success"])
+    if not data:
+        return None
+    palette = plt.get_cmap("tab10")
+    fig, axes = plt.subplots(1, len(data), figsize=(4.2 * len(data), 3.6), squeeze=False)
+    out = {}
+    for ax, (cell, per_estimator) in zip(axes[0], data.items()):
+        for estimator, points in per_estimator.items():
+            x = sorted(points)
+            stats = [mean_ci(points[i]) for i in x]
+            mean = np.array([m for m, _ in stats])
+            half = np.nan_to_num(np.array([h for _, h in stats]))
+            colour = palette(estimators.index(estimator) % 10)
+            ax.plot(x, mean, color=colour, label=estimator, **line_style(estimators.index(estimator)))   # equal curves stay visible
+            ax.fill_between(x, mean - half, mean + half, color=colour, alpha=0.15)
+            out.setdefault(cell, {})[estimator] = (x, mean, half)
+        ax.set_title(" / ".join(cell) or "all runs")
+        ax.set_xlabel("training iteration")
+        ax.set_ylabel("greedy team success")
+        ax.set_ylim(-0.05, 1.05)
+    axes[0][-1].legend(fontsize=7, loc="center left", bbox_to_anchor=(1.0, 0.5))
+    save_figure(batch_dir / "plots" / "learning_curves.png", fig)
+    plt.close(fig)
+    return out
 
 
 def _compute_section(runs) -> str:

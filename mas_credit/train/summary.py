@@ -50,10 +50,11 @@ def read_metrics(run_dir: Path) -> tuple[list[dict], list[dict]]:
 
 
 # lines that may coincide (every agent's credit 0, say) stay visible: each agent its own style and marker size
-STYLES = [("-", "o", 7), ("--", "s", 5.5), (":", "^", 4), ("-.", "D", 3), ((0, (1, 3)), "v", 2.5)]
+STYLES = [("-", "o", 7), ("--", "s", 5.5), (":", "^", 4), ("-.", "D", 3), ((0, (1, 3)), "v", 2.5), ((0, (5, 2)), "x", 2),
+          ((0, (3, 1, 1, 1)), "P", 1.5), ((0, (1, 1)), ".", 1)]
 
 
-def _style(k: int) -> dict:
+def line_style(k: int) -> dict:
     linestyle, marker, size = STYLES[k % len(STYLES)]
     return {"linestyle": linestyle, "marker": marker, "markersize": size, "linewidth": 1.6}
 
@@ -74,18 +75,18 @@ def training_curves(train: list[dict], evals: list[dict]):
     success_keys = [k for k in (evals[0] if evals else {}) if k.startswith("eval") and k.endswith("/success")]
     for k, key in enumerate(success_keys):
         game = key.removeprefix("eval").removesuffix("/success").strip("/")
-        success.plot(eval_x, [r[key] for r in evals], label=f"greedy, held-out tasks {game}".strip(), **_style(k))
+        success.plot(eval_x, [r[key] for r in evals], label=f"greedy, held-out tasks {game}".strip(), **line_style(k))
     if train:
         success.plot(train_x, [r["success"] for r in train], label="sampled (training episodes)", color="grey",
-                     **_style(len(success_keys)))
+                     **line_style(len(success_keys)))
     correct_keys = [k for k in (evals[0] if evals else {}) if "/correct/" in k]
     for k, key in enumerate(correct_keys):
-        correct.plot(eval_x, [r[key] for r in evals], label=key.removeprefix("eval/").replace("correct/", ""), **_style(k))
+        correct.plot(eval_x, [r[key] for r in evals], label=key.removeprefix("eval/").replace("correct/", ""), **line_style(k))
     if train:
-        valid.plot(train_x, [r["valid_turns"] for r in train], label="turns that parsed", **_style(0))
+        valid.plot(train_x, [r["valid_turns"] for r in train], label="turns that parsed", **line_style(0))
     credit_keys = sorted(k for k in (train[0] if train else {}) if k.startswith("credit/"))
     for k, key in enumerate(credit_keys):
-        credit.plot(train_x, [r[key] for r in train], label=key.split("/")[-1], **_style(k))
+        credit.plot(train_x, [r[key] for r in train], label=key.split("/")[-1], **line_style(k))
     labels = [(success, "team success"), (correct, "greedy correctness"), (valid, "share of turns"),
               (credit, f"mean credit ({credit_keys[0].split('/')[1]})" if credit_keys else "mean credit")]
     titles = ["team success", "each agent's correctness (greedy, held-out)", "valid turns (sampled)", "credit per agent"]
