@@ -184,3 +184,38 @@ def test_mixed_team_mistakes_give_one_line_errors(overrides, message):
     with pytest.raises(ConfigError, match=None) as err:
         tabular_cfg(overrides)
     assert message in str(err.value) and "\n" not in str(err.value)
+
+
+def test_a_training_batch_compares_with_grpo_by_seed_and_draws_learning_curves(tmp_path):
+    import pandas as pd
+    import yaml
+
+    from mas_credit.batch import learning_curves, run_batch
+    from mas_credit.config import load_batch
+    from mas_credit.report import mean_ci
+
+    spec = {"name": "learn", "base": str(RUN), "mode": "train", "overrides": ["train.iterations=6", "train.eval_every=2"],
+            "grid": {"estimators": [["grpo"], ["loo"]], "seeds": [[0], [1], [2]]}, "executor": {"kind": "local", "workers": 1}}
+    path = tmp_path / "learn.yaml"
+    path.write_text(yaml.safe_dump(spec))
+    out = run_batch(load_batch(path), out_dir=tmp_path / "out", progress=False)
+    text = (out / "batch.md").read_text()
+    frame = pd.read_parquet(out / "batch.parquet")
+    # the slow way: seed by seed, loo minus grpo
+    by_seed = {(r["estimator"], r["seed"]): r for _, r in frame.iterrows()}
+    diffs = [by_seed["loo", s]["auc"] - by_seed["grpo", s]["auc"] for s in (0, 1, 2)]
+    mean, half = mean_ci(diffs)
+    row = next(line for line in text.split("## Against grpo", 1)[1].splitlines() if line.startswith("| potluck | loo |"))
+    assert f"{mean:.3f} ± {half:.3f}" in row and "(3 seeds)" in row
+    assert (out / "plots" / "learning_curves.png").is_file()
+    curves = learning_curves(out, frame[frame["status"] == "ok"], ["game", "estimator"])
+    x, means, halves = curves[("potluck",)]["loo"]
+    assert x == [0, 2, 4, 6]
+    for k, iteration in enumerate(x):
+        values = []
+        for seed in (0, 1, 2):
+            for line in (out / "runs" / f"estimators-loo__seeds-{seed}" / "metrics.jsonl").read_text().splitlines():
+                record = json.loads(line)
+                if record["kind"] == "eval" and record["iteration"] == iteration:
+                    values.append(record["eval/success"])
+        assert (means[k], halves[k]) == pytest.approx(mean_ci(values), nan_ok=True)
