@@ -91,23 +91,33 @@ def test_two_updates_move_trained_adapters_and_leave_frozen_ones(estimator, tmp_
     assert "## Reporting checklist" in (tmp_path / estimator / "summary.md").read_text()
 
 
+def run_until_killed(trainer, iteration: int, monkeypatch) -> None:
+    """Run `trainer` until it is killed (KeyboardInterrupt) as iteration `iteration` starts."""
+    real_step = Trainer.step
+
+    def dies(self, i):
+        if i == iteration:
+            raise KeyboardInterrupt
+        return real_step(self, i)
+
+    with monkeypatch.context() as patch:
+        patch.setattr(Trainer, "step", dies)
+        with pytest.raises(KeyboardInterrupt):
+            trainer.run()
+
+
+def untimed_metrics(run_dir) -> list[dict]:
+    """A run's metric records without their timings (which differ run to run)."""
+    return [{k: v for k, v in json.loads(line).items() if not k.startswith("time/")}
+            for line in (run_dir / "metrics.jsonl").read_text().splitlines()]
+
+
 def test_a_killed_run_resumes_to_the_same_result(tmp_path, monkeypatch):
     overrides = ["estimators=[grpo]", "train.iterations=4", "train.checkpoint_every=2", "train.eval_every=2"]
     whole = trainer_for(overrides, tmp_path / "whole")
     whole.run()
 
-    killed = trainer_for(overrides, tmp_path / "killed")
-    real_step = Trainer.step
-
-    def dies_at_3(self, iteration):
-        if iteration == 3:
-            raise KeyboardInterrupt
-        return real_step(self, iteration)
-
-    monkeypatch.setattr(Trainer, "step", dies_at_3)
-    with pytest.raises(KeyboardInterrupt):
-        killed.run()
-    monkeypatch.setattr(Trainer, "step", real_step)
+    run_until_killed(trainer_for(overrides, tmp_path / "killed"), 3, monkeypatch)
     import mas_credit.train.trainer as trainer_module
 
     real_trainer = trainer_module.Trainer
@@ -120,10 +130,7 @@ def test_a_killed_run_resumes_to_the_same_result(tmp_path, monkeypatch):
     monkeypatch.setattr(trainer_module, "Trainer", Resumed)
     resume(tmp_path / "killed", progress=False)
 
-    def strip(path):
-        return [{k: v for k, v in json.loads(line).items() if not k.startswith("time/")} for line in path.read_text().splitlines()]
-
-    assert strip(tmp_path / "killed" / "metrics.jsonl") == strip(tmp_path / "whole" / "metrics.jsonl")
+    assert untimed_metrics(tmp_path / "killed") == untimed_metrics(tmp_path / "whole")
     from mas_credit.cli import main
     (tmp_path / "whole" / "summary.md").unlink()
     assert main(["report", str(tmp_path / "whole")]) == 0 and "| iteration | eval/success" in (tmp_path / "whole" / "summary.md").read_text()

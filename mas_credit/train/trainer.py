@@ -3,23 +3,25 @@
 One iteration (DESIGN.md, "Data flow"):
   collect n_tasks x group_size episodes with the team (tree fan-out if the estimator needs it)
   -> fill the counterfactuals the estimator needs -> CreditBatch -> estimator on its device
-  -> for every trained agent: a clipped policy-gradient update (mas_credit.train.loss) on
-     its own turns and advantages, KL to the reference (its adapter disabled), its own
-     AdamW optimizer, gradient clipping, micro-batches by token budget.
-The importance ratio's old log-probs are the trainer's own (the first epoch's forward, in
+  -> each learner class's shared preparation (LLM adapters: one reference pass per model)
+  -> for every learner: `update(its agents' turns and advantages)` (mas_credit.train.learners:
+     an LLM adapter or a tabular policy; a clipped policy-gradient update with its own
+     optimizer, gradient clipping, micro-batches). The loop never branches on the kind.
+The importance ratio's old log-probs are the learner's own (the first epoch's forward, in
 the training dtype, before any parameter moves), not the sampler's: the two differ by the
 rollout's numerics (up to tenths of a nat in bfloat16 on a GPU), which would make the first
 ratio differ from 1 and clip tokens the policy never moved. The gap is logged per iteration
 (train/logprob_gap_max, train/logprob_gap_mean), and `train.tis_cap` weights it in (TIS).
-Frozen agents still play, and are never updated. An adapter shared by several trained
-agents (sharing: shared) is updated once per iteration on all their turns.
+Frozen agents and scripted members still play, and are never updated. An adapter shared by
+several trained agents (sharing: shared) is one learner, updated once on all their turns.
 
 Evaluation (greedy decoding on held-out task seeds) runs before the first iteration,
 every `eval_every` iterations and after the last. Metrics go to `metrics.jsonl` (and
-TensorBoard), checkpoints to `checkpoint/` (adapter weights, optimizer states, RNG
-states, iteration, the number of metric lines), each written atomically; `resume`
-continues a killed run to the same result. Training uses the first of the experiment's
-seeds. This module must not define losses or estimators.
+TensorBoard), checkpoints to `checkpoint/` (each learner's parameters and optimizer state,
+RNG states, iteration, the number of metric lines), each written atomically; `resume`
+continues a killed run to the same result. At the end, `learning.json` holds the learning
+metrics (mas_credit.train.summary.learning_metrics). Training uses the first of the
+experiment's seeds. This module must not define losses or estimators.
 """
 from __future__ import annotations
 
