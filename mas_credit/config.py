@@ -444,9 +444,14 @@ def validate_train(cfg: ExperimentConfig, where: str = "experiment") -> None:
     if cfg.team.kind == "mixed":
         from mas_credit.agents import plain_members
         from mas_credit.agents.tabular import MixedTeam
-        if not MixedTeam(plain_members(cfg.team.members)).learner_agents():
+        learners = MixedTeam(plain_members(cfg.team.members)).learner_agents()
+        if not learners:
             raise ConfigError(f"{where}: train needs a learner, but every member of the mixed team is scripted or frozen; "
                               f"add e.g. {{kind: tabular}} to team.members")
+        not_learners = [a for a in cfg.train.trained_agents if a not in learners]
+        if not_learners:
+            raise ConfigError(f"{where}: train.trained_agents {not_learners} are scripted or frozen members, which never learn; "
+                              f"list learners only ({learners}) or leave it empty")
         if len(cfg.games) != 1:
             raise ConfigError(f"{where}: a team with tabular members trains on one game (a tabular policy is bound to its "
                               f"game's actions), got {len(cfg.games)}; keep one in games")

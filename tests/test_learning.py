@@ -162,6 +162,7 @@ BAD = [
     (["team.members=[{kind: scripted, skill: 2}, {kind: tabular}, {kind: tabular}]"], "team.members.0.skill must be a probability"),
     (["games=[potluck,vault]"], "a team with tabular members trains on one game"),
     (["train.success_target=1.5"], "train.success_target must be in (0, 1]"),
+    (["team=tabular_pair_noisy", "train.trained_agents=[0,2]"], "train.trained_agents [2] are scripted or frozen members"),
 ]
 
 

@@ -46,6 +46,8 @@ from mas_credit.train.learners import make_learners
 from mas_credit.types import CreditBatch, resolve_device
 
 EVAL_SALT = 0xE7A1
+
+
 class Trainer:
     def __init__(self, cfg: ExperimentConfig, run_dir: str | Path, progress: bool = True):
         self.cfg, self.run_dir, self.progress = cfg, Path(run_dir), progress
