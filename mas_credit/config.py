@@ -443,8 +443,8 @@ def validate_train(cfg: ExperimentConfig, where: str = "experiment") -> None:
                           f"e.g. team=smollm_trio")
     if cfg.team.kind == "mixed":
         from mas_credit.agents import plain_members
-        from mas_credit.agents.tabular import MixedTeam
-        learners = MixedTeam(plain_members(cfg.team.members)).learner_agents()
+        from mas_credit.agents.tabular import learner_members
+        learners = learner_members(plain_members(cfg.team.members))
         if not learners:
             raise ConfigError(f"{where}: train needs a learner, but every member of the mixed team is scripted or frozen; "
                               f"add e.g. {{kind: tabular}} to team.members")
@@ -452,7 +452,7 @@ def validate_train(cfg: ExperimentConfig, where: str = "experiment") -> None:
         if not_learners:
             raise ConfigError(f"{where}: train.trained_agents {not_learners} are scripted or frozen members, which never learn; "
                               f"list learners only ({learners}) or leave it empty")
-        if len(cfg.games) != 1:
+        if len(cfg.games) != 1 and any(plain_members(cfg.team.members)[i]["kind"] == "tabular" for i in learners):
             raise ConfigError(f"{where}: a team with tabular members trains on one game (a tabular policy is bound to its "
                               f"game's actions), got {len(cfg.games)}; keep one in games")
     if len(cfg.estimators) != 1:

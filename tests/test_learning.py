@@ -157,7 +157,7 @@ def test_the_tabular_log_prob_equals_a_plain_softmax():
 BAD = [
     (["team.members=[{kind: tabular}, {kind: tabular}]"], "team.members has 2 members but games.0 (potluck_v0) has n_agents=3"),
     (["team.members=[{kind: tabular, speed: 2}, {kind: tabular}, {kind: tabular}]"], "team.members.0 (tabular) has no key speed"),
-    (["team.members=[{kind: llm}, {kind: tabular}, {kind: tabular}]"], "team.members.0: kind must be one of scripted, tabular"),
+    (["team.members=[{kind: robot}, {kind: tabular}, {kind: tabular}]"], "team.members.0: kind must be one of scripted, tabular, llm"),
     (["team.members=[{kind: scripted}, {kind: tabular, frozen: true}, {kind: scripted}]"], "train needs a learner"),
     (["team.members=[{kind: scripted, skill: 2}, {kind: tabular}, {kind: tabular}]"], "team.members.0.skill must be a probability"),
     (["games=[potluck,vault]"], "a team with tabular members trains on one game"),
@@ -206,3 +206,43 @@ def test_a_training_batch_compares_with_grpo_by_seed_and_draws_learning_curves(t
                 if record["kind"] == "eval" and record["iteration"] == iteration:
                     values.append(record["eval/success"])
         assert (means[k], halves[k]) == pytest.approx(mean_ci(values), nan_ok=True)
+
+
+def test_a_mixed_team_with_llm_members_trains_only_its_llm_learner(tmp_path):
+    """tiny model: agent 0 an LLM learner, agent 1 a frozen LLM, agent 2 a perfect scripted
+    teammate; one batched generate for both LLM members, only agent 0's adapter moves."""
+    from .test_train import QUICK, TINY
+
+    members = "[{kind: llm}, {kind: llm, frozen: true}, {kind: scripted, skill: 1.0}]"
+    cfg = load_experiment(QUICK, TINY + ["team.kind=mixed", f"team.members={members}", "estimators=[grpo]", "team.device=cpu"])
+    validate_train(cfg)
+    trainer = Trainer(cfg, tmp_path, progress=False)
+    assert [(type(learner).__name__, learner.agents) for learner in trainer.learners] == [("LLMLearner", [0])]
+    with torch.no_grad():                                              # agent 0's policy away from the base: the KL term moves it
+        for name, p in trainer.team.models[0].named_parameters():
+            if "lora_B" in name and ".agent_0." in name:
+                p.fill_(0.01)
+    before = trainer.adapter_state()
+    calls = trainer.team.llm.calls
+    trainer.run()
+    after = trainer.adapter_state()
+    moved = {key for key in before if any(not torch.equal(before[key][n], after[key][n]) for n in before[key])}
+    assert moved == {"0/agent_0"}
+    episodes = collect(make_game("vault", n_agents=3), trainer.team, n_tasks=2, group_size=2, seed=0)
+    assert all(t.logprobs for ep in episodes for t in ep.turns[:2]) and not any(ep.turns[2].logprobs for ep in episodes)
+    assert (trainer.team.llm.calls - calls) > 0 and all(ep.components["correct"][2] == 1 for ep in episodes)
+
+
+@pytest.mark.slow
+def test_a_mixed_team_with_the_real_default_model_plays_and_records_logprobs():
+    from mas_credit.agents import load_team
+    from mas_credit.config import load_team_config
+
+    cfg = load_team_config("smollm_trio")
+    cfg.kind, cfg.device = "mixed", "cpu"
+    cfg.members = [{"kind": "llm"}, {"kind": "scripted", "skill": 1.0}, {"kind": "scripted", "lazy": True}]
+    team = load_team(cfg, n_agents=3)
+    assert team.learner_agents() == [0]
+    episodes = collect(make_game("vault", n_agents=3), team, n_tasks=2, group_size=2, seed=0)
+    assert all(ep.turns[0].response_ids and len(ep.turns[0].logprobs) == len(ep.turns[0].response_ids) for ep in episodes)
+    assert all(ep.turns[1].valid and ep.turns[2].text == "" for ep in episodes)

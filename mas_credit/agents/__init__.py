@@ -20,7 +20,11 @@ def check_team(cfg, n_agents: int, sequential: bool = False) -> None:
                      saboteurs=list(cfg.saboteurs))
     elif cfg.kind == "mixed":
         from mas_credit.agents.tabular import check_members
-        check_members(plain_members(cfg.members))          # the count against the game: config.validate names both
+        members = plain_members(cfg.members)
+        check_members(members)                              # the count against the game: config.validate names both
+        if any(m["kind"] == "llm" for m in members):
+            from mas_credit.agents.llm import check_llm_team
+            check_llm_team(cfg, len(members), sequential)
     elif cfg.kind in ("llm", "vllm"):
         from mas_credit.agents.llm import check_llm_team
         check_llm_team(cfg, n_agents, sequential)
@@ -39,7 +43,7 @@ def load_team(cfg, n_agents: int | None = None, sequential: bool = False):
                             saboteurs=list(cfg.saboteurs))
     if cfg.kind == "mixed":
         from mas_credit.agents.tabular import MixedTeam
-        return MixedTeam(plain_members(cfg.members), seed=cfg.seed)
+        return MixedTeam(plain_members(cfg.members), seed=cfg.seed, llm_cfg=cfg, sequential=sequential)
     if cfg.kind == "vllm":
         from mas_credit.agents.vllm_backend import VLLMTeam
         return VLLMTeam(cfg, n_agents, sequential)
@@ -96,8 +100,11 @@ def describe_team(team) -> dict:
     if team.kind == "mixed":
         kinds = ", ".join(m["kind"] + (" (frozen)" if i in team.frozen else "") for i, m in enumerate(team.members))
         sizes = [p.logits.numel() for p in team.tabular.values() if p.logits is not None]
-        return {"kind": "mixed", "name": f"mixed team ({kinds}; no language model)", "parameters": sum(sizes),
-                "adapter_parameters": 0, "device": "cpu"}
+        if team.llm is None:
+            return {"kind": "mixed", "name": f"mixed team ({kinds}; no language model)", "parameters": sum(sizes),
+                    "adapter_parameters": 0, "device": "cpu"}
+        return {**describe_team(team.llm), "kind": "mixed", "name": f"mixed team ({kinds}) of "
+                f"{describe_team(team.llm)['name']}", "tabular_parameters": sum(sizes)}
     ref = team.cfg.model
     name, version = ref, ""
     if ref == "smollm2":

@@ -164,6 +164,9 @@ class LLMTeam:
     def n_agents(self) -> int:
         return self._n_agents
 
+    def plays_adapter(self, agent: int) -> bool:
+        return True
+
     def learner_agents(self) -> list[int]:
         """The agents that can learn (every agent: each plays a LoRA adapter)."""
         return list(range(self._n_agents))

@@ -10,6 +10,11 @@ Members (one per agent, in agent order; `team: {kind: mixed, members: [...]}`):
                                       `observation_key`, e.g. the agent's own digit); it learns
                                       in a few hundred episodes, so learning studies can run
                                       many seeds
+  {kind: llm}                         an LLM learner with its own LoRA adapter; the team's own
+                                      fields (model, temperature, max_new_tokens, lora_*, prompts,
+                                      device, dtype) set every LLM member; all of them share one
+                                      base model and one batched generate
+  {kind: llm, frozen: true}           an LLM that plays and never learns
 Scripted members may also set `malformed_rate`; tabular members `temperature` (sampling; 0 is
 greedy) and `frozen: true` (plays, never learns). The tabular policy reads the game's
 `legal_actions`/`observation_key` (privileged, like the scripted policies' expert action).
@@ -25,9 +30,10 @@ import torch
 
 from mas_credit.agents.scripted import ActRequest, ActResult, ScriptedTeam
 
-MEMBER_KINDS = ("scripted", "tabular")
+MEMBER_KINDS = ("scripted", "tabular", "llm")
 MEMBER_KEYS = {"scripted": {"kind", "skill", "lazy", "saboteur", "malformed_rate"},
-               "tabular": {"kind", "lr", "temperature", "frozen"}}
+               "tabular": {"kind", "lr", "temperature", "frozen"},
+               "llm": {"kind", "frozen"}}
 
 
 class TabularPolicy:
@@ -97,6 +103,11 @@ class TabularPolicy:
             self._build(state["game"], state["actions"], state["keys"], state["logits"])
 
 
+def learner_members(members) -> list[int]:
+    """The agents of a member list that learn: tabular and LLM members that are not frozen."""
+    return [i for i, m in enumerate(members) if m["kind"] != "scripted" and not m.get("frozen")]
+
+
 def check_members(members, n_agents: int | None = None) -> None:
     """One-line errors for a mixed team's member list; builds nothing heavy."""
     if not isinstance(members, (list, tuple)) or not members:
@@ -106,8 +117,7 @@ def check_members(members, n_agents: int | None = None) -> None:
     for i, member in enumerate(members):
         kind = member.get("kind") if isinstance(member, dict) else None
         if kind not in MEMBER_KINDS:
-            raise ValueError(f"team.members.{i}: kind must be one of {', '.join(MEMBER_KINDS)}, got {kind!r} "
-                             f"(an LLM member in a mixed team is not available yet)")
+            raise ValueError(f"team.members.{i}: kind must be one of {', '.join(MEMBER_KINDS)}, got {kind!r}")
         unknown = sorted(set(member) - MEMBER_KEYS[kind])
         if unknown:
             raise ValueError(f"team.members.{i} ({kind}) has no key {', '.join(unknown)}; valid keys: {', '.join(sorted(MEMBER_KEYS[kind]))}")
@@ -117,7 +127,7 @@ def check_members(members, n_agents: int | None = None) -> None:
                 raise ValueError(f"team.members.{i}.skill must be a probability in [0, 1], got {skill!r}")
             if member.get("lazy") and member.get("saboteur"):
                 raise ValueError(f"team.members.{i} is both lazy and a saboteur; choose one")
-        else:
+        elif kind == "tabular":
             lr, temperature = member.get("lr", 0.5), member.get("temperature", 1.0)
             if not isinstance(lr, (int, float)) or lr <= 0:
                 raise ValueError(f"team.members.{i}.lr must be > 0, got {lr!r}")
@@ -130,7 +140,7 @@ class MixedTeam:
 
     kind = "mixed"
 
-    def __init__(self, members: list[dict], seed: int = 0):
+    def __init__(self, members: list[dict], seed: int = 0, llm_cfg=None, sequential: bool = False):
         check_members(members)
         self.members = [dict(m) for m in members]
         self.seed = int(seed)
@@ -143,25 +153,49 @@ class MixedTeam:
         self.malformed = [float(m.get("malformed_rate", 0.0)) for m in scripted]
         self.tabular = {i: TabularPolicy(m.get("lr", 0.5), m.get("temperature", 1.0))
                         for i, m in enumerate(members) if m["kind"] == "tabular"}
-        self.frozen = sorted(i for i, m in enumerate(members) if m["kind"] == "tabular" and m.get("frozen"))
+        self.frozen = sorted(i for i, m in enumerate(members) if m["kind"] != "scripted" and m.get("frozen"))
+        self.llm_members = [i for i, m in enumerate(members) if m["kind"] == "llm"]
+        self.llm = None
+        if self.llm_members:
+            if llm_cfg is None:
+                raise ValueError("a mixed team with LLM members needs the team's LLM settings (load it with load_team)")
+            from mas_credit.agents.llm import LLMTeam
+            self.llm = LLMTeam(llm_cfg, n, sequential)              # one adapter per agent; the LLM members play theirs
+            self.cfg, self.models, self.model_index, self.adapters = llm_cfg, self.llm.models, self.llm.model_index, self.llm.adapters
+            self.tokenizer, self.device = self.llm.tokenizer, self.llm.device
         self._n_agents = n
-        self.greedy = False            # evaluation: tabular members play their most likely action
-        self.calls = self.tokens = 0
+        self.greedy = False            # evaluation: tabular and LLM members decode greedily
+        self.calls = 0
+
+    @property
+    def tokens(self) -> int:
+        return self.llm.tokens if self.llm is not None else 0
+
+    def plays_adapter(self, agent: int) -> bool:
+        return agent in self.llm_members
+
+    def model_for(self, agent: int):
+        return self.llm.model_for(agent)
 
     @property
     def n_agents(self) -> int:
         return self._n_agents
 
     def learner_agents(self) -> list[int]:
-        """The agents that can learn: tabular members that are not frozen."""
-        return sorted(i for i in self.tabular if i not in self.frozen)
+        """The agents that can learn: tabular and LLM members that are not frozen."""
+        return learner_members(self.members)
 
     def act(self, requests: list[ActRequest]) -> list[ActResult]:
         self.calls += len(requests)
-        out = []
-        for req in requests:
+        out: list[ActResult | None] = [None] * len(requests)
+        llm = [k for k, req in enumerate(requests) if req.agent in self.llm_members]
+        if llm:                                                    # one batched generate for every LLM member
+            self.llm.greedy = self.greedy
+            for k, result in zip(llm, self.llm.act([requests[k] for k in llm])):
+                out[k] = result
+        for k, req in enumerate(requests):
             if req.agent in self.tabular:
-                out.append(self.tabular[req.agent].act(req, self.greedy))
-            else:
-                out.append(self.scripted.act_one(req, self.malformed[req.agent]))
+                out[k] = self.tabular[req.agent].act(req, self.greedy)
+            elif req.agent not in self.llm_members:
+                out[k] = self.scripted.act_one(req, self.malformed[req.agent])
         return out

@@ -245,7 +245,8 @@ def make_learners(team, trained_agents: list[int], train_cfg) -> list[PolicyLear
     if getattr(team, "models", None):                                   # an LLM team
         units: dict[tuple[int, str], list[int]] = {}
         for agent in trained_agents:
-            units.setdefault((team.model_index[agent], team.adapters[agent]), []).append(agent)
+            if team.plays_adapter(agent):                                # a mixed team's LLM members only
+                units.setdefault((team.model_index[agent], team.adapters[agent]), []).append(agent)
         learners += [LLMLearner(team, m, adapter, agents, train_cfg) for (m, adapter), agents in units.items()]
     for agent in trained_agents:
         policy = getattr(team, "tabular", {}).get(agent)
