@@ -91,7 +91,8 @@ def cmd_play(args) -> int:
     print(f"{'agent':<10}{'skill':>7}{'shapley':>10}" + "".join(f"{name:>10}" for name in columns) + "  components")
     for i, name in enumerate(episode.agents):
         comps = ", ".join(f"{k}={v[i]:.2f}" for k, v in episode.components.items())
-        skill = f"{skills[i]:>7.2f}" if team.kind == "scripted" else f"{'llm':>7}"
+        member = team.members[i] if team.kind == "mixed" else {"kind": team.kind, "skill": skills[i] if team.kind == "scripted" else None}
+        skill = f"{member.get('skill', 0.9):>7.2f}" if member["kind"] == "scripted" else f"{member['kind']:>7}"
         print(f"{name:<10}{skill}{float(phi[i]):>10.3f}" + "".join(f"{float(c[i]):>10.3f}" for c in columns.values())
               + f"  {comps}")
     print(f"sum of Shapley = {float(phi.sum()):.3f} = R - v(empty)   (shapley is the exact ground truth; "

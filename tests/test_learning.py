@@ -246,3 +246,11 @@ def test_a_mixed_team_with_the_real_default_model_plays_and_records_logprobs():
     episodes = collect(make_game("vault", n_agents=3), team, n_tasks=2, group_size=2, seed=0)
     assert all(ep.turns[0].response_ids and len(ep.turns[0].logprobs) == len(ep.turns[0].response_ids) for ep in episodes)
     assert all(ep.turns[1].valid and ep.turns[2].text == "" for ep in episodes)
+
+
+def test_play_shows_each_members_kind(capsys):
+    from mas_credit.cli import main
+
+    assert main(["play", "vault", "--team", str(ROOT / "agents" / "tabular_pair_noisy.yaml")]) == 0
+    rows = [line.split() for line in capsys.readouterr().out.splitlines() if line.startswith("agent_") and "correct=" in line]
+    assert [row[1] for row in rows] == ["tabular", "tabular", "0.80"]

@@ -103,8 +103,8 @@ def describe_team(team) -> dict:
         if team.llm is None:
             return {"kind": "mixed", "name": f"mixed team ({kinds}; no language model)", "parameters": sum(sizes),
                     "adapter_parameters": 0, "device": "cpu"}
-        return {**describe_team(team.llm), "kind": "mixed", "name": f"mixed team ({kinds}) of "
-                f"{describe_team(team.llm)['name']}", "tabular_parameters": sum(sizes)}
+        llm = describe_team(team.llm)
+        return {**llm, "kind": "mixed", "name": f"mixed team ({kinds}) of {llm['name']}", "tabular_parameters": sum(sizes)}
     ref = team.cfg.model
     name, version = ref, ""
     if ref == "smollm2":
