@@ -53,7 +53,7 @@ def median_time(fn, repeats):
 
 def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--experiment", default="experiments/quickstart.yaml")
+    parser.add_argument("--experiment", default="experiments/train_trio.yaml")
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--kl-coef", type=float, default=0.02)
     args = parser.parse_args()

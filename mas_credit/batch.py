@@ -24,12 +24,15 @@ import math
 import os
 import platform
 import re
+import shutil
+import signal
+import threading
 import time
 import traceback
 from pathlib import Path
 
 from mas_credit.config import BatchConfig, ConfigError
-from mas_credit.outputs import save_figure, write_json, write_parquet, write_text
+from mas_credit.outputs import claim_run_dir, save_figure, write_json, write_parquet, write_text
 from mas_credit.report import cell_text, mean_ci
 
 STUDY_TABLE = ["rmse", "kendall_tau", "top_agent", "null_credit", "efficiency_gap", "evals_per_episode",
@@ -52,7 +55,8 @@ def expand(cfg: BatchConfig, batch_dir: Path) -> list[dict]:
     """Every run of the batch, in grid order: id, folder, overrides and the grid values it takes."""
     keys = list(cfg.grid)
     runs, seen = [], set()
-    for values in itertools.product(*(cfg.grid[k] for k in keys)):
+    combos = [values for grid in (cfg.grid, *cfg.extra_grids) for values in itertools.product(*(grid[k] for k in keys))]
+    for values in combos:
         run_id = "__".join(f"{k}-{_show(v)}" for k, v in zip(keys, values)) or "base"
         run_id = re.sub(r"[^A-Za-z0-9._=+,-]", "-", run_id)[:150]
         while run_id in seen:                      # two values that print alike still get two folders
@@ -105,11 +109,13 @@ def execute_run(run: dict, threads: int | None = None) -> dict:
             validate_train(cfg, run["base"])
             if (run_dir / "checkpoint" / "state.pt").is_file():
                 resume(run_dir, progress=False)
-            else:
+            else:                                  # an earlier try that failed before its first checkpoint starts over
+                shutil.rmtree(run_dir)
                 train(cfg, out_dir=run_dir, progress=False)
         else:
             from mas_credit.studies import run_study
 
+            shutil.rmtree(run_dir)                 # what an earlier, failed or killed, try left
             run_study(cfg, out_dir=run_dir, progress=False)
         result = {"status": "ok", "error": "", "rows": run_rows(run_dir, run["mode"])}
         (run_dir / "error.txt").unlink(missing_ok=True)                # left by an earlier failed try
@@ -149,6 +155,9 @@ def run_rows(run_dir: Path, mode: str) -> list[dict]:
         reached = learning["learn/episodes_to_target"]
         row.update(auc=learning["learn/auc"], episodes_to_target=math.nan if reached is None else float(reached),
                    reached_target=float(reached is not None))
+    for key, value in evals[-1].items():
+        if key.startswith("eval/correct/"):                                       # each agent's greedy correctness at the end
+            row[f"eval_correct_{key.rsplit('/', 1)[-1]}"] = value
     for key in (train[0] if train else {}):
         if key.startswith(f"credit/{label}/"):                                    # mean over the iterations
             row[f"credit_{key.rsplit('/', 1)[-1]}"] = sum(r[key] for r in train) / len(train)
@@ -156,8 +165,30 @@ def run_rows(run_dir: Path, mode: str) -> list[dict]:
 
 
 # -- executors -----------------------------------------------------------------------------------
+class BatchInterrupted(Exception):
+    """Ctrl-C stopped a batch: queued runs were cancelled, running ones stopped, the partial
+    report written. The message is the one line the CLI prints."""
+
+
 def _threads(workers: int) -> int:
     return max(1, (os.cpu_count() or 1) // workers)
+
+
+def _worker_init(parent: int) -> None:
+    """In each local worker process: Ctrl-C is the parent's to handle (a terminal sends it to
+    the whole process group), and the worker exits as soon as its parent is gone (killed,
+    even with SIGKILL), instead of finishing the queue on its own."""
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    from tqdm import tqdm
+
+    tqdm.set_lock(threading.RLock())               # not tqdm's default multiprocessing lock, which a stopped worker would leak
+
+    def watch():
+        while os.getppid() == parent:
+            time.sleep(0.5)
+        os._exit(1)
+
+    threading.Thread(target=watch, name="parent-watch", daemon=True).start()
 
 
 def run_local(runs: list[dict], workers: int, on_result) -> None:
@@ -170,7 +201,9 @@ def run_local(runs: list[dict], workers: int, on_result) -> None:
     from concurrent.futures.process import BrokenProcessPool
 
     # spawn: a forked child would inherit the parent's torch thread pools
-    with ProcessPoolExecutor(max_workers=workers, mp_context=multiprocessing.get_context("spawn")) as pool:
+    pool = ProcessPoolExecutor(max_workers=workers, mp_context=multiprocessing.get_context("spawn"),
+                               initializer=_worker_init, initargs=(os.getpid(),))
+    try:
         futures = {pool.submit(execute_run, run, _threads(workers)): run for run in runs}
         for future in as_completed(futures):
             try:
@@ -178,6 +211,16 @@ def run_local(runs: list[dict], workers: int, on_result) -> None:
             except BrokenProcessPool as err:       # a worker was killed (e.g. out of memory): the run failed
                 on_result({"id": futures[future]["id"], "status": "failed", "error": f"worker process died: {err}", "rows": [],
                            "wall_s": math.nan, "worker": ""})
+    except BaseException:                          # Ctrl-C (or any error here): cancel the queue, stop the running runs
+        workers_now = list((pool._processes or {}).values())
+        pool.shutdown(wait=False, cancel_futures=True)
+        for process in workers_now:
+            process.terminate()
+        for process in workers_now:
+            process.join()
+        pool.shutdown(wait=True)                   # the pool's manager thread notices and releases its queues
+        raise
+    pool.shutdown()
 
 
 def run_ray(runs: list[dict], executor, on_result) -> None:
@@ -189,6 +232,7 @@ def run_ray(runs: list[dict], executor, on_result) -> None:
             ray.init(address=executor.address, log_to_driver=False)
         else:
             ray.init(num_cpus=executor.workers, include_dashboard=False, log_to_driver=False)
+    pending = {}
     try:
         remote = ray.remote(num_cpus=1, num_gpus=executor.gpus_per_run, max_retries=0)(execute_run)
         threads = None if executor.address else _threads(executor.workers)
@@ -204,15 +248,21 @@ def run_ray(runs: list[dict], executor, on_result) -> None:
                 if not (Path(run["run_dir"]) / "result.json").is_file():   # a remote node without the shared folder
                     write_json(Path(run["run_dir"]) / "result.json", result)
                 on_result(result)
+    except KeyboardInterrupt:
+        for ref in pending:                        # queued and running tasks stop with the batch
+            ray.cancel(ref, force=True)
+        raise
     finally:
         if started:
             ray.shutdown()
 
 
-def run_batch(cfg: BatchConfig, out_dir: str | Path | None = None, progress: bool = True) -> Path:
-    """Execute the runs that have not finished, then (re)build the report; returns the batch folder."""
-    batch_dir = Path(out_dir) if out_dir is not None else Path(cfg.output_dir) / cfg.name
-    batch_dir.mkdir(parents=True, exist_ok=True)
+def run_batch(cfg: BatchConfig, out_dir: str | Path | None = None, progress: bool = True, overwrite: bool = False) -> Path:
+    """Execute the runs that have not finished, then (re)build the report; returns the batch folder.
+    A folder holding this kind of run is continued (that is how a batch resumes); one holding a
+    study or training run is refused unless `overwrite` (see `claim_run_dir`)."""
+    batch_dir = claim_run_dir(Path(out_dir) if out_dir is not None else Path(cfg.output_dir) / cfg.name, "batch",
+                              overwrite=overwrite, default=out_dir is None, reuse_same_kind=True)
     runs = expand(cfg, batch_dir)
     todo = [run for run in runs if not finished(run)]
     skipped = [run["id"] for run in runs if run not in todo]
@@ -226,6 +276,7 @@ def run_batch(cfg: BatchConfig, out_dir: str | Path | None = None, progress: boo
             print(f"[{len(done) + len(skipped)}/{len(runs)}] {result['id']} ({result['wall_s']:.1f} s) {status}", flush=True)
 
     meta = {"name": cfg.name, "base": cfg.base, "mode": cfg.mode, "grid": {k: list(v) for k, v in cfg.grid.items()},
+            "extra_grids": [{k: list(v) for k, v in g.items()} for g in cfg.extra_grids],
             "grid_keys": list(cfg.grid), "executor": {"kind": cfg.executor.kind, "workers": cfg.executor.workers,
                                                       "address": cfg.executor.address},
             "runs": [{"id": r["id"], "grid": r["grid"]} for r in runs],
@@ -233,13 +284,19 @@ def run_batch(cfg: BatchConfig, out_dir: str | Path | None = None, progress: boo
     write_json(batch_dir / "batch.json", meta)           # `mas-credit report` can show a batch still running (or killed)
     if progress and skipped:
         print(f"{len(skipped)} of {len(runs)} runs already finished; executing the other {len(todo)}", flush=True)
-    if todo:
-        if cfg.executor.kind == "ray":
+    interrupted = False
+    try:
+        if todo and cfg.executor.kind == "ray":
             run_ray(todo, cfg.executor, on_result)
-        else:
+        elif todo:
             run_local(todo, cfg.executor.workers, on_result)
-    write_json(batch_dir / "batch.json", {**meta, "wall_s": time.perf_counter() - start})
+    except KeyboardInterrupt:
+        interrupted = True
+    write_json(batch_dir / "batch.json", {**meta, "wall_s": time.perf_counter() - start, "interrupted": interrupted})
     render_batch(batch_dir)
+    if interrupted:
+        raise BatchInterrupted(f"interrupted: {len(done)} of {len(todo)} runs finished, the rest cancelled or stopped; partial "
+                               f"report in {batch_dir}/batch.md; run the same command again to finish the rest")
     return batch_dir
 
 
@@ -257,7 +314,10 @@ def batch_frame(batch_dir: Path):
         base = {"run": run["id"], **{f"grid/{k}": run["grid"][k] for k in meta["grid_keys"]}, "status": result["status"],
                 "error": result.get("error", ""), "result_wall_s": result.get("wall_s", math.nan), "worker": result.get("worker", "")}
         rows += [{**base, **row} for row in result["rows"]] or [base]
-    return pd.DataFrame(rows), meta
+    frame = pd.DataFrame(rows)
+    if {"eval_success", "eval_success_before"} <= set(frame):           # a training run's gain, paired within the run
+        frame.insert(list(frame).index("eval_success") + 1, "eval_gain", frame["eval_success"] - frame["eval_success_before"])
+    return frame, meta
 
 
 def _cell_keys(frame, meta) -> list[str]:
@@ -292,8 +352,8 @@ def render_batch(batch_dir: str | Path) -> str:
     write_parquet(batch_dir / "batch.parquet", frame)
     ok = frame[frame["status"] == "ok"]
     metrics = STUDY_TABLE if meta["mode"] == "study" else \
-        ["eval_success_before", "eval_success", "auc", "episodes_to_target", "reached_target", "eval_reward", "train_reward_last"] \
-        + sorted(c for c in frame if c.startswith("credit_agent_"))
+        ["eval_success_before", "eval_success", "eval_gain", "auc", "episodes_to_target", "reached_target", "eval_reward", "train_reward_last"] \
+        + sorted(c for c in frame if c.startswith(("eval_correct_agent_", "credit_agent_")))
     metrics = [m for m in metrics if m in frame]
     keys = _cell_keys(frame, meta)
     cells = summarise_cells(frame, keys, metrics) if len(ok) else None
@@ -302,10 +362,13 @@ def render_batch(batch_dir: str | Path) -> str:
     runs = frame.drop_duplicates("run")
     lines = [f"# Batch: {meta['name']}", "",
              f"Base experiment `{Path(meta['base']).name}` ({meta['mode']}), grid "
-             f"{json.dumps({k: meta['grid'][k] for k in meta['grid_keys']})}; "
+             f"{json.dumps({k: meta['grid'][k] for k in meta['grid_keys']})}"
+             + "".join(f" plus {json.dumps(g)}" for g in meta.get("extra_grids", [])) + "; "
              f"{len(runs)} runs: {int((runs['status'] == 'ok').sum())} finished, {len(failed)} failed or not (yet) run. "
              f"Executor {meta['executor']['kind']} with {meta['executor']['workers']} workers; the last invocation "
-             + (f"executed {len(meta['executed'])} runs and skipped {len(meta['skipped'])} already finished, in {meta['wall_s']:.1f} s."
+             + (f"was interrupted (Ctrl-C) after {meta['wall_s']:.1f} s: of its {len(meta['executed'])} runs, those not finished "
+                f"were cancelled or stopped; run the batch again to finish them." if meta.get("interrupted") else
+                f"executed {len(meta['executed'])} runs and skipped {len(meta['skipped'])} already finished, in {meta['wall_s']:.1f} s."
                 if meta["wall_s"] is not None else f"is still running or was killed ({len(meta['executed'])} runs to execute)."), "",
              "## Results", "",
              f"Mean over seeds ± the half-width of a 95% confidence interval (Student t; no ± with one seed) per cell "

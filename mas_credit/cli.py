@@ -1,14 +1,18 @@
 """The `mas-credit` command line: study, train, batch, report, play, config show, games, estimators.
 
-User mistakes print one line `mas-credit: error: ...` and exit with code 2; nothing
-here catches programming errors, which keep their traceback.
+User mistakes print one line `mas-credit: error: ...` and exit with code 2; Ctrl-C prints
+one line and exits 130; a closed pipe (`| head`) stops quietly with 141. Nothing here
+catches programming errors, which keep their traceback.
 """
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 
 EXIT_USAGE = 2
+EXIT_INTERRUPTED = 130          # 128 + SIGINT, as shells report Ctrl-C
+EXIT_BROKEN_PIPE = 141          # 128 + SIGPIPE, as a tool killed by a closed pipe reports
 
 
 class UsageError(ValueError):
@@ -48,8 +52,24 @@ def cmd_play(args) -> int:
             raise UsageError(f"--param must look like key=value (e.g. --param weights=[2,2,1]), got '{item}'")
         key, value = item.split("=", 1)
         params[key] = yaml.safe_load(value)
-    game = make_game(args.game, n_agents=args.n_agents, difficulty=args.difficulty,
-                     lazy_agents=_ints(args.lazy) if args.lazy else [], **params)
+    from mas_credit.games import GameParamError, resolve_game_name
+
+    option = {}
+    try:
+        resolve_game_name(args.game)
+    except GameParamError as unknown:              # not a game: a game option such as vault_lazy, if there is one
+        from mas_credit.config import ConfigError, find_config_root, load_option
+
+        try:
+            option = load_option(find_config_root(), "games", args.game, "play")
+        except ConfigError:
+            raise GameParamError(f"{unknown} (or a game option from games/, e.g. vault_lazy)") from None
+        params = {**option.get("params", {}), **params}
+    n_agents = args.n_agents if args.n_agents is not None else option.get("n_agents", 3)
+    difficulty = args.difficulty if args.difficulty is not None else option.get("difficulty", 1)
+    lazy = _ints(args.lazy) if args.lazy else list(option.get("lazy_agents", []))
+    game = make_game(option.get("name", args.game), n_agents=n_agents, difficulty=difficulty, lazy_agents=lazy, **params)
+    args.game, args.n_agents = option.get("name", args.game), n_agents
     skills = _floats(args.skills) if args.skills else [0.9] * args.n_agents
     if len(skills) != args.n_agents:
         raise UsageError(f"--skills has {len(skills)} values but --n-agents is {args.n_agents}; give one skill per agent")
@@ -67,7 +87,8 @@ def cmd_play(args) -> int:
         else:
             team = ScriptedTeam(skills, lazy=_ints(args.lazy_team) if args.lazy_team else [],
                                 malformed_rate=args.malformed, seed=args.seed)
-        estimators = [get_estimator(name.strip()) for name in args.estimators.split(",") if name.strip()]
+        names = dict.fromkeys(name.strip() for name in args.estimators.split(",") if name.strip())   # in order, once each
+        estimators = [get_estimator(name) for name in names if name != "shapley"]   # exact Shapley is always the first column
     except ValueError as err:
         raise UsageError(str(err)) from None
     if team.n_agents != game.n_agents:
@@ -129,7 +150,7 @@ def cmd_study(args) -> int:
 
     cfg = load_experiment(args.experiment, args.overrides)
     start = time.perf_counter()
-    run_dir = run_study(cfg, out_dir=args.out, progress=not args.no_progress)
+    run_dir = run_study(cfg, out_dir=args.out, progress=not args.no_progress, overwrite=args.overwrite)
     print((run_dir / "summary.md").read_text())
     print(f"study {cfg.name}: {len(cfg.games)} games x {len(cfg.seeds)} seeds x {len(cfg.estimators)} estimators "
           f"in {time.perf_counter() - start:.1f} s; results in {run_dir}/ (summary.md, credit.parquet, episodes.jsonl, PNG plots)")
@@ -153,8 +174,8 @@ def cmd_train(args) -> int:
                 raise UsageError("give an experiment YAML (e.g. experiments/quickstart.yaml) or --resume RUN_DIR")
             cfg = load_experiment(args.experiment, args.overrides)
             validate_train(cfg, args.experiment)
-            run_dir = train(cfg, out_dir=args.out, progress=not args.no_progress)
-    except (FileExistsError, FileNotFoundError) as err:
+            run_dir = train(cfg, out_dir=args.out, progress=not args.no_progress, overwrite=args.overwrite)
+    except FileNotFoundError as err:
         raise UsageError(str(err)) from None
     print((run_dir / "summary.md").read_text())
     print(f"trained in {time.perf_counter() - start:.1f} s; metrics, checkpoint and plots in {run_dir}/")
@@ -170,7 +191,7 @@ def cmd_batch(args) -> int:
     from mas_credit.config import load_batch
 
     cfg = load_batch(args.batch, args.overrides)
-    batch_dir = run_batch(cfg, out_dir=args.out, progress=not args.no_progress)
+    batch_dir = run_batch(cfg, out_dir=args.out, progress=not args.no_progress, overwrite=args.overwrite)
     print((batch_dir / "batch.md").read_text())
     frame, meta = pd.read_parquet(batch_dir / "batch.parquet"), json.loads((batch_dir / "batch.json").read_text())
     failed = frame.loc[frame["status"] != "ok", "run"].nunique()
@@ -214,9 +235,10 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", required=True)
 
     play = sub.add_parser("play", help="play one episode of a game with a scripted team and show its exact credit")
-    play.add_argument("game", help="game name, e.g. vault or vault_v0 (see `mas-credit games`)")
-    play.add_argument("--n-agents", type=int, default=3, help="team size (2..8)")
-    play.add_argument("--difficulty", type=int, default=1, help="1..3")
+    play.add_argument("game", help="game name, e.g. vault or vault_v0 (see `mas-credit games`), or a game option from games/, "
+                                   "e.g. vault_lazy (the flags below override its fields)")
+    play.add_argument("--n-agents", type=int, help="team size (2..8; default 3, or the game option's)")
+    play.add_argument("--difficulty", type=int, help="1..3 (default 1, or the game option's)")
     play.add_argument("--skills", help="comma-separated probability of the right action per agent (default 0.9 each)")
     play.add_argument("--lazy", help="game's lazy agents (null players), comma-separated indices")
     play.add_argument("--lazy-team", help="scripted agents that always answer with nothing, comma-separated indices")
@@ -239,14 +261,16 @@ def build_parser() -> argparse.ArgumentParser:
     study = sub.add_parser("study", help="run estimators side by side on the same episodes, scored against exact Shapley")
     study.add_argument("experiment", help="experiment YAML, e.g. experiments/study_quickstart.yaml")
     study.add_argument("overrides", nargs="*", help="key=value overrides, e.g. seeds=[0] n_tasks=4")
-    study.add_argument("--out", help="run folder (default: <output_dir>/<name>)")
+    study.add_argument("--out", help="run folder (default: <output_dir>/<name>, or <name>-2, ... when that is taken)")
+    study.add_argument("--overwrite", action="store_true", help="replace the run that --out holds (its old outputs are removed)")
     study.add_argument("--no-progress", action="store_true", help="no progress bar")
     study.set_defaults(func=cmd_study)
 
     train = sub.add_parser("train", help="train the team's agents from an estimator's credit (per-agent policy updates)")
     train.add_argument("experiment", nargs="?", help="experiment YAML, e.g. experiments/quickstart.yaml")
     train.add_argument("overrides", nargs="*", help="key=value overrides, e.g. train.iterations=4 estimators=[grpo]")
-    train.add_argument("--out", help="run folder (default: <output_dir>/<name>)")
+    train.add_argument("--out", help="run folder (default: <output_dir>/<name>, or <name>-2, ... when that is taken)")
+    train.add_argument("--overwrite", action="store_true", help="replace the run that --out holds (its old outputs are removed)")
     train.add_argument("--resume", help="continue the run in this folder from its last checkpoint")
     train.add_argument("--no-progress", action="store_true", help="no progress bar")
     train.set_defaults(func=cmd_train)
@@ -255,7 +279,8 @@ def build_parser() -> argparse.ArgumentParser:
                            "finished runs are skipped on re-run; exit code 1 if any run failed")
     batch.add_argument("batch", help="batch YAML, e.g. experiments/batch_quickstart.yaml")
     batch.add_argument("overrides", nargs="*", help="key=value overrides of the batch, e.g. executor.workers=1 executor.kind=ray")
-    batch.add_argument("--out", help="batch folder (default: <output_dir>/<name>)")
+    batch.add_argument("--out", help="batch folder (default: <output_dir>/<name>); a batch folder is continued (resumed)")
+    batch.add_argument("--overwrite", action="store_true", help="replace the study or training run that --out holds")
     batch.add_argument("--no-progress", action="store_true", help="no line per finished run")
     batch.set_defaults(func=cmd_batch)
 
@@ -275,13 +300,27 @@ def main(argv: list[str] | None = None) -> int:
     from mas_credit.config import ConfigError
     from mas_credit.games import GameParamError
 
+    from mas_credit.batch import BatchInterrupted
+    from mas_credit.outputs import RunDirError
+
     parser = build_parser()
     args = parser.parse_args(argv)
     try:
-        return args.func(args)
-    except (UsageError, ConfigError, GameParamError) as err:
+        code = args.func(args)
+        sys.stdout.flush()                         # inside the try: a reader that went away shows up here
+        return code
+    except (UsageError, ConfigError, GameParamError, RunDirError) as err:
         print(f"mas-credit: error: {err}", file=sys.stderr)
         return EXIT_USAGE
+    except BatchInterrupted as err:
+        print(f"\nmas-credit: {err}", file=sys.stderr)
+        return EXIT_INTERRUPTED
+    except KeyboardInterrupt:
+        print("\nmas-credit: interrupted", file=sys.stderr)
+        return EXIT_INTERRUPTED
+    except BrokenPipeError:                        # the reader went away (`mas-credit games | head -3`): stop quietly
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())   # so the exit's flush does not fail again
+        return EXIT_BROKEN_PIPE
 
 
 if __name__ == "__main__":

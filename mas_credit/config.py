@@ -20,6 +20,7 @@ the valid choices; the CLI turns it into exit code 2.
 from __future__ import annotations
 
 import copy
+import itertools
 import json
 import math
 from dataclasses import dataclass, field, fields, is_dataclass
@@ -101,6 +102,10 @@ class TeamConfig(_Frozen):
     prompt_template: Any = "{observation}"
     """llm: the user message; {observation} is the game's text ({agent} and {game} also available);
     a mapping game -> template (names without version, plus `default`) gives each game its own"""
+    answer_prefix: Any = ""
+    """llm: text each answer starts with, written for the agent after the chat's assistant header (e.g. "BRING:");
+    the agent's tokens and log-probs are what it writes after it, its parsed text is prefix + them;
+    a mapping game -> prefix (as in prompt_template) gives each game its own"""
     temperature: float = 0.7
     """llm: sampling temperature; 0 = greedy"""
     top_p: float = 1.0
@@ -238,6 +243,9 @@ class BatchConfig(_Frozen):
     """override key -> the values it takes; the runs are every combination (key=value as on the command line,
     e.g. estimators: [[grpo], [sharp]], seeds: [[0], [1], [2]], game: [vault, vault_lazy], team.skills: [...]);
     a key naming several comma-separated keys sets them together: "games.0.n_agents,team.skills": [[3, [...]], [4, [...]]]"""
+    extra_grids: List[Dict[str, List[Any]]] = field(default_factory=list)
+    """more grids over the same keys, whose runs are added to the grid's (e.g. one estimator only on one game:
+    [{game: [orchestra], estimators: [[m_grpo]], seeds: [[0], [1]]}]); no combination may repeat one already listed"""
     overrides: List[str] = field(default_factory=list)
     """key=value overrides applied to every run before its grid values"""
     executor: ExecutorConfig = field(default_factory=ExecutorConfig)
@@ -282,13 +290,15 @@ def _read_yaml(path: Path) -> dict:
     if not path.is_file():
         raise ConfigError(f"config file not found: {path}")
     try:
-        data = yaml.safe_load(path.read_text())
+        data = yaml.safe_load(path.read_text(encoding="utf-8"))
+    except UnicodeDecodeError as err:
+        raise ConfigError(f"{path}: not UTF-8 text (byte {err.start}); save the file as UTF-8") from None
     except yaml.YAMLError as err:
         mark = getattr(err, "problem_mark", None)
         where = f" (line {mark.line + 1})" if mark else ""
         raise ConfigError(f"{path}: not valid YAML{where}: {getattr(err, 'problem', err)}") from None
     if data is None:
-        return {}
+        raise ConfigError(f"{path}: the file is empty; give its keys (experiments/demo.yaml shows an experiment)")
     if not isinstance(data, dict):
         raise ConfigError(f"{path}: must be a mapping of keys to values, got {type(data).__name__}")
     return data
@@ -495,7 +505,11 @@ def validate(cfg: ExperimentConfig, where: str, root: Path) -> None:
         raise ConfigError(f"{where}: n_tasks and group_size must be >= 1 (got n_tasks={cfg.n_tasks}, group_size={cfg.group_size})")
     for i, g in enumerate(cfg.games):
         try:
-            game = make_game(g.name, **game_kwargs(g, cfg.team))
+            kwargs = game_kwargs(g, cfg.team)              # an LLM team's topology may set the turn order
+        except ValueError as err:
+            raise ConfigError(f"{where}: {err}") from None
+        try:
+            game = make_game(g.name, **kwargs)
         except GameParamError as err:
             raise ConfigError(f"{where}: games.{i}: {err}") from None
         try:  # the one place a team's fields are checked; it loads no model
@@ -568,6 +582,21 @@ def to_yaml(cfg: ExperimentConfig) -> str:
     return yaml.safe_dump(plain(cfg), sort_keys=False)
 
 
+def _check_grid(where: str, name: str, grid) -> None:
+    if not isinstance(grid, dict):
+        raise ConfigError(f"{where}: {name} must map override keys to lists of values, e.g. {name}: {{seeds: [[0], [1]]}}")
+    for key, values in grid.items():
+        if not isinstance(values, list):
+            raise ConfigError(f"{where}: {name}.{key} must be a list of the values it takes, e.g. {key}: [{json.dumps(values)}]")
+        if not values:
+            raise ConfigError(f"{where}: {name}.{key} is empty; give at least one value, e.g. {key}: [value]")
+        linked = key.split(",")
+        bad = [v for v in values if len(linked) > 1 and not (isinstance(v, list) and len(v) == len(linked))]
+        if bad:
+            raise ConfigError(f"{where}: {name}.{key} links {len(linked)} keys, so each value must be a list of {len(linked)} "
+                              f"(one per key), got {json.dumps(bad[0])}")
+
+
 def load_batch(path: str | Path, overrides: list[str] = ()) -> BatchConfig:
     """A batch YAML (with `key=value` overrides such as executor.workers=1), checked and frozen.
     The base experiment is not composed here: a run whose grid values break it fails on its own."""
@@ -576,17 +605,19 @@ def load_batch(path: str | Path, overrides: list[str] = ()) -> BatchConfig:
     for ov in overrides:
         apply_override(raw, ov)
     where = str(path)
-    grid = raw.get("grid") or {}
-    if not isinstance(grid, dict):
-        raise ConfigError(f"{where}: grid must map override keys to lists of values, e.g. grid: {{seeds: [[0], [1]]}}")
-    for key, values in grid.items():
-        if not isinstance(values, list):
-            raise ConfigError(f"{where}: grid.{key} must be a list of the values it takes, e.g. {key}: [{json.dumps(values)}]")
-        linked = key.split(",")
-        bad = [v for v in values if len(linked) > 1 and not (isinstance(v, list) and len(v) == len(linked))]
-        if bad:
-            raise ConfigError(f"{where}: grid.{key} links {len(linked)} keys, so each value must be a list of {len(linked)} "
-                              f"(one per key), got {json.dumps(bad[0])}")
+    extra = raw.get("extra_grids") or []
+    if not isinstance(extra, list):
+        raise ConfigError(f"{where}: extra_grids must be a list of grids, e.g. extra_grids: [{{seeds: [[2], [3]]}}]")
+    grids = [("grid", raw.get("grid") or {})] + [(f"extra_grids.{i}", g) for i, g in enumerate(extra)]
+    for name, grid in grids:
+        _check_grid(where, name, grid)
+        if name != "grid" and sorted(grid) != sorted(grids[0][1]):
+            raise ConfigError(f"{where}: {name} must use the grid's keys ({', '.join(grids[0][1]) or 'none'}), "
+                              f"got {', '.join(grid) or 'none'}: every run needs a value for every column of the tables")
+    combos = [json.dumps(sorted(zip(grid, values))) for _, grid in grids for values in itertools.product(*grid.values())]
+    if len(set(combos)) < len(combos):
+        repeat = next(c for c in combos if combos.count(c) > 1)
+        raise ConfigError(f"{where}: the grids list the run {repeat} more than once; remove it from extra_grids")
     cfg = OmegaConf.to_object(_check_against(BatchConfig, raw, where))
     if not cfg.base:
         raise ConfigError(f"{where}: base is empty; name the experiment every run starts from, e.g. base: study_quickstart.yaml")
@@ -597,9 +628,6 @@ def load_batch(path: str | Path, overrides: list[str] = ()) -> BatchConfig:
     cfg.base = str(base.resolve())
     if cfg.mode not in BATCH_MODES:
         raise ConfigError(f"{where}: mode '{cfg.mode}' is not valid; valid choices: {', '.join(BATCH_MODES)}")
-    for key, values in cfg.grid.items():
-        if not values:
-            raise ConfigError(f"{where}: grid.{key} is empty; give at least one value, e.g. {key}: [value]")
     e = cfg.executor
     if e.kind not in EXECUTORS:
         raise ConfigError(f"{where}: executor.kind '{e.kind}' is not valid; valid choices: {', '.join(EXECUTORS)}")

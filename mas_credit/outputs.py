@@ -1,10 +1,19 @@
-"""Atomic file writes for run outputs: every file is written to a temporary name in
-the same folder and renamed into place, so a reader (or a run killed midway) never
-sees half a file. The temporary file is removed if the write fails or is interrupted."""
+"""Run folders and atomic file writes for run outputs.
+
+Every file is written to a temporary name in the same folder and renamed into place, so
+a reader (or a run killed midway) never sees half a file. The temporary file is removed
+if the write fails or is interrupted.
+
+`claim_run_dir` gives a run its folder before any work: each run folder records its kind
+(`kind.json`: study, train or batch). A run refuses a folder that holds another run unless
+`overwrite` is set (the CLI's --overwrite), and an overwrite removes the old outputs. A
+default folder (no --out) that is taken is not touched: the run gets `<name>-2`, `-3`, ...
+"""
 from __future__ import annotations
 
 import json
 import os
+import shutil
 from contextlib import contextmanager
 from pathlib import Path
 
@@ -47,3 +56,100 @@ def write_parquet(path: str | Path, frame) -> None:
 def save_figure(path: str | Path, figure) -> None:
     with atomic_path(path) as tmp:
         figure.savefig(tmp, format="png", dpi=110, bbox_inches="tight")
+
+
+KIND_FILE = "kind.json"
+RUN_KINDS = ("study", "train", "batch")
+
+
+class RunDirError(ValueError):
+    """A run folder that cannot be used (held by another run, a file, not writable): one line
+    that names the folder and the fix."""
+
+
+def run_kind(run_dir: str | Path) -> str | None:
+    """What a folder holds: study, train or batch (from kind.json, or for folders made
+    before it existed, from their files); None for an empty folder or one holding other files."""
+    run_dir = Path(run_dir)
+    try:
+        return json.loads((run_dir / KIND_FILE).read_text())["kind"]
+    except (OSError, ValueError, KeyError, TypeError):
+        pass
+    for kind, marks in (("batch", ["batch.json"]), ("train", ["metrics.jsonl", "checkpoint"]),
+                        ("study", ["credit.parquet", "config.yaml"])):
+        if any((run_dir / mark).exists() for mark in marks):
+            return kind
+    return None
+
+
+def _occupied(path: Path) -> bool:
+    return path.is_dir() and any(path.iterdir())
+
+
+def check_run_dir(run_dir: str | Path, kind: str, overwrite: bool = False, default: bool = False,
+                  reuse_same_kind: bool = False) -> Path:
+    """The folder a `kind` run may write to (module docstring), checked, nothing written.
+    `default`: the folder was not chosen by the user (a taken one is skipped for <name>-2, ...).
+    `reuse_same_kind`: a folder holding the same kind is continued, not refused (a batch resumes)."""
+    run_dir = Path(run_dir)
+
+    def taken(path: Path) -> bool:
+        if path.exists() and not path.is_dir():
+            return True
+        return _occupied(path) and not (reuse_same_kind and run_kind(path) == kind)
+
+    if default:
+        base, n = run_dir, 1
+        while taken(run_dir):
+            n += 1
+            run_dir = base.with_name(f"{base.name}-{n}")
+    if run_dir.exists() and not run_dir.is_dir():
+        raise RunDirError(f"{run_dir} is a file, not a folder; give --out a folder (new or empty)")
+    held = run_kind(run_dir)
+    if _occupied(run_dir) and not (reuse_same_kind and held == kind):
+        if held is None:
+            raise RunDirError(f"{run_dir} holds files that are not a mas-credit run; give --out a new or empty folder")
+        if not overwrite:
+            resume = f", continue it with --resume {run_dir}" if held == kind == "train" else ""
+            raise RunDirError(f"{run_dir} already holds a {held} run; give --overwrite to replace it{resume}, or choose another --out")
+    return run_dir
+
+
+def _mark(run_dir: Path, kind: str) -> None:
+    try:
+        run_dir.mkdir(parents=True, exist_ok=True)
+        write_json(run_dir / KIND_FILE, {"kind": kind})
+    except OSError as err:
+        raise RunDirError(f"cannot write to {run_dir} ({err.strerror or err}); give --out a writable folder") from None
+
+
+def claim_run_dir(run_dir: str | Path, kind: str, overwrite: bool = False, default: bool = False,
+                  reuse_same_kind: bool = False) -> Path:
+    """`check_run_dir`, then the folder made and marked with its kind before any work; an
+    overwritten run's old outputs are removed first."""
+    run_dir = check_run_dir(run_dir, kind, overwrite, default, reuse_same_kind)
+    if _occupied(run_dir) and not (reuse_same_kind and run_kind(run_dir) == kind):
+        shutil.rmtree(run_dir)
+    _mark(run_dir, kind)
+    return run_dir
+
+
+@contextmanager
+def staged_run_dir(run_dir: Path, kind: str):
+    """For a run that writes its outputs at the end (a study): yields a fresh sibling folder to
+    write into, marked with its kind (so an unwritable place fails before any work); on
+    success it replaces `run_dir` (an overwritten run's old outputs go, all of them); on an
+    error or Ctrl-C it is removed, leaving `run_dir` as it was: nothing, or the previous
+    complete outputs."""
+    work = run_dir.with_name(f".{run_dir.name}.tmp-{os.getpid()}")
+    shutil.rmtree(work, ignore_errors=True)
+    try:
+        _mark(work, kind)
+        yield work
+        old = run_dir.with_name(f".{run_dir.name}.old-{os.getpid()}")
+        if run_dir.exists():
+            os.replace(run_dir, old)
+        os.replace(work, run_dir)
+        shutil.rmtree(old, ignore_errors=True)
+    finally:
+        shutil.rmtree(work, ignore_errors=True)

@@ -20,7 +20,7 @@ from pathlib import Path
 
 import numpy as np
 
-from mas_credit.outputs import save_figure, write_text
+from mas_credit.outputs import RunDirError, save_figure, write_text
 
 TRUTH = "ground truth"
 METRICS = ["rmse", "kendall_tau", "top_agent", "null_credit", "efficiency_gap"]
@@ -144,8 +144,12 @@ def render(run_dir: str | Path) -> str:
     for name in ("credit.parquet", "costs.json"):
         if not (run_dir / name).is_file():
             raise FileNotFoundError(f"{run_dir} has no {name}; give the folder of a finished study (runs/<name>/)")
-    frame = pd.read_parquet(run_dir / "credit.parquet")
-    meta = json.loads((run_dir / "costs.json").read_text())
+    try:
+        frame = pd.read_parquet(run_dir / "credit.parquet")
+        meta = json.loads((run_dir / "costs.json").read_text())
+    except Exception as err:  # noqa: BLE001 - pyarrow and json raise many kinds for a cut or garbled file
+        raise RunDirError(f"{run_dir}: credit.parquet or costs.json is damaged ({type(err).__name__}); run the study again "
+                          f"(mas-credit study ... --out {run_dir} --overwrite)") from None
     per_seed = score(frame, meta["units"])
     summary = summarise(per_seed)
     games = list(dict.fromkeys(frame["game"]))

@@ -28,7 +28,7 @@ from mas_credit.counterfactual import fill_coalitions, fill_needs
 from mas_credit.estimators import get_estimator
 from mas_credit.estimators.shapley import coalition_halves, exact_shapley
 from mas_credit.games import make_game
-from mas_credit.outputs import write_json, write_jsonl, write_parquet, write_text
+from mas_credit.outputs import check_run_dir, staged_run_dir, write_json, write_jsonl, write_parquet, write_text
 from mas_credit.rollout import collect, collect_tree
 from mas_credit.types import CreditBatch, Episode, resolve_device
 
@@ -60,13 +60,24 @@ def null_players(values: torch.Tensor) -> torch.Tensor:
     return torch.stack(out, dim=1)
 
 
-def run_study(cfg: ExperimentConfig, out_dir: str | Path | None = None, progress: bool = True) -> Path:
-    """Run the study of an experiment; returns the run folder."""
-    import pandas as pd
-
+def run_study(cfg: ExperimentConfig, out_dir: str | Path | None = None, progress: bool = True, overwrite: bool = False) -> Path:
+    """Run the study of an experiment; returns the run folder (`check_run_dir`: a folder holding
+    another run is refused unless `overwrite`; a taken default folder gets a suffix). The
+    outputs are written to a staged folder that replaces the run folder when all is done, so
+    a study stopped by Ctrl-C or an error leaves nothing, or the previous complete outputs."""
+    run_dir = check_run_dir(Path(out_dir) if out_dir is not None else Path(cfg.output_dir) / cfg.name, "study",
+                            overwrite=overwrite, default=out_dir is None)
     from mas_credit.report import render
 
-    run_dir = Path(out_dir) if out_dir is not None else Path(cfg.output_dir) / cfg.name
+    with staged_run_dir(run_dir, "study") as work:
+        _run_study(cfg, work, progress)
+    render(run_dir)                                      # summary.md and plots, from the files now in place
+    return run_dir
+
+
+def _run_study(cfg: ExperimentConfig, run_dir: Path, progress: bool) -> Path:
+    import pandas as pd
+
     run_start = time.perf_counter()
     estimators = []
     for e in cfg.estimators:
@@ -146,5 +157,4 @@ def run_study(cfg: ExperimentConfig, out_dir: str | Path | None = None, progress
     team = next(iter(teams.values()))
     description = describe_team(team)
     write_run_record(run_dir, "study", time.perf_counter() - run_start, description, devices | {description["device"].split(":")[0]})
-    render(run_dir)
     return run_dir

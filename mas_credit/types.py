@@ -147,6 +147,7 @@ class CreditBatch:
     tree_sibling: torch.Tensor | None = None
 
     def __post_init__(self):
+        self._check()
         batch_size, n_agents, n_turns = self.reward.shape[0], self.acted.shape[1], self.turn_agent.shape[1]
         if self.critic_fallback is None:
             self.critic_fallback = torch.zeros(batch_size, dtype=torch.bool, device=self.reward.device)
@@ -156,6 +157,35 @@ class CreditBatch:
             self.tree_node = torch.full((batch_size, n_turns), -1, dtype=torch.long, device=self.reward.device)
         if self.tree_sibling is None:
             self.tree_sibling = torch.full((batch_size, n_turns), -1, dtype=torch.long, device=self.reward.device)
+
+    def _check(self) -> None:
+        """Every constructor passes here: shapes agree, there is at least one episode, the
+        rewards and components are finite. One-line errors that name the field."""
+        def fail(msg):
+            raise ValueError(f"CreditBatch: {msg}")
+
+        if self.reward.dim() != 1 or self.reward.shape[0] == 0:
+            fail(f"reward must be [B] with B >= 1 episodes, got shape {list(self.reward.shape)}")
+        batch_size = self.reward.shape[0]
+        if self.acted.dim() != 2 or self.acted.shape[0] != batch_size or self.acted.shape[1] == 0:
+            fail(f"acted must be [B={batch_size}, N >= 1], got shape {list(self.acted.shape)}")
+        n_agents = self.acted.shape[1]
+        if list(self.group.shape) != [batch_size]:
+            fail(f"group must be [B={batch_size}], got shape {list(self.group.shape)}")
+        if self.turn_agent.dim() != 2 or self.turn_agent.shape[0] != batch_size or self.turn_valid.shape != self.turn_agent.shape:
+            fail(f"turn_agent and turn_valid must both be [B={batch_size}, T], got {list(self.turn_agent.shape)} and "
+                 f"{list(self.turn_valid.shape)}")
+        if list(self.coalition.shape) != [batch_size, 1 << n_agents]:
+            fail(f"coalition must be [B={batch_size}, 2**N={1 << n_agents}], got shape {list(self.coalition.shape)}")
+        for name, value in [("critic_share", self.critic_share), *((f"components['{k}']", v) for k, v in self.components.items())]:
+            if list(value.shape) != [batch_size, n_agents]:
+                fail(f"{name} must be [B={batch_size}, N={n_agents}], got shape {list(value.shape)}")
+        bad = (~torch.isfinite(self.reward)).nonzero().flatten().tolist()
+        if bad:
+            fail(f"reward must be finite; episodes {bad[:5]} have {self.reward[bad[0]].item()}")
+        for name, value in self.components.items():
+            if not bool(torch.isfinite(value).all()):
+                fail(f"components['{name}'] must be finite; episode {int((~torch.isfinite(value)).any(1).nonzero()[0])} is not")
 
     @property
     def batch_size(self) -> int:
@@ -188,9 +218,6 @@ class CreditBatch:
         if len(games) > 1 or any(ep.n_agents != n_agents for ep in episodes):
             raise ValueError(f"CreditBatch.from_episodes needs episodes of one game and team size; got games {sorted(games)} "
                              f"and team sizes {sorted({ep.n_agents for ep in episodes})}")
-        nan_rewards = [i for i, ep in enumerate(episodes) if not math.isfinite(ep.reward)]
-        if nan_rewards:
-            raise ValueError(f"episode reward must be finite; episodes {nan_rewards[:5]} have {episodes[nan_rewards[0]].reward}")
         batch_size = len(episodes)
         n_turns = max(1, max(len(ep.turns) for ep in episodes))
         n_masks = 1 << n_agents

@@ -9,6 +9,7 @@ import signal
 import subprocess
 import sys
 import time
+from pathlib import Path
 
 import pandas as pd
 import pytest
@@ -121,6 +122,11 @@ def test_a_bad_override_fails_its_run_and_the_others_finish(tmp_path, capsys):
      "grid.games.0.n_agents,team.skills links 2 keys, so each value must be a list of 2 (one per key), got [4]"),
     ({"grid": {"seeds": 0}}, "grid.seeds must be a list of the values it takes, e.g. seeds: [0]"),
     ({"executor": {"workers": 0}}, "executor.workers must be >= 1"),
+    ({"extra_grids": [{"estimators": [["shapley"]]}]},
+     "extra_grids.0 must use the grid's keys (estimators, seeds), got estimators: every run needs a value"),
+    ({"extra_grids": [{"estimators": [["shapley"], ["sharp"]], "seeds": [[1]]}]},
+     'the grids list the run [["estimators", ["sharp"]], ["seeds", [1]]] more than once; remove it from extra_grids'),
+    ({"extra_grids": [{"estimators": [], "seeds": [[1]]}]}, "extra_grids.0.estimators is empty"),
     ({"colour": "blue"}, "unknown key 'colour'"),
 ])
 def test_batch_config_mistakes_exit_2_with_one_line(tmp_path, changes, message):
@@ -164,7 +170,7 @@ def test_report_rerenders_a_batch(uninterrupted, tmp_path):
 
 
 def test_a_training_batch_reports_evaluation_and_credit_per_cell(tmp_path):
-    path = write_batch(tmp_path, base=str(ROOT / "experiments" / "quickstart.yaml"), mode="train",
+    path = write_batch(tmp_path, base=str(ROOT / "experiments" / "train_trio.yaml"), mode="train",
                        overrides=["team=tiny_trio", "n_tasks=2", "group_size=2", "train.iterations=1", "train.eval_tasks=2",
                                   "train.tensorboard=false"],
                        grid={"estimators": [["grpo"], ["sharp"]], "seeds": [[0]]}, executor={"kind": "local", "workers": 1})
@@ -175,10 +181,92 @@ def test_a_training_batch_reports_evaluation_and_credit_per_cell(tmp_path):
         run_dir = out / "runs" / row["run"]
         evals = [json.loads(line) for line in (run_dir / "metrics.jsonl").read_text().splitlines() if '"eval"' in line]
         assert row["eval_success_before"] == evals[0]["eval/success"] and row["eval_success"] == evals[-1]["eval/success"]
+        assert row["eval_gain"] == evals[-1]["eval/success"] - evals[0]["eval/success"]
         assert {f"credit_agent_{i}" for i in range(3)} <= set(frame.columns)
+        assert [row[f"eval_correct_agent_{i}"] for i in range(3)] == [evals[-1][f"eval/correct/agent_{i}"] for i in range(3)]
         assert json.loads((run_dir / "checklist.json").read_text())["kind"] == "train"
     text = (out / "batch.md").read_text()
     assert "| vault | grpo | 1 |" in text and "eval_success_before" in text
+
+
+def alive_children(pid):
+    """The live (not zombie) processes whose parent is `pid`, from /proc."""
+    kids = []
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            state, ppid = stat.read_text().rsplit(")", 1)[1].split()[:2]
+        except (OSError, IndexError):
+            continue
+        if int(ppid) == pid and state != "Z":
+            kids.append(int(stat.parent.name))
+    return kids
+
+
+def alive(pid):
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] != "Z"
+    except OSError:
+        return False
+
+
+def start_slow_batch(tmp_path):
+    """A 12-run batch on 2 workers, started in its own process group (as a terminal does);
+    returns the process, its output folder and its worker pids once the first run finished."""
+    path = write_batch(tmp_path, overrides=["n_tasks=8", "group_size=4", "game=vault_lazy", "estimators=[shapley,sharp,c3]"],
+                       grid={"seeds": [[s] for s in range(12)]}, executor={"kind": "local", "workers": 2})
+    out = tmp_path / "out"
+    proc = subprocess.Popen(CLI + ["batch", str(path), "--out", str(out), "--no-progress"], cwd=ROOT, start_new_session=True,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    while not list(out.glob("runs/*/result.json")):
+        assert proc.poll() is None, proc.communicate()
+        time.sleep(0.05)
+    return proc, out, alive_children(proc.pid)
+
+
+@pytest.mark.skipif(not Path("/proc/self/stat").exists(), reason="reads worker processes from /proc (Linux)")
+def test_ctrl_c_cancels_the_queue_stops_the_workers_and_writes_the_partial_report(tmp_path):
+    proc, out, workers = start_slow_batch(tmp_path)
+    assert len(workers) >= 2
+    os.killpg(proc.pid, signal.SIGINT)                    # what Ctrl-C in a terminal does: the whole foreground group
+    _, stderr = proc.communicate()
+    assert proc.returncode == 130, stderr
+    assert "Traceback" not in stderr and len(stderr.strip().splitlines()) == 1
+    assert stderr.strip().startswith("mas-credit: interrupted: ") and "run the same command again" in stderr
+    finished = len(list(out.glob("runs/*/result.json")))
+    assert 1 <= finished < 12
+    assert "was interrupted (Ctrl-C)" in (out / "batch.md").read_text()
+    assert pd.read_parquet(out / "batch.parquet")["run"].nunique() == 12
+    assert not any(alive(pid) for pid in workers)
+    # the same command finishes the rest, and only the rest
+    again = subprocess.run(CLI + ["batch", str(tmp_path / "small.yaml"), "--out", str(out), "--no-progress"], cwd=ROOT,
+                           capture_output=True, text=True)
+    assert again.returncode == 0 and len(json.loads((out / "batch.json").read_text())["skipped"]) == finished
+
+
+@pytest.mark.skipif(not Path("/proc/self/stat").exists(), reason="reads worker processes from /proc (Linux)")
+def test_workers_die_with_a_killed_batch(tmp_path):
+    proc, out, workers = start_slow_batch(tmp_path)
+    assert len(workers) >= 2
+    proc.kill()                                           # SIGKILL: no chance to clean up
+    proc.communicate()
+    for _ in range(600):                                  # each worker checks for its parent every 0.5 s
+        if not any(alive(pid) for pid in workers):
+            break
+        time.sleep(0.05)
+    assert not any(alive(pid) for pid in workers)
+    assert len(list(out.glob("runs/*/result.json"))) < 12
+
+
+def test_extra_grids_add_their_runs_to_the_grids(tmp_path):
+    path = write_batch(tmp_path, overrides=["n_tasks=2", "group_size=2", "game=vault"],
+                       grid={"estimators": [["grpo"], ["sharp"]], "seeds": [[0]]},
+                       extra_grids=[{"seeds": [[1], [2]], "estimators": [["shapley"]]}], executor={"kind": "local", "workers": 1})
+    out = run_batch(load_batch(path), out_dir=tmp_path / "out", progress=False)
+    frame = pd.read_parquet(out / "batch.parquet").drop_duplicates("run")
+    assert list(frame["run"]) == ["estimators-grpo__seeds-0", "estimators-sharp__seeds-0",
+                                  "estimators-shapley__seeds-1", "estimators-shapley__seeds-2"]
+    assert (frame["status"] == "ok").all() and list(frame["seed"]) == [0, 0, 1, 2]
+    assert 'plus {"estimators": [["shapley"]], "seeds": [[1], [2]]}' in (out / "batch.md").read_text()
 
 
 def test_linked_grid_keys_sweep_team_sizes(tmp_path):

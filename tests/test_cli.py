@@ -54,11 +54,33 @@ def test_play_shows_every_estimator_beside_the_ground_truth(capsys):
     assert main(["play", "vault", "--lazy", "2", "--skills", "1,1,1", "--estimators", ",".join(names)]) == 0
     out = capsys.readouterr().out
     header = next(line for line in out.splitlines() if line.startswith("agent "))
-    assert header.split()[3:3 + len(names)] == names
+    columns = ["shapley"] + [n for n in names if n != "shapley"]          # exact Shapley is the ground-truth column, once
+    assert header.split()[2:2 + len(columns)] == columns
     lazy_row = next(line for line in out.splitlines() if line.startswith("agent_2 ")).split()
-    credit = dict(zip(names, map(float, lazy_row[3:3 + len(names)])))
+    credit = dict(zip(columns, map(float, lazy_row[2:2 + len(columns)])))
     assert credit["shapley"] == credit["sharp"] == credit["c3"] == credit["loo"] == 0.0
     assert credit["grpo"] == 1.0
+
+
+def test_play_takes_game_options_and_shows_each_estimator_once(capsys):
+    assert main(["play", "vault_lazy", "--skills", "1,1,1", "--estimators", "shapley,c3,dr_mas,c3"]) == 0
+    out = capsys.readouterr().out
+    assert "lazy agents [2]" in out
+    header = next(line for line in out.splitlines() if line.startswith("agent "))
+    assert header.split() == ["agent", "skill", "shapley", "c3", "dr_mas", "components"]
+    assert main(["play", "vault_lazy", "--n-agents", "4", "--skills", "1,1,1,1", "--lazy", "3"]) == 0
+    assert "4 agents" in capsys.readouterr().out
+
+
+def test_a_closed_pipe_ends_quietly():
+    """`mas-credit games | head -1`: the reader is gone before the output is flushed."""
+    import os
+
+    read, write = os.pipe()
+    os.close(read)
+    proc = subprocess.run([sys.executable, "-m", "mas_credit.cli", "games"], stdout=write, stderr=subprocess.PIPE, text=True)
+    os.close(write)
+    assert proc.returncode == 141 and proc.stderr == ""
 
 
 def test_estimators_lists_each_with_its_needs(capsys):

@@ -30,7 +30,8 @@ def test_every_experiment_loads(path, tmp_path):
 
         batch = load_batch(path)
         runs = expand(batch, tmp_path)
-        assert isinstance(batch, BatchConfig) and len(runs) == math.prod(len(v) for v in batch.grid.values())
+        grids = [batch.grid, *batch.extra_grids]
+        assert isinstance(batch, BatchConfig) and len(runs) == sum(math.prod(len(v) for v in g.values()) for g in grids)
         for run in runs:
             load_experiment(run["base"], run["overrides"])
         return
@@ -95,7 +96,11 @@ BAD = [
     ("name: x\ngame: vault\nteam: scripted_trio\n", ["critic.kind=llm", "critic.model=./nowhere"], "team.model './nowhere' does not exist"),
     ("name: x\ngame: vault\nteam: scripted_trio\n", ["games.4.n_agents=2"], "'games.4' is not an index"),
     ("name: x\ngame: [vault\n", [], "not valid YAML"),
+    ("name: x\ngame: relay\nteam: smollm_trio\n", ["team.topology=ring"], "team.topology 'ring' is not valid; valid choices: none"),
+    ("name: x\ngame: relay\nteam: smollm_trio\n", ["team.topology=[[0,5]]"], "team.topology edge [0, 5] must be [from, to] with agents in 0..2"),
     ("- just\n- a list\n", [], "must be a mapping"),
+    ("", [], "exp.yaml: the file is empty; give its keys (experiments/demo.yaml shows an experiment)"),
+    ("# nothing but a comment\n", [], "the file is empty"),
     ("name: x\ngame: vault\nteam: scripted_trio\nestimators: [{use: shapley, device: tpu}]\n", [], "device 'tpu'"),
     ("name: x\ngame: vault\nteam: scripted_trio\nestimators: [sharp]\n", ["estimators.0.params.kapa=0.2"],
      "estimators.0: estimator 'sharp' has no knob kapa; valid knobs: device, counterfactual"),
@@ -125,6 +130,15 @@ def test_cli_exit_code_2_with_one_line(tmp_path, text, overrides, message):
     assert out.returncode == 2, out.stderr
     assert out.stderr.startswith("mas-credit: error: ") and out.stderr.count("\n") == 1
     assert message in out.stderr and "Traceback" not in out.stderr
+
+
+def test_a_config_that_is_not_utf8_is_one_line(tmp_path):
+    path = write(tmp_path, "")
+    path.write_bytes(b"name: caf\xe9\ngame: vault\n")
+    with pytest.raises(ConfigError, match=r"exp.yaml: not UTF-8 text \(byte 9\); save the file as UTF-8"):
+        load_experiment(path)
+    out = run_cli("study", str(path))
+    assert out.returncode == 2 and out.stderr.count("\n") == 1 and "not UTF-8" in out.stderr
 
 
 def test_cli_missing_file():

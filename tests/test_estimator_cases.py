@@ -130,6 +130,17 @@ def test_m_grpo_duplicates_valid_calls_only_by_default(device):
     assert weight[0].tolist() == [1.0, 1.0, 4.0, 1.0]           # 3 copies of the one valid call
 
 
+@pytest.mark.parametrize("name", ["m_grpo", "grpo", "dr_mas"])
+def test_a_group_where_every_episode_scores_the_same_gets_advantage_exactly_0(name, device):
+    """R_M = 0.1 in each of 3 failed episodes: 0.1 * 3 / 3 is not 0.1 in floating point, so a
+    mean from sum / count left +-1.4e-11 after dividing by eps; equal entries now give 0."""
+    n = 3
+    comps = {"format": [1.0] * n, "correct": [0.0] * n}
+    eps = [episode([0, 1, 2, 0], 0.0, group=0, n_agents=n, components=comps) for _ in range(3)]
+    out = run(name, CreditBatch.from_episodes(eps), device)
+    assert torch.count_nonzero(out.advantage) == 0, out.advantage
+
+
 # -- the real games -----------------------------------------------------------------------------
 @pytest.mark.parametrize("name", list_games())
 def test_a_lazy_agent_gets_zero_credit_from_sound_estimators_and_r_from_grpo(name, device):

@@ -11,6 +11,7 @@ from mas_credit.agents import ScriptedTeam
 from mas_credit.agents.tabular import MixedTeam
 from mas_credit.config import ConfigError, load_experiment, validate_train
 from mas_credit.games import GameParamError, make_game
+from mas_credit.games.base import GameBase
 from mas_credit.rollout import collect
 from mas_credit.train.learners import TabularLearner
 from mas_credit.train.summary import learning_metrics, read_metrics
@@ -45,9 +46,39 @@ def test_games_give_legal_actions_and_a_small_observation_key(name, difficulty):
                 assert game.expert_action(agent) in legal
 
 
-def test_a_game_without_a_tabular_form_says_which_have_one():
-    with pytest.raises(GameParamError, match="orchestra_v0 has no tabular form"):
-        make_game("orchestra", n_agents=3).action_universe()
+@pytest.mark.parametrize("difficulty", [1, 2])
+def test_orchestra_tabular_moves_render_to_distinct_game_moves_at_every_turn(difficulty):
+    """Orchestra's tabular moves are abstract (route, reply, compose): at every turn of an
+    expert-played episode each legal move renders to its own parseable text that re-renders
+    the same, and the expert's move is one of them."""
+    game = make_game("orchestra", n_agents=4, difficulty=difficulty, lazy_agents=[3])
+    universe, keys = game.action_universe(), game.key_universe()
+    assert len(set(universe)) == len(universe) and len(set(keys)) == len(keys)
+    phases = set()
+    for seed in range(20):
+        game.reset(seed=seed)
+        while not all(game.terminations.values()):
+            agent = game._idx(game.agent_selection)
+            key, legal = game.observation_key(agent), game.legal_actions(agent)
+            phases.add(key[0])
+            assert key in keys and legal and all(a in universe for a in legal)
+            texts = [game.render_action(agent, a) for a in legal]
+            assert len(set(texts)) == len(texts)
+            assert all(game.parse(agent, t) is not None and game.render_action(agent, game.parse(agent, t)) == t for t in texts)
+            expert = game.render_action(agent, game.expert_action(agent))
+            assert expert in texts
+            if key[0] == "plan":                      # the key is the owners, and routing to them is the expert's plan
+                assert texts[legal.index(("route", key[1]))] == expert
+            game.step(expert)
+        assert game._result[0] == 1.0
+    assert phases == {"plan", "answer", "final"}
+
+
+def test_a_game_without_a_tabular_form_says_what_it_lacks():
+    class Bare(type(make_game("vault"))):
+        action_universe = GameBase.action_universe
+    with pytest.raises(GameParamError, match="vault_v0 has no tabular form: tabular members play games that define action_universe"):
+        Bare(n_agents=3).action_universe()
 
 
 def test_scripted_saboteurs_and_lazy_members_play_as_told():

@@ -16,6 +16,7 @@ from mas_credit.agents.llm import build_topology
 from mas_credit.config import ConfigError, load_experiment, load_team_config
 from mas_credit.counterfactual import fill_coalitions
 from mas_credit.games import make_game
+from mas_credit.games.base import normalise_text
 from mas_credit.rollout import collect, collect_tree
 
 from .devices import DEVICES
@@ -245,6 +246,39 @@ def test_prompt_templates_per_game():
     assert template_for("{observation} now", "relay_v0") == "{observation} now"
     with pytest.raises(ConfigError, match=re.escape("team.prompt_template (relay) must be a string containing {observation}")):
         load_experiment(QUICK, ["team=tiny_trio", "team.prompt_template={relay: hello}"])
+
+
+def test_an_answer_prefix_starts_the_answer_and_stays_out_of_the_agents_tokens(tiny_team):
+    team = copy.copy(tiny_team)
+    team.cfg = copy.copy(tiny_team.cfg)
+    game = make_game("potluck", n_agents=3)
+    plain = collect(game, team, n_tasks=2, seed=4)
+    team.cfg.answer_prefix = {"potluck": "BRING:", "vault": "DIGIT:"}
+    assert team.answer_prefix("potluck_v0") == "BRING:" and team.answer_prefix("relay_v0") == ""
+    episodes = collect(game, team, n_tasks=2, seed=4)
+    prefix_ids = team.tokenizer("BRING:", add_special_tokens=False)["input_ids"]
+    for ep, before in zip(episodes, plain):
+        for turn, old in zip(ep.turns, before.turns):
+            assert turn.text.startswith("BRING: ") and turn.prompt_ids[-len(prefix_ids):] == prefix_ids
+            assert turn.prompt_ids[:len(old.prompt_ids)] == old.prompt_ids          # the same chat, then the prefix
+            assert normalise_text("BRING: " + team.tokenizer.decode(turn.response_ids, skip_special_tokens=True).strip()) == turn.text
+    check_logprobs(team, episodes, tol=1e-4)                 # the log-probs are the agent's own tokens after the prefix
+    with pytest.raises(ConfigError, match=re.escape("team.answer_prefix (vault) must be a string (e.g. 'BRING:'), got 3")):
+        load_experiment(QUICK, ["team=tiny_trio", "team.answer_prefix={vault: 3}"])
+
+
+@pytest.mark.slow
+def test_smollm2_names_a_dish_far_more_often_with_an_answer_prefix():
+    """Greedy SmolLM2 on potluck echoes its instructions ("I'm Agent_0, one of 3 agents...")
+    and never names a dish within 16 tokens; started with "BRING:" it names one most times."""
+    cfg = team_config("smollm_trio", "cpu")
+    cfg.max_new_tokens, cfg.temperature = 16, 0.0
+    game = make_game("potluck", n_agents=3)
+    plain = collect(game, load_team(cfg, n_agents=3), n_tasks=8, seed=0)
+    cfg.answer_prefix = {"potluck": "BRING:"}
+    primed = collect(game, load_team(cfg, n_agents=3), n_tasks=8, seed=0)
+    valid = [np.mean([t.valid for ep in eps for t in ep.turns]) for eps in (plain, primed)]
+    assert valid[0] <= 0.25 and valid[1] >= 0.75, valid
 
 
 def test_an_llm_teams_topology_sets_the_turn_order_of_relay(tmp_path):

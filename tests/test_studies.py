@@ -16,7 +16,8 @@ ROOT = Path(__file__).resolve().parents[1]
 QUICK = ROOT / "experiments" / "study_quickstart.yaml"
 SMALL = ["seeds=[0,1]", "n_tasks=3", "estimators=[shapley,loo,grpo,sharp,c3_tree]", "team.skills=[1,1,1]", "team.malformed_rate=0"]
 FILES = ["config.yaml", "episodes.jsonl", "credit.parquet", "costs.json", "summary.md", "error_vs_cost.png",
-         "credit_vault.png", "credit_vault_lazy.png", "credit_lookout.png", "credit_council.png", "run.json", "checklist.json"]
+         "credit_vault.png", "credit_vault_lazy.png", "credit_lookout.png", "credit_council.png", "run.json", "checklist.json",
+         "kind.json"]
 
 
 @pytest.fixture(scope="module")
@@ -108,9 +109,10 @@ def test_an_interrupted_study_leaves_no_half_written_file(tmp_path, monkeypatch)
 
     monkeypatch.setattr(pd.DataFrame, "to_parquet", half_written)
     with pytest.raises(KeyboardInterrupt):
-        run_study(cfg, out_dir=done, progress=False)
+        run_study(cfg, out_dir=done, progress=False, overwrite=True)
     pd.testing.assert_frame_equal(pd.read_parquet(done / "credit.parquet"), before)
     assert not [p for p in done.iterdir() if p.name.startswith(".")], "no temporary files may be left behind"
+    assert [p.name for p in tmp_path.iterdir()] == ["run"], "nor a staged folder beside it"
 
 
 BAD = [

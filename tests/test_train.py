@@ -20,7 +20,7 @@ from mas_credit.train.trainer import Trainer, resume
 from .devices import DEVICES
 from .test_studies import ROOT
 
-QUICK = ROOT / "experiments" / "quickstart.yaml"
+QUICK = ROOT / "experiments" / "train_trio.yaml"
 TINY = ["team=tiny_trio", "n_tasks=2", "group_size=4", "train.iterations=2", "train.eval_every=1", "train.eval_tasks=2",
         "train.checkpoint_every=1", "train.lr=0.01", "train.tensorboard=false"]
 
@@ -334,11 +334,11 @@ def test_reference_logprobs_are_the_base_model_without_any_adapter(tmp_path, dev
             assert not np.allclose(ref, adapted, atol=1e-5), "the reference must not include the trained adapter"
 
 
-@pytest.mark.parametrize("name", ["quickstart.yaml", "compare_lazy.yaml"])
-def test_training_experiments_pass_the_training_rules(name):
+@pytest.mark.parametrize("name,kind", [("quickstart.yaml", "mixed"), ("train_trio.yaml", "llm"), ("compare_lazy.yaml", "llm")])
+def test_training_experiments_pass_the_training_rules(name, kind):
     cfg = load_experiment(ROOT / "experiments" / name)
     validate_train(cfg, name)
-    assert cfg.team.kind == "llm" and cfg.team.model == "smollm2"
+    assert cfg.team.kind == kind and cfg.team.model == "smollm2"
 
 
 @pytest.mark.parametrize("sharing", ["shared", "separate"])

@@ -1,4 +1,5 @@
 import json
+import re
 
 import numpy as np
 import pytest
@@ -64,6 +65,34 @@ def test_credit_batch_rejects_bad_input():
     ep = Episode(game="vault_v0", task_seed=0, group=0, agents=["a", "b"], turns=[], reward=float("nan"))
     with pytest.raises(ValueError, match="reward must be finite"):
         CreditBatch.from_episodes([ep])
+
+
+def direct_batch(b=2, n=2, **changes):
+    fields = dict(reward=torch.ones(b, dtype=torch.float64), group=torch.zeros(b, dtype=torch.long),
+                  acted=torch.ones(b, n, dtype=torch.bool), turn_agent=torch.arange(n).repeat(b, 1),
+                  turn_valid=torch.ones(b, n, dtype=torch.bool), coalition=torch.zeros(b, 1 << n, dtype=torch.float64),
+                  components={"correct": torch.ones(b, n, dtype=torch.float64)},
+                  critic_share=torch.full((b, n), float("nan"), dtype=torch.float64))
+    fields.update(changes)
+    return CreditBatch(**fields)
+
+
+@pytest.mark.parametrize("changes,message", [
+    (dict(b=0), "CreditBatch: reward must be [B] with B >= 1 episodes, got shape [0]"),
+    (dict(reward=torch.tensor([1.0, float("nan")], dtype=torch.float64)), "CreditBatch: reward must be finite; episodes [1] have nan"),
+    (dict(components={"format": torch.tensor([[1.0, float("inf")], [1, 1]], dtype=torch.float64)}),
+     "CreditBatch: components['format'] must be finite; episode 0 is not"),
+    (dict(coalition=torch.zeros(2, 3, dtype=torch.float64)), "CreditBatch: coalition must be [B=2, 2**N=4], got shape [2, 3]"),
+    (dict(group=torch.zeros(3, dtype=torch.long)), "CreditBatch: group must be [B=2], got shape [3]"),
+    (dict(turn_valid=torch.ones(2, 5, dtype=torch.bool)), "CreditBatch: turn_agent and turn_valid must both be [B=2, T]"),
+    (dict(critic_share=torch.zeros(2, 3)), "CreditBatch: critic_share must be [B=2, N=2], got shape [2, 3]"),
+])
+def test_a_credit_batch_built_directly_gets_the_same_checks(changes, message):
+    """Every constructor (from_episodes, to, or CreditBatch(...) by hand) goes through one
+    check, so no estimator sees B = 0 or a NaN reward."""
+    with pytest.raises(ValueError, match=re.escape(message)):
+        direct_batch(**changes)
+    assert direct_batch().batch_size == 2
 
 
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="CUDA is not available on this machine")

@@ -18,10 +18,15 @@ import importlib.util
 import os
 import shutil
 import time
+import warnings
 from dataclasses import dataclass
 from pathlib import Path
 
 import torch
+
+# peft asks transformers 5 for `is_gradient_checkpointing` on every adapter it adds; the
+# deprecation is theirs, not the user's, and would otherwise print on every LLM command.
+warnings.filterwarnings("ignore", message=r".*is_gradient_checkpointing.*", category=FutureWarning)
 
 DEFAULT_MODEL = "smollm2"
 GGUF_FILE = "SmolLM2-135M-Instruct.Q4_1.gguf"
@@ -184,19 +189,22 @@ class Generation:
 
 @torch.no_grad()
 def generate(model, tokenizer, chats: list[list[dict]], max_new_tokens: int, temperature: float = 0.7, top_p: float = 1.0,
-             seed: int = 0, adapter_names: list[str] | None = None) -> list[Generation]:
+             seed: int = 0, adapter_names: list[str] | None = None, prefills: list[str] | None = None) -> list[Generation]:
     """One batched, left-padded generate over chat-formatted prompts.
 
     Log-probabilities are log_softmax(logits / T) of the model's raw logits at each
     chosen token (T = 1 when decoding greedily, temperature 0): the behaviour policy a
     trainer's importance ratio needs. top-p truncation is not part of them.
     `adapter_names` (peft LoRA models) picks an adapter per row, so agents sharing a
-    base model share one call.
+    base model share one call. `prefills` start each answer with given text (part of the
+    prompt ids; the response is what the model wrote after it).
     """
     if not chats:
         return []
     device = next(model.parameters()).device
     prompts = [tokenizer.apply_chat_template(chat, add_generation_prompt=True, tokenize=False) for chat in chats]
+    if prefills is not None:
+        prompts = [prompt + prefill for prompt, prefill in zip(prompts, prefills, strict=True)]
     enc = tokenizer(prompts, return_tensors="pt", padding=True, add_special_tokens=False).to(device)
     sample = temperature > 0
     kwargs = dict(max_new_tokens=max_new_tokens, do_sample=sample, return_dict_in_generate=True, output_logits=True,

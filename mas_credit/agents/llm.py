@@ -67,15 +67,15 @@ def turn_order(spec, n_agents: int) -> list[int] | None:
     return list(nx.lexicographical_topological_sort(graph))
 
 
-def template_for(prompt_template, game: str) -> str:
-    """The prompt template of a game: a mapping is looked up by name with and without
-    version (vault_v0, vault), then `default`; a string serves every game."""
+def template_for(prompt_template, game: str, default: str = "{observation}") -> str:
+    """The prompt template (or answer prefix) of a game: a mapping is looked up by name with
+    and without version (vault_v0, vault), then `default`; a string serves every game."""
     if not isinstance(prompt_template, dict):
         return prompt_template
     for key in (game, game.rsplit("_v", 1)[0], "default"):
         if key in prompt_template:
             return prompt_template[key]
-    return "{observation}"
+    return default
 
 
 def check_llm_team(cfg, n_agents: int, sequential: bool) -> None:
@@ -107,6 +107,10 @@ def check_llm_team(cfg, n_agents: int, sequential: bool) -> None:
     for game, template in templates.items():
         if not isinstance(template, str) or "{observation}" not in template:
             raise ValueError(f"team.prompt_template ({game}) must be a string containing {{observation}} (where the game's instructions go)")
+    prefixes = cfg.answer_prefix if isinstance(cfg.answer_prefix, dict) else {"default": cfg.answer_prefix}
+    for game, prefix in prefixes.items():
+        if not isinstance(prefix, str):
+            raise ValueError(f"team.answer_prefix ({game}) must be a string (e.g. 'BRING:'), got {prefix!r}")
 
 
 class LLMTeam:
@@ -188,6 +192,10 @@ class LLMTeam:
             user += "\nMessages from your team:\n" + "\n".join(seen)
         return [{"role": "system", "content": system}, {"role": "user", "content": user}]
 
+    def answer_prefix(self, game: str) -> str:
+        """What this game's answers start with (`team.answer_prefix`; "" for none)."""
+        return template_for(self.cfg.answer_prefix, game, default="")
+
     def act(self, requests: list[ActRequest]) -> list[ActResult]:
         """One generate call for all requests that share a model (per-row adapters)."""
         if not requests:
@@ -200,11 +208,13 @@ class LLMTeam:
         for key, members in groups.items():
             chats = [self.chat(requests[k]) for k in members]
             names = [self.adapters[requests[k].agent] for k in members]
+            prefixes = [self.answer_prefix(requests[k].env.name) for k in members]
             temperature = 0.0 if self.greedy else self.cfg.temperature
             gens: list[Generation] = generate(self.models[key], self.tokenizer, chats, self.cfg.max_new_tokens,
-                                              temperature, self.cfg.top_p, seed=seed + key, adapter_names=names)
-            for k, gen in zip(members, gens):
-                out[k] = ActResult(text=normalise_text(gen.text), prompt_ids=gen.prompt_ids,
+                                              temperature, self.cfg.top_p, seed=seed + key, adapter_names=names,
+                                              prefills=prefixes if any(prefixes) else None)
+            for k, prefix, gen in zip(members, prefixes, gens):
+                out[k] = ActResult(text=normalise_text(f"{prefix} {gen.text}" if prefix else gen.text), prompt_ids=gen.prompt_ids,
                                    response_ids=gen.response_ids, logprobs=gen.logprobs)
                 self.tokens += len(gen.response_ids)
         self.calls += len(requests)
@@ -223,6 +233,10 @@ class LLMCritic:
         self.calls = 0
 
     def score(self, requests) -> list[str]:
+        """Greedy answers, each begun with its request's marker and an opening brace (so the
+        model writes the JSON object where the parser reads it)."""
         chats = [[{"role": "system", "content": self.SYSTEM}, {"role": "user", "content": r.prompt}] for r in requests]
+        starts = [f"{r.marker} {{" for r in requests]
         self.calls += len(chats)
-        return [g.text for g in generate(self.model, self.tokenizer, chats, self.max_new_tokens, temperature=0.0)]
+        gens = generate(self.model, self.tokenizer, chats, self.max_new_tokens, temperature=0.0, prefills=starts)
+        return [start + g.text for start, g in zip(starts, gens)]

@@ -42,6 +42,7 @@ class VLLMTeam:
         return self._n_agents
 
     chat = LLMTeam.chat
+    answer_prefix = LLMTeam.answer_prefix
 
     def _lora(self, agent: int):
         from vllm.lora.request import LoRARequest
@@ -55,16 +56,19 @@ class VLLMTeam:
         if not requests:
             return []
         base = request_seed(self.seed, requests)
-        prompts = [self.tokenizer.apply_chat_template(self.chat(r), add_generation_prompt=True, tokenize=False) for r in requests]
+        prefixes = [self.answer_prefix(r.env.name) for r in requests]
+        prompts = [self.tokenizer.apply_chat_template(self.chat(r), add_generation_prompt=True, tokenize=False) + prefix
+                   for r, prefix in zip(requests, prefixes)]
         params = [SamplingParams(temperature=self.cfg.temperature, top_p=self.cfg.top_p, max_tokens=self.cfg.max_new_tokens,
                                  logprobs=0, seed=base + k) for k in range(len(requests))]
         outputs = self.llm.generate(prompts, params, lora_request=[self._lora(r.agent) for r in requests], use_tqdm=False)
         results = []
-        for out in outputs:
+        for out, prefix in zip(outputs, prefixes):
             gen = out.outputs[0]
             ids = list(gen.token_ids)
             logprobs = [step[token].logprob for step, token in zip(gen.logprobs or [], ids)]
-            results.append(ActResult(text=normalise_text(gen.text.strip()), prompt_ids=list(out.prompt_token_ids),
+            text = f"{prefix} {gen.text.strip()}" if prefix else gen.text.strip()
+            results.append(ActResult(text=normalise_text(text), prompt_ids=list(out.prompt_token_ids),
                                      response_ids=ids, logprobs=logprobs))
             self.tokens += len(ids)
         self.calls += len(requests)

@@ -53,12 +53,19 @@ def group_stats(x: torch.Tensor, key: torch.Tensor, weight: torch.Tensor, n_keys
     x, key, weight: [M] (key in 0..n_keys-1; weight 0 = not an entry, k = counted k times).
     Returns mean [n_keys], std [n_keys], count [n_keys]. A key with total weight 1 (a
     group of one) gets mean 0 and std 1 (verl/DrMAS convention), so its entry keeps its
-    raw value; a key with no entries gets mean 0, std 1 (unused).
+    raw value; a key with no entries gets mean 0, std 1 (unused). A key whose entries are
+    all equal gets that value as its mean exactly (not sum / count, which can be off in the
+    last bit), so they normalise to exactly 0.
     """
     weight = weight.to(x.dtype)
     count = torch.zeros(n_keys, dtype=x.dtype, device=x.device).index_add_(0, key, weight)
     total = torch.zeros_like(count).index_add_(0, key, weight * x)
     mean = total / count.clamp(min=1e-12)
+    entry = weight > 0
+    inf = torch.full_like(count, float("inf"))
+    hi = (-inf).scatter_reduce(0, key, torch.where(entry, x, -float("inf")), reduce="amax")
+    lo = inf.scatter_reduce(0, key, torch.where(entry, x, float("inf")), reduce="amin")
+    mean = torch.where(hi == lo, hi, mean)
     dev = torch.zeros_like(count).index_add_(0, key, weight * (x - mean[key]) ** 2)
     denom = (count - 1.0) if unbiased else count
     std = torch.sqrt(dev / denom.clamp(min=1e-12))

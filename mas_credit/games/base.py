@@ -171,8 +171,8 @@ class GameBase:
     def action_universe(self) -> list:
         """Every action any agent can take in this game (its order is the tabular policy's
         columns). Games without a tabular form raise a one-line error."""
-        raise GameParamError(f"{self.name} has no tabular form (legal actions and observation keys); tabular members "
-                             f"play vault, potluck, council, lookout and relay")
+        raise GameParamError(f"{self.name} has no tabular form: tabular members play games that define action_universe, "
+                             f"key_universe, observation_key and legal_actions (every built-in game does)")
 
     def key_universe(self) -> list:
         """Every observation key (the tabular policy's rows), in a fixed order."""

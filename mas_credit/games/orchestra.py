@@ -22,10 +22,19 @@ Card
     (so a missing answer leaves the part unanswered); a value it wrote on its own is kept.
   Credit structure: hierarchical: the main agent is essential (veto); each part's
     holder is essential for that part (additive across parts).
+  Tabular form (for tabular members; the moves are abstract and render to text):
+    plan   key ("plan", owner of each part in question order); actions ("route", subs):
+           call sub-agent subs[j] for part j, every assignment legal ((N-1)^K of them).
+    answer key ("answer", holds the asked part?); actions ("reply", "record") the value
+           its records give (the true fact if it holds the part, else a decoy value),
+           ("reply", "unknown"), ("reply", "wrong") another wrong value.
+    final  key ("final",); actions ("compose", "copy") every answer received (the
+           expert's move), ("compose", "guess") its own wrong values.
   Version history: v0 first release.
 """
 from __future__ import annotations
 
+import itertools
 import re
 
 import numpy as np
@@ -171,6 +180,8 @@ class OrchestraEnv(TurnGame):
         return ("answer", m.group(1).lower()) if m else None
 
     def render_action(self, agent, action):
+        if action[0] in ("route", "reply", "compose"):
+            action = self._concrete(self._idx(agent), action)
         kind, body = action
         if kind == "plan":
             return "\n".join(f"CALL agent_{sub}: {attr}" for sub, attr in body)
@@ -190,6 +201,50 @@ class OrchestraEnv(TurnGame):
             return ("answer", task["truth"][attr] if task["owner"].get(attr) == agent else "unknown")
         got = {attr: ans for (sub, attr), ans in zip(state["calls"], state["answers"]) if ans not in (None, "unknown")}
         return ("final", tuple(sorted(got.items()))) if got else ("final", tuple((a, "unknown") for a in task["attrs"]))
+
+    # -- the tabular form (module docstring) ---------------------------------------------
+    def _routes(self):
+        if not hasattr(self, "_route_list"):
+            self._route_list = [("route", subs) for subs in itertools.product(range(1, self.n_agents), repeat=self.n_parts)]
+        return self._route_list
+
+    def action_universe(self):
+        return (self._routes() + [("reply", r) for r in ("record", "unknown", "wrong")]
+                + [("compose", c) for c in ("copy", "guess")])
+
+    def key_universe(self):
+        return ([("plan", subs) for _, subs in self._routes()] + [("answer", True), ("answer", False)] + [("final",)])
+
+    def observation_key(self, agent):
+        agent = self._idx(agent)
+        _, ctx = self._current
+        if ctx["phase"] == "plan":
+            return ("plan", tuple(self.task["owner"][a] for a in self.task["attrs"]))
+        if ctx["phase"] == "answer":
+            return ("answer", self.task["owner"].get(ctx["attr"]) == agent)
+        return ("final",)
+
+    def legal_actions(self, agent):
+        phase = self._current[1]["phase"]
+        kind = {"plan": "route", "answer": "reply", "final": "compose"}[phase]
+        return [a for a in self.action_universe() if a[0] == kind]
+
+    def _concrete(self, agent, action):
+        """The game move an abstract tabular move stands for, in the current turn."""
+        kind, body = action
+        task = self.task
+        if kind == "route":
+            return ("plan", tuple(zip(body, task["attrs"])))
+        if kind == "reply":
+            attr = self._current[1]["attr"]
+            wrong = [v for v in ATTRIBUTES[attr] if v != task["truth"][attr]]
+            if body == "unknown":
+                return ("answer", "unknown")
+            held = task["owner"].get(attr) == agent
+            return ("answer", task["truth"][attr] if body == "record" and held else wrong[0] if body == "record" else wrong[1])
+        if body == "copy":
+            return self.expert_action(agent)
+        return ("final", tuple(sorted((a, [v for v in ATTRIBUTES[a] if v != task["truth"][a]][0]) for a in task["attrs"])))
 
     def wrong_action(self, agent, rng):
         agent = self._idx(agent)

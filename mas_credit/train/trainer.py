@@ -40,9 +40,10 @@ from mas_credit.config import ExperimentConfig, load_resolved, to_yaml
 from mas_credit.counterfactual import fill_needs
 from mas_credit.estimators import get_estimator
 from mas_credit.games import make_game
-from mas_credit.outputs import atomic_path, write_text
+from mas_credit.outputs import RunDirError, atomic_path, claim_run_dir, write_text
 from mas_credit.rollout import collect, collect_tree
 from mas_credit.train.learners import make_learners
+from mas_credit.train.summary import is_metric_record
 from mas_credit.types import CreditBatch, resolve_device
 
 EVAL_SALT = 0xE7A1
@@ -180,12 +181,22 @@ class Trainer:
             torch.save(state, tmp)
 
     def restore(self) -> None:
-        state = torch.load(self.run_dir / "checkpoint" / "state.pt", weights_only=False)
+        path = self.run_dir / "checkpoint" / "state.pt"
+        try:
+            state = torch.load(path, weights_only=False)
+            learners = {learner.name: state["learners"][learner.name] for learner in self.learners}
+        except Exception as err:  # noqa: BLE001 - a cut or garbled file raises EOFError, RuntimeError, UnpicklingError, ...
+            raise RunDirError(f"{path} is damaged ({type(err).__name__}), so the run cannot resume; train it again "
+                              f"(mas-credit train EXPERIMENT --out {self.run_dir} --overwrite)") from None
         for learner in self.learners:
-            learner.load_state_dict(state["learners"][learner.name])
+            learner.load_state_dict(learners[learner.name])
         torch.set_rng_state(state["torch_rng"])
         self.iteration, self.metric_lines, self.wall_s = state["iteration"], state["metric_lines"], state.get("wall_s", 0.0)
-        lines = (self.run_dir / "metrics.jsonl").read_text().splitlines()[: self.metric_lines]
+        metrics = self.run_dir / "metrics.jsonl"
+        lines = metrics.read_text(errors="replace").splitlines()[: self.metric_lines]   # what came after the checkpoint goes
+        if len(lines) < self.metric_lines or not all(is_metric_record(line) for line in lines):
+            raise RunDirError(f"{metrics}: its first {self.metric_lines} lines (the records up to the last checkpoint) are "
+                              f"damaged or missing, so the run cannot resume; train it again with --overwrite")
         with atomic_path(self.run_dir / "metrics.jsonl") as tmp:
             tmp.write_text("".join(line + "\n" for line in lines))
 
@@ -232,10 +243,11 @@ def progress_fields(record: dict, last_eval: dict) -> dict:
     return fields
 
 
-def train(cfg: ExperimentConfig, out_dir: str | Path | None = None, progress: bool = True) -> Path:
-    run_dir = Path(out_dir) if out_dir is not None else Path(cfg.output_dir) / cfg.name
-    if (run_dir / "checkpoint" / "state.pt").exists():
-        raise FileExistsError(f"{run_dir} already holds a training run; continue it with --resume {run_dir} or choose another --out")
+def train(cfg: ExperimentConfig, out_dir: str | Path | None = None, progress: bool = True, overwrite: bool = False) -> Path:
+    """Train from scratch; returns the run folder (see `claim_run_dir`: a folder holding another
+    run is refused unless `overwrite`; a taken default folder gets a suffix)."""
+    run_dir = claim_run_dir(Path(out_dir) if out_dir is not None else Path(cfg.output_dir) / cfg.name, "train",
+                            overwrite=overwrite, default=out_dir is None)
     return Trainer(cfg, run_dir, progress).run()
 
 

@@ -1,0 +1,143 @@
+"""Run folders (issue 14): each records its kind; a run refuses a folder that holds another
+run unless --overwrite, and an overwrite removes the old outputs; a taken default folder
+gets a suffix; a folder that cannot be written fails before any work; a study stopped by
+Ctrl-C leaves nothing."""
+import json
+import signal
+import subprocess
+import sys
+import time
+
+import pytest
+
+from mas_credit.cli import main
+from mas_credit.outputs import RunDirError, claim_run_dir, run_kind
+
+from .test_studies import ROOT
+
+STUDY = str(ROOT / "experiments" / "study_quickstart.yaml")
+TABULAR = str(ROOT / "experiments" / "learn_tabular_run.yaml")
+SMALL_STUDY = ["seeds=[0]", "n_tasks=2", "games=[vault]", "estimators=[grpo]"]
+SMALL_TRAIN = ["train.iterations=1", "train.eval_every=1"]
+
+
+def cli(capsys, *argv):
+    code = main(list(argv))
+    return code, capsys.readouterr().err.strip()
+
+
+def test_a_study_refuses_a_training_runs_folder_and_keeps_it_intact(tmp_path, capsys):
+    run = tmp_path / "run"
+    assert cli(capsys, "train", TABULAR, *SMALL_TRAIN, "--out", str(run))[0] == 0
+    before = {p.name: p.read_bytes() for p in run.iterdir() if p.is_file()}
+    code, err = cli(capsys, "study", STUDY, *SMALL_STUDY, "--out", str(run))
+    assert code == 2 and err == (f"mas-credit: error: {run} already holds a train run; give --overwrite to replace it, "
+                                 f"or choose another --out")
+    assert {p.name: p.read_bytes() for p in run.iterdir() if p.is_file()} == before
+    assert main(["train", "--resume", str(run)]) == 0 and run_kind(run) == "train"
+
+
+def test_train_refuses_a_study_folder_and_a_second_train_points_to_resume(tmp_path, capsys):
+    study, run = tmp_path / "study", tmp_path / "run"
+    assert cli(capsys, "study", STUDY, *SMALL_STUDY, "--out", str(study))[0] == 0
+    code, err = cli(capsys, "train", TABULAR, *SMALL_TRAIN, "--out", str(study))
+    assert code == 2 and f"{study} already holds a study run" in err and (study / "credit.parquet").is_file()
+    assert cli(capsys, "train", TABULAR, *SMALL_TRAIN, "--out", str(run))[0] == 0
+    code, err = cli(capsys, "train", TABULAR, *SMALL_TRAIN, "--out", str(run))
+    assert code == 2 and f"give --overwrite to replace it, continue it with --resume {run}, or choose another --out" in err
+
+
+def test_overwrite_replaces_the_old_outputs_entirely(tmp_path, capsys):
+    run = tmp_path / "run"
+    assert cli(capsys, "study", STUDY, *SMALL_STUDY, "--out", str(run))[0] == 0
+    (run / "stale_plot.png").write_bytes(b"from the first run")
+    code, err = cli(capsys, "study", STUDY, *SMALL_STUDY, "--out", str(run))
+    assert code == 2 and "already holds a study run" in err and (run / "stale_plot.png").exists()
+    assert cli(capsys, "study", STUDY, *SMALL_STUDY, "games=[potluck]", "--out", str(run), "--overwrite")[0] == 0
+    assert not (run / "stale_plot.png").exists() and "potluck" in (run / "config.yaml").read_text()
+    assert cli(capsys, "train", TABULAR, *SMALL_TRAIN, "--out", str(run), "--overwrite")[0] == 0
+    assert run_kind(run) == "train" and not (run / "credit.parquet").exists()
+
+
+def test_a_taken_default_folder_gets_a_suffix(tmp_path, capsys):
+    out = f"output_dir={tmp_path}"
+    for _ in range(3):
+        assert cli(capsys, "study", STUDY, *SMALL_STUDY, out)[0] == 0
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["study_quickstart", "study_quickstart-2", "study_quickstart-3"]
+    assert all(run_kind(p) == "study" for p in tmp_path.iterdir())
+
+
+@pytest.mark.parametrize("make,message", [
+    (lambda p: p.write_text("x"), "is a file, not a folder; give --out a folder (new or empty)"),
+    (lambda p: (p.mkdir(), (p / "notes.txt").write_text("mine")), "holds files that are not a mas-credit run; give --out a new or empty folder"),
+])
+def test_folders_a_run_cannot_use_are_refused_even_with_overwrite(tmp_path, capsys, make, message):
+    target = tmp_path / "target"
+    make(target)
+    for extra in ([], ["--overwrite"]):
+        code, err = cli(capsys, "study", STUDY, *SMALL_STUDY, "--out", str(target), *extra)
+        assert code == 2 and err == f"mas-credit: error: {target} {message}"
+    assert target.exists()
+
+
+def test_an_unwritable_folder_fails_before_any_work(tmp_path, capsys, monkeypatch):
+    import mas_credit.studies as studies
+
+    monkeypatch.setattr(studies, "_run_study", lambda *a: pytest.fail("the study ran before its folder was checked"))
+    (tmp_path / "file").write_text("x")
+    code, err = cli(capsys, "study", STUDY, "--out", str(tmp_path / "file" / "run"))
+    assert code == 2 and err.startswith(f"mas-credit: error: cannot write to {tmp_path / 'file' / 'run'} (")
+    assert err.endswith("); give --out a writable folder")
+    with pytest.raises(RunDirError, match="cannot write to"):
+        claim_run_dir(tmp_path / "file" / "batch", "batch")
+
+
+def test_a_batch_folder_is_continued_but_other_runs_folders_are_not(tmp_path):
+    first = claim_run_dir(tmp_path / "b", "batch")
+    (first / "batch.json").write_text("{}")
+    assert claim_run_dir(tmp_path / "b", "batch", reuse_same_kind=True) == first and (first / "batch.json").exists()
+    assert claim_run_dir(tmp_path / "b", "batch", reuse_same_kind=True, default=True) == first
+    with pytest.raises(RunDirError, match="already holds a batch run"):
+        claim_run_dir(tmp_path / "b", "study")
+    assert json.loads((first / "kind.json").read_text()) == {"kind": "batch"}
+
+
+def test_ctrl_c_on_a_study_prints_one_line_exits_130_and_leaves_nothing(tmp_path):
+    run = tmp_path / "run"
+    proc = subprocess.Popen([sys.executable, "-m", "mas_credit.cli", "study", STUDY, "n_tasks=400", "seeds=[0,1,2,3,4,5]",
+                             "--out", str(run), "--no-progress"], cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    while not (run / "kind.json").exists():
+        assert proc.poll() is None, proc.communicate()
+        time.sleep(0.05)
+    proc.send_signal(signal.SIGINT)
+    _, err = proc.communicate()
+    assert proc.returncode == 130 and err.strip() == "mas-credit: interrupted" and not run.exists()
+
+
+def test_damaged_run_files_are_one_line_errors_and_a_cut_last_line_is_dropped(tmp_path, capsys):
+    run, study = tmp_path / "run", tmp_path / "study"
+    assert cli(capsys, "train", TABULAR, "train.iterations=2", "train.eval_every=1", "train.checkpoint_every=2",
+               "--out", str(run))[0] == 0
+    metrics = run / "metrics.jsonl"
+    lines = metrics.read_text().splitlines()
+    metrics.write_text("\n".join(lines) + '\n{"kind": "train", "itera')           # killed mid-write
+    assert cli(capsys, "report", str(run))[0] == 0
+    assert cli(capsys, "train", "--resume", str(run))[0] == 0 and metrics.read_text().splitlines() == lines
+    metrics.write_text("\n".join([lines[0], "#garbage", *lines[1:]]) + "\n")
+    code, err = cli(capsys, "report", str(run))
+    assert code == 2 and err == (f"mas-credit: error: {metrics}: line 2 is not a metric record (a damaged file); "
+                                 f"resume from the checkpoint (mas-credit train --resume) or train again")
+    code, err = cli(capsys, "train", "--resume", str(run))
+    assert code == 2 and "its first 5 lines (the records up to the last checkpoint) are damaged or missing" in err
+    state = run / "checkpoint" / "state.pt"
+    state.write_bytes(state.read_bytes()[:100])
+    code, err = cli(capsys, "train", "--resume", str(run))
+    assert code == 2 and err.startswith(f"mas-credit: error: {state} is damaged (") and "--overwrite" in err
+    state.write_bytes(b"")
+    assert cli(capsys, "train", "--resume", str(run))[0] == 2
+
+    assert cli(capsys, "study", STUDY, *SMALL_STUDY, "--out", str(study))[0] == 0
+    parquet = study / "credit.parquet"
+    parquet.write_bytes(parquet.read_bytes()[:200])
+    code, err = cli(capsys, "report", str(study))
+    assert code == 2 and err.startswith(f"mas-credit: error: {study}: credit.parquet or costs.json is damaged (")
