@@ -33,7 +33,7 @@ from pathlib import Path
 
 from mas_credit.config import BatchConfig, ConfigError
 from mas_credit.outputs import claim_run_dir, save_figure, write_json, write_parquet, write_text
-from mas_credit.report import cell_text, mean_ci
+from mas_credit.report import RANGES, cell_text, mean_ci
 
 STUDY_TABLE = ["rmse", "kendall_tau", "top_agent", "null_credit", "efficiency_gap", "evals_per_episode",
                "llm_calls_per_episode", "tokens_per_episode", "critic_calls_per_episode"]
@@ -377,7 +377,7 @@ def render_batch(batch_dir: str | Path) -> str:
         lines += ["| " + " | ".join(names + ["seeds"] + metrics) + " |", "|" + "---|" * (len(names) + 1 + len(metrics))]
         for _, row in cells.iterrows():
             lines.append("| " + " | ".join([str(row[k]) for k in keys] + [str(row["seeds"])]
-                                           + [cell_text(row[m], row[f"{m}_ci"]) for m in metrics]) + " |")
+                                           + [cell_text(row[m], row[f"{m}_ci"], bounds=RANGES.get(m)) for m in metrics]) + " |")
     else:
         lines.append("No run finished.")
     curves = learning_curves(batch_dir, ok, keys) if meta["mode"] == "train" and len(ok) else None

@@ -138,7 +138,7 @@ def cmd_estimators(args) -> int:
 def cmd_config_show(args) -> int:
     from mas_credit.config import load_experiment, to_yaml
 
-    print(to_yaml(load_experiment(args.experiment, args.overrides)), end="")
+    print(to_yaml(load_experiment(args.experiment, args.overrides), only_used=True), end="")
     return 0
 
 

@@ -211,6 +211,9 @@ class ExperimentConfig(_Frozen):
     """tasks per seed"""
     group_size: int = 4
     """episodes per task (a group shares the task)"""
+    max_memory_gb: float = 8.0
+    """a study (or a training iteration) whose episodes and credit rows would need more memory than this,
+    estimated before it starts, is refused; raise it to run bigger"""
     output_dir: str = "runs"
 
 
@@ -444,6 +447,22 @@ def load_resolved(path: str | Path) -> ExperimentConfig:
     return freeze(cfg)
 
 
+KB_PER_EPISODE_AND_ESTIMATOR = 4.2
+"""measured: study_quickstart (4 games x 3 seeds x 8 episodes per task, 11 estimators) held 549 MB at n_tasks=50 and
+2094 MB at n_tasks=400, about 46 KB more per episode, i.e. 4.2 KB per episode and estimator (+1 for the truth)"""
+
+
+def check_memory(cfg: ExperimentConfig, episodes: int, where: str = "experiment") -> float:
+    """The memory (GB) `episodes` episodes and their credit rows need, estimated; a one-line
+    error past `max_memory_gb`."""
+    gb = episodes * KB_PER_EPISODE_AND_ESTIMATOR * (len(cfg.estimators) + 1) * 1e3 / 1e9
+    if gb > cfg.max_memory_gb:
+        raise ConfigError(f"{where}: {episodes:,} episodes (games x seeds x n_tasks x group_size) with {len(cfg.estimators)} "
+                          f"estimators would need about {gb:,.1f} GB of memory, over max_memory_gb={cfg.max_memory_gb:g}; "
+                          f"lower n_tasks, or raise max_memory_gb if this machine has the memory")
+    return gb
+
+
 def validate_train(cfg: ExperimentConfig, where: str = "experiment") -> None:
     """The rules `mas-credit train` adds, checked before any model loads."""
     from mas_credit.estimators import get_estimator
@@ -569,9 +588,28 @@ def freeze(obj):
     return obj
 
 
-def to_yaml(cfg: ExperimentConfig) -> str:
-    """The resolved config as YAML (what `mas-credit config show` prints)."""
+TEAM_FIELDS = {
+    "scripted": {"skills", "lazy", "saboteurs", "malformed_rate"},
+    "mixed": {"members"},
+    "llm": {"model", "sharing", "lora_r", "lora_alpha", "lora_targets", "adapters", "roles", "prompt_template", "answer_prefix",
+            "temperature", "top_p", "max_new_tokens", "topology", "device", "dtype"},
+}
+
+
+def team_fields(team: "TeamConfig") -> set[str]:
+    """The team fields that mean something for this team's kind (a mixed team with an LLM
+    member uses the LLM fields too)."""
+    kinds = {"vllm": ["llm"], "mixed": ["mixed"] + (["llm"] if any(m.get("kind") == "llm" for m in team.members) else [])}
+    return {"kind", "seed"}.union(*(TEAM_FIELDS.get(k, set()) for k in kinds.get(team.kind, [team.kind])))
+
+
+def to_yaml(cfg: ExperimentConfig, only_used: bool = False) -> str:
+    """The resolved config as YAML (what `mas-credit config show` prints). `only_used` leaves
+    out the team fields its kind does not use (a scripted team's LLM fields)."""
     def plain(value):
+        if only_used and isinstance(value, TeamConfig):
+            used = team_fields(value)
+            return {f.name: plain(getattr(value, f.name)) for f in fields(value) if f.name in used}
         if is_dataclass(value):
             return {f.name: plain(getattr(value, f.name)) for f in fields(value)}
         if isinstance(value, (list, tuple)):

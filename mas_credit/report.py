@@ -118,22 +118,44 @@ def summarise(per_seed):
     return pd.DataFrame(rows)
 
 
-def cell_text(mean: float, ci: float, digits: int = 3) -> str:
+# the values each metric can take: a confidence interval is cut to them
+RANGES = {"rmse": (0.0, math.inf), "kendall_tau": (-1.0, 1.0), "top_agent": (0.0, 1.0), "null_credit": (0.0, math.inf),
+          "efficiency_gap": (0.0, math.inf), "eval_success_before": (0.0, 1.0), "eval_success": (0.0, 1.0),
+          "eval_gain": (-1.0, 1.0), "auc": (0.0, 1.0), "reached_target": (0.0, 1.0), "episodes_to_target": (0.0, math.inf)}
+
+
+def cell_text(mean: float, ci: float, digits: int = 3, bounds: tuple[float, float] | None = None) -> str:
+    """mean ± ci; where the interval leaves the metric's range (`bounds`), the interval cut to
+    it: 0.172 [-1.000, 1.000] (few seeds give wide t-intervals)."""
     if math.isnan(mean):
         return "–"
-    return f"{mean:.{digits}f}" if math.isnan(ci) else f"{mean:.{digits}f} ± {ci:.{digits}f}"
+    if math.isnan(ci):
+        return f"{mean:.{digits}f}"
+    lo, hi = bounds or (-math.inf, math.inf)
+    if mean - ci < lo or mean + ci > hi:
+        return f"{mean:.{digits}f} [{max(lo, mean - ci):.{digits}f}, {min(hi, mean + ci):.{digits}f}]"
+    return f"{mean:.{digits}f} ± {ci:.{digits}f}"
 
 
 def table(summary, game: str) -> str:
     """The markdown table of one game."""
-    heads = ["estimator", "RMSE", "Kendall τ", "top agent", "null-player |credit|", "efficiency gap",
-             "evals/ep", "LLM calls/ep", "tokens/ep", "critic calls/ep", "ms/ep"]
+    heads = ["estimator", "seeds", *METRICS, *COSTS]          # the names batch.md and the parquet files use
     lines = ["| " + " | ".join(heads) + " |", "|" + "---|" * len(heads)]
     for _, row in summary[summary["game"] == game].iterrows():
-        cells = [f"`{row['estimator']}`"] + [cell_text(row[k], row[f"{k}_ci"]) for k in METRICS]
+        cells = [f"`{row['estimator']}`", str(int(row["seeds"]))] + [cell_text(row[k], row[f"{k}_ci"], bounds=RANGES[k]) for k in METRICS]
         cells += [cell_text(row[k], math.nan, 1) for k in COSTS[:4]] + [cell_text(row["ms_per_episode"], math.nan, 3)]
         lines.append("| " + " | ".join(cells) + " |")
     return "\n".join(lines)
+
+
+def _estimator_names(run_dir: Path) -> list[str]:
+    """The estimators a study ran (by name, whatever their labels)."""
+    from mas_credit.config import load_resolved
+
+    try:
+        return [e.name for e in load_resolved(run_dir / "config.yaml").estimators]
+    except Exception:  # noqa: BLE001 - an old or hand-edited config: name the critic rather than fail the report
+        return ["llm_mca"]
 
 
 def render(run_dir: str | Path) -> str:
@@ -158,13 +180,15 @@ def render(run_dir: str | Path) -> str:
     rollout_s = sum(c["rollout_s"] for c in truth_units)
     turns, invalid = sum(c.get("turns", 0) for c in truth_units), sum(c.get("invalid_turns", 0) for c in truth_units)
     text = [f"# Credit study: {run_dir.name}", "",
-            f"Team: {meta['team']}; critic for llm_mca: {meta['critic']}; seeds {meta['seeds']}; {meta['n_tasks']} tasks x "
+            f"Team: {meta['team']}" + (f"; critic for llm_mca: {meta['critic']}" if "llm_mca" in _estimator_names(run_dir) else "")
+            + f"; seeds {meta['seeds']}; {meta['n_tasks']} tasks x "
             f"{meta['group_size']} episodes per game and seed" + (f" (tree fan-out {meta['fanout']})" if meta["fanout"] else "")
             + f"; rollouts took {rollout_s:.2f} s in all"
             + (f"; {invalid} of {turns} answers did not parse and played the null action." if turns else "."),
             "Every estimator ran on the same episodes and is scored against the exact Shapley value of the replayed "
             "coalition values. Cells are the mean over seeds ± the half-width of a 95% confidence interval "
-            "(Student t; no ± with one seed); – means undefined (e.g. no null player in that game, or every agent "
+            "(Student t; no ± with one seed; an interval that leaves a metric's range is shown cut to it, in brackets; "
+            "`seeds` counts the seeds of each row); – means undefined (e.g. no null player in that game, or every agent "
             "tied in exact Shapley, which leaves ranks and the top agent undefined)."
             + (" Tree-mode estimators pay with the fan-out rollouts, not with coalition evaluations." if meta["fanout"] else ""),
             ""]

@@ -150,6 +150,12 @@ def test_cli_config_show_prints_resolved_config():
     out = run_cli("config", "show", "experiments/demo.yaml", "n_tasks=5")
     assert out.returncode == 0, out.stderr
     assert "n_tasks: 5" in out.stdout and "name: lookout_v0" in out.stdout and "malformed_rate: 0.05" in out.stdout
+    import yaml
+
+    team = yaml.safe_load(out.stdout)["team"]                                      # a scripted team: no LLM fields
+    assert set(team) == {"kind", "skills", "lazy", "saboteurs", "malformed_rate", "seed"}
+    mixed = yaml.safe_load(run_cli("config", "show", "experiments/quickstart.yaml").stdout)["team"]
+    assert {"members", "lora_r", "answer_prefix", "temperature"} <= set(mixed) and "skills" not in mixed
 
 
 def test_every_estimator_option_documents_exactly_its_knobs():

@@ -141,3 +141,13 @@ def test_damaged_run_files_are_one_line_errors_and_a_cut_last_line_is_dropped(tm
     parquet.write_bytes(parquet.read_bytes()[:200])
     code, err = cli(capsys, "report", str(study))
     assert code == 2 and err.startswith(f"mas-credit: error: {study}: credit.parquet or costs.json is damaged (")
+
+
+def test_a_study_too_big_for_memory_is_refused_before_it_starts(tmp_path, capsys):
+    code, err = cli(capsys, "study", STUDY, "n_tasks=100000000", "--out", str(tmp_path / "big"))
+    assert code == 2 and err.startswith("mas-credit: error: study_quickstart: 9,600,000,000 episodes (games x seeds x n_tasks x "
+                                        "group_size) with 11 estimators would need about")
+    assert "over max_memory_gb=8; lower n_tasks, or raise max_memory_gb" in err and not (tmp_path / "big").exists()
+    code, err = cli(capsys, "train", TABULAR, "n_tasks=100000000", "--out", str(tmp_path / "big"))
+    assert code == 2 and "over max_memory_gb=8" in err
+    assert cli(capsys, "study", STUDY, *SMALL_STUDY, "max_memory_gb=0.5", "--out", str(tmp_path / "ok"))[0] == 0

@@ -35,8 +35,22 @@ def mean_credit(frame, game, estimator):
 def test_the_study_writes_every_output(small_study):
     assert sorted(p.name for p in small_study.iterdir()) == sorted(FILES)
     summary = (small_study / "summary.md").read_text()
-    assert "| `shapley` | 0.000 ± 0.000 |" in summary and "## lookout" in summary and "- **rmse**:" in summary
+    assert "| `shapley` | 2 | 0.000 ± 0.000 |" in summary and "## lookout" in summary and "- **rmse**:" in summary
+    assert "| estimator | seeds | rmse | kendall_tau | top_agent | null_credit | efficiency_gap | evals_per_episode |" in summary
+    assert "critic for llm_mca" not in summary                   # llm_mca did not run
     assert len((small_study / "episodes.jsonl").read_text().splitlines()) == 4 * 2 * 3 * 8
+
+
+def test_intervals_stay_in_each_metrics_range_and_the_critic_is_named_only_when_used(tmp_path):
+    from mas_credit.report import RANGES, cell_text
+
+    assert cell_text(0.172, 6.804, bounds=RANGES["kendall_tau"]) == "0.172 [-1.000, 1.000]"
+    assert cell_text(0.9, 0.3, bounds=RANGES["top_agent"]) == "0.900 [0.600, 1.000]"
+    assert cell_text(0.5, 0.1, bounds=RANGES["top_agent"]) == "0.500 ± 0.100"
+    assert cell_text(0.02, 0.05, bounds=RANGES["rmse"]) == "0.020 [0.000, 0.070]"
+    done = run_study(load_experiment(QUICK, ["seeds=[0,1]", "n_tasks=2", "games=[vault]", "estimators=[shapley,{use: llm_mca, label: critic}]"]),
+                     out_dir=tmp_path / "s", progress=False)
+    assert "critic for llm_mca: scripted" in (done / "summary.md").read_text()
 
 
 def test_known_contrasts(small_study):
