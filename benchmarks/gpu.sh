@@ -3,7 +3,8 @@
 #   1. the whole suite (pytest-xdist workers where installed), and the CUDA-marked tests' results on their own;
 #   2. the estimator benchmark (CPU vs CUDA), the rollout benchmark (team, one raw generate,
 #      the naive loop: tokens/s), the trainer benchmark (update / raw forward + backward), and
-#      the training quickstart's wall time.
+#      the training quickstart's wall time, and one run of the LLM learning study
+#      (experiments/learn_llm_run.yaml, unchanged) with its wall time.
 # Each step runs under its own timeout and writes LOGDIR/<step>.log; this prints each step's
 # exit code, time and last lines, and LOGDIR/summary.txt collects the headline numbers.
 # Usage: bash benchmarks/gpu.sh LOGDIR        (../shared/gpu/README.md: how to get a GPU machine ready)
@@ -70,5 +71,8 @@ print("quickstart sampler/trainer log-prob gap per iteration: max", max(r["train
       "; first-epoch |ratio - 1| max", max(v for r in train for k, v in r.items() if k.endswith("ratio_dev_first")),
       "; iteration s", [round(r["time/iteration_s"], 2) for r in train])
 EOF
+rm -rf /tmp/mas-credit-gpu-learn-llm
+step learn_llm 90 $py -m mas_credit.cli train experiments/learn_llm_run.yaml --out /tmp/mas-credit-gpu-learn-llm --no-progress
+grep -E "trained in|Learning:" "$out/learn_llm.log" >> "$summary"
 echo "== summary"
 cat "$summary"

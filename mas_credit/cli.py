@@ -223,10 +223,12 @@ def cmd_report(args) -> int:
 def cmd_games(args) -> int:
     from mas_credit.games import game_params, list_games, make_game
 
-    for name in list_games():
-        game = make_game(name)
+    games = {name: make_game(name) for name in list_games()}
+    width = max(len(name) for name in games) + 2                  # long (outside) names keep their columns apart
+    structure = max(len(game.credit_structure) for game in games.values()) + 2
+    for name, game in games.items():
         kind = "AEC (turn-based)" if game.sequential else "parallel (one move)"
-        print(f"{name:<14}{game.credit_structure:<14}{kind:<22}params: {', '.join(game_params(name))}")
+        print(f"{name:<{width}}{game.credit_structure:<{structure}}{kind:<22}params: {', '.join(game_params(name))}")
     return 0
 
 

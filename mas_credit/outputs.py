@@ -115,12 +115,12 @@ def check_run_dir(run_dir: str | Path, kind: str, overwrite: bool = False, defau
     return run_dir
 
 
-def _mark(run_dir: Path, kind: str) -> None:
+def _mark(run_dir: Path, kind: str, shown: Path | None = None) -> None:
     try:
         run_dir.mkdir(parents=True, exist_ok=True)
         write_json(run_dir / KIND_FILE, {"kind": kind})
     except OSError as err:
-        raise RunDirError(f"cannot write to {run_dir} ({err.strerror or err}); give --out a writable folder") from None
+        raise RunDirError(f"cannot write to {shown or run_dir} ({err.strerror or err}); give --out a writable folder") from None
 
 
 def claim_run_dir(run_dir: str | Path, kind: str, overwrite: bool = False, default: bool = False,
@@ -144,7 +144,7 @@ def staged_run_dir(run_dir: Path, kind: str):
     work = run_dir.with_name(f".{run_dir.name}.tmp-{os.getpid()}")
     shutil.rmtree(work, ignore_errors=True)
     try:
-        _mark(work, kind)
+        _mark(work, kind, shown=run_dir)
         yield work
         old = run_dir.with_name(f".{run_dir.name}.old-{os.getpid()}")
         if run_dir.exists():

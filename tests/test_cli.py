@@ -48,6 +48,19 @@ def test_games_lists_every_game(capsys):
     assert all(name in out for name in list_games())
 
 
+def test_games_keeps_long_names_in_their_column(capsys, monkeypatch):
+    import mas_credit.games as games
+
+    class WeakestLink(games.VaultEnv):
+        name, credit_structure = "weakest_link_threshold_v0", "min"
+
+    monkeypatch.setitem(games._REGISTRY, WeakestLink.name, WeakestLink)
+    assert main(["games"]) == 0
+    rows = [line for line in capsys.readouterr().out.splitlines() if line]
+    assert [row.split()[:2] for row in rows][-1] == ["weakest_link_threshold_v0", "min"]
+    assert len({row.index("params:") for row in rows}) == 1            # every column starts at the same place
+
+
 def test_play_shows_every_estimator_beside_the_ground_truth(capsys):
     from mas_credit.estimators import list_estimators
     names = list_estimators()

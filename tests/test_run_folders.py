@@ -106,12 +106,13 @@ def test_ctrl_c_on_a_study_prints_one_line_exits_130_and_leaves_nothing(tmp_path
     run = tmp_path / "run"
     proc = subprocess.Popen([sys.executable, "-m", "mas_credit.cli", "study", STUDY, "n_tasks=400", "seeds=[0,1,2,3,4,5]",
                              "--out", str(run), "--no-progress"], cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-    while not (run / "kind.json").exists():
+    while not list(tmp_path.glob(".run.tmp-*/kind.json")):      # the study writes into a staged folder beside `run`
         assert proc.poll() is None, proc.communicate()
         time.sleep(0.05)
     proc.send_signal(signal.SIGINT)
     _, err = proc.communicate()
-    assert proc.returncode == 130 and err.strip() == "mas-credit: interrupted" and not run.exists()
+    assert proc.returncode == 130 and err.strip() == "mas-credit: interrupted"
+    assert list(tmp_path.iterdir()) == []
 
 
 def test_damaged_run_files_are_one_line_errors_and_a_cut_last_line_is_dropped(tmp_path, capsys):
