@@ -71,7 +71,7 @@ def test_rendered_actions_parse_back(game_name):
         return game.render_action(i, game.expert_action(i))
 
     for seed in range(20):
-        assert play_texts(game, seed, expert_checking).episode().reward == 1.0
+        assert play_texts(game, seed, expert_checking).episode().reward == game.max_reward   # the expert team's reward
 
 
 def test_same_seed_same_episodes(game_name):
@@ -128,3 +128,23 @@ def test_game_specific_parameter_errors():
         make_game("orchestra", n_agents=3, lazy_agents=[0])
     with pytest.raises(GameParamError, match="valid games"):
         make_game("chess")
+
+
+def test_register_game_takes_the_same_class_again_and_refuses_another_under_its_name(monkeypatch):
+    import mas_credit.games as games
+
+    monkeypatch.setattr(games, "_REGISTRY", dict(games._REGISTRY))
+
+    class WeakestLink(games.VaultEnv):
+        name, credit_structure = "weakest_link_v0", "min"
+
+    assert games.register_game(WeakestLink) is WeakestLink
+    assert games.register_game(WeakestLink) is WeakestLink             # a module imported twice
+    assert games.make_game("weakest_link").name == "weakest_link_v0"
+
+    class Other(games.VaultEnv):
+        name = "weakest_link_v0"
+
+    with pytest.raises(ValueError, match=r"game 'weakest_link_v0' is already registered by .*WeakestLink; give "
+                                         r".*Other a new version \(e.g. weakest_link_v1\) or another name"):
+        games.register_game(Other)

@@ -19,9 +19,13 @@ _REGISTRY: dict[str, type[GameBase]] = {}
 
 
 def register_game(cls: type[GameBase]) -> type[GameBase]:
-    """Register a game class under its versioned `name`; a name registered twice raises."""
-    if cls.name in _REGISTRY:
-        raise ValueError(f"game '{cls.name}' is already registered (by {_REGISTRY[cls.name].__module__})")
+    """Register a game class under its versioned `name` (usable as a decorator). Registering
+    the same class again (a module imported twice) is a no-op; another class under a taken
+    name raises: give it a new version (`_v1`) or another name."""
+    held = _REGISTRY.get(cls.name)
+    if held is not None and (held.__module__, held.__qualname__) != (cls.__module__, cls.__qualname__):
+        raise ValueError(f"game '{cls.name}' is already registered by {held.__module__}.{held.__qualname__}; "
+                         f"give {cls.__qualname__} a new version (e.g. {cls.name.rsplit('_v', 1)[0]}_v1) or another name")
     _REGISTRY[cls.name] = cls
     return cls
 

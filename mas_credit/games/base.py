@@ -66,6 +66,9 @@ class GameBase:
     name: ClassVar[str]
     credit_structure: ClassVar[str]
     sequential: ClassVar[bool]
+    max_reward: ClassVar[float] = 1.0
+    """the team reward when every agent plays its expert action (the game's best outcome);
+    the conformance tests check it"""
     min_agents: ClassVar[int] = 2
     max_agents: ClassVar[int] = 8
     max_difficulty: ClassVar[int] = 3
