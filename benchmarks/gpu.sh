@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
-# Every GPU figure in one command, on a machine with CUDA (fits in 6 minutes on one H100/H200):
+# Every GPU figure in one command, on a machine with CUDA (about 9 minutes on one H100; the suite alone
+# needed more than 330 s with 8 workers there at commit e65994f):
 #   1. the whole suite (pytest-xdist workers where installed), and the CUDA-marked tests' results on their own;
 #   2. the estimator benchmark (CPU vs CUDA), the rollout benchmark (team, one raw generate,
 #      the naive loop: tokens/s), the trainer benchmark (update / raw forward + backward), and
@@ -37,7 +38,7 @@ workers=()
 $py -c "import xdist" 2>/dev/null && workers=(-n 8)         # 8 workers: 16 were slower on a 16-core H100 machine
 # the whole suite in one run (CUDA-marked tests included); the CUDA-marked ones are then counted on their own
 $py -m pytest -p no:cacheprovider --collect-only -m cuda 2>/dev/null | grep "::" > /tmp/mas-credit-cuda-ids.txt
-step tests 240 $py -m pytest -p no:cacheprovider -rs "${workers[@]}" --junitxml=/tmp/mas-credit-junit.xml
+step tests 380 $py -m pytest -p no:cacheprovider -rs "${workers[@]}" --junitxml=/tmp/mas-credit-junit.xml
 grep -E "passed|failed" "$out/tests.log" | tail -n 1 | sed 's/^/whole suite: /' >> "$summary"
 $py - /tmp/mas-credit-junit.xml /tmp/mas-credit-cuda-ids.txt >> "$summary" 2>&1 <<'EOF'
 import collections, sys, xml.etree.ElementTree as ET

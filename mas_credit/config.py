@@ -452,9 +452,11 @@ KB_PER_EPISODE_AND_ESTIMATOR = 4.2
 2094 MB at n_tasks=400, about 46 KB more per episode, i.e. 4.2 KB per episode and estimator (+1 for the truth)"""
 
 
-def check_memory(cfg: ExperimentConfig, episodes: int, where: str = "experiment") -> float:
-    """The memory (GB) `episodes` episodes and their credit rows need, estimated; a one-line
-    error past `max_memory_gb`."""
+def check_memory(cfg: ExperimentConfig, seeds: int, where: str = "experiment") -> float:
+    """The memory (GB) that `seeds` seeds' episodes (games x n_tasks x group_size each; a tree
+    fan-out always equals group_size, `validate` sees to that) and their credit rows need,
+    estimated; a one-line error past `max_memory_gb`."""
+    episodes = len(cfg.games) * seeds * cfg.n_tasks * cfg.group_size
     gb = episodes * KB_PER_EPISODE_AND_ESTIMATOR * (len(cfg.estimators) + 1) * 1e3 / 1e9
     if gb > cfg.max_memory_gb:
         raise ConfigError(f"{where}: {episodes:,} episodes (games x seeds x n_tasks x group_size) with {len(cfg.estimators)} "

@@ -15,7 +15,6 @@ then `summary.md` and the plots (`mas_credit.report`). This module must not form
 """
 from __future__ import annotations
 
-import math
 import time
 from pathlib import Path
 
@@ -61,23 +60,12 @@ def null_players(values: torch.Tensor) -> torch.Tensor:
     return torch.stack(out, dim=1)
 
 
-def tree_fanout(cfg: ExperimentConfig):
-    """The tree fan-out the study's estimators need (c3_tree), or None."""
-    for e in cfg.estimators:
-        est = get_estimator(e.name)
-        if (fanout := est.needs(est.make_config(e), cfg.games[0].n_agents).tree_fanout):
-            return fanout
-    return None
-
-
 def run_study(cfg: ExperimentConfig, out_dir: str | Path | None = None, progress: bool = True, overwrite: bool = False) -> Path:
     """Run the study of an experiment; returns the run folder (`check_run_dir`: a folder holding
     another run is refused unless `overwrite`; a taken default folder gets a suffix). The
     outputs are written to a staged folder that replaces the run folder when all is done, so
     a study stopped by Ctrl-C or an error leaves nothing, or the previous complete outputs."""
-    fan = tree_fanout(cfg)
-    per_task = math.prod(fan) if fan else cfg.group_size
-    check_memory(cfg, len(cfg.games) * len(cfg.seeds) * cfg.n_tasks * per_task, cfg.name)
+    check_memory(cfg, len(cfg.seeds), cfg.name)
     run_dir = check_run_dir(Path(out_dir) if out_dir is not None else Path(cfg.output_dir) / cfg.name, "study",
                             overwrite=overwrite, default=out_dir is None)
     from mas_credit.report import render
@@ -96,7 +84,8 @@ def _run_study(cfg: ExperimentConfig, run_dir: Path, progress: bool) -> Path:
     for e in cfg.estimators:
         est = get_estimator(e.name)
         estimators.append((e.label or e.name, est, est.make_config(e)))
-    fanout = tree_fanout(cfg)
+    fanout = next((n.tree_fanout for _, est, ecfg in estimators
+                   if (n := est.needs(ecfg, cfg.games[0].n_agents)).tree_fanout), None)
 
     rows, costs, records = [], [], []
     devices = set()

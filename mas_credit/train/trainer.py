@@ -246,10 +246,7 @@ def progress_fields(record: dict, last_eval: dict) -> dict:
 def train(cfg: ExperimentConfig, out_dir: str | Path | None = None, progress: bool = True, overwrite: bool = False) -> Path:
     """Train from scratch; returns the run folder (see `claim_run_dir`: a folder holding another
     run is refused unless `overwrite`; a taken default folder gets a suffix)."""
-    from mas_credit.studies import tree_fanout
-
-    fan = tree_fanout(cfg)
-    check_memory(cfg, len(cfg.games) * cfg.n_tasks * (math.prod(fan) if fan else cfg.group_size), cfg.name)  # one iteration's
+    check_memory(cfg, 1, cfg.name)                       # one iteration's episodes are held at a time
     run_dir = claim_run_dir(Path(out_dir) if out_dir is not None else Path(cfg.output_dir) / cfg.name, "train",
                             overwrite=overwrite, default=out_dir is None)
     return Trainer(cfg, run_dir, progress).run()
