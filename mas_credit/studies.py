@@ -92,7 +92,7 @@ def _run_study(cfg: ExperimentConfig, run_dir: Path, progress: bool) -> Path:
     teams: dict = {}                # an LLM team is loaded once per team size, not once per game and seed
     critic = load_critic(cfg.critic)
     units = [(g, seed) for g in cfg.games for seed in cfg.seeds]
-    bar = tqdm(units, desc=f"study {cfg.name}", unit="game-seed", disable=not progress, leave=False)
+    bar = tqdm(units, desc=f"study {cfg.name}", unit="game-seed", disable=not progress, leave=True)   # a finished bar ends its line
     for gcfg, seed in bar:
         game_label = gcfg.label or gcfg.name
         bar.set_postfix_str(f"{game_label} seed {seed}")

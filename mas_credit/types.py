@@ -31,7 +31,8 @@ class Turn:
     """One agent invocation.
 
     `action` is the game's parsed action (None when the text did not parse; the game
-    then plays the agent's null action). LLM turns also carry token ids and the
+    then plays the agent's null action); `valid` says a (lenient) reading found one,
+    `format` that the text gave it in the form the prompt asked for. LLM turns also carry token ids and the
     behaviour policy's per-token log-probabilities. `parent` is the index (in
     `Episode.turns`) of the turn this one answers, or None.
     """
@@ -47,6 +48,7 @@ class Turn:
     logprobs: list[float] | None = None
     parent: int | None = None
     info: dict = field(default_factory=dict)
+    format: bool = False
 
 
 @dataclass
@@ -121,6 +123,8 @@ class CreditBatch:
       acted         [B, N] bool  False: the agent took no turn in that episode
       turn_agent    [B, T] long  agent index of turn t; -1 = padding (no turn)
       turn_valid    [B, T] bool  False: the turn's text did not parse, or padding
+      turn_format   [B, T] bool  True: the turn answered in the form its prompt asked for
+                                 (a batch built by hand without it: turn_valid)
       coalition     [B, 2**N]    v(S) for bitmask S; NaN = not evaluated
       components    {name: [B, N]}  per-agent game components (format, correct, ...)
       critic_share  [B, N]       the critic's share per agent; NaN = no critic ran
@@ -145,6 +149,7 @@ class CreditBatch:
     alternative: torch.Tensor | None = None
     tree_node: torch.Tensor | None = None
     tree_sibling: torch.Tensor | None = None
+    turn_format: torch.Tensor | None = None
 
     def __post_init__(self):
         self._check()
@@ -157,6 +162,8 @@ class CreditBatch:
             self.tree_node = torch.full((batch_size, n_turns), -1, dtype=torch.long, device=self.reward.device)
         if self.tree_sibling is None:
             self.tree_sibling = torch.full((batch_size, n_turns), -1, dtype=torch.long, device=self.reward.device)
+        if self.turn_format is None:
+            self.turn_format = self.turn_valid.clone()
 
     def _check(self) -> None:
         """Every constructor passes here: shapes agree, there is at least one episode, the
@@ -175,6 +182,8 @@ class CreditBatch:
         if self.turn_agent.dim() != 2 or self.turn_agent.shape[0] != batch_size or self.turn_valid.shape != self.turn_agent.shape:
             fail(f"turn_agent and turn_valid must both be [B={batch_size}, T], got {list(self.turn_agent.shape)} and "
                  f"{list(self.turn_valid.shape)}")
+        if self.turn_format is not None and self.turn_format.shape != self.turn_agent.shape:
+            fail(f"turn_format must be [B={batch_size}, T={self.turn_agent.shape[1]}] like turn_agent, got {list(self.turn_format.shape)}")
         if list(self.coalition.shape) != [batch_size, 1 << n_agents]:
             fail(f"coalition must be [B={batch_size}, 2**N={1 << n_agents}], got shape {list(self.coalition.shape)}")
         for name, value in [("critic_share", self.critic_share), *((f"components['{k}']", v) for k, v in self.components.items())]:
@@ -227,6 +236,7 @@ class CreditBatch:
         acted = [ep.acted() for ep in episodes]
         turn_agent = [[t.agent for t in ep.turns] + [-1] * (n_turns - len(ep.turns)) for ep in episodes]
         turn_valid = [[bool(t.valid) for t in ep.turns] + [False] * (n_turns - len(ep.turns)) for ep in episodes]
+        turn_format = [[bool(t.format) for t in ep.turns] + [False] * (n_turns - len(ep.turns)) for ep in episodes]
 
         coalition = torch.full((batch_size, n_masks), float("nan"), dtype=dtype)
         for b, ep in enumerate(episodes):
@@ -270,6 +280,7 @@ class CreditBatch:
             alternative=alternative,
             tree_node=tree_node,
             tree_sibling=tree_sibling,
+            turn_format=torch.tensor(turn_format, dtype=torch.bool),
         )
         return batch.to(device) if device is not None else batch
 
@@ -288,6 +299,7 @@ class CreditBatch:
             alternative=self.alternative.to(device),
             tree_node=self.tree_node.to(device),
             tree_sibling=self.tree_sibling.to(device),
+            turn_format=self.turn_format.to(device),
         )
 
 

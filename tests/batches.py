@@ -1,5 +1,6 @@
 """Random synthetic batches for estimator tests and benchmarks: any team size, group
-size (1 included), agents that never act, several turns per agent, invalid turns,
+size (1 included), agents that never act, several turns per agent, invalid turns and
+turns off the asked form, components of 0, 1/2 and 1,
 zero-variance groups, and coalition tables in which an agent that did not act is a
 null player (as in every real game)."""
 from __future__ import annotations
@@ -18,8 +19,8 @@ def random_episodes(seed: int, n_agents: int, group_size: int, n_groups: int = 3
         for k in range(group_size):
             order = [i for i in range(n_agents) if rng.random() >= absent for _ in range(int(rng.integers(1, max_turns_per_agent + 1)))]
             rng.shuffle(order)
-            turns = [Turn(agent=int(a), step=t, prompt="", text="x", action=None, valid=bool(rng.random() < 0.8))
-                     for t, a in enumerate(order)]
+            turns = [Turn(agent=int(a), step=t, prompt="", text="x", action=None, valid=bool(u < 0.8), format=bool(u < 0.6))
+                     for t, (a, u) in enumerate(zip(order, rng.random(len(order))))]
             acted = np.zeros(n_agents, dtype=bool)
             acted[list(set(order))] = True
             acting_mask = int(sum(1 << i for i in range(n_agents) if acted[i]))
@@ -35,7 +36,7 @@ def random_episodes(seed: int, n_agents: int, group_size: int, n_groups: int = 3
             episodes.append(Episode(
                 game="synthetic", task_seed=g, group=g, agents=[f"agent_{i}" for i in range(n_agents)], turns=turns,
                 reward=reward,
-                components={"format": rng.random(n_agents).tolist(), "correct": rng.random(n_agents).tolist(),
+                components={"format": rng.choice([0.0, 0.5, 1.0], n_agents).tolist(), "correct": rng.choice([0.0, 0.5, 1.0], n_agents).tolist(),
                             "tool": rng.random(n_agents).tolist()},
                 coalition_values=values,
                 alternative_values={i: float(rng.normal()) for i in range(n_agents) if acted[i]},

@@ -15,7 +15,7 @@ EPS = 1e-6
 
 def _lists(batch):
     return dict(reward=batch.reward.tolist(), group=batch.group.tolist(), acted=batch.acted.tolist(),
-                turn_agent=batch.turn_agent.tolist(), turn_valid=batch.turn_valid.tolist())
+                turn_agent=batch.turn_agent.tolist(), turn_valid=batch.turn_valid.tolist(), turn_format=batch.turn_format.tolist())
 
 
 def mean_std(values):
@@ -92,7 +92,7 @@ def grpo(batch, cfg):
 
 
 def dr_mas(batch, cfg):
-    """Written after DrMAS' compute_grpo_outcome_advantage: rows, id2score, seen_pairs."""
+    """Written after DrMAS' compute_grpo_outcome_advantage: rows, traj_accumulator, id2score."""
     d = _lists(batch)
     n = batch.n_agents
     comp = batch.components[cfg.reward].tolist() if cfg.reward != "team" else None
@@ -104,13 +104,18 @@ def dr_mas(batch, cfg):
             score = d["reward"][b] if comp is None else comp[b][agent]
             key = (d["group"][b], agent) if cfg.group_by_agent else d["group"][b]
             rows.append((b, t, key, score))
-    id2score, seen = defaultdict(list), set()
-    for b, t, key, score in rows:
-        if (key, b) in seen:
-            continue
-        id2score[key].append(score)
-        if cfg.row_stats == "trajectories":
-            seen.add((key, b))
+    if cfg.row_stats == "trajectories":          # a trajectory (key, episode) is one sample: the mean of its rows
+        traj = defaultdict(list)
+        for b, t, key, score in rows:
+            traj[(key, b)].append(score)
+        rows = [(b, t, key, sum(traj[(key, b)]) / len(traj[(key, b)])) for b, t, key, _ in rows]
+        id2score = defaultdict(list)
+        for (key, b), scores in traj.items():
+            id2score[key].append(sum(scores) / len(scores))
+    else:
+        id2score = defaultdict(list)
+        for b, t, key, score in rows:
+            id2score[key].append(score)
     adv = [[0.0] * batch.n_turns for _ in range(batch.batch_size)]
     for b, t, key, score in rows:
         mean, std = mean_std(id2score[key])
@@ -125,10 +130,20 @@ def m_grpo(batch, cfg, drop, pick):
     d = _lists(batch)
     m = cfg.main_agent
     comps = {k: v.tolist() for k, v in batch.components.items()}
-    if "format" in comps and "correct" in comps:
+    if "format" in comps and "correct" in comps and cfg.rewards == "weighted":
         r_main = [cfg.a_format * comps["format"][b][m] + cfg.a_correct * comps["correct"][b][m] for b in range(batch.batch_size)]
+    elif "format" in comps and "correct" in comps:                 # mrlx: 1 / format_score / 0
+        r_main = [(1.0 if comps["correct"][b][m] >= 1 else cfg.format_score) if comps["format"][b][m] >= 1 else 0.0
+                  for b in range(batch.batch_size)]
     else:
         r_main = list(d["reward"])
+
+    def sub_reward(b, t):
+        if cfg.rewards == "weighted":
+            return r_main[b] if d["turn_valid"][b][t] else 0.0
+        if not d["turn_format"][b][t]:
+            return 0.0
+        return cfg.format_score if r_main[b] == 0 else r_main[b] if r_main[b] == cfg.format_score else 1.0
     pools = defaultdict(list)
     for b, r in enumerate(r_main):
         pools[d["group"][b]].append(r)
@@ -158,7 +173,7 @@ def m_grpo(batch, cfg, drop, pick):
     for b, turns in enumerate(d["turn_agent"]):
         for t, a in enumerate(turns):
             if a >= 0 and a != m:
-                rows[d["group"][b]].extend([r_main[b] if d["turn_valid"][b][t] else 0.0] * weight[b][t])
+                rows[d["group"][b]].extend([sub_reward(b, t)] * weight[b][t])
     adv = [[0.0] * batch.n_turns for _ in range(batch.batch_size)]
     credit = [[0.0] * batch.n_agents for _ in range(batch.batch_size)]
     for b, turns in enumerate(d["turn_agent"]):
@@ -170,7 +185,7 @@ def m_grpo(batch, cfg, drop, pick):
                 adv[b][t] = main_adv[b]
                 weight[b][t] = 1
                 continue
-            gated = r_main[b] if d["turn_valid"][b][t] else 0.0
+            gated = sub_reward(b, t)
             got[a].append(gated)
             if weight[b][t] > 0:
                 mean, std = mean_std(rows[d["group"][b]])
@@ -234,7 +249,9 @@ def c3_counterfactual(batch, cfg):
 
 
 def c3_tree(batch, cfg):
-    """Nodes and sibling sets from the batch's tree ids, then the formulas of ESTIMATORS.md."""
+    """Nodes and sibling sets from the batch's tree ids, then the formulas of ESTIMATORS.md
+    (normaliser sqrt(var_pop + 1e-8) as the reference code). Returns credit, advantage and
+    the turn weights of `rows: nodes`."""
     d = _lists(batch)
     node, sibling = batch.tree_node.tolist(), batch.tree_sibling.tolist()
     leaves_of, set_of = defaultdict(list), {}
@@ -253,17 +270,22 @@ def c3_tree(batch, cfg):
         total = sum(r[k] for k in nodes)
         a = {k: (r[k] - (total - r[k]) / (n - 1)) if n > 1 else 0.0 for k in nodes}
         mean = sum(a.values()) / n
-        std = math.sqrt(sum((v - mean) ** 2 for v in a.values()) / n)
+        std = math.sqrt(sum((v - mean) ** 2 for v in a.values()) / n + 1e-8)
         for k in nodes:
             raw[k] = a[k]
             normed[k] = (a[k] - mean) / max(std, 1e-8)
     adv = [[normed[k] if k >= 0 else 0.0 for k in row] for row in node]
     credit = [[0.0] * batch.n_agents for _ in node]
+    weight = [[0.0] * len(row) for row in node]          # rows: nodes: a node's first (episode, turn) is its row
+    seen = set()
     for b, row in enumerate(node):
         for t, k in enumerate(row):
             if k >= 0:
                 credit[b][d["turn_agent"][b][t]] += raw[k]
-    return credit, adv
+                if k not in seen:
+                    seen.add(k)
+                    weight[b][t] = 1.0
+    return credit, adv, weight
 
 
 def coma(batch, cfg):
@@ -278,5 +300,7 @@ def coma(batch, cfg):
 def llm_mca(batch, cfg):
     d = _lists(batch)
     shares = batch.critic_share.tolist()
-    credit = [[s * d["reward"][b] for s in shares[b]] for b in range(batch.batch_size)]
+    empty = [row[0] for row in batch.coalition.tolist()]
+    gain = [d["reward"][b] - (empty[b] if cfg.baseline == "empty" else 0.0) for b in range(batch.batch_size)]
+    credit = [[s * gain[b] for s in shares[b]] for b in range(batch.batch_size)]
     return credit, on_turns(agent_norm(credit, d["group"], d["acted"], cfg.eps), d["turn_agent"])

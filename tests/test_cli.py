@@ -85,6 +85,7 @@ def test_play_takes_game_options_and_shows_each_estimator_once(capsys):
     assert "4 agents" in capsys.readouterr().out
 
 
+@pytest.mark.reliability('`mas-credit games \\| head -3`', 'the first lines, no traceback; exit 141')
 def test_a_closed_pipe_ends_quietly():
     """`mas-credit games | head -1`: the reader is gone before the output is flushed."""
     import os
@@ -101,7 +102,7 @@ def test_estimators_lists_each_with_its_needs(capsys):
     assert main(["estimators"]) == 0
     out = capsys.readouterr().out
     assert all(f"{name} " in out for name in list_estimators())
-    assert "needs: coalitions:all" in out and "needs: critic" in out
+    assert "needs: coalitions:all" in out and "needs: coalitions:empty, critic" in out
 
 
 def test_play_with_an_llm_team_file(capsys):
@@ -116,3 +117,17 @@ def test_play_team_errors_exit_2():
     assert out.returncode == 2 and "drop them when you give --team" in out.stderr
     out = subprocess.run([sys.executable, "-m", "mas_credit.cli", "play", "vault", "--team", "tiny_quartet"], capture_output=True, text=True)
     assert out.returncode == 2 and "unknown option 'tiny_quartet'" in out.stderr
+
+
+def test_the_study_header_starts_its_own_line_after_the_progress_bar(tmp_path):
+    """With stdout and stderr in one log, the finished bar ends its line (it used to be
+    cleared with a bare carriage return, leaving the header on the bar's line)."""
+    out = subprocess.run([sys.executable, "-m", "mas_credit.cli", "study", "experiments/study_quickstart.yaml", "n_tasks=2",
+                          "seeds=[0]", "--out", str(tmp_path / "s")], stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+    log = out.stdout.decode()                                  # bytes: text mode would turn each \r into a newline
+    assert out.returncode == 0, log
+    lines = log.split("\n")
+    bar = [line for line in lines if "game-seed" in line]
+    assert bar and bar[-1].rstrip().split("\r")[-1].startswith("study study_quickstart: 100%")
+    header = (tmp_path / "s" / "summary.md").read_text().splitlines()[0]
+    assert header in lines

@@ -124,6 +124,7 @@ def run_cli(*args, cwd=ROOT):
 
 
 @pytest.mark.parametrize("text,overrides,message", BAD)
+@pytest.mark.reliability('a config mistake: unknown key or option, wrong type, empty file, bad YAML', 'one line `mas-credit: error: <file>: ...` naming the key or file and the fix; exit 2')
 def test_cli_exit_code_2_with_one_line(tmp_path, text, overrides, message):
     path = write(tmp_path, text)
     out = run_cli("config", "show", str(path), *overrides)
@@ -132,6 +133,7 @@ def test_cli_exit_code_2_with_one_line(tmp_path, text, overrides, message):
     assert message in out.stderr and "Traceback" not in out.stderr
 
 
+@pytest.mark.reliability('a config file that is not UTF-8', '`<file>: not UTF-8 text (byte 9); save the file as UTF-8`; exit 2')
 def test_a_config_that_is_not_utf8_is_one_line(tmp_path):
     path = write(tmp_path, "")
     path.write_bytes(b"name: caf\xe9\ngame: vault\n")

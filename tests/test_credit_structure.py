@@ -146,3 +146,21 @@ def test_exact_shapley_on_random_tables(n_agents):
         assert phi[b].sum() == pytest.approx(values[b, -1] - values[b, 0])
     # the marginal-contribution contraction equals the V @ W matrix form
     np.testing.assert_allclose(phi, values @ shapley_weights(n_agents).numpy(), atol=1e-10)
+
+
+@pytest.mark.parametrize("n_agents", [2, 4])
+def test_min_gives_the_gain_over_the_base_in_equal_shares_and_a_wrong_brace_negative_credit(n_agents):
+    """rampart: v(empty) = 0.4 (absent agents leave the base strength); when all brace right
+    each non-lazy agent gets 0.6/m and the lazy one 0; w wrong braces get -0.2/w each."""
+    lazy = [n_agents - 1] if n_agents > 2 else []
+    game = make_game("rampart", n_agents=n_agents, lazy_agents=lazy)
+    m = n_agents - len(lazy)
+    episodes = perfect(game)
+    assert all(ep.reward == 1.0 for ep in episodes)
+    phi = shapley_of(game, episodes)
+    assert all(ep.coalition_values[0] == pytest.approx(0.4) for ep in episodes)
+    np.testing.assert_allclose(phi[:, :m], 0.6 / m)
+    np.testing.assert_allclose(phi[:, m:], 0.0)
+    wrong = collect(game, ScriptedTeam([0.0] + [1.0] * (n_agents - 1)), n_tasks=3, group_size=1, seed=2)
+    assert all(ep.reward == pytest.approx(0.2) for ep in wrong)
+    np.testing.assert_allclose(shapley_of(game, wrong), [[-0.2] + [0.0] * (n_agents - 1)] * 3, atol=1e-12)

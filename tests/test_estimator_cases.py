@@ -30,7 +30,7 @@ def run(name, batch, device, cfg=None):
 
 def episode(turn_agents, reward, group=0, valid=None, components=None, n_agents=2, path=None):
     valid = valid or [True] * len(turn_agents)
-    turns = [Turn(agent=a, step=t, prompt="", text="", action=None, valid=v) for t, (a, v) in enumerate(zip(turn_agents, valid))]
+    turns = [Turn(agent=a, step=t, prompt="", text="", action=None, valid=v, format=v) for t, (a, v) in enumerate(zip(turn_agents, valid))]
     info = {"tree_path": list(path)} if path is not None else {}
     return Episode(game="hand", task_seed=group, group=group, agents=[f"agent_{i}" for i in range(n_agents)], turns=turns,
                    reward=float(reward), components=components or {}, info=info)
@@ -56,6 +56,18 @@ def test_dr_mas_equals_the_reference_formula_by_hand(device):
     np.testing.assert_allclose(est(batch, {"norm_by_std": False}).advantage.numpy()[1, :2], [-2 / 3, -0.5], atol=1e-12)
 
 
+def test_dr_mas_trajectories_average_a_trajectorys_rows(device):
+    """The issue's case: component rewards differ within an episode. A trajectory is one sample,
+    the mean of its rows (DrMAS' compute_grpo_outcome_advantage, group_by_agent_id=False);
+    it used to take the first row's statistics and give the other rows -1e6."""
+    batch = CreditBatch.from_episodes([episode([0, 1], 0.0, components={"correct": [1.0, 0.0]}),
+                                       episode([0, 1], 1.0, components={"correct": [1.0, 1.0]})])
+    adv = run("dr_mas", batch, device, {"group_by_agent": False, "row_stats": "trajectories", "reward": "correct"}).advantage
+    # trajectory means 0.5 and 1.0: mean 0.75, unbiased std sqrt(1/8)
+    a = 0.25 / (math.sqrt(1 / 8) + 1e-6)
+    np.testing.assert_allclose(adv.numpy(), [[-a, -a], [a, a]], atol=1e-12)
+
+
 def test_dr_mas_singleton_and_zero_variance_groups_give_no_nan(device):
     batch = CreditBatch.from_episodes([episode([0, 1], 0.7, group=0),                  # singleton group
                                        episode([0, 1], 1.0, group=1), episode([1, 0], 1.0, group=1)])   # zero variance
@@ -63,7 +75,7 @@ def test_dr_mas_singleton_and_zero_variance_groups_give_no_nan(device):
         if name == "llm_mca":
             for b in range(3):
                 batch.critic_share[b] = torch.tensor([0.5, 0.5], dtype=torch.float64)
-        out = run(name, batch, device)
+        out = run(name, batch, device, {"baseline": "none"} if name == "llm_mca" else None)
         assert torch.isfinite(out.advantage).all(), name
     adv = run("dr_mas", batch, device).advantage
     np.testing.assert_allclose(adv[0].numpy(), [0.7 / (1 + 1e-6)] * 2)      # mean 0, std 1
@@ -78,8 +90,14 @@ def test_c3_tree_on_a_hand_built_two_level_tree(device):
     out = run("c3", CreditBatch.from_episodes(eps), device, {"mode": "tree"})
     # level 0: nodes r = 0.5, 1.0 -> A = -0.5, +0.5 -> normalised -1, +1
     # level 1 under (0): r = 1, 0 -> A = +1, -1 -> normalised +1, -1; under (1): r = 1, 1 -> 0
-    np.testing.assert_allclose(out.advantage.numpy(), [[-1, 1], [-1, -1], [1, 0], [1, 0]], atol=1e-9)
+    # (the reference divides by sqrt(var_pop + 1e-8))
+    s0, s1 = 0.5 / math.sqrt(0.25 + 1e-8), 1 / math.sqrt(1 + 1e-8)
+    np.testing.assert_allclose(out.advantage.numpy(), [[-s0, s1], [-s0, -s1], [s0, 0], [s0, 0]], atol=1e-12)
     np.testing.assert_allclose(out.credit.numpy(), [[-0.5, 1], [-0.5, -1], [0.5, 0], [0.5, 0]], atol=1e-9)
+    # one training row per node (the reference): a level-0 node's copy in its second leaf weighs 0
+    np.testing.assert_array_equal(out.turn_weight.numpy(), [[1, 1], [0, 1], [1, 1], [0, 1]])
+    leaves = run("c3", CreditBatch.from_episodes(eps), device, {"mode": "tree", "rows": "leaves"})
+    assert leaves.turn_weight is None and torch.equal(leaves.advantage, out.advantage)
 
 
 def test_c3_counterfactual_gives_one_to_every_agent_of_a_successful_vault(device):
@@ -99,9 +117,10 @@ def test_c3_tree_on_real_tree_rollouts_equals_reference(name, device):
     episodes = collect_tree(game, team, n_tasks=3, fanout=[2, 3, 2], seed=5)
     batch = CreditBatch.from_episodes(episodes)
     out = run("c3", batch, device, {"mode": "tree", "fanout": [2, 3, 2]})
-    credit, adv = reference.c3_tree(batch, None)
+    credit, adv, weight = reference.c3_tree(batch, None)
     np.testing.assert_allclose(out.advantage.numpy(), adv, atol=1e-9)
     np.testing.assert_allclose(out.credit.numpy(), credit, atol=1e-9)
+    np.testing.assert_array_equal(out.turn_weight.numpy(), weight)
 
 
 # -- m_grpo -----------------------------------------------------------------------------------
@@ -118,9 +137,28 @@ def test_m_grpo_aligns_every_rollout_to_d_max_rows(calls, device):
     assert (out.turn_weight[CreditBatch.from_episodes(eps).turn_agent == 0] == 1).all()
     if calls > 4:
         assert out.metrics["m_grpo/dropped_calls"] == 2 * (calls - 4)
-    # invalid sub-agent calls get reward 0 (shared fate gated by format): the second rollout's valid calls carry R_M = 0 too
-    r_main = 0.1 * 1 + 0.9 * 1
-    assert out.credit[0, 0] == pytest.approx(r_main)
+    # R_M: 1 for the first rollout (in form, right), 0 for the second (off form); a sub-agent's call off
+    # form gets 0, one in form 1.0 under a main reward of 1 and format_score 0.1 under a main reward of 0
+    assert out.credit[0, 0] == 1.0 and out.credit[1, 0] == 0.0
+    assert out.credit[0, 1:1 + min(calls, 3)].tolist() == [1.0] * min(calls, 3)
+    if calls == 1:
+        assert out.credit[1, 1] == pytest.approx(0.1)
+    weighted = run("m_grpo", CreditBatch.from_episodes(eps), device, {"d_max": 4, "rewards": "weighted"})
+    assert weighted.credit[0, 0] == pytest.approx(0.1 * 1 + 0.9 * 1) and weighted.credit[1, 1] == 0.0
+
+
+def test_m_grpo_mrlx_rewards_on_the_issue_reproducer(device):
+    """d_max 1, one task: main format [0, 1, 1], main correct [0, 1, 0], one valid sub call each.
+    MrlX: main rewards [0, 1, 0.1]; sub rewards [0.1, 1, 0.1]; sub advantages [-0.577, 1.155, -0.577]."""
+    eps = [episode([0, 1, 0], 0.0, components={"format": [f, 1.0], "correct": [c, 1.0]}) for f, c in [(0, 0), (1, 1), (1, 0)]]
+    out = run("m_grpo", CreditBatch.from_episodes(eps), device, {"d_max": 1})
+    np.testing.assert_allclose(out.credit[:, 0].numpy(), [0.0, 1.0, 0.1], atol=1e-12)
+    np.testing.assert_allclose(out.credit[:, 1].numpy(), [0.1, 1.0, 0.1], atol=1e-12)
+    std = math.sqrt(0.27)                                       # sub rewards' mean 0.4, unbiased std sqrt(0.27)
+    np.testing.assert_allclose(out.advantage[:, 1].numpy(), [-0.3 / (std + 1e-6), 0.6 / (std + 1e-6), -0.3 / (std + 1e-6)], atol=1e-12)
+    np.testing.assert_allclose(out.advantage[:, 1].numpy(), [-0.577, 1.155, -0.577], atol=1e-3)
+    weighted = run("m_grpo", CreditBatch.from_episodes(eps), device, {"d_max": 1, "rewards": "weighted"})
+    np.testing.assert_allclose(weighted.credit[:, 1].numpy(), [0.0, 1.0, 0.1], atol=1e-12)        # ours: gated R_M
 
 
 def test_m_grpo_duplicates_valid_calls_only_by_default(device):

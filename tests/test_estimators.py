@@ -19,13 +19,14 @@ VARIANTS = {
     "grpo": [{}, {"scale": "batch"}, {"scale": "none"}, {"norm_by_std": False}],
     "dr_mas": [{}, {"row_stats": "trajectories"}, {"group_by_agent": False}, {"norm_by_std": False},
                {"reward": "correct"}, {"group_by_agent": False, "row_stats": "trajectories"}],
-    "m_grpo": [{}, {"d_max": 1}, {"d_max": 6, "duplicate": "any"}, {"duplicate": "best", "main_agent": 1}],
+    "m_grpo": [{}, {"d_max": 1}, {"d_max": 6, "duplicate": "any"}, {"duplicate": "best", "main_agent": 1}, {"rewards": "weighted"},
+               {"rewards": "weighted", "d_max": 2, "main_agent": 1}, {"format_score": 0.0}],
     "shapley": [{}, {"normalise": "none"}, {"method": "sampled", "budget": 40}, {"method": "sampled", "budget": 12, "antithetic": False}],
     "sharp": [{}, {"kappa": 0.5}, {"method": "sampled", "budget": 40, "tool_component": "format"}, {"tool_component": "none"}],
     "loo": [{}, {"normalise": "agent"}],
     "c3": [{}],
     "coma": [{}, {"normalise": "agent"}],
-    "llm_mca": [{}],
+    "llm_mca": [{}, {"baseline": "none"}],
 }
 REFERENCES = {"grpo": reference.grpo, "dr_mas": reference.dr_mas, "shapley": reference.shapley, "sharp": reference.sharp,
               "loo": reference.loo, "c3": reference.c3_counterfactual, "coma": reference.coma, "llm_mca": reference.llm_mca}
@@ -155,3 +156,62 @@ def test_cuda_gives_the_cpu_numbers(name):
             assert gpu.credit.device.type == "cuda"
             torch.testing.assert_close(gpu.credit.cpu(), cpu.credit, atol=1e-5, rtol=0)
             torch.testing.assert_close(gpu.advantage.cpu(), cpu.advantage, atol=1e-5, rtol=0)
+
+
+# -- no knob setting gives an advantage beyond +-1e3 on a shipped game ---------------------------------
+KNOB_GRID = {
+    "c3": {"mode": ["counterfactual", "tree"], "rows": ["nodes", "leaves"], "fanout": [(2, 2, 2)]},
+    "coma": {"normalise": ["none", "agent"], "samples": [2]},
+    "dr_mas": {"group_by_agent": [True, False], "row_stats": ["steps", "trajectories"], "norm_by_std": [True, False],
+               "reward": ["team", "correct", "format", "parsed"]},
+    "grpo": {"scale": ["group", "batch", "none"], "norm_by_std": [True, False]},
+    "llm_mca": {"baseline": ["empty", "none"]},
+    "loo": {"normalise": ["none", "agent"]},
+    "m_grpo": {"main_agent": [0, 2], "rewards": ["mrlx", "weighted"], "format_score": [0.1, 0.0], "d_max": [1, 4],
+               "duplicate": ["valid", "any", "best"]},
+    "shapley": {"method": ["exact", "sampled"], "budget": [6], "antithetic": [True, False], "normalise": ["agent", "none"]},
+    "sharp": {"method": ["exact", "sampled"], "budget": [6], "antithetic": [True, False], "tool_component": ["auto", "none", "format", "correct"],
+              "kappa": [0.0, 0.5], "w_team": [0.5, 0.0]},
+}
+NOT_ARITHMETIC = {"device", "counterfactual", "samples", "seed", "eps", "a_format", "a_correct", "w_shapley", "w_tool"}
+"""how the coalition values were obtained (replay or resample, k re-runs) does not change the arithmetic
+on them; the weights and eps are numbers, not settings (the defaults are used)"""
+
+
+def test_the_knob_grid_covers_every_setting():
+    import dataclasses
+
+    assert sorted(KNOB_GRID) == list_estimators()
+    for name, grid in KNOB_GRID.items():
+        fields = {f.name for f in dataclasses.fields(get_estimator(name).Config)}
+        assert fields - NOT_ARITHMETIC - set(grid) == set(), name
+
+
+@pytest.mark.parametrize("game_name", ["vault", "potluck", "lookout", "council", "relay", "orchestra", "rampart"])
+def test_no_knob_setting_gives_an_advantage_beyond_1e3(game_name):
+    import itertools
+
+    from mas_credit.agents import ScriptedTeam
+    from mas_credit.agents.critic import ScriptedCritic
+    from mas_credit.counterfactual import fill_needs
+    from mas_credit.estimators import Needs
+    from mas_credit.games import make_game
+    from mas_credit.rollout import collect, collect_tree
+    from mas_credit.types import CreditBatch
+
+    game = make_game(game_name, n_agents=3, difficulty=2, lazy_agents=[2])
+    team = ScriptedTeam([0.8, 0.5, 0.6], malformed_rate=0.2, seed=1)
+    flat = collect(game, team, n_tasks=4, group_size=3, seed=0)
+    tree = collect_tree(game, team, n_tasks=2, fanout=(2, 2, 2), seed=0)
+    for eps in (flat, tree):
+        fill_needs(game, eps, Needs(coalitions=tuple(range(8)), kind="all", alternatives=2, critic=True), team=team,
+                   critic=ScriptedCritic(accuracy=0.7, malformed_rate=0.2))
+    batches = {"flat": CreditBatch.from_episodes(flat), "tree": CreditBatch.from_episodes(tree)}
+    for name, grid in KNOB_GRID.items():
+        est = get_estimator(name)
+        for values in itertools.product(*grid.values()):
+            knobs = dict(zip(grid, values), device="cpu")
+            batch = batches["tree" if knobs.get("mode") == "tree" else "flat"]
+            out = est(batch, knobs)
+            for what, x in (("advantage", out.advantage), ("credit", out.credit)):
+                assert torch.isfinite(x).all() and x.abs().max() <= 1e3, (name, knobs, what, float(x.abs().max()))

@@ -11,7 +11,7 @@ from pettingzoo.test import api_test, parallel_api_test, parallel_seed_test, see
 
 from mas_credit.agents import ScriptedTeam
 from mas_credit.games import GameParamError, list_games, make_game
-from mas_credit.games.base import play_texts
+from mas_credit.games.base import Reading, play_texts, strip_echo
 from mas_credit.rollout import collect
 
 from .conftest import sizes_for
@@ -60,18 +60,102 @@ def test_parse_never_raises(game_name, text):
 
 
 def test_rendered_actions_parse_back(game_name):
-    """parse(render(a)) == a for the expert and the wrong action at every turn."""
+    """read(render(a)) == (a, in the asked form) for the expert and the wrong action at
+    every turn, with and without the prompt the agent saw."""
     game = make_game(game_name, n_agents=4, difficulty=3)
     rng = np.random.default_rng(0)
 
     def expert_checking(i, k):
         for action in (game.expert_action(i), game.wrong_action(i, rng)):
             assert game.parse(i, game.render_action(i, action)) == action
+            assert game.read(i, game.render_action(i, action), game.observe(i)["text"]) == Reading(action, True)
         assert game.wrong_action(i, rng) != game.expert_action(i)
         return game.render_action(i, game.expert_action(i))
 
     for seed in range(20):
         assert play_texts(game, seed, expert_checking).episode().reward == game.max_reward   # the expert team's reward
+
+
+@pytest.mark.reliability('an agent copies its prompt back, or names an agent (`agent_0`)', 'no answer is read from the copy: the turn is invalid (null action), counted in `parsed`; `format` counts only answers in the asked form')
+def test_an_echo_of_the_prompt_is_no_answer(game_name):
+    """The prompt copied back (whole, or its first sentence, or with agent names) is read as
+    no answer; an asked-form answer after the echo is still read, in the asked form."""
+    game = make_game(game_name, n_agents=4, difficulty=2)
+
+    def echoing(i, k):
+        prompt = game.observe(i)["text"]
+        for text in (prompt, prompt.split(". ")[0], f"{game.possible_agents[i]} says: '{prompt}'",
+                     " ".join(game.possible_agents), f"I am {game.possible_agents[(i + 1) % 4]}."):
+            assert game.read(i, text, prompt) == Reading(None, False), text
+        answer = game.render_action(i, game.expert_action(i))
+        assert game.read(i, f"{prompt}\n{answer}", prompt) == Reading(game.expert_action(i), True)
+        return answer
+
+    for seed in range(5):
+        play_texts(game, seed, echoing)
+
+
+def test_the_issue_echo_reads_no_digit():
+    """vault used to read the 0 of `agent_0` as the digit 0, in the asked format."""
+    game = make_game("vault", n_agents=3, difficulty=1)
+    game.reset(seed=0)
+    prompt = game.observe(0)["text"]
+    assert game.read(0, f"agent_0 says: '{prompt[:40]}...'", prompt) == Reading(None, False)
+    assert game.read(0, "agent_0", "") == Reading(None, False)
+    assert game.read(0, "I am agent_0; my digit is 4", "") == Reading(4, False)
+
+
+@pytest.mark.parametrize("game_name,texts,action,formatted", [
+    ("vault", ["DIGIT: 7", "digit:7", "Digit : 7."], 7, True),
+    ("vault", ["the digit is 7", "7", "it is seven"], 7, False),
+    ("council", ["VOTE: B", "vote:b"], "B", True),
+    ("council", ["I vote for B", "B", "(B)"], "B", False),
+    ("council", ["A weighted majority is needed", "A good question"], None, False),
+    ("potluck", ["BRING: bread", "bring:Bread"], "bread", True),
+    ("potluck", ["I will bring the bread", "bread"], "bread", False),
+    ("relay", ["APPLY: +3", "apply:*3"], None, True),
+    ("relay", ["add 3", "+3", "times 3"], None, False),
+])
+def test_format_is_the_asked_form_and_parsed_the_lenient_reading(game_name, texts, action, formatted):
+    game = make_game(game_name, n_agents=3, difficulty=1)
+    for text in texts:
+        reading = game.read(0, text, "")
+        assert reading.formatted == formatted, text
+        if action is not None or game_name != "relay":
+            assert reading.action == action, text
+        else:
+            assert reading.action is not None and reading.action[1] == 3, text
+
+
+def test_format_and_parsed_components_count_turns(game_name):
+    """`format` = share of an agent's turns in the asked form, `parsed` = share read at all."""
+    game = make_game(game_name, n_agents=3, difficulty=1)
+    lenient = {"vault_v0": "the digit is 1", "council_v0": "I vote for B", "potluck_v0": "the bread",
+               "relay_v0": "add 2", "lookout_v0": "the flag is at B2", "rampart_v0": "5 planks"}.get(game.name)
+
+    def texts(i, k):
+        if i == 0 or lenient is None:
+            return game.render_action(i, game.expert_action(i))
+        return lenient if i == 1 else "no idea"
+
+    episode = play_texts(game, 0, texts).episode()
+    per_turn = {}
+    for turn in episode.turns:
+        per_turn.setdefault(turn.agent, []).append((turn.format, turn.valid))
+    for i in range(3):
+        marks = per_turn.get(i, [])
+        assert episode.components["format"][i] == (np.mean([f for f, _ in marks]) if marks else 0.0)
+        assert episode.components["parsed"][i] == (np.mean([v for _, v in marks]) if marks else 0.0)
+    assert episode.components["format"][0] == 1.0
+    if lenient is not None:
+        assert episode.components["format"][1:] == [0.0, 0.0] and episode.components["parsed"][1:] == [1.0, 0.0]
+
+
+def test_strip_echo_by_hand():
+    prompt = "You are agent_0. Your digit is seven (write it as a number)."
+    assert strip_echo("your digit is seven, so DIGIT: 7", prompt).split() == [",", "so", "DIGIT:", "7"]
+    assert strip_echo("my digit is seven", prompt) == "my digit is seven"         # 3 copied words: kept
+    assert strip_echo("anything", "") == "anything"
 
 
 def test_same_seed_same_episodes(game_name):

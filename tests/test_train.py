@@ -112,6 +112,7 @@ def untimed_metrics(run_dir) -> list[dict]:
             for line in (run_dir / "metrics.jsonl").read_text().splitlines()]
 
 
+@pytest.mark.reliability('a training run killed mid-way', '`--resume` continues from the last checkpoint to the same result as an uninterrupted run')
 def test_a_killed_run_resumes_to_the_same_result(tmp_path, monkeypatch):
     overrides = ["estimators=[grpo]", "train.iterations=4", "train.checkpoint_every=2", "train.eval_every=2"]
     whole = trainer_for(overrides, tmp_path / "whole")

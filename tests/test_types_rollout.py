@@ -53,7 +53,9 @@ def test_credit_batch_shapes_padding_and_groups():
         assert batch.turn_valid[b].tolist() == [t.valid for t in ep.turns] + [False] * (n_turns - len(ep.turns))
         evaluated = (~torch.isnan(batch.coalition[b])).nonzero().flatten().tolist()
         assert sorted(evaluated) == sorted(coalition_masks(3, "loo"))
-    assert set(batch.components) == {"format", "correct"} and batch.components["format"].shape == (6, 3)
+    assert set(batch.components) == {"format", "parsed", "correct"} and batch.components["format"].shape == (6, 3)
+    for b, ep in enumerate(episodes):
+        assert batch.turn_format[b].tolist() == [t.format for t in ep.turns] + [False] * (n_turns - len(ep.turns))
     assert torch.isnan(batch.critic_share).all()
     moved = batch.to("cpu")
     assert moved.reward.device.type == "cpu" and torch.equal(moved.reward, batch.reward)
@@ -87,6 +89,7 @@ def direct_batch(b=2, n=2, **changes):
     (dict(turn_valid=torch.ones(2, 5, dtype=torch.bool)), "CreditBatch: turn_agent and turn_valid must both be [B=2, T]"),
     (dict(critic_share=torch.zeros(2, 3)), "CreditBatch: critic_share must be [B=2, N=2], got shape [2, 3]"),
 ])
+@pytest.mark.reliability('a `CreditBatch` built by hand with B = 0, NaN rewards or wrong shapes', '`CreditBatch: <field> must be ...` before any estimator runs')
 def test_a_credit_batch_built_directly_gets_the_same_checks(changes, message):
     """Every constructor (from_episodes, to, or CreditBatch(...) by hand) goes through one
     check, so no estimator sees B = 0 or a NaN reward."""

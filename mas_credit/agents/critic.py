@@ -173,8 +173,9 @@ def fill_critic(game, critic, episodes) -> dict[str, float]:
 
 class ScriptedCritic:
     """A critic with privileged access, for simulation and tests: with probability
-    `accuracy` it answers the episode's exact Shapley shares (negative parts clipped,
-    uniform when all are zero), otherwise random shares; `style` is `json` or `prose`
+    `accuracy` it answers the episode's exact Shapley shares phi_i / sum(phi) (the parts
+    of the other sign than the sum clipped to 0, so a negative gain R - v(empty) is split
+    among the agents that caused it; uniform when all are zero), otherwise random shares; `style` is `json` or `prose`
     (`agent_0 gets 0.5, ...`, which only the lenient pass reads); with probability
     `malformed_rate` it answers text with no shares at all.
     """
@@ -195,7 +196,8 @@ class ScriptedCritic:
         if rng.random() >= self.accuracy:
             return rng.dirichlet(np.ones(n))
         values = game.team_values(ep, np.arange(1 << n))
-        phi = np.clip(exact_shapley(torch.tensor(values[None], dtype=torch.float64))[0].numpy(), 0.0, None)
+        phi = exact_shapley(torch.tensor(values[None], dtype=torch.float64))[0].numpy()
+        phi = np.clip(phi * np.sign(phi.sum()), 0.0, None)
         return phi / phi.sum() if phi.sum() > 0 else np.full(n, 1.0 / n)
 
     def score(self, requests: list[CriticRequest]) -> list[str]:

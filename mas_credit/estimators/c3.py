@@ -1,14 +1,22 @@
 """`c3`: contextual counterfactual credit (Chen et al. 2026, C3, arXiv 2603.06859).
 
-Code: EIT-EAST-Lab/C3 `c3/credit/c3/provider.py`. Two modes.
+Code: EIT-EAST-Lab/C3 (commit 628185becc70732771393be28d087e88f0a4a5e8):
+`c3/credit/c3/provider.py::C3CreditProvider.compute` (reward_only, baseline loo) and the
+normalisation in `openrlhf/trainer/ppo_utils/experience_maker.py` with
+`c3/algorithms/utils.py::group_mean_std`; ported in tests/test_reference_ports.py. Two modes.
 
 `tree` (the paper's code). Rollouts form a prefix tree over turns in topological order
 (`rollout.collect_tree`, fan-out per turn, default [2, 4]; product = group size).
   node reward r  = mean of the leaf rewards below the node
   siblings       = nodes with the same (task, parent, acting role)
   A_node         = r - (sum_j r_j - r) / (n - 1) over its n siblings  (reward_only; n = 1 -> 0)
-  advantage      = (A - mean_sib A) / max(std_pop, 1e-8) within the sibling set, on
-                   the node's turn in every leaf below it
+  advantage      = (A - mean_sib A) / max(sqrt(var_pop + 1e-8), 1e-8) within the sibling
+                   set (the reference's `group_mean_std`, then its clamp), on the node's turn
+  rows           = `nodes` (default, the reference): each node is one training row: its
+                   turn in the first leaf below it has weight 1, its copies in the other
+                   leaves weight 0 (`turn_weight`) | `leaves`: every leaf's copy of the
+                   turn is a row of weight 1 (a node with more leaves below weighs more;
+                   this project's form before the reference was matched)
   credit[b, i]   = the sum of the raw A of agent i's turns in leaf b (ours: the tree
                    mode has no per-agent decomposition of R in the paper)
 
@@ -29,7 +37,10 @@ from mas_credit.estimators.common import EPS, CounterfactualConfig, agent_norm, 
 from mas_credit.estimators.loo import loo_masks
 from mas_credit.types import Credit, CreditBatch
 
+VAR_EPS = 1e-8
+"""added to the sibling set's population variance before the square root (reference `group_mean_std`)"""
 STD_FLOOR = 1e-8
+"""the reference's clamp on that std"""
 
 
 @dataclass
@@ -38,10 +49,13 @@ class C3Config(CounterfactualConfig):
     """tree: sibling leave-one-out on tree fan-out rollouts | counterfactual: R - v(N minus {i})"""
     fanout: tuple = field(default_factory=lambda: (2, 4))
     """tree: children per branching turn, in turn order (product = group size)"""
+    rows: str = "nodes"
+    """tree: nodes: one training row per tree node (the reference) | leaves: the node's turn in every leaf below it"""
     eps: float = EPS
 
     def check(self):
         check_choice("c3", "mode", self.mode, ("tree", "counterfactual"))
+        check_choice("c3", "rows", self.rows, ("nodes", "leaves"))
         check_cf("c3", self)
         if not self.fanout or any(int(f) < 1 for f in self.fanout):
             raise ValueError(f"estimator 'c3': fanout must be a non-empty list of integers >= 1, got {list(self.fanout)}")
@@ -71,7 +85,7 @@ def tree_node_advantages(batch: CreditBatch):
     raw = torch.where(n > 1, node_reward - (total[node_set] - node_reward) / (n - 1).clamp(min=1), torch.zeros_like(node_reward))
     mean = torch.zeros(n_sets, dtype=dtype, device=batch.device).index_add_(0, node_set, raw) / size
     var = torch.zeros(n_sets, dtype=dtype, device=batch.device).index_add_(0, node_set, (raw - mean[node_set]) ** 2) / size
-    normed = (raw - mean[node_set]) / var.sqrt().clamp(min=STD_FLOOR)[node_set]
+    normed = (raw - mean[node_set]) / (var + VAR_EPS).sqrt().clamp(min=STD_FLOOR)[node_set]
     return raw, normed
 
 
@@ -95,4 +109,12 @@ def c3(batch: CreditBatch, cfg: C3Config) -> Credit:
     raw_turn = torch.where(turns, raw[node], zero)
     credit = torch.zeros((batch.batch_size, batch.n_agents), dtype=batch.reward.dtype, device=batch.device)
     credit.scatter_add_(1, batch.turn_agent.clamp(min=0), raw_turn)
-    return Credit(credit=credit, advantage=advantage)
+    if cfg.rows == "leaves":
+        return Credit(credit=credit, advantage=advantage)
+    # one row per node: the first (episode, turn) entry that carries it
+    flat = torch.arange(turns.numel(), device=batch.device).reshape(turns.shape)            # [B, T]
+    first = torch.full((len(raw),), turns.numel(), dtype=torch.long, device=batch.device)
+    first = first.scatter_reduce(0, batch.tree_node[turns], flat[turns], reduce="amin")
+    turn_weight = torch.zeros_like(advantage)
+    turn_weight.view(-1)[first] = 1.0
+    return Credit(credit=credit, advantage=advantage, turn_weight=turn_weight)

@@ -1,19 +1,32 @@
 """`dr_mas`: agent-wise advantage normalisation (Feng et al. 2026, Dr. MAS).
 
-Code: langfengQ/DrMAS, `compute_grpo_outcome_advantage` with `group_by_agent_id=True`.
+Code: langfengQ/DrMAS, `verl/trainer/ppo/core_algos.py::compute_grpo_outcome_advantage`
+(commit 19c632bc0f75730b6db98d90b5035ee9bb7f66d1); the defaults are its
+`group_by_agent_id=True` form, ported in tests/test_reference_ports.py.
 
 Rows are turns (agent invocations). Row (b, t) of agent k carries R_b, or agent k's own
-reward component when `reward` names one (e.g. `correct`). Rows are grouped by
-(task group g, agent k); the statistics are over the rows of agent k in group g —
-|Y_k| rows (`row_stats: steps`), or one per trajectory (`row_stats: trajectories`, the
-first row of each (key, episode) as DrMAS' `seen_pairs` does):
+reward component when `reward` names one (e.g. `correct`). Rows are grouped by key:
+(task group g, agent k) with `group_by_agent: true`, the task group g alone with `false`.
+The samples a key's statistics are taken over:
 
-    A_row = (r_row - mean_{g,k}) / (std_{g,k} + eps)     std unbiased; a singleton key
-                                                         gets mean 0, std 1
+- `row_stats: steps` — every row of the key is a sample, its own reward (DrMAS with
+  `group_by_agent_id=True`, where the index holds the key);
+- `row_stats: trajectories` — one sample per (key, episode): the mean reward of that
+  episode's rows in the key, and every row gets its trajectory's advantage (DrMAS with
+  `group_by_agent_id=False`, which averages each trajectory's rows).
+
+    A_row = (r_sample - mean_key) / (std_key + eps)   std unbiased; a key with one sample
+                                                      gets mean 0, std 1
+
+Each row is normalised with the statistics of the samples it belongs to, so |A| stays
+below sqrt(samples) and never reaches 1/eps. DrMAS's `episode_norm_reward` takes each
+trajectory's first row as the sample but normalises every row's own reward with it; it is
+the same as `trajectories` when an episode's rows share one reward (`reward: team`), and
+otherwise divides by a zero std (advantages of 1/eps), so it is not offered.
 
 credit = R broadcast to the agents that acted. Knobs for the ablation asked for in
-DrMAS issue #81: `group_by_agent: false` pools all agents of a group (GRPO over rows),
-`norm_by_std: false` subtracts the mean only.
+DrMAS issue #81: `group_by_agent: false` pools all agents of a group, `norm_by_std:
+false` subtracts the mean only.
 """
 from __future__ import annotations
 
@@ -31,7 +44,7 @@ class DrMasConfig(BaseConfig):
     group_by_agent: bool = True
     """statistics per (group, agent) (Dr. MAS) or per group over all agents' rows"""
     row_stats: str = "steps"
-    """steps: every turn is a row | trajectories: one row per (key, episode)"""
+    """steps: every turn is a sample | trajectories: one sample per (key, episode), the mean of its rows"""
     norm_by_std: bool = True
     """divide by the std, or only subtract the mean"""
     reward: str = "team"
@@ -68,7 +81,15 @@ def dr_mas(batch: CreditBatch, cfg: DrMasConfig) -> Credit:
     key = batch.group[:, None] * n_agents + agent if cfg.group_by_agent else batch.group[:, None].expand(-1, n_turns)
     n_keys = (int(batch.group.max()) + 1) * (n_agents if cfg.group_by_agent else 1)
     weight = turns
-    if cfg.row_stats == "trajectories":  # first row of each (key, episode)
+    if cfg.row_stats == "trajectories":
+        # every row carries its trajectory's mean reward (a trajectory: the episode's rows in one key)
+        part = agent if cfg.group_by_agent else torch.zeros_like(agent)                # [B, T] trajectory within the episode
+        n_parts = n_agents if cfg.group_by_agent else 1
+        w = turns.to(rows.dtype)
+        sums = torch.zeros(batch_size, n_parts, dtype=rows.dtype, device=rows.device).scatter_add_(1, part, rows * w)
+        counts = torch.zeros_like(sums).scatter_add_(1, part, w)
+        rows = torch.gather(sums / counts.clamp(min=1), 1, part)
+        # ... and counts once in the statistics: its first row is the sample
         same_key = (key[:, :, None] == key[:, None, :]) & turns[:, None, :]          # [B, T, T]
         earlier = torch.ones(n_turns, n_turns, dtype=torch.bool, device=batch.device).tril(-1)
         weight = turns & ~(same_key & earlier).any(dim=2)

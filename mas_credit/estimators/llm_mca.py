@@ -4,12 +4,21 @@ One critic call per episode (batched) reads the game card, the quoted
 transcript and R, and answers JSON shares (`mas_credit.agents.critic`: prompt, the
 strict-then-lenient parser, counted fallbacks).
 
-    credit[b, i]  = share_{b,i} * R_b           (shares >= 0, sum 1: credit sums to R)
+    credit[b, i]  = share_{b,i} * (R_b - v_b(empty))   `baseline: empty` (default)
+    credit[b, i]  = share_{b,i} * R_b                   `baseline: none` (the paper's form)
     advantage     = agent_norm(credit) on each agent's turns
 
-Ours: shares rather than free scores, so the credit "numerically decomposes the
-environment reward"; an unparseable answer gives uniform shares over the agents that
-acted, counted as `critic/fallback`.
+What it decomposes: by default the part of R the agents earned, R - v(empty) (v(empty):
+the team value with every agent playing its null action, one replay per episode), which
+is what Shapley values sum to and what a study's `efficiency_gap` scores. The paper's
+environments have v(empty) = 0, where both forms agree; in a game where the empty team is
+worth something (rampart: absent agents leave a base strength) `none` hands v(empty) out
+as credit, a lazy agent included.
+
+Ours: shares rather than free scores (shares >= 0, sum 1, so the credit sums exactly to
+what is decomposed), so the credit "numerically decomposes the environment reward"; an
+unparseable answer gives uniform shares over the agents that acted, counted as
+`critic/fallback`.
 """
 from __future__ import annotations
 
@@ -18,26 +27,41 @@ from dataclasses import dataclass
 import torch
 
 from mas_credit.estimators import Needs, register_estimator
-from mas_credit.estimators.common import EPS, BaseConfig, agent_norm, to_turns
+from mas_credit.estimators.common import EPS, BaseConfig, agent_norm, check_choice, require_coalitions, to_turns
 from mas_credit.types import Credit, CreditBatch
 
 
 @dataclass
 class LlmMcaConfig(BaseConfig):
+    baseline: str = "empty"
+    """empty: the shares split R - v(empty) (what the agents earned) | none: they split R (the paper's form)"""
     eps: float = EPS
 
+    def check(self):
+        check_choice("llm_mca", "baseline", self.baseline, ("empty", "none"))
 
-@register_estimator("llm_mca", LlmMcaConfig, lambda cfg, n: Needs(critic=True, groups=True),
+
+def _needs(cfg: LlmMcaConfig, n_agents: int) -> Needs:
+    if cfg.baseline == "empty":   # the empty coalition: nobody acts, so replay and resample agree
+        return Needs(coalitions=(0,), kind="empty", critic=True, groups=True)
+    return Needs(critic=True, groups=True)
+
+
+@register_estimator("llm_mca", LlmMcaConfig, _needs,
                     granularity="multi-agent",
                     family="model-based / LLM-as-critic (survey: LLM-Critic)")
 def llm_mca(batch: CreditBatch, cfg: LlmMcaConfig) -> Credit:
-    """credit [B, N] = critic share * R; advantage [B, T] = agent_norm(credit) on each agent's turns."""
+    """credit [B, N] = critic share * (R - v(empty)) (or * R); advantage [B, T] = agent_norm(credit) on each agent's turns."""
     missing = torch.isnan(batch.critic_share).any(dim=1)
     if missing.any():
         b = int(missing.nonzero()[0])
         raise ValueError(f"estimator 'llm_mca' needs the critic's shares, but episode {b} has none; "
                          f"score the episodes first: agents.critic.fill_critic(game, critic, episodes)")
-    credit = batch.critic_share * batch.reward[:, None]                                     # [B, N]
+    gain = batch.reward
+    if cfg.baseline == "empty":
+        empty = torch.zeros(1, dtype=torch.long, device=batch.device)
+        gain = batch.reward - require_coalitions(batch, empty, "llm_mca", "counterfactual.fill_coalitions(game, episodes, [0])")[:, 0]
+    credit = batch.critic_share * gain[:, None]                                             # [B, N]
     agent_adv = agent_norm(credit, batch.group, batch.acted, cfg.eps)
     return Credit(credit=credit, advantage=to_turns(agent_adv, batch.turn_agent),
                   metrics={"critic/fallback": float(batch.critic_fallback.sum())})

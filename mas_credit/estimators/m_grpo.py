@@ -1,20 +1,32 @@
 """`m_grpo`: hierarchical main/sub-agent GRPO (Hong et al. 2025, M-GRPO, arXiv 2511.13288).
 
-One main agent (knob `main_agent`), every other agent a sub-agent.
-  main reward     R_M = a_format * format[main] + a_correct * correct[main]  (the game's
-                  components; defaults 0.1 / 0.9 as in the companion code's 1 / 0.1 / 0
-                  scheme). A game without both components uses R (counted
-                  `m_grpo/no_components`).
-  sub reward      shared fate gated by its own format: 0 for an invalid call, else R_M.
+Companion code: AQ-MedAI/MrlX (commit 0d0478832564492a53be093b7f4cf95d3af21b80),
+`MrlX-DeepResearch/agent_co_train/main_agent_reward.py::compute_score_em` (called with
+`format_score=0.1` in `main_agent_multiturn.py`) and `sub_agent_multiturn.py::reward_func`;
+the group normalisation is slime's GRPO (THUDM/slime). Ported in tests/test_reference_ports.py.
+
+One main agent (knob `main_agent`), every other agent a sub-agent. Two reward schemes:
+  `rewards: mrlx` (default; the companion code's):
+    main reward   R_M = 1 if the main agent answered in the asked form (`format` = 1: all
+                  its turns) and exactly right (`correct` = 1); `format_score` (0.1) if in
+                  form but not right; 0 if not in form.
+    sub reward    per call: 0 if the call was not answered in the asked form (the turn's
+                  `format`); else `format_score` x 1 when R_M = 0, R_M when R_M =
+                  format_score, and 1.0 for any other R_M (reward_func's branches).
+  `rewards: weighted` (this project's before the companion code was matched):
+    main reward   R_M = a_format * format[main] + a_correct * correct[main]
+    sub reward    shared fate gated by parsing: 0 for a call that did not parse, else R_M.
+  A game without both components uses R as R_M (counted `m_grpo/no_components`).
   alignment       every rollout contributes exactly D_max sub-agent rows (default 4):
                   fewer calls -> duplicate randomly chosen calls (their turn weight
                   counts the copies), more -> drop random extras (turn weight 0).
   main advantage  R_M normalised over the group's rollouts.
-  sub advantage   the gated reward normalised over the group's K * D_max aligned rows.
-  credit          main: R_M; a sub-agent: the mean gated reward of its calls (ours).
-Ours (not published in what we could read): D_max = 4; duplicates are drawn from the
-valid calls (`duplicate: valid`; `any`: all calls; `best`: the valid calls of the
-sub-agents with the highest `correct` component); a rollout with no call adds no rows
+  sub advantage   the sub reward normalised over the group's K * D_max aligned rows.
+  credit          main: R_M; a sub-agent: the mean reward of its calls (ours).
+Ours, from the paper's text: the D_max alignment. The public code has none (sub-agent
+samples go to the trainer 8 to a group from a queue). Also ours: D_max = 4; duplicates are
+drawn from the valid calls (`duplicate: valid`; `any`: all calls; `best`: the valid calls of
+the sub-agents with the highest `correct` component); a rollout with no call adds no rows
 (counted `m_grpo/no_calls`). The draws come from a CPU generator seeded with `seed`, so
 CPU and CUDA give the same rows.
 """
@@ -33,10 +45,14 @@ from mas_credit.types import Credit, CreditBatch
 class MGrpoConfig(BaseConfig):
     main_agent: int = 0
     """index of the main agent; every other agent is a sub-agent"""
+    rewards: str = "mrlx"
+    """mrlx: the companion code's 1 / format_score / 0 scheme | weighted: a_format * format + a_correct * correct"""
+    format_score: float = 0.1
+    """mrlx: the main reward of an answer in form but wrong"""
     a_format: float = 0.1
-    """weight of the main agent's format component in R_M"""
+    """weighted: weight of the main agent's format component in R_M"""
     a_correct: float = 0.9
-    """weight of the main agent's correctness component in R_M"""
+    """weighted: weight of the main agent's correctness component in R_M"""
     d_max: int = 4
     """sub-agent rows per rollout after alignment"""
     duplicate: str = "valid"
@@ -47,16 +63,36 @@ class MGrpoConfig(BaseConfig):
 
     def check(self):
         check_choice("m_grpo", "duplicate", self.duplicate, ("valid", "any", "best"))
+        check_choice("m_grpo", "rewards", self.rewards, ("mrlx", "weighted"))
+        if not 0.0 <= self.format_score < 1.0:
+            raise ValueError(f"estimator 'm_grpo': format_score must be in [0, 1), got {self.format_score}")
         if self.d_max < 1:
             raise ValueError(f"estimator 'm_grpo': d_max must be >= 1, got {self.d_max}")
 
 
 def main_reward(batch: CreditBatch, cfg: MGrpoConfig) -> tuple[torch.Tensor, bool]:
     """R_M [B], and whether the game's components were used."""
-    if "format" in batch.components and "correct" in batch.components:
-        m = cfg.main_agent
-        return cfg.a_format * batch.components["format"][:, m] + cfg.a_correct * batch.components["correct"][:, m], True
-    return batch.reward.clone(), False
+    if "format" not in batch.components or "correct" not in batch.components:
+        return batch.reward.clone(), False
+    fmt, correct = batch.components["format"][:, cfg.main_agent], batch.components["correct"][:, cfg.main_agent]
+    if cfg.rewards == "weighted":
+        return cfg.a_format * fmt + cfg.a_correct * correct, True
+    in_form, exact = fmt >= 1.0, correct >= 1.0
+    zero = torch.zeros_like(fmt)
+    return torch.where(in_form, torch.where(exact, torch.ones_like(fmt), zero + cfg.format_score), zero), True
+
+
+def sub_rewards(batch: CreditBatch, reward_main: torch.Tensor, cfg: MGrpoConfig) -> torch.Tensor:
+    """[B, T] the reward of each turn as a sub-agent call (main turns and padding included;
+    the caller masks them)."""
+    r = reward_main[:, None].expand(-1, batch.n_turns)
+    zero = torch.zeros((), dtype=r.dtype, device=r.device)
+    if cfg.rewards == "weighted":
+        return torch.where(batch.turn_valid, r, zero)
+    fmt = 1.0                                                     # reward_func reaches these branches only in form
+    by_main = torch.where(r == 0, zero + cfg.format_score * fmt,
+                          torch.where(r == cfg.format_score, r, torch.ones((), dtype=r.dtype, device=r.device)))
+    return torch.where(batch.turn_format, by_main, zero)
 
 
 def alignment_draws(batch_size: int, n_turns: int, cfg: MGrpoConfig) -> tuple[torch.Tensor, torch.Tensor]:
@@ -116,7 +152,7 @@ def m_grpo(batch: CreditBatch, cfg: MGrpoConfig) -> Credit:
     n_groups = int(batch.group.max()) + 1
     main_adv = normalise(reward_main, batch.group, torch.ones_like(reward_main), n_groups, cfg.eps)   # [B]
 
-    gated = torch.where(batch.turn_valid, reward_main[:, None].expand_as(sub_turn), torch.zeros((), dtype=dtype, device=device))
+    gated = sub_rewards(batch, reward_main, cfg)                                          # [B, T]
     weight = aligned_weights(batch, sub_turn, cfg)                                        # [B, T]
     group_rows = batch.group[:, None].expand_as(sub_turn)
     sub_adv = normalise(gated.reshape(-1), group_rows.reshape(-1), weight.reshape(-1), n_groups, cfg.eps).reshape(sub_turn.shape)

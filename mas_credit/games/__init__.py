@@ -12,6 +12,7 @@ from mas_credit.games.council import CouncilEnv
 from mas_credit.games.lookout import LookoutEnv
 from mas_credit.games.orchestra import OrchestraEnv
 from mas_credit.games.potluck import PotluckEnv
+from mas_credit.games.rampart import RampartEnv
 from mas_credit.games.relay import RelayEnv
 from mas_credit.games.vault import VaultEnv
 
@@ -30,7 +31,7 @@ def register_game(cls: type[GameBase]) -> type[GameBase]:
     return cls
 
 
-for _cls in (VaultEnv, PotluckEnv, LookoutEnv, CouncilEnv, RelayEnv, OrchestraEnv):
+for _cls in (VaultEnv, PotluckEnv, LookoutEnv, CouncilEnv, RelayEnv, OrchestraEnv, RampartEnv):
     register_game(_cls)
 
 

@@ -2,7 +2,8 @@
 the two PettingZoo env bases (one-shot parallel, turn-based AEC).
 
 The contract every game keeps beyond the PettingZoo API (see DESIGN.md):
-  parse(agent, text) -> action | None      never raises
+  parse(agent, text, prompt) -> action | None      never raises
+  read(agent, text, prompt) -> Reading(action, formatted)
   null_action(agent) -> None               what an absent agent "does"
   render_action(agent, action) -> text     canonical text; parse(render(a)) == a
   make_task(task_seed)                     deterministic in the seed
@@ -12,12 +13,20 @@ The contract every game keeps beyond the PettingZoo API (see DESIGN.md):
 Every game treats an unparseable action exactly like the null action, so "what a
 coalition S is worth" is well defined for any recorded episode.
 
+Reading an answer: a game first tries the form its prompt asks for (`_parse_strict`,
+"DIGIT: 7"), then a lenient reading (`_parse`, "it's 7"). Neither reads an echo: runs of
+ECHO_WORDS or more words copied from the prompt the agent saw, and agent names (the 0 of
+`agent_0`), are blanked before either runs. Every episode records two components per
+agent, over its turns: `format` (share answered in the asked form) and `parsed` (share
+in which either reading found an answer).
+
 This module holds no game rules: those live in one module per game.
 """
 from __future__ import annotations
 
+import re
 import string
-from typing import Any, ClassVar
+from typing import Any, ClassVar, NamedTuple
 
 import numpy as np
 from gymnasium.spaces import Dict as DictSpace
@@ -52,6 +61,56 @@ def normalise_text(text: Any, max_length: int = ACTION_MAX_LENGTH) -> str:
 _UNICODE_TO_ASCII = str.maketrans({"\u2018": "'", "\u2019": "'", "\u201c": '"', "\u201d": '"',
                                    "\u2013": "-", "\u2014": "-", "\u2212": "-", "\u00d7": "*",
                                    "\u00a0": " ", "\u2026": "..."})
+
+
+ECHO_WORDS = 4
+"""a run of this many words that also appears in the prompt is an echo, not an answer"""
+_WORDS = re.compile(r"[A-Za-z0-9_]+")
+_AGENT_NAME = re.compile(r"\bagent_\d+\b", re.IGNORECASE)
+
+
+def strip_echo(text: str, prompt: str, n: int = ECHO_WORDS) -> str:
+    """`text` with every run of >= n consecutive words that also occur consecutively in
+    `prompt` (case-insensitive, punctuation ignored) replaced by one space."""
+    prompt_words = [w.lower() for w in _WORDS.findall(prompt or "")]
+    grams = {tuple(prompt_words[i:i + n]) for i in range(len(prompt_words) - n + 1)}
+    if not grams:
+        return text
+    words = list(_WORDS.finditer(text))
+    low = [m.group().lower() for m in words]
+    cut = [False] * len(words)
+    for i in range(len(words) - n + 1):
+        if tuple(low[i:i + n]) in grams:
+            cut[i:i + n] = [True] * n
+    out, pos, i = [], 0, 0
+    while i < len(words):
+        if not cut[i]:
+            i += 1
+            continue
+        j = i
+        while j + 1 < len(words) and cut[j + 1]:
+            j += 1
+        out += [text[pos:words[i].start()], " "]
+        pos, i = words[j].end(), j + 1
+    return "".join(out) + text[pos:]
+
+
+class Reading(NamedTuple):
+    """What a game read from one answer text."""
+
+    action: Any
+    """the parsed action; None when neither reading found one (the null action is played)"""
+    formatted: bool
+    """the answer was given in the form the prompt asked for"""
+
+
+def per_agent_share(turns: list[Turn], n_agents: int, flag: str) -> np.ndarray:
+    """[N] mean of a boolean turn field over each agent's turns (0 for an agent with none)."""
+    total, hits = np.zeros(n_agents), np.zeros(n_agents)
+    for turn in turns:
+        total[turn.agent] += 1
+        hits[turn.agent] += bool(getattr(turn, flag))
+    return np.divide(hits, total, out=np.zeros(n_agents), where=total > 0)
 
 
 def mask_bits(masks: np.ndarray, n_agents: int) -> np.ndarray:
@@ -112,12 +171,33 @@ class GameBase:
     def _idx(self, agent) -> int:
         return agent if isinstance(agent, (int, np.integer)) else self.agent_index[agent]
 
-    def parse(self, agent, text: Any):
-        """Parsed action of `agent` for `text`, or None when it does not parse. Never raises."""
+    def parse(self, agent, text: Any, prompt: str = ""):
+        """Parsed action of `agent` for `text` (answering `prompt`), or None. Never raises."""
+        return self.read(agent, text, prompt).action
+
+    def read(self, agent, text: Any, prompt: str = "") -> Reading:
+        """The action in `text` and whether it came in the asked form; echoes of `prompt`
+        and agent names are not read (module docstring). Never raises."""
         try:
-            return self._parse(self._idx(agent), normalise_text(text))
+            idx = self._idx(agent)
+            text = strip_echo(normalise_text(text), normalise_text(prompt, OBS_MAX_LENGTH))
+            if not self._reads_names(idx):
+                text = _AGENT_NAME.sub(" ", text)
+            strict = self._parse_strict(idx, text)
+            if strict is not None:
+                return Reading(strict, True)
+            return Reading(self._parse(idx, text), False)
         except Exception:  # noqa: BLE001 - the contract is "never raises"; a parser bug must not kill a rollout
-            return None
+            return Reading(None, False)
+
+    def _reads_names(self, agent: int) -> bool:
+        """Whether `agent`'s answers name agents (then names are not blanked)."""
+        return False
+
+    def _with_format(self, components: dict) -> dict:
+        """The game's components plus `format` and `parsed` from the recorded turns."""
+        return {**components, "format": per_agent_share(self.history, self.n_agents, "format"),
+                "parsed": per_agent_share(self.history, self.n_agents, "valid")}
 
     def null_action(self, agent):
         """The action of an agent outside the coalition: None (each card says what it means)."""
@@ -150,9 +230,9 @@ class GameBase:
     def _new_seed(self, seed) -> int:
         return int(seed) if seed is not None else int(np.random.SeedSequence().generate_state(1)[0])
 
-    def _record(self, agent: int, prompt: str, text: str, action, parent: int | None = None, **info) -> int:
-        self.history.append(Turn(agent=agent, step=len(self.history), prompt=prompt, text=text,
-                                 action=action, valid=action is not None, parent=parent, info=info))
+    def _record(self, agent: int, prompt: str, text: str, reading: Reading, parent: int | None = None, **info) -> int:
+        self.history.append(Turn(agent=agent, step=len(self.history), prompt=prompt, text=text, action=reading.action,
+                                 valid=reading.action is not None, format=reading.formatted, parent=parent, info=info))
         return len(self.history) - 1
 
     def render(self):
@@ -167,7 +247,12 @@ class GameBase:
     def _make_task(self, rng: np.random.Generator) -> dict:
         raise NotImplementedError
 
+    def _parse_strict(self, agent: int, text: str):
+        """The action when `text` gives it in the asked form (e.g. "DIGIT: 7"), else None."""
+        raise NotImplementedError
+
     def _parse(self, agent: int, text: str):
+        """The lenient reading, tried when the strict one finds nothing."""
         raise NotImplementedError
 
     # -- the tabular form (what a tabular learner sees) ------------------------------------
@@ -200,7 +285,7 @@ class GameBase:
 class OneShotGame(GameBase, ParallelEnv):
     """Simultaneous one-move games: every agent sees its private prompt and answers once.
 
-    Subclasses supply `_make_task`, `_prompt(task, agent)`, `_parse`, `render_action`,
+    Subclasses supply `_make_task`, `_prompt(task, agent)`, `_parse_strict`, `_parse`, `render_action`,
     `expert_action(agent)`, `wrong_action(agent, rng)` and `_outcome(task, actions)`
     -> (reward, components); `team_values` may be overridden with a vectorised form.
     """
@@ -234,11 +319,11 @@ class OneShotGame(GameBase, ParallelEnv):
         parsed = []
         for i, agent in enumerate(self.possible_agents):
             text = normalise_text(actions.get(agent, ""))
-            action = self.parse(i, text)
-            parsed.append(action)
-            self._record(i, self._prompts[i], text, action)
+            reading = self.read(i, text, self._prompts[i])
+            parsed.append(reading.action)
+            self._record(i, self._prompts[i], text, reading)
         reward, components = self._outcome(self.task, parsed)
-        self._result = (float(reward), components)
+        self._result = (float(reward), self._with_format(components))
         live = self.agents
         line = f"\nOutcome: team reward {float(reward):.3f}"
         observations = {a: {"text": normalise_text(self._prompts[self._idx(a)] + line, OBS_MAX_LENGTH)} for a in live}
@@ -265,7 +350,7 @@ class TurnGame(GameBase, AECEnv):
     """Turn-based games (AEC). The rules are a small state machine over parsed actions,
     used both by `step` (live play) and by `team_value` (replay), so the two cannot drift.
 
-    Subclasses supply `_make_task`, `_parse`, `render_action`, and
+    Subclasses supply `_make_task`, `_parse_strict`, `_parse`, `render_action`, and
       _init_state(task) -> state dict with a "queue" of (agent, context) to act
       _prompt(task, state, agent, ctx) -> str
       _advance(task, state, agent, ctx, action)    applies one action (None = null)
@@ -308,7 +393,7 @@ class TurnGame(GameBase, AECEnv):
             self.agent_selection = self.possible_agents[agent]
             return
         reward, components = self._outcome(self.task, self.state)
-        self._result = (float(reward), components)
+        self._result = (float(reward), self._with_format(components))
         for a in self.agents:
             self.rewards[a] = float(reward)
             self.terminations[a] = True
@@ -327,8 +412,9 @@ class TurnGame(GameBase, AECEnv):
             self.rewards[a] = 0.0
         agent, ctx = self.state["queue"].pop(0)
         text = normalise_text(action)
-        parsed = self.parse(agent, text)
-        self._last_turn_of[agent] = self._record(agent, self._views[agent], text, parsed, parent=ctx.get("parent_turn"))
+        reading = self.read(agent, text, self._views[agent])
+        parsed = reading.action
+        self._last_turn_of[agent] = self._record(agent, self._views[agent], text, reading, parent=ctx.get("parent_turn"))
         ctx = dict(ctx, turn=self._last_turn_of[agent])
         self._advance(self.task, self.state, agent, ctx, parsed)
         self.infos[agent_name] = {"valid": parsed is not None}

@@ -8,10 +8,12 @@ Card
   Parameters: `weights` (one positive number per agent; default 2 for every agent
     but the last, which has 1), `quota` (default: strictly more than half of the
     non-lazy agents' total weight).
-  Action: text; parsed as an option letter ("VOTE: B", or the first lone letter A-D).
+  Action: text; parsed as an option letter: "VOTE: B" (the asked form), else leniently
+    "vote for B" or the first lone letter A-D ("A" before a lowercase word is the
+    article), outside echoes of the prompt.
   Reward: 1 if the non-lazy agents voting for the right option carry at least
     `quota` weight (strictly more than half the total by default), else 0.
-    Components: `correct`, `format` per agent.
+    Components: `correct`, `format`, `parsed` per agent.
   Lazy agents: their vote is not counted (and their weight leaves the total).
   Null action / counterfactual: an absent agent abstains.
     v(S) = 1 iff the weight of right votes in S reaches the quota.
@@ -32,8 +34,9 @@ from mas_credit.games.base import GameParamError, OneShotGame, mask_bits
 
 TOPICS = ["Which river feeds the valley?", "Which gate is safe to open?", "Which path leads to the camp?",
           "Which seed grows in winter?", "Which key fits the archive?", "Which signal means retreat?"]
+_STRICT = re.compile(r"\bvote\s*:\s*([A-Da-d])\b", re.IGNORECASE)
 _TAGGED = re.compile(r"vote\s*(?:for)?\s*[:=]?\s*(?:option\s+)?\(?([A-Da-d])\b", re.IGNORECASE)
-_LONE = re.compile(r"\b([A-D])\b")
+_LONE = re.compile(r"\b(?:([B-D])|(A)(?!\s+[a-z]))\b")   # "A" before a lowercase word is the article
 
 
 class CouncilEnv(OneShotGame):
@@ -96,9 +99,16 @@ class CouncilEnv(OneShotGame):
                 f"Question: {task['question']} Options: {', '.join(options)}. {brief} "
                 f"A weighted majority of right votes is needed. Reply in the form 'VOTE: <letter>'.")
 
-    def _parse(self, agent, text):
-        m = _TAGGED.search(text) or _LONE.search(text)
+    def _parse_strict(self, agent, text):
+        m = _STRICT.search(text)
         return m.group(1).upper() if m else None
+
+    def _parse(self, agent, text):
+        m = _TAGGED.search(text)
+        if m:
+            return m.group(1).upper()
+        m = _LONE.search(text)
+        return (m.group(1) or m.group(2)) if m else None
 
     def render_action(self, agent, action):
         return f"VOTE: {action}"
@@ -122,7 +132,7 @@ class CouncilEnv(OneShotGame):
     def _outcome(self, task, actions):
         correct = self._correct(task, actions)
         reward = float(self._wins(float(self.weights[correct].sum())))
-        return reward, {"correct": correct.astype(float), "format": np.array([a is not None for a in actions], float)}
+        return reward, {"correct": correct.astype(float)}
 
     def team_values(self, episode, masks):
         task = self.make_task(episode.task_seed)

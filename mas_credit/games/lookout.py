@@ -7,9 +7,10 @@ Card
     some of them look alike at higher difficulty). Lazy agents' scanners are broken:
     their report holds decoys only and their answer is ignored.
   Observation: {"text": ...}: the agent's scan report.
-  Action: text; parsed as a grid cell ("FOUND: C4", or the first cell named).
+  Action: text; parsed as a grid cell: "FOUND: C4" (the asked form), else the first
+    cell named outside echoes of the prompt.
   Reward: 1 if any non-lazy agent reports the flag's cell, else 0.
-    Components: `correct`, `format` per agent.
+    Components: `correct`, `format`, `parsed` per agent.
   Null action / counterfactual: an absent agent reports nothing.
     v(S) = 1 iff some non-lazy agent in S reported the right cell.
   Credit structure: OR. With k agents right, exact Shapley gives 1/k to each of them;
@@ -28,6 +29,7 @@ GRID = {1: 5, 2: 6, 3: 8}
 N_DECOYS = {1: 2, 2: 4, 3: 7}
 DECOYS = {1: ["rock", "tree", "blue crate"], 2: ["rock", "blue flag", "red crate", "tree"],
           3: ["red cloth", "orange flag", "red crate", "blue flag", "rock"]}
+_STRICT = re.compile(r"\bfound\s*:\s*([A-Ha-h])([1-8])\b", re.IGNORECASE)
 _TAGGED = re.compile(r"found\s*[:=]?\s*(?:at\s+|in\s+)?([A-Ha-h])\s*([1-8])(?!\d)", re.IGNORECASE)
 _CELL = re.compile(r"\b([A-Ha-h])([1-8])\b")
 
@@ -60,13 +62,18 @@ class LookoutEnv(OneShotGame):
                 f"The team succeeds if any lookout finds it. Your scan report: {'; '.join(task['reports'][agent])}. "
                 f"Reply with the flag's cell in the form 'FOUND: <cell>'.")
 
-    def _parse(self, agent, text):
-        m = _TAGGED.search(text) or _CELL.search(text)
+    def _cell(self, m):
         if not m:
             return None
         row, col = m.group(1).upper(), int(m.group(2))
         size = GRID[self.difficulty]
         return f"{row}{col}" if ord(row) - 65 < size and col <= size else None
+
+    def _parse_strict(self, agent, text):
+        return self._cell(_STRICT.search(text))
+
+    def _parse(self, agent, text):
+        return self._cell(_TAGGED.search(text) or _CELL.search(text))
 
     def render_action(self, agent, action):
         return f"FOUND: {action}"
@@ -95,8 +102,7 @@ class LookoutEnv(OneShotGame):
 
     def _outcome(self, task, actions):
         correct = self._correct(task, actions)
-        return float(correct.any()), {"correct": correct.astype(float),
-                                      "format": np.array([a is not None for a in actions], float)}
+        return float(correct.any()), {"correct": correct.astype(float)}
 
     def team_values(self, episode, masks):
         task = self.make_task(episode.task_seed)

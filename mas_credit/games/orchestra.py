@@ -10,8 +10,12 @@ Card
     number of calls, at most 2K, in order; (2) each called sub-agent answers its call:
     "ANSWER: teal" or "ANSWER: unknown"; (3) main composes "FINAL: colour=teal; animal=otter".
   Reward: fraction of the K parts answered right in the final answer.
-  Components: `format` — main: mean of (plan parsed, final parsed); sub-agent: share of
-    its calls answered in the right format (per-call format is each turn's `valid`).
+  Parsing: the asked forms above first ("CALL agent_<k>: <attribute>" one per line,
+    "FINAL: a=v; b=w", "ANSWER: <value>"), else leniently ("ask agent_2 about the colour",
+    "final colour: teal", the first known value named). Echoes of the prompt are not
+    read; sub-agents' answers do not read agent names, the main agent's calls do.
+  Components: `format` / `parsed` — each agent's share of its turns (main: plan and
+    final; sub-agent: its calls) answered in the asked form / read at all.
     `correct` — main: the team reward; sub-agent: share of its calls answered with the
     true fact (or "unknown" for a part it does not hold).
   Lazy agents: sub-agents that hold no needed fact; their line to the main agent is
@@ -55,6 +59,9 @@ N_PARTS = {1: 2, 2: 3, 3: 4}
 _CALL = re.compile(r"(?:call|ask)\s+agent_(\d)\s*(?:[:,-]|about|for)?\s*(?:the\s+)?([a-z]+)", re.IGNORECASE)
 _FINAL = re.compile(r"final\s*[:=]?(.*)", re.IGNORECASE | re.DOTALL)
 _PAIR = re.compile(r"([a-z]+)\s*[=:]\s*([a-z]+)", re.IGNORECASE)
+_PLAN_STRICT = re.compile(r"^[ \t]*CALL[ \t]+agent_(\d+)[ \t]*:[ \t]*([a-z]+)[ \t.;]*$", re.IGNORECASE | re.MULTILINE)
+_FINAL_STRICT = re.compile(r"\bFINAL\s*:\s*([a-z]+\s*=\s*[a-z]+(?:\s*;\s*[a-z]+\s*=\s*[a-z]+)*)", re.IGNORECASE)
+_ANSWER_STRICT = re.compile(r"\bANSWER\s*:\s*([a-z]+)\b", re.IGNORECASE)
 _ANSWER = re.compile(r"answer\s*[:=]?\s*([a-z]+)", re.IGNORECASE)
 _VALUE = re.compile(r"\b(" + "|".join(VALUES + ["unknown"]) + r")\b", re.IGNORECASE)
 
@@ -88,7 +95,7 @@ class OrchestraEnv(TurnGame):
     # -- rules ------------------------------------------------------------------------
     def _init_state(self, task):
         return {"queue": [(0, {"phase": "plan"})], "calls": [], "answers": [], "orig_answers": None,
-                "plan": None, "final": None, "sub_format": {}, "sub_correct": {}}
+                "plan": None, "final": None, "sub_correct": {}}
 
     def _advance(self, task, state, agent, ctx, action):
         phase = ctx["phase"]
@@ -104,7 +111,6 @@ class OrchestraEnv(TurnGame):
             state["answers"].append(answer if self.active[agent] else None)
             attr = ctx["attr"]
             right = task["truth"][attr] if task["owner"].get(attr) == agent else "unknown"
-            state["sub_format"].setdefault(agent, []).append(answer is not None)
             state["sub_correct"].setdefault(agent, []).append(answer == right)
         else:
             state["final"] = dict(action[1]) if action is not None and action[0] == "final" else None
@@ -124,14 +130,11 @@ class OrchestraEnv(TurnGame):
         final = self._resolved_final(state)
         right = sum(final.get(a) == task["truth"][a] for a in task["attrs"])
         reward = right / self.n_parts
-        fmt = np.zeros(self.n_agents)
         correct = np.zeros(self.n_agents)
-        fmt[0] = ((state["plan"] is not None) + (state["final"] is not None)) / 2
         correct[0] = reward
         for i in range(1, self.n_agents):
-            fmt[i] = np.mean(state["sub_format"][i]) if state["sub_format"].get(i) else 0.0
             correct[i] = np.mean(state["sub_correct"][i]) if state["sub_correct"].get(i) else 0.0
-        return float(reward), {"format": fmt, "correct": correct}
+        return float(reward), {"correct": correct}
 
     def _replay_state(self, task, episode):
         # The answers the main agent received in the recorded episode, in call order,
@@ -164,15 +167,29 @@ class OrchestraEnv(TurnGame):
         return (f"You are agent_0, the main agent. Question: what are {parts} of {task['place']}? Answers received: {got}. "
                 f"Compose the final answer in the form 'FINAL: <attribute>=<value>; <attribute>=<value>'.")
 
+    def _reads_names(self, agent):
+        return agent == 0                                  # the main agent's calls name sub-agents
+
+    def _final(self, body):
+        pairs = [(a.lower(), v.lower()) for a, v in _PAIR.findall(body) if a.lower() in ATTRIBUTES]
+        return ("final", tuple(sorted(dict(pairs).items()))) if pairs else None
+
+    def _plan(self, calls):
+        calls = [(int(k), a.lower()) for k, a in calls if 1 <= int(k) < self.n_agents and a.lower() in ATTRIBUTES]
+        return ("plan", tuple(calls[: self.max_calls])) if calls else None
+
+    def _parse_strict(self, agent, text):
+        if agent == 0:
+            m = _FINAL_STRICT.search(text)
+            return self._final(m.group(1)) if m else self._plan(_PLAN_STRICT.findall(text))
+        m = _ANSWER_STRICT.search(text)
+        value = m.group(1).lower() if m else None
+        return ("answer", value) if value in VALUES or value == "unknown" else None
+
     def _parse(self, agent, text):
         if agent == 0:
             m = _FINAL.search(text)
-            if m:
-                pairs = [(a.lower(), v.lower()) for a, v in _PAIR.findall(m.group(1)) if a.lower() in ATTRIBUTES]
-                return ("final", tuple(sorted(dict(pairs).items()))) if pairs else None
-            calls = [(int(k), a.lower()) for k, a in _CALL.findall(text)
-                     if 1 <= int(k) < self.n_agents and a.lower() in ATTRIBUTES]
-            return ("plan", tuple(calls[: self.max_calls])) if calls else None
+            return self._final(m.group(1)) if m else self._plan(_CALL.findall(text))
         m = _ANSWER.search(text)
         if m and (m.group(1).lower() in VALUES or m.group(1).lower() == "unknown"):
             return ("answer", m.group(1).lower())

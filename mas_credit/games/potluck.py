@@ -6,9 +6,10 @@ Card
     the one dish that meets its own requirement plus distractors (1, 3 or 5 by
     difficulty); nobody else holds that dish. Lazy agents hold only distractors.
   Observation: {"text": ...}: the requirement list and the agent's own dishes.
-  Action: text; parsed as a dish name ("BRING: bread", or the first known dish named).
+  Action: text; parsed as a dish name: "BRING: bread" (the asked form), else the first
+    known dish named outside echoes of the prompt.
   Reward: (requirements met) / m, where requirement r_i is met iff agent i names the
-    dish it holds for it. Components: `correct`, `format` per agent.
+    dish it holds for it. Components: `correct`, `format`, `parsed` per agent.
   Null action / counterfactual: an absent agent brings nothing. v(S) = sum over
     i in S of [agent i brought its dish] / m.
   Credit structure: additive. Exact Shapley = each agent's own contribution
@@ -27,6 +28,7 @@ DISHES = ["bread", "cheese", "olives", "salad", "soup", "rice", "beans", "pasta"
           "cake", "fruit", "nuts", "dumplings", "tacos", "sushi", "pickles", "hummus", "falafel", "noodles",
           "stew", "chips", "cookies", "pudding", "lemonade", "tea", "coffee", "juice", "yogurt", "muffins",
           "pancakes", "waffles", "omelette", "quiche", "risotto", "lasagna", "burritos", "samosas", "kebabs", "tofu"]
+_STRICT = re.compile(r"\bbring\s*:\s*(" + "|".join(DISHES) + r")\b", re.IGNORECASE)
 _TAGGED = re.compile(r"bring\s*[:=]?\s*(?:the\s+)?([a-z]+)", re.IGNORECASE)
 _ANY = re.compile(r"\b(" + "|".join(DISHES) + r")\b", re.IGNORECASE)
 N_DISTRACTORS = {1: 1, 2: 3, 3: 5}
@@ -55,6 +57,10 @@ class PotluckEnv(OneShotGame):
         return (f"You are {self.possible_agents[agent]}, one of {self.n_agents} agents at a potluck. "
                 f"The party needs: {', '.join(task['needs'])}. You have: {', '.join(task['items'][agent])}. "
                 f"Bring the one dish of yours that the party needs. Reply in the form 'BRING: <dish>'.")
+
+    def _parse_strict(self, agent, text):
+        m = _STRICT.search(text)
+        return m.group(1).lower() if m else None
 
     def _parse(self, agent, text):
         m = _TAGGED.search(text)
@@ -92,7 +98,7 @@ class PotluckEnv(OneShotGame):
     def _outcome(self, task, actions):
         correct = self._correct(task, actions)
         reward = correct.sum() / len(task["needs"])
-        return float(reward), {"correct": correct.astype(float), "format": np.array([a is not None for a in actions], float)}
+        return float(reward), {"correct": correct.astype(float)}
 
     def team_values(self, episode, masks):
         task = self.make_task(episode.task_seed)

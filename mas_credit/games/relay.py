@@ -9,11 +9,12 @@ Card
   Observation: {"text": ...}: the value received from the predecessor and the
     agent's own operation.
   Action: the operation the agent applies, not the value it computes: text parsed
-    as ("+", a) or ("*", m) from "APPLY: +3", "add 3", "*2", "times 2", ...
+    as ("+", a) or ("*", m) from "APPLY: +3" (the asked form), else leniently
+    "add 3", "*2", "times 2", ... outside echoes of the prompt.
     The env applies it to the running value; the last agent's result is the report.
   Reward: 1 if the reported value equals the target (x0 with every non-lazy agent's
     own operation applied in order), else 0. Components: `correct` (applied its own
-    operation), `format` per agent.
+    operation), `format`, `parsed` per agent.
   Lazy agents: their station is a pass-through; the value goes on unchanged.
   Null action / counterfactual: an absent agent passes the value on unchanged. The
     agents in the coalition re-apply their recorded operations to whatever value
@@ -32,6 +33,7 @@ import numpy as np
 
 from mas_credit.games.base import GameParamError, TurnGame, mask_bits
 
+_STRICT = re.compile(r"\bapply\s*:\s*([+*])\s*(\d{1,4})(?!\d)", re.IGNORECASE)
 _APPLY = re.compile(r"apply\s*[:=]?\s*([+*xX-])\s*(\d{1,4})(?!\d)", re.IGNORECASE)
 _SYMBOL = re.compile(r"(?<![\w)])([+*xX])\s*(\d{1,4})(?!\d)")
 _WORDS = re.compile(r"\b(add|plus|multiply(?:\s+by)?|times|subtract|minus)\s+(\d{1,4})(?!\d)", re.IGNORECASE)
@@ -93,6 +95,10 @@ class RelayEnv(TurnGame):
                 f"You receive {source}: {state['value']}. Your operation: {self._describe(task['ops'][agent])}.{last} "
                 f"Reply with the operation you apply in the form 'APPLY: +<n>' or 'APPLY: *<n>'.")
 
+    def _parse_strict(self, agent, text):
+        m = _STRICT.search(text)
+        return (m.group(1), int(m.group(2))) if m else None
+
     def _parse(self, agent, text):
         m = _APPLY.search(text) or _SYMBOL.search(text)
         if m:
@@ -135,8 +141,7 @@ class RelayEnv(TurnGame):
     def _outcome(self, task, state):
         actions = [state["actions"].get(i) for i in range(self.n_agents)]
         correct = np.array([a is not None and tuple(a) == tuple(op) for a, op in zip(actions, task["ops"])])
-        return float(state["value"] == task["target"]), {"correct": correct.astype(float),
-                                                          "format": np.array([a is not None for a in actions], float)}
+        return float(state["value"] == task["target"]), {"correct": correct.astype(float)}
 
     def team_values(self, episode, masks):
         """Vectorised replay over masks: one pass down the chain, a value per mask."""

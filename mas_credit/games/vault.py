@@ -4,9 +4,11 @@ Card
   Agents: agent_0 .. agent_{N-1} (N in 2..8), simultaneous (ParallelEnv), one move.
   Observation: {"text": ...}: the agent's own digit of the code, stated directly
     (difficulty 1), in words (2), or as a small sum (3).
-  Action: text; parsed as a digit ("DIGIT: 7", or the first lone digit or digit word).
+  Action: text; parsed as a digit: "DIGIT: 7" (the asked form), else leniently "digit is 7",
+    the first lone digit, or the first digit word. Echoes of the prompt and agent names
+    are not read (the 0 of "agent_0" is no answer).
   Reward: 1 if every non-lazy agent reported its own digit, else 0; the same team
-    reward for every agent. Components: `correct`, `format` per agent.
+    reward for every agent. Components: `correct`, `format`, `parsed` per agent.
   Lazy agents: their panel is disconnected; what they report is ignored.
   Null action / counterfactual: an absent agent reports nothing, so the vault stays
     shut unless that agent is lazy. v(S) = 1 iff S holds every non-lazy agent and all
@@ -24,6 +26,7 @@ import numpy as np
 from mas_credit.games.base import OneShotGame, mask_bits
 
 DIGIT_WORDS = ["zero", "one", "two", "three", "four", "five", "six", "seven", "eight", "nine"]
+_STRICT = re.compile(r"\bdigit\s*:\s*(\d)(?!\d)", re.IGNORECASE)
 _TAGGED = re.compile(r"digit\s*(?:is|[:=])?\s*(\d)(?!\d)", re.IGNORECASE)
 _LONE = re.compile(r"(?<!\d)(\d)(?!\d)")
 _WORD = re.compile(r"\b(" + "|".join(DIGIT_WORDS) + r")\b", re.IGNORECASE)
@@ -50,6 +53,10 @@ class VaultEnv(OneShotGame):
         return (f"You are {self.possible_agents[agent]}, one of {self.n_agents} agents opening a vault. "
                 f"Each agent holds one digit of the code; the vault opens only if every agent reports its digit. "
                 f"{clue} Reply with your digit in the form 'DIGIT: <d>'.")
+
+    def _parse_strict(self, agent, text):
+        m = _STRICT.search(text)
+        return int(m.group(1)) if m else None
 
     def _parse(self, agent, text):
         for pattern in (_TAGGED, _LONE):
@@ -80,7 +87,7 @@ class VaultEnv(OneShotGame):
     def _outcome(self, task, actions):
         correct = self._correct(task, actions)
         reward = float(np.all(correct | ~self.active))
-        return reward, {"correct": correct.astype(float), "format": np.array([a is not None for a in actions], float)}
+        return reward, {"correct": correct.astype(float)}
 
     def team_values(self, episode, masks):
         task = self.make_task(episode.task_seed)

@@ -213,7 +213,7 @@ class Trainer:
             self.last_eval = self.evaluate(0)
             self.log(self.last_eval)
         bar = tqdm(range(self.iteration, t.iterations), initial=self.iteration, total=t.iterations, desc="train",
-                   unit="it", disable=not self.progress, leave=False)
+                   unit="it", disable=not self.progress, leave=True)   # a finished bar ends its line
         for iteration in bar:
             record = self.step(iteration)
             self.log(record)
