@@ -35,7 +35,7 @@ from mas_credit.config import BatchConfig, ConfigError
 from mas_credit.outputs import claim_run_dir, save_figure, write_json, write_parquet, write_text
 from mas_credit.report import RANGES, cell_text, mean_ci
 
-STUDY_TABLE = ["rmse", "kendall_tau", "top_agent", "null_credit", "efficiency_gap", "evals_per_episode",
+STUDY_TABLE = ["rmse", "kendall_tau", "top_agent", "null_credit", "efficiency_gap", "fallback", "evals_per_episode",
                "llm_calls_per_episode", "tokens_per_episode", "critic_calls_per_episode"]
 TIMING = ["ms_per_episode", "run_wall_s"]
 REPLICATE = "seed"            # the axis the confidence intervals run over

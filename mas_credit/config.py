@@ -143,7 +143,13 @@ class CriticConfig(_Frozen):
     model: str = "smollm2"
     """llm: the critic's model (as team.model)"""
     max_new_tokens: int = 64
-    """llm: token cap of the critic's answer"""
+    """llm, decoding free: token cap of the critic's answer"""
+    decoding: str = "structured"
+    """llm: structured (the keys are written for it, it chooses only each share's digits: always parses) | free"""
+    batch_size: int = 16
+    """llm: episodes per batched critic call"""
+    show_actions: bool = False
+    """llm: the prompt shows each turn's parsed action beside the agent's text"""
     accuracy: float = 0.8
     """scripted: probability of answering the exact shares (else random shares)"""
     style: str = "json"

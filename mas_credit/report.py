@@ -9,6 +9,11 @@ Scores per episode against exact Shapley phi* (ESTIMATORS.md, "How studies score
                  episodes where phi* is all ties are left out
   null_credit    mean |credit| of null players (every marginal contribution 0)
   efficiency_gap |sum_i credit_i - (R - v(empty))|
+and, per estimator, `fallback`: the share of episodes on which it ran on its fallback
+(llm_mca: the critic's answer could not be read and uniform shares were used; the
+counterfactual estimators never default a coalition value here: replay is exact and
+resample re-runs every value, so theirs is 0). A row that fell back on more than half
+its episodes is marked † in the table, hatched in the plots, and named in the summary.
 Each is averaged over a seed's episodes; across seeds: mean and 95% confidence interval
 (Student t). This module must not run games or estimators.
 """
@@ -24,6 +29,9 @@ from mas_credit.outputs import RunDirError, save_figure, write_text
 
 TRUTH = "ground truth"
 METRICS = ["rmse", "kendall_tau", "top_agent", "null_credit", "efficiency_gap"]
+RATES = ["fallback"]
+FELL_BACK = 0.5
+"""a row whose fallback rate is above this is marked: its scores are mostly its fallback's"""
 COSTS = ["evals_per_episode", "llm_calls_per_episode", "tokens_per_episode", "critic_calls_per_episode", "ms_per_episode"]
 COLUMN_HELP = {
     "rmse": "root mean squared error of the credit against exact Shapley, per episode (0 = exact)",
@@ -31,6 +39,8 @@ COLUMN_HELP = {
     "top_agent": "share of episodes whose most-credited agent is a top agent of exact Shapley",
     "null_credit": "mean |credit| given to null players (agents whose every marginal contribution is 0; sound = 0)",
     "efficiency_gap": "|sum of credit - (R - v(empty))| (0 = the credit decomposes the reward)",
+    "fallback": "share of episodes on which the estimator ran on its fallback (llm_mca: unreadable critic answer, "
+                "uniform shares); † marks a row above 0.5",
     "evals_per_episode": "distinct coalition evaluations the estimator needed, per episode",
     "llm_calls_per_episode": "LLM policy calls for counterfactual re-runs, per episode (0 for scripted teams)",
     "tokens_per_episode": "response tokens of those calls, per episode",
@@ -98,6 +108,7 @@ def score(frame, costs: list[dict]):
         episodes = cost["episodes"]
         record = {"game": game, "estimator": estimator, "seed": seed,
                   **{k: float(np.nanmean(v)) if np.isfinite(v).any() else math.nan for k, v in scores.items()},
+                  "fallback": cost.get("critic_fallback", 0.0) / episodes,
                   "evals_per_episode": cost["coalition_evals"] / episodes, "llm_calls_per_episode": cost["llm_calls"] / episodes,
                   "tokens_per_episode": cost["tokens"] / episodes, "critic_calls_per_episode": cost["critic_calls"] / episodes,
                   "ms_per_episode": 1e3 * cost["wall_s"] / episodes}
@@ -112,14 +123,14 @@ def summarise(per_seed):
     rows = []
     for (game, estimator), part in per_seed.groupby(["game", "estimator"], sort=False):
         row = {"game": game, "estimator": estimator, "seeds": len(part)}
-        for key in METRICS + COSTS:
+        for key in METRICS + RATES + COSTS:
             row[key], row[f"{key}_ci"] = mean_ci(part[key].to_numpy())
         rows.append(row)
     return pd.DataFrame(rows)
 
 
 # the values each metric can take: a confidence interval is cut to them
-RANGES = {"rmse": (0.0, math.inf), "kendall_tau": (-1.0, 1.0), "top_agent": (0.0, 1.0), "null_credit": (0.0, math.inf),
+RANGES = {"fallback": (0.0, 1.0), "rmse": (0.0, math.inf), "kendall_tau": (-1.0, 1.0), "top_agent": (0.0, 1.0), "null_credit": (0.0, math.inf),
           "efficiency_gap": (0.0, math.inf), "eval_success_before": (0.0, 1.0), "eval_success": (0.0, 1.0),
           "eval_gain": (-1.0, 1.0), "auc": (0.0, 1.0), "reached_target": (0.0, 1.0), "episodes_to_target": (0.0, math.inf)}
 
@@ -139,13 +150,23 @@ def cell_text(mean: float, ci: float, digits: int = 3, bounds: tuple[float, floa
 
 def table(summary, game: str) -> str:
     """The markdown table of one game."""
-    heads = ["estimator", "seeds", *METRICS, *COSTS]          # the names batch.md and the parquet files use
+    heads = ["estimator", "seeds", *METRICS, *RATES, *COSTS]          # the names batch.md and the parquet files use
     lines = ["| " + " | ".join(heads) + " |", "|" + "---|" * len(heads)]
     for _, row in summary[summary["game"] == game].iterrows():
-        cells = [f"`{row['estimator']}`", str(int(row["seeds"]))] + [cell_text(row[k], row[f"{k}_ci"], bounds=RANGES[k]) for k in METRICS]
+        mark = " †" if row["fallback"] > FELL_BACK else ""
+        cells = [f"`{row['estimator']}`{mark}", str(int(row["seeds"]))]
+        cells += [cell_text(row[k], row[f"{k}_ci"], bounds=RANGES[k]) for k in METRICS + RATES]
         cells += [cell_text(row[k], math.nan, 1) for k in COSTS[:4]] + [cell_text(row["ms_per_episode"], math.nan, 3)]
         lines.append("| " + " | ".join(cells) + " |")
     return "\n".join(lines)
+
+
+def fell_back_words(summary, game: str) -> list[str]:
+    """A sentence for each row of `game` that fell back on more than half its episodes."""
+    rows = summary[(summary["game"] == game) & (summary["fallback"] > FELL_BACK)]
+    return [f"† **`{row['estimator']}` did not really run here:** it fell back on {100 * row['fallback']:.0f}% of its "
+            f"episodes, so its scores are those of its fallback (for llm_mca, uniform shares: compare the `uniform` row)."
+            for _, row in rows.iterrows()] + ([""] if len(rows) else [])
 
 
 def _estimator_names(run_dir: Path) -> list[str]:
@@ -195,8 +216,9 @@ def render(run_dir: str | Path) -> str:
     for game in games:
         units = [c for c in truth_units if c["game"] == game]
         reward = mean_ci([c.get("team_reward", math.nan) for c in units])
-        text += [f"## {game} ({n_eps[game]} episodes per seed; mean team reward {cell_text(*reward)})", "", table(summary, game), "",
-                 f"![credit by agent](credit_{game}.png)", ""]
+        text += [f"## {game} ({n_eps[game]} episodes per seed; mean team reward {cell_text(*reward)})", "", table(summary, game), ""]
+        text += fell_back_words(summary, game)
+        text += [f"![credit by agent](credit_{game}.png)", ""]
     text += ["## Columns", ""] + [f"- **{k}**: {v}" for k, v in COLUMN_HELP.items()] + ["", "![error against cost](error_vs_cost.png)", ""]
     if (run_dir / "run.json").is_file():                  # studies made before the checklist existed have none
         from mas_credit.checklist import write_checklist
@@ -216,6 +238,7 @@ def _plots(run_dir: Path, frame, summary, games) -> None:
     from matplotlib.lines import Line2D
 
     estimators = list(dict.fromkeys(frame["estimator"]))
+    fell = {(row["game"], row["estimator"]) for _, row in summary.iterrows() if row["fallback"] > FELL_BACK}
     palette = plt.get_cmap("tab20")
     colour = {est: palette(k % 20) for k, est in enumerate(estimators)}
     for game in games:
@@ -228,7 +251,9 @@ def _plots(run_dir: Path, frame, summary, games) -> None:
         ax.bar(x, truth.to_numpy(), width, color="black", label=TRUTH)
         for k, est in enumerate(estimators, start=1):
             mean = part[part["estimator"] == est].groupby("agent")["credit"].mean()
-            ax.bar(x + width * k, mean.to_numpy(), width, color=colour[est], label=est)
+            down = (game, est) in fell
+            ax.bar(x + width * k, mean.to_numpy(), width, color=colour[est], hatch="///" if down else None,
+                   label=f"{est} † (fell back)" if down else est)
         ax.set_xticks(np.arange(len(agents)), [f"agent_{a}" for a in agents])
         ax.set_ylabel("mean credit over episodes and seeds")
         ax.set_title(f"{game}: credit per agent by estimator (black: exact Shapley)")
@@ -241,8 +266,12 @@ def _plots(run_dir: Path, frame, summary, games) -> None:
     markers = "osD^vP*X"
     for g, game in enumerate(games):
         for _, row in summary[summary["game"] == game].iterrows():
+            down = (game, row["estimator"]) in fell
             ax.scatter(max(row["ms_per_episode"], 1e-4), row["rmse"], marker=markers[g % len(markers)],
-                       color=colour[row["estimator"]], s=36, edgecolors="black", linewidths=0.3)
+                       color=colour[row["estimator"]], s=36, edgecolors="red" if down else "black", linewidths=1.5 if down else 0.3)
+            if down:
+                ax.annotate("† fell back", (max(row["ms_per_episode"], 1e-4), row["rmse"]), fontsize=6, color="red",
+                            xytext=(4, 4), textcoords="offset points")
     handles = [Line2D([], [], ls="", marker="o", color=colour[est], label=est) for est in estimators]
     handles += [Line2D([], [], ls="", marker=markers[g % len(markers)], color="grey", label=game) for g, game in enumerate(games)]
     ax.legend(handles=handles, fontsize=7, loc="upper left", bbox_to_anchor=(1.01, 1.0))

@@ -84,6 +84,11 @@ def _run_study(cfg: ExperimentConfig, run_dir: Path, progress: bool) -> Path:
     for e in cfg.estimators:
         est = get_estimator(e.name)
         estimators.append((e.label or e.name, est, est.make_config(e)))
+    critic_cfg = next((ecfg for _, est, ecfg in estimators if est.name == "llm_mca"), None)
+    if critic_cfg is not None and not any(est.name == "uniform" for _, est, _ in estimators):
+        # a critic is always compared with what it falls back to: equal shares of the same quantity
+        uniform = get_estimator("uniform")
+        estimators.append(("uniform", uniform, uniform.make_config({"baseline": critic_cfg.baseline, "device": critic_cfg.device})))
     fanout = next((n.tree_fanout for _, est, ecfg in estimators
                    if (n := est.needs(ecfg, cfg.games[0].n_agents)).tree_fanout), None)
 

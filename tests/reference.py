@@ -304,3 +304,14 @@ def llm_mca(batch, cfg):
     gain = [d["reward"][b] - (empty[b] if cfg.baseline == "empty" else 0.0) for b in range(batch.batch_size)]
     credit = [[s * gain[b] for s in shares[b]] for b in range(batch.batch_size)]
     return credit, on_turns(agent_norm(credit, d["group"], d["acted"], cfg.eps), d["turn_agent"])
+
+
+def uniform(batch, cfg):
+    d = _lists(batch)
+    empty = [row[0] for row in batch.coalition.tolist()]
+    credit = []
+    for b in range(batch.batch_size):
+        gain = d["reward"][b] - (empty[b] if cfg.baseline == "empty" else 0.0)
+        count = sum(d["acted"][b])
+        credit.append([gain / count if a else 0.0 for a in d["acted"][b]])
+    return credit, on_turns(agent_norm(credit, d["group"], d["acted"], cfg.eps), d["turn_agent"])

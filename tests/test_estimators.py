@@ -27,9 +27,11 @@ VARIANTS = {
     "c3": [{}],
     "coma": [{}, {"normalise": "agent"}],
     "llm_mca": [{}, {"baseline": "none"}],
+    "uniform": [{}, {"baseline": "none"}],
 }
 REFERENCES = {"grpo": reference.grpo, "dr_mas": reference.dr_mas, "shapley": reference.shapley, "sharp": reference.sharp,
-              "loo": reference.loo, "c3": reference.c3_counterfactual, "coma": reference.coma, "llm_mca": reference.llm_mca}
+              "loo": reference.loo, "c3": reference.c3_counterfactual, "coma": reference.coma, "llm_mca": reference.llm_mca,
+              "uniform": reference.uniform}
 
 
 def run_reference(name, batch, cfg):
@@ -166,6 +168,7 @@ KNOB_GRID = {
                "reward": ["team", "correct", "format", "parsed"]},
     "grpo": {"scale": ["group", "batch", "none"], "norm_by_std": [True, False]},
     "llm_mca": {"baseline": ["empty", "none"]},
+    "uniform": {"baseline": ["empty", "none"]},
     "loo": {"normalise": ["none", "agent"]},
     "m_grpo": {"main_agent": [0, 2], "rewards": ["mrlx", "weighted"], "format_score": [0.1, 0.0], "d_max": [1, 4],
                "duplicate": ["valid", "any", "best"]},

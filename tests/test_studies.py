@@ -36,7 +36,7 @@ def test_the_study_writes_every_output(small_study):
     assert sorted(p.name for p in small_study.iterdir()) == sorted(FILES)
     summary = (small_study / "summary.md").read_text()
     assert "| `shapley` | 2 | 0.000 ± 0.000 |" in summary and "## lookout" in summary and "- **rmse**:" in summary
-    assert "| estimator | seeds | rmse | kendall_tau | top_agent | null_credit | efficiency_gap | evals_per_episode |" in summary
+    assert "| estimator | seeds | rmse | kendall_tau | top_agent | null_credit | efficiency_gap | fallback | evals_per_episode |" in summary
     assert "critic for llm_mca" not in summary                   # llm_mca did not run
     assert len((small_study / "episodes.jsonl").read_text().splitlines()) == 4 * 2 * 3 * 8
 
@@ -154,3 +154,22 @@ def test_study_cli_end_to_end(tmp_path):
     assert out.returncode == 0, out.stderr
     assert "# Credit study" in out.stdout and "| `coma` |" in out.stdout and "results in" in out.stdout
     assert sorted(p.name for p in (tmp_path / "q").iterdir()) == sorted(FILES)
+
+
+def test_a_critic_that_always_falls_back_is_marked_and_compared_with_uniform(tmp_path):
+    """llm_mca whose every critic answer is unreadable: the table shows its fallback rate,
+    marks the row, says so in words, and shows `uniform` (its fallback) beside it."""
+    done = run_study(load_experiment(QUICK, ["seeds=[0,1]", "n_tasks=2", "games=[vault]", "estimators=[shapley,llm_mca]",
+                                             "critic.malformed_rate=1.0"]), out_dir=tmp_path / "s", progress=False)
+    summary = (done / "summary.md").read_text()
+    row = next(line for line in summary.splitlines() if line.startswith("| `llm_mca` †"))
+    heads = next(line for line in summary.splitlines() if line.startswith("| estimator |")).split(" | ")
+    assert row.split(" | ")[heads.index("fallback")] == "1.000 ± 0.000"
+    assert "| `uniform` | 2 |" in summary and "`llm_mca` did not really run here:** it fell back on 100%" in summary
+    assert "| `shapley` | 2 |" in summary and "| `shapley` †" not in summary
+    frame = pd.read_parquet(done / "credit.parquet")
+    llm, uni = (frame[frame["estimator"] == e].sort_values(["seed", "episode", "agent"])["credit"].to_numpy() for e in ("llm_mca", "uniform"))
+    assert (llm == uni).all()                                  # a critic that always falls back *is* uniform
+    honest = run_study(load_experiment(QUICK, ["seeds=[0]", "n_tasks=2", "games=[vault]", "estimators=[llm_mca]",
+                                               "critic.malformed_rate=0.0"]), out_dir=tmp_path / "h", progress=False)
+    assert "†" not in (honest / "summary.md").read_text().split("## Columns")[0]

@@ -78,6 +78,10 @@ def check_critic(cfg) -> None:
     elif cfg.kind == "llm":
         from mas_credit.agents.hf import check_model_ref
         check_model_ref(cfg.model)
+        if cfg.decoding not in ("structured", "free"):
+            raise ValueError(f"critic.decoding '{cfg.decoding}' is not valid; valid choices: structured, free")
+        if cfg.batch_size < 1:
+            raise ValueError(f"critic.batch_size must be >= 1 (episodes per critic call), got {cfg.batch_size}")
     else:
         raise ValueError(f"critic.kind '{cfg.kind}' is not available; valid kinds: {', '.join(CRITIC_KINDS)}")
 
@@ -87,7 +91,8 @@ def load_critic(cfg):
     check_critic(cfg)
     if cfg.kind == "llm":
         from mas_credit.agents.llm import LLMCritic
-        return LLMCritic(cfg.model, cfg.max_new_tokens)
+        return LLMCritic(cfg.model, cfg.max_new_tokens, decoding=cfg.decoding, batch_size=cfg.batch_size,
+                         show_actions=cfg.show_actions)
     return ScriptedCritic(accuracy=cfg.accuracy, style=cfg.style, malformed_rate=cfg.malformed_rate, seed=cfg.seed)
 
 

@@ -42,8 +42,27 @@ class CriticRequest:
 
 
 class Critic(Protocol):
+    show_actions: bool
+    """whether its prompt shows each turn's parsed action beside the agent's text (optional:
+    a critic without it gets the plain prompt)"""
+
     def score(self, requests: list[CriticRequest]) -> list[str]:
         """One raw answer text per request."""
+
+
+SHARE_DIGITS = "0123456789"
+
+
+def share_slots(names: list[str]) -> list[str]:
+    """The answer after the marker and its opening brace, as one allowed-character string
+    per position: `"agent_0": d.dd, "agent_1": d.dd}` (keys fixed, each share 0.00..1.99).
+    A decoder held to it (`hf.CharPattern`) writes only the numbers; the parser then reads
+    the answer strictly, whatever the agents wrote."""
+    slots: list[str] = []
+    for k, name in enumerate(names):
+        slots += list(f'{", " if k else ""}"{name}": ')
+        slots += ["01", ".", SHARE_DIGITS, SHARE_DIGITS]
+    return slots + ["}"]
 
 
 def game_card(game) -> str:
@@ -52,12 +71,17 @@ def game_card(game) -> str:
     return doc if len(doc) <= CARD_CHARS else doc[:CARD_CHARS].rsplit("\n", 1)[0] + "\n  ..."
 
 
-def build_prompt(game, episode) -> tuple[str, str]:
-    """Game card + definitions + quoted transcript + team reward + the answer format, and the
-    answer marker (a hash of everything before it)."""
+def build_prompt(game, episode, show_actions: bool = False) -> tuple[str, str]:
+    """Game card + definitions + quoted transcript (with `show_actions`, each turn's parsed
+    action beside it) + team reward + the answer format, and the answer marker (a hash of
+    everything before it)."""
     names = list(episode.agents)
-    lines = [f"[turn {t.step}] {names[t.agent]} wrote: {json.dumps(t.text)}" for t in episode.turns]
-    example = json.dumps({name: round(1.0 / len(names), 2) for name in names})
+
+    def read_as(turn):
+        return f" (read as: {turn.action!r})" if turn.valid else " (read as: no answer; the agent's null action was played)"
+
+    lines = [f"[turn {t.step}] {names[t.agent]} wrote: {json.dumps(t.text)}{read_as(t) if show_actions else ''}" for t in episode.turns]
+    example = "{" + ", ".join(f'"{name}": {1.0 / len(names):.2f}' for name in names) + "}"
     body = (
         "You are the credit critic of a cooperative team game.\n"
         f"Game card:\n{game_card(game)}\n\n"
@@ -158,7 +182,7 @@ def fill_critic(game, critic, episodes) -> dict[str, float]:
         return counts
     requests = []
     for ep in todo:
-        prompt, marker = build_prompt(game, ep)
+        prompt, marker = build_prompt(game, ep, show_actions=bool(getattr(critic, "show_actions", False)))
         requests.append(CriticRequest(prompt, ep, game, marker))
     texts = critic.score(requests)
     if len(texts) != len(todo):
@@ -179,6 +203,8 @@ class ScriptedCritic:
     (`agent_0 gets 0.5, ...`, which only the lenient pass reads); with probability
     `malformed_rate` it answers text with no shares at all.
     """
+
+    show_actions = False                      # it reads the episode itself, not the prompt
 
     def __init__(self, accuracy: float = 1.0, style: str = "json", malformed_rate: float = 0.0, seed: int = 0):
         if not 0.0 <= accuracy <= 1.0 or not 0.0 <= malformed_rate <= 1.0:

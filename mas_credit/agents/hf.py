@@ -187,9 +187,55 @@ class Generation:
     text: str
 
 
+class CharPattern:
+    """Constrained decoding to a fixed pattern of characters: position k of the answer
+    must be one of `slots[k]` (a literal is a one-character slot). A token is allowed
+    where every character it writes fits the slots it covers; once the pattern is full
+    only the end-of-sequence token is. Used through transformers' `prefix_allowed_tokens_fn`,
+    so the model still chooses every token (greedy: the most likely allowed one), and
+    what it writes always matches the pattern.
+    """
+
+    def __init__(self, tokenizer, slots: list[str]):
+        if not slots or any(not slot for slot in slots):
+            raise ValueError("CharPattern needs at least one position, each with at least one allowed character")
+        self.slots = list(slots)
+        self.eos = tokenizer.eos_token_id
+        alphabet = set("".join(slots))
+        self.pieces = {i: text for i, text in enumerate(_token_texts(tokenizer))
+                       if text and set(text) <= alphabet and i not in tokenizer.all_special_ids}
+        self._allowed: dict[int, list[int]] = {}
+
+    def allowed(self, position: int) -> list[int]:
+        """Token ids that may follow `position` characters of the answer."""
+        if position >= len(self.slots):
+            return [self.eos]
+        if position not in self._allowed:
+            rest = self.slots[position:]
+            self._allowed[position] = [i for i, text in self.pieces.items()
+                                       if len(text) <= len(rest) and all(c in slot for c, slot in zip(text, rest))]
+        return self._allowed[position]
+
+    def written(self, ids) -> int:
+        """How many characters of the pattern the token ids wrote."""
+        return sum(len(self.pieces.get(int(i), "")) for i in ids)
+
+
+_TEXTS: dict[int, list[str]] = {}
+
+
+def _token_texts(tokenizer) -> list[str]:
+    """What each token id writes on its own (cached per tokenizer)."""
+    key = id(tokenizer)
+    if key not in _TEXTS:
+        _TEXTS[key] = [tokenizer.decode([i], clean_up_tokenization_spaces=False) for i in range(len(tokenizer))]
+    return _TEXTS[key]
+
+
 @torch.no_grad()
 def generate(model, tokenizer, chats: list[list[dict]], max_new_tokens: int, temperature: float = 0.7, top_p: float = 1.0,
-             seed: int = 0, adapter_names: list[str] | None = None, prefills: list[str] | None = None) -> list[Generation]:
+             seed: int = 0, adapter_names: list[str] | None = None, prefills: list[str] | None = None,
+             patterns: list[CharPattern] | None = None) -> list[Generation]:
     """One batched, left-padded generate over chat-formatted prompts.
 
     Log-probabilities are log_softmax(logits / T) of the model's raw logits at each
@@ -197,7 +243,8 @@ def generate(model, tokenizer, chats: list[list[dict]], max_new_tokens: int, tem
     trainer's importance ratio needs. top-p truncation is not part of them.
     `adapter_names` (peft LoRA models) picks an adapter per row, so agents sharing a
     base model share one call. `prefills` start each answer with given text (part of the
-    prompt ids; the response is what the model wrote after it).
+    prompt ids; the response is what the model wrote after it). `patterns` (one
+    `CharPattern` per row) constrain what each row writes.
     """
     if not chats:
         return []
@@ -213,9 +260,13 @@ def generate(model, tokenizer, chats: list[list[dict]], max_new_tokens: int, tem
         kwargs.update(temperature=temperature, top_p=top_p, top_k=0)
     if adapter_names is not None:
         kwargs["adapter_names"] = adapter_names
+    width = enc["input_ids"].shape[1]
+    if patterns is not None:
+        if len(patterns) != len(chats):
+            raise ValueError(f"generate: {len(patterns)} patterns for {len(chats)} chats; give one per chat")
+        kwargs["prefix_allowed_tokens_fn"] = lambda row, ids: patterns[row].allowed(patterns[row].written(ids[width:]))
     torch.manual_seed(int(seed))
     out = model.generate(**enc, **kwargs)
-    width = enc["input_ids"].shape[1]
     response = out.sequences[:, width:]                                                  # [R, L]
     logits = torch.stack(out.logits, dim=1).float()                                      # [R, L, V]
     scale = temperature if sample else 1.0

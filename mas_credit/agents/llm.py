@@ -21,7 +21,8 @@ import networkx as nx
 import numpy as np
 import torch
 
-from mas_credit.agents.hf import DTYPES, Generation, check_model_ref, generate, load_model
+from mas_credit.agents.critic import share_slots
+from mas_credit.agents.hf import DTYPES, CharPattern, Generation, check_model_ref, generate, load_model
 from mas_credit.agents.scripted import ActRequest, ActResult
 from mas_credit.games.base import normalise_text
 
@@ -222,21 +223,45 @@ class LLMTeam:
 
 
 class LLMCritic:
-    """The llm_mca critic on a transformers model: greedy, batched, reads only the prompt."""
+    """The llm_mca critic on a transformers model: greedy, batched, reads only the prompt.
+
+    `decoding: structured` (default) holds the answer to `critic.share_slots`: after the
+    marker and `{` the keys are written for it and the model chooses only the digits of
+    each share, so every answer parses strictly. `free` lets it write up to
+    `max_new_tokens` tokens (the form before; kept for comparison). Calls go to the model
+    `batch_size` episodes at a time.
+    """
 
     kind = "llm"
     SYSTEM = "You judge cooperative team games. Reply with one line of JSON and nothing else."
 
-    def __init__(self, model: str = "smollm2", max_new_tokens: int = 64, device=None, loaded=None):
+    def __init__(self, model: str = "smollm2", max_new_tokens: int = 64, device=None, loaded=None,
+                 decoding: str = "structured", batch_size: int = 16, show_actions: bool = False):
+        if decoding not in ("structured", "free"):
+            raise ValueError(f"critic.decoding '{decoding}' is not valid; valid choices: structured, free")
         base = loaded or load_model(model, device)
         self.model, self.tokenizer, self.max_new_tokens = base.model, base.tokenizer, int(max_new_tokens)
+        self.decoding, self.batch_size, self.show_actions = decoding, max(1, int(batch_size)), bool(show_actions)
         self.calls = 0
+        self._patterns: dict[tuple, CharPattern] = {}
+
+    def _pattern(self, names) -> CharPattern:
+        key = tuple(names)
+        if key not in self._patterns:
+            self._patterns[key] = CharPattern(self.tokenizer, share_slots(list(names)))
+        return self._patterns[key]
 
     def score(self, requests) -> list[str]:
         """Greedy answers, each begun with its request's marker and an opening brace (so the
         model writes the JSON object where the parser reads it)."""
-        chats = [[{"role": "system", "content": self.SYSTEM}, {"role": "user", "content": r.prompt}] for r in requests]
-        starts = [f"{r.marker} {{" for r in requests]
-        self.calls += len(chats)
-        gens = generate(self.model, self.tokenizer, chats, self.max_new_tokens, temperature=0.0, prefills=starts)
-        return [start + g.text for start, g in zip(starts, gens)]
+        out = []
+        for start in range(0, len(requests), self.batch_size):
+            chunk = requests[start:start + self.batch_size]
+            chats = [[{"role": "system", "content": self.SYSTEM}, {"role": "user", "content": r.prompt}] for r in chunk]
+            starts = [f"{r.marker} {{" for r in chunk]
+            patterns = [self._pattern(r.episode.agents) for r in chunk] if self.decoding == "structured" else None
+            budget = max(len(p.slots) for p in patterns) + 1 if patterns else self.max_new_tokens
+            self.calls += len(chats)
+            gens = generate(self.model, self.tokenizer, chats, budget, temperature=0.0, prefills=starts, patterns=patterns)
+            out += [prefix + g.text for prefix, g in zip(starts, gens)]
+        return out

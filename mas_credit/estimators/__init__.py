@@ -153,6 +153,6 @@ def list_estimators() -> list[str]:
 
 # Importing the modules registers them.
 from mas_credit.estimators import (  # noqa: E402,F401
-    c3, coma, dr_mas, grpo, llm_mca, loo, m_grpo, sharp, shapley)
+    c3, coma, dr_mas, grpo, llm_mca, loo, m_grpo, sharp, shapley, uniform)
 
 __all__ = ["Needs", "Estimator", "register_estimator", "get_estimator", "list_estimators"]

@@ -27,7 +27,8 @@ from dataclasses import dataclass
 import torch
 
 from mas_credit.estimators import Needs, register_estimator
-from mas_credit.estimators.common import EPS, BaseConfig, agent_norm, check_choice, require_coalitions, to_turns
+from mas_credit.estimators.common import EPS, BaseConfig, agent_norm, check_choice, to_turns
+from mas_credit.estimators.uniform import decomposed
 from mas_credit.types import Credit, CreditBatch
 
 
@@ -57,11 +58,7 @@ def llm_mca(batch: CreditBatch, cfg: LlmMcaConfig) -> Credit:
         b = int(missing.nonzero()[0])
         raise ValueError(f"estimator 'llm_mca' needs the critic's shares, but episode {b} has none; "
                          f"score the episodes first: agents.critic.fill_critic(game, critic, episodes)")
-    gain = batch.reward
-    if cfg.baseline == "empty":
-        empty = torch.zeros(1, dtype=torch.long, device=batch.device)
-        gain = batch.reward - require_coalitions(batch, empty, "llm_mca", "counterfactual.fill_coalitions(game, episodes, [0])")[:, 0]
-    credit = batch.critic_share * gain[:, None]                                             # [B, N]
+    credit = batch.critic_share * decomposed(batch, cfg.baseline, "llm_mca")[:, None]       # [B, N]
     agent_adv = agent_norm(credit, batch.group, batch.acted, cfg.eps)
     return Credit(credit=credit, advantage=to_turns(agent_adv, batch.turn_agent),
                   metrics={"critic/fallback": float(batch.critic_fallback.sum())})
