@@ -9,6 +9,7 @@ from __future__ import annotations
 import argparse
 import os
 import sys
+from pathlib import Path
 
 EXIT_USAGE = 2
 EXIT_INTERRUPTED = 130          # 128 + SIGINT, as shells report Ctrl-C
@@ -136,9 +137,15 @@ def cmd_estimators(args) -> int:
 
 
 def cmd_config_show(args) -> int:
-    from mas_credit.config import load_experiment, to_yaml
+    from mas_credit.config import compose, find_config_root, load_experiment, to_yaml
 
-    print(to_yaml(load_experiment(args.experiment, args.overrides), only_used=True), end="")
+    cfg = load_experiment(args.experiment, args.overrides)
+    sources: dict = {}
+    compose(args.experiment, args.overrides, sources=sources)
+    print(f"# option folders searched, in order: {', '.join(str(r) for r in find_config_root(Path(args.experiment).parent).roots)}")
+    for where, source in sources.items():
+        print(f"# {where.split(': ', 1)[-1]} <- {source}")
+    print(to_yaml(cfg, only_used=True), end="")
     return 0
 
 
@@ -201,8 +208,6 @@ def cmd_batch(args) -> int:
 
 
 def cmd_report(args) -> int:
-    from pathlib import Path
-
     from mas_credit.batch import render_batch
     from mas_credit.report import render
     from mas_credit.train.summary import render_training
@@ -253,14 +258,20 @@ def build_parser() -> argparse.ArgumentParser:
                       help="comma-separated estimators to show beside exact Shapley (see `mas-credit estimators`)")
     play.set_defaults(func=cmd_play)
 
+    common = argparse.ArgumentParser(add_help=False)
+    common.add_argument("--config-dir", action="append", default=None, metavar="DIR",
+                        help="also search DIR for the option folders games/, agents/, estimators/ (first; repeatable; "
+                             "also $MAS_CREDIT_CONFIG_PATH)")
     config = sub.add_parser("config", help="inspect configurations")
     config_sub = config.add_subparsers(dest="config_command", required=True)
-    show = config_sub.add_parser("show", help="print an experiment's resolved config")
+    show = config_sub.add_parser("show", help="print an experiment's resolved config and where each option came from",
+                                 parents=[common])
     show.add_argument("experiment", help="experiment YAML, e.g. experiments/demo.yaml")
     show.add_argument("overrides", nargs="*", help="key=value overrides, e.g. n_tasks=16 team.skills=[1,1,0]")
     show.set_defaults(func=cmd_config_show)
 
-    study = sub.add_parser("study", help="run estimators side by side on the same episodes, scored against exact Shapley")
+    study = sub.add_parser("study", help="run estimators side by side on the same episodes, scored against exact Shapley",
+                           parents=[common])
     study.add_argument("experiment", help="experiment YAML, e.g. experiments/study_quickstart.yaml")
     study.add_argument("overrides", nargs="*", help="key=value overrides, e.g. seeds=[0] n_tasks=4")
     study.add_argument("--out", help="run folder (default: <output_dir>/<name>, or <name>-2, ... when that is taken)")
@@ -268,7 +279,8 @@ def build_parser() -> argparse.ArgumentParser:
     study.add_argument("--no-progress", action="store_true", help="no progress bar")
     study.set_defaults(func=cmd_study)
 
-    train = sub.add_parser("train", help="train the team's agents from an estimator's credit (per-agent policy updates)")
+    train = sub.add_parser("train", help="train the team's agents from an estimator's credit (per-agent policy updates)",
+                           parents=[common])
     train.add_argument("experiment", nargs="?", help="experiment YAML, e.g. experiments/quickstart.yaml")
     train.add_argument("overrides", nargs="*", help="key=value overrides, e.g. train.iterations=4 estimators=[grpo]")
     train.add_argument("--out", help="run folder (default: <output_dir>/<name>, or <name>-2, ... when that is taken)")
@@ -278,7 +290,7 @@ def build_parser() -> argparse.ArgumentParser:
     train.set_defaults(func=cmd_train)
 
     batch = sub.add_parser("batch", help="run a grid of studies or training runs (local processes or Ray) and aggregate them; "
-                           "finished runs are skipped on re-run; exit code 1 if any run failed")
+                           "finished runs are skipped on re-run; exit code 1 if any run failed", parents=[common])
     batch.add_argument("batch", help="batch YAML, e.g. experiments/batch_quickstart.yaml")
     batch.add_argument("overrides", nargs="*", help="key=value overrides of the batch, e.g. executor.workers=1 executor.kind=ray")
     batch.add_argument("--out", help="batch folder (default: <output_dir>/<name>); a batch folder is continued (resumed)")
@@ -307,6 +319,12 @@ def main(argv: list[str] | None = None) -> int:
 
     parser = build_parser()
     args = parser.parse_args(argv)
+    if getattr(args, "config_dir", None):
+        from mas_credit.config import CONFIG_PATH_ENV
+
+        # through the environment, so batch workers and Ray tasks search the same folders
+        dirs = [str(Path(d).resolve()) for d in args.config_dir]
+        os.environ[CONFIG_PATH_ENV] = os.pathsep.join(dirs + [p for p in os.environ.get(CONFIG_PATH_ENV, "").split(os.pathsep) if p])
     try:
         code = args.func(args)
         sys.stdout.flush()                         # inside the try: a reader that went away shows up here

@@ -23,6 +23,7 @@ import copy
 import itertools
 import json
 import math
+import os
 from dataclasses import dataclass, field, fields, is_dataclass
 from pathlib import Path
 from typing import Any, Dict, List
@@ -269,13 +270,43 @@ SHARE_PROMPTS = ("auto", "on", "off")
 
 
 # -- discovery -----------------------------------------------------------------------
-def find_config_root(start: Path | None = None) -> Path:
-    """The nearest folder at or above `start` (default: cwd) holding games/, agents/ and estimators/."""
+CONFIG_PATH_ENV = "MAS_CREDIT_CONFIG_PATH"
+PACKAGE_ROOT = Path(__file__).resolve().parents[1]
+"""where the shipped option folders are (the source tree of this package)"""
+
+
+@dataclass(frozen=True)
+class ConfigPath:
+    """The folders searched for option files (games/, agents/, estimators/), first match
+    wins: the `--config-dir` folders and $MAS_CREDIT_CONFIG_PATH (os.pathsep-separated),
+    then every folder at or above the experiment that holds an option folder, then the
+    options shipped with mas-credit."""
+
+    roots: tuple
+
+    def find(self, folder: str, name: str) -> Path | None:
+        return next((root / folder / f"{name}.yaml" for root in self.roots if (root / folder / f"{name}.yaml").is_file()), None)
+
+    def options(self, folder: str) -> list[str]:
+        return sorted({p.stem for root in self.roots for p in (root / folder).glob("*.yaml")})
+
+
+def as_config_path(root) -> ConfigPath:
+    return root if isinstance(root, ConfigPath) else ConfigPath((Path(root),))
+
+
+def find_config_root(start: Path | None = None) -> ConfigPath:
+    """The option search path for an experiment in `start` (default: cwd); see `ConfigPath`."""
     here = Path(start or Path.cwd()).resolve()
-    for folder in [here, *here.parents]:
-        if all((folder / g).is_dir() for g in OPTION_SCHEMA):
-            return folder
-    raise ConfigError(f"cannot find the option folders games/, agents/, estimators/ at or above {here}; run from the repository root")
+    roots = [Path(p).resolve() for p in os.environ.get(CONFIG_PATH_ENV, "").split(os.pathsep) if p]
+    roots += [folder for folder in [here, *here.parents] if any((folder / g).is_dir() for g in OPTION_SCHEMA)]
+    if any((PACKAGE_ROOT / g).is_dir() for g in OPTION_SCHEMA):
+        roots.append(PACKAGE_ROOT)
+    roots = list(dict.fromkeys(roots))
+    if not roots:
+        raise ConfigError(f"cannot find the option folders games/, agents/, estimators/ at or above {here}, in "
+                          f"${CONFIG_PATH_ENV} or beside mas-credit; give --config-dir")
+    return ConfigPath(tuple(roots))
 
 
 def load_team_config(ref: str, root: Path | None = None) -> "TeamConfig":
@@ -291,8 +322,8 @@ def load_team_config(ref: str, root: Path | None = None) -> "TeamConfig":
     return OmegaConf.to_object(_check_against(TeamConfig, data, where, "team."))
 
 
-def list_options(root: Path, folder: str) -> list[str]:
-    return sorted(p.stem for p in (root / folder).glob("*.yaml"))
+def list_options(root, folder: str) -> list[str]:
+    return as_config_path(root).options(folder)
 
 
 def _read_yaml(path: Path) -> dict:
@@ -328,8 +359,9 @@ def _check_against(schema, data: dict, where: str, prefix: str = ""):
 
 
 # -- composition ---------------------------------------------------------------------
-def load_option(root: Path, folder: str, ref: Any, where: str) -> dict:
-    """Resolve an option reference (`name` or `{use: name, field: override, ...}`) to a dict."""
+def load_option(root: Path, folder: str, ref: Any, where: str, sources: dict | None = None) -> dict:
+    """Resolve an option reference (`name` or `{use: name, field: override, ...}`) to a dict;
+    `sources[where]` records the file it came from (or the plug-in)."""
     overrides: dict = {}
     if isinstance(ref, dict):
         overrides = dict(ref)
@@ -339,14 +371,39 @@ def load_option(root: Path, folder: str, ref: Any, where: str) -> dict:
                               f"valid options: {', '.join(list_options(root, folder))}")
     if not isinstance(ref, str):
         raise ConfigError(f"{where}: expected an option name from {folder}/, got {ref!r}; valid options: {', '.join(list_options(root, folder))}")
-    path = root / folder / f"{ref}.yaml"
-    if not path.is_file():
+    path = as_config_path(root).find(folder, ref)
+    if path is None:
+        plugged = _registered(folder, ref)              # a plug-in (or package.module:Object) with no option file
+        if plugged is not None:
+            if sources is not None:
+                sources[where] = f"{ref}: registered by a plug-in, no option file"
+            return _deep_merge(plugged, overrides)
         raise ConfigError(f"{where}: unknown option '{ref}' (no file {folder}/{ref}.yaml); valid options: {', '.join(list_options(root, folder))}")
     base = _read_yaml(path)
+    if sources is not None:
+        sources[where] = f"{ref}: {path}"
     _check_against(OPTION_SCHEMA[folder], base, str(path))
     if "label" in {f.name for f in fields(OPTION_SCHEMA[folder])}:
         base.setdefault("label", ref)
     return _deep_merge(base, overrides)
+
+
+def _registered(folder: str, ref: str) -> dict | None:
+    """The option of a game or estimator that has no file but is registered (by a plug-in's
+    entry point) or named as package.module:Object; None otherwise."""
+    try:
+        if folder == "games":
+            from mas_credit.games import resolve_game_name
+
+            return {"name": ref if ":" in ref else resolve_game_name(ref), "label": ref.rpartition(":")[2] if ":" in ref else ref}
+        if folder == "estimators":
+            from mas_credit.estimators import get_estimator
+
+            return {"name": ref if ":" in ref else get_estimator(ref).name, "label": ref.rpartition(":")[2] if ":" in ref else ref}
+    except ValueError as err:
+        if ":" in ref:
+            raise ConfigError(str(err)) from None
+    return None
 
 
 def _deep_merge(base: dict, overrides: dict) -> dict:
@@ -398,9 +455,10 @@ def apply_override(raw: dict, override: str) -> None:
         node[last] = value
 
 
-def compose(path: str | Path, overrides: list[str] = (), root: Path | None = None) -> dict:
+def compose(path: str | Path, overrides: list[str] = (), root: Path | None = None, sources: dict | None = None) -> dict:
     """Read an experiment YAML, apply overrides, and resolve every option reference;
-    returns the plain dict (not yet validated against the dataclasses)."""
+    returns the plain dict (not yet validated against the dataclasses). `sources` collects
+    where each option came from (see `load_option`)."""
     path = Path(path)
     raw = _read_yaml(path)
     root = root or find_config_root(path.parent)
@@ -416,10 +474,10 @@ def compose(path: str | Path, overrides: list[str] = (), root: Path | None = Non
             continue
         value = raw[key]
         if key == "team":
-            resolved[key] = load_option(root, folder, value, f"{path}: team")
+            resolved[key] = load_option(root, folder, value, f"{path}: team", sources)
         else:
             items = value if isinstance(value, list) else [value]
-            resolved[key] = [load_option(root, folder, item, f"{path}: {key}.{i}") for i, item in enumerate(items)]
+            resolved[key] = [load_option(root, folder, item, f"{path}: {key}.{i}", sources) for i, item in enumerate(items)]
     return resolved
 
 

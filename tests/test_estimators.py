@@ -84,6 +84,8 @@ def test_m_grpo_weights_equal_reference(seed, n_agents):
 def test_registry_rejects_duplicates_and_lists_valid_names():
     with pytest.raises(ValueError, match="already registered"):
         register_estimator("grpo", object, lambda cfg, n: Needs())(lambda batch, cfg: None)
+    grpo = get_estimator("grpo")
+    assert register_estimator("grpo", grpo.Config, grpo.needs_rule)(grpo.fn) is grpo.fn and get_estimator("grpo") is grpo
     with pytest.raises(ValueError, match="valid estimators: c3, coma, dr_mas, grpo"):
         get_estimator("shaply")
 

@@ -133,21 +133,45 @@ def register_estimator(name: str, config: type, needs: Callable[[Any, int], Need
     """Decorator: register `fn(batch, cfg) -> Credit` under `name`. `granularity` and `family`
     place it in the survey's taxonomy; every run's reporting checklist quotes them."""
     def wrap(fn):
-        if name in _REGISTRY:
-            raise ValueError(f"estimator '{name}' is already registered; pick another name")
+        held = _REGISTRY.get(name)
+        if held is not None and (held.fn.__module__, held.fn.__qualname__) == (fn.__module__, fn.__qualname__):
+            return fn                                  # the same function again (its module imported twice)
+        if held is not None:
+            raise ValueError(f"estimator '{name}' is already registered by {held.fn.__module__}.{held.fn.__qualname__}; "
+                             f"pick another name")
         _REGISTRY[name] = Estimator(name=name, fn=fn, Config=config, needs_rule=needs, doc=sys.modules[fn.__module__].__doc__ or "",
                                     granularity=granularity, family=family)
         return fn
     return wrap
 
 
+def _plugins() -> None:
+    from mas_credit.plugins import load_plugins
+
+    load_plugins("estimators", lambda obj: None)       # register_estimator already ran on import
+
+
 def get_estimator(name: str) -> Estimator:
+    """The estimator registered as `name`; `package.module:function` imports that module
+    (its `register_estimator` registers it; see `mas_credit.plugins`)."""
+    if name not in _REGISTRY and ":" in name:
+        from mas_credit.plugins import load_object
+
+        fn = load_object(name)
+        found = next((est for est in _REGISTRY.values() if est.fn is fn or est is fn), None)
+        if found is None:
+            raise ValueError(f"'{name}' is not a registered estimator; decorate it with "
+                             f"mas_credit.estimators.register_estimator(name, Config, needs)")
+        return found
+    if name not in _REGISTRY:
+        _plugins()
     if name not in _REGISTRY:
         raise ValueError(f"unknown estimator '{name}'; valid estimators: {', '.join(list_estimators())}")
     return _REGISTRY[name]
 
 
 def list_estimators() -> list[str]:
+    _plugins()
     return sorted(_REGISTRY)
 
 

@@ -35,13 +35,34 @@ for _cls in (VaultEnv, PotluckEnv, LookoutEnv, CouncilEnv, RelayEnv, OrchestraEn
     register_game(_cls)
 
 
+def _plugins() -> None:
+    from mas_credit.plugins import load_plugins
+
+    load_plugins("games", register_game)
+
+
 def list_games() -> list[str]:
+    _plugins()
     return sorted(_REGISTRY)
 
 
 def resolve_game_name(name: str) -> str:
-    """`vault` -> newest `vault_vK`; a versioned name is checked. Unknown names raise
+    """`vault` -> newest `vault_vK`; a versioned name is checked; `package.module:Class`
+    imports and registers that class (see `mas_credit.plugins`). Unknown names raise
     GameParamError listing the valid ones."""
+    if name in _REGISTRY:
+        return name
+    if ":" in name:
+        from mas_credit.plugins import PluginError, load_object
+
+        try:
+            cls = load_object(name)
+        except PluginError as err:
+            raise GameParamError(str(err)) from None
+        if not (isinstance(cls, type) and issubclass(cls, GameBase)):
+            raise GameParamError(f"'{name}' is not a game class (a subclass of mas_credit.games.base.GameBase)")
+        return register_game(cls).name
+    _plugins()
     if name in _REGISTRY:
         return name
     versions = sorted((n for n in _REGISTRY if n.rsplit("_v", 1)[0] == name), key=lambda n: int(n.rsplit("_v", 1)[1]))

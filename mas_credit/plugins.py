@@ -1,0 +1,61 @@
+"""Outside code in mas-credit: games and estimators from other packages.
+
+Two ways in, both loaded in every process that looks a name up (the CLI, `report`, batch
+worker processes, Ray tasks), because lookups load them, not a startup hook:
+
+- entry points: a package declares
+      [project.entry-points."mas_credit.games"]       tally = "my_pkg:TallyEnv"
+      [project.entry-points."mas_credit.estimators"]  last_word = "my_pkg.credit:last_word"
+  (a game class, or an estimator registered with `register_estimator`, or a module whose
+  import registers them); once it is installed, `game: tally_v0` or `estimators:
+  [last_word]` find it;
+- a `package.module:Object` reference anywhere a game or estimator is named in YAML
+  (`game: {use: "my_pkg:TallyEnv"}`); the module must be importable in every process.
+
+Registering the same object twice is a no-op; two different objects under one name is an
+error (see `games.register_game`, `estimators.register_estimator`).
+"""
+from __future__ import annotations
+
+import importlib
+from importlib.metadata import entry_points
+
+GROUPS = {"games": "mas_credit.games", "estimators": "mas_credit.estimators"}
+_loaded: set[str] = set()
+
+
+class PluginError(ValueError):
+    """A plug-in could not be loaded; the message names it and what to check."""
+
+
+def load_object(ref: str):
+    """The object of a `package.module:Object` reference."""
+    module_name, _, attr = ref.partition(":")
+    if not module_name or not attr:
+        raise PluginError(f"'{ref}' is not a plug-in reference; write package.module:Object")
+    try:
+        obj = importlib.import_module(module_name)
+    except ImportError as err:
+        raise PluginError(f"'{ref}': cannot import {module_name} ({err}); install the package that provides it "
+                          f"(pip install -e <its folder>) or put it on PYTHONPATH") from None
+    for part in attr.split("."):
+        if not hasattr(obj, part):
+            raise PluginError(f"'{ref}': {module_name} has no {attr}")
+        obj = getattr(obj, part)
+    return obj
+
+
+def load_plugins(kind: str, register) -> None:
+    """Load every entry point of group `GROUPS[kind]` once per process; `register(obj)` is
+    called with each loaded object (a module is taken to have registered itself)."""
+    if kind in _loaded:
+        return
+    _loaded.add(kind)
+    for ep in entry_points(group=GROUPS[kind]):
+        try:
+            obj = ep.load()
+        except Exception as err:  # noqa: BLE001 - a broken plug-in must name itself, not crash a lookup deep inside
+            raise PluginError(f"plug-in '{ep.name}' ({ep.value}, group {ep.group}) failed to load: "
+                              f"{type(err).__name__}: {err}") from None
+        if not isinstance(obj, type(importlib)):
+            register(obj)
