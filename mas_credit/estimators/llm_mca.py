@@ -26,9 +26,9 @@ from dataclasses import dataclass
 
 import torch
 
-from mas_credit.estimators import Needs, register_estimator
+from mas_credit.estimators import register_estimator
 from mas_credit.estimators.common import EPS, BaseConfig, agent_norm, check_choice, to_turns
-from mas_credit.estimators.uniform import decomposed
+from mas_credit.estimators.uniform import baseline_needs, decomposed
 from mas_credit.types import Credit, CreditBatch
 
 
@@ -42,13 +42,7 @@ class LlmMcaConfig(BaseConfig):
         check_choice("llm_mca", "baseline", self.baseline, ("empty", "none"))
 
 
-def _needs(cfg: LlmMcaConfig, n_agents: int) -> Needs:
-    if cfg.baseline == "empty":   # the empty coalition: nobody acts, so replay and resample agree
-        return Needs(coalitions=(0,), kind="empty", critic=True, groups=True)
-    return Needs(critic=True, groups=True)
-
-
-@register_estimator("llm_mca", LlmMcaConfig, _needs,
+@register_estimator("llm_mca", LlmMcaConfig, lambda cfg, n: baseline_needs(cfg, critic=True),
                     granularity="multi-agent",
                     family="model-based / LLM-as-critic (survey: LLM-Critic)")
 def llm_mca(batch: CreditBatch, cfg: LlmMcaConfig) -> Credit:

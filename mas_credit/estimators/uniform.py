@@ -28,10 +28,12 @@ class UniformConfig(BaseConfig):
         check_choice("uniform", "baseline", self.baseline, ("empty", "none"))
 
 
-def _needs(cfg: UniformConfig, n_agents: int) -> Needs:
+def baseline_needs(cfg, critic: bool = False) -> Needs:
+    """What splitting R - v(empty) (`baseline: empty`) or R needs: the empty coalition's value
+    (nobody acts, so replay and resample agree), and the critic for llm_mca."""
     if cfg.baseline == "empty":
-        return Needs(coalitions=(0,), kind="empty", groups=True)
-    return Needs(groups=True)
+        return Needs(coalitions=(0,), kind="empty", critic=critic, groups=True)
+    return Needs(critic=critic, groups=True)
 
 
 def decomposed(batch: CreditBatch, baseline: str, estimator: str) -> torch.Tensor:
@@ -42,7 +44,7 @@ def decomposed(batch: CreditBatch, baseline: str, estimator: str) -> torch.Tenso
     return batch.reward - require_coalitions(batch, empty, estimator, "counterfactual.fill_coalitions(game, episodes, [0])")[:, 0]
 
 
-@register_estimator("uniform", UniformConfig, _needs,
+@register_estimator("uniform", UniformConfig, lambda cfg, n: baseline_needs(cfg),
                     granularity="multi-agent (equal shares)",
                     family="baseline (what an LLM critic falls back to)")
 def uniform(batch: CreditBatch, cfg: UniformConfig) -> Credit:
