@@ -37,9 +37,8 @@ def _ints(text: str) -> list[int]:
 def cmd_play(args) -> int:
     import yaml
 
-    from mas_credit.agents import ScriptedTeam, game_kwargs, load_team
-    from mas_credit.agents.critic import ScriptedCritic
-    from mas_credit.config import GameConfig, load_team_config
+    from mas_credit.agents import ScriptedTeam, game_kwargs, load_critic, load_team
+    from mas_credit.config import CriticConfig, GameConfig, load_team_config
     from mas_credit.counterfactual import fill_coalitions, fill_needs
     from mas_credit.estimators import get_estimator
     from mas_credit.estimators.shapley import exact_shapley
@@ -96,9 +95,10 @@ def cmd_play(args) -> int:
         raise UsageError(f"the team has {team.n_agents} agents but --n-agents is {game.n_agents}; make them match")
     episode = collect(game, team, n_tasks=1, group_size=1, seed=args.seed)[0]
     fill_coalitions(game, [episode], "all")
+    critic = load_critic(CriticConfig(seed=args.seed))       # the scripted critic studies use, with its defaults
     columns = {}
     for est in estimators:
-        fill_needs(game, [episode], est.needs(None, game.n_agents), team=team, critic=ScriptedCritic(seed=args.seed))
+        fill_needs(game, [episode], est.needs(None, game.n_agents), team=team, critic=critic)
         columns[est.name] = est(CreditBatch.from_episodes([episode]), {"device": "cpu"}).credit[0]
     phi = exact_shapley(CreditBatch.from_episodes([episode]).coalition)[0]
 
@@ -118,7 +118,7 @@ def cmd_play(args) -> int:
         print(f"{name:<10}{skill}{float(phi[i]):>10.3f}" + "".join(f"{float(c[i]):>10.3f}" for c in columns.values())
               + f"  {comps}")
     print(f"sum of Shapley = {float(phi.sum()):.3f} = R - v(empty)   (shapley is the exact ground truth; "
-          f"the other columns are estimators, with a scripted critic for llm_mca)")
+          f"the other columns are estimators; llm_mca's critic is the scripted one with the study defaults)")
     return 0
 
 

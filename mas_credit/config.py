@@ -24,6 +24,7 @@ import itertools
 import json
 import math
 import os
+import re
 from dataclasses import dataclass, field, fields, is_dataclass
 from pathlib import Path
 from typing import Any, Dict, List
@@ -71,8 +72,8 @@ class TeamConfig(_Frozen):
     """The team that plays (an option file in agents/)."""
 
     kind: str = "scripted"
-    """scripted: simulated agents with set skills | llm: language models (transformers backend) | vllm |
-    mixed: one member of its own kind per agent (`members`: scripted or tabular learners)"""
+    """scripted: simulated agents with set skills | llm: language models (transformers backend) | vllm: the
+    same team served by vLLM (GPU) | mixed: one member of its own kind per agent (`members`: scripted, tabular or llm)"""
     skills: List[float] = field(default_factory=lambda: [0.9, 0.9, 0.9])
     """scripted: probability of the right action, one per agent; its length is the team size"""
     lazy: List[int] = field(default_factory=list)
@@ -612,8 +613,8 @@ def validate(cfg: ExperimentConfig, where: str, root: Path) -> None:
 
     fanouts = set()
     for i, e in enumerate(cfg.estimators):
-        if e.device not in DEVICES:
-            raise ConfigError(f"{where}: estimators.{i}.device '{e.device}' is not valid; valid choices: {', '.join(DEVICES)}")
+        if e.device not in DEVICES and not re.fullmatch(r"cuda:\d+", str(e.device)):
+            raise ConfigError(f"{where}: estimators.{i}.device '{e.device}' is not valid; valid choices: {', '.join(DEVICES)}, cuda:N")
         try:  # the estimator's Config is the one place its knobs are checked
             est = get_estimator(e.name)
             needs = est.needs(est.make_config(e), cfg.games[0].n_agents)

@@ -25,8 +25,7 @@ import numpy as np
 
 from mas_credit.agents.scripted import ActResult
 from mas_credit.rollout import NULL, POLICY, ScriptedRun, fresh_env, run_scripts
-
-MODES = ("replay", "resample")
+from mas_credit.types import COUNTERFACTUAL_MODES as MODES
 
 
 def coalition_masks(n_agents: int, masks) -> list[int]:

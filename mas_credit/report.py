@@ -15,7 +15,7 @@ counterfactual estimators never default a coalition value here: replay is exact 
 resample re-runs every value, so theirs is 0). A row that fell back on more than half
 its episodes is marked † in the table, hatched in the plots, and named in the summary.
 Each is averaged over a seed's episodes; across seeds: mean and 95% confidence interval
-(Student t). This module must not run games or estimators.
+(Student t, scipy's quantile at any number of seeds). This module must not run games or estimators.
 """
 from __future__ import annotations
 
@@ -24,6 +24,7 @@ import math
 from pathlib import Path
 
 import numpy as np
+from scipy.stats import t as student_t
 
 from mas_credit.outputs import RunDirError, save_figure, write_text
 
@@ -47,9 +48,6 @@ COLUMN_HELP = {
     "critic_calls_per_episode": "critic calls, per episode",
     "ms_per_episode": "wall time of its counterfactuals plus the estimator, per episode (ms)",
 }
-# two-sided 95% Student t quantiles by degrees of freedom (1..30); normal beyond
-_T95 = [12.706, 4.303, 3.182, 2.776, 2.571, 2.447, 2.365, 2.306, 2.262, 2.228, 2.201, 2.179, 2.160, 2.145, 2.131,
-        2.120, 2.110, 2.101, 2.093, 2.086, 2.080, 2.074, 2.069, 2.064, 2.060, 2.056, 2.052, 2.048, 2.045, 2.042]
 
 
 def mean_ci(values) -> tuple[float, float]:
@@ -59,7 +57,7 @@ def mean_ci(values) -> tuple[float, float]:
         return math.nan, math.nan
     if len(values) == 1:
         return float(values[0]), math.nan
-    t = _T95[len(values) - 2] if len(values) - 1 <= len(_T95) else 1.96
+    t = float(student_t.ppf(0.975, len(values) - 1))           # two-sided 95%, exact at any number of seeds
     return float(values.mean()), float(t * values.std(ddof=1) / math.sqrt(len(values)))
 
 

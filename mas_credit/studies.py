@@ -29,10 +29,10 @@ from mas_credit.estimators import get_estimator
 from mas_credit.estimators.shapley import coalition_halves, exact_shapley
 from mas_credit.games import make_game
 from mas_credit.outputs import check_run_dir, staged_run_dir, write_json, write_jsonl, write_parquet, write_text
+from mas_credit.report import TRUTH
 from mas_credit.rollout import collect, collect_tree
 from mas_credit.types import CreditBatch, Episode, resolve_device
 
-TRUTH = "ground truth"
 
 
 def _copies(episodes: list[Episode]) -> list[Episode]:

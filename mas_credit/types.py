@@ -16,6 +16,10 @@ from typing import Any
 
 import torch
 
+COUNTERFACTUAL_MODES = ("replay", "resample")
+"""how a counterfactual value is obtained: replay the recorded actions of the agents kept
+(absent ones play their null action) | re-run the episode from the first substituted turn"""
+
 
 def resolve_device(device: str | torch.device | None) -> torch.device:
     """`auto`/None -> cuda when present, else cpu; anything else is taken as given."""

@@ -102,6 +102,8 @@ BAD = [
     ("", [], "exp.yaml: the file is empty; give its keys (experiments/demo.yaml shows an experiment)"),
     ("# nothing but a comment\n", [], "the file is empty"),
     ("name: x\ngame: vault\nteam: scripted_trio\nestimators: [{use: shapley, device: tpu}]\n", [], "device 'tpu'"),
+    ("name: x\ngame: vault\nteam: scripted_trio\nestimators: [{use: shapley, device: 'cuda:x'}]\n", [],
+     "device 'cuda:x' is not valid; valid choices: auto, cpu, cuda, cuda:N"),
     ("name: x\ngame: vault\nteam: scripted_trio\nestimators: [sharp]\n", ["estimators.0.params.kapa=0.2"],
      "estimators.0: estimator 'sharp' has no knob kapa; valid knobs: device, counterfactual"),
     ("name: x\ngame: vault\nteam: scripted_trio\nestimators: [dr_mas]\n", ["estimators.0.params.row_stats=rows"],
@@ -176,3 +178,10 @@ def test_every_estimator_option_documents_exactly_its_knobs():
             assert set(data.get("params", {})) == knobs, path.name
             seen.add(path.stem)
     assert seen == set(list_estimators())
+
+
+def test_a_numbered_cuda_device_is_a_valid_estimator_device():
+    """cuda:N passes validation as it passes the estimators (whether that GPU exists is the
+    estimator's check when it runs)."""
+    cfg = load_experiment(ROOT / "experiments" / "demo.yaml", ["estimators=[{use: shapley, device: 'cuda:1'}]"])
+    assert cfg.estimators[0].device == "cuda:1"

@@ -173,3 +173,25 @@ def test_a_critic_that_always_falls_back_is_marked_and_compared_with_uniform(tmp
     honest = run_study(load_experiment(QUICK, ["seeds=[0]", "n_tasks=2", "games=[vault]", "estimators=[llm_mca]",
                                                "critic.malformed_rate=0.0"]), out_dir=tmp_path / "h", progress=False)
     assert "†" not in (honest / "summary.md").read_text().split("## Columns")[0]
+
+
+def test_kendall_tau_b_and_the_confidence_interval_equal_scipy():
+    """Oracles: scipy's tau-b (ties included) and Student t quantile at any number of seeds
+    (the hand-written table used to switch to 1.96 beyond 30 degrees of freedom)."""
+    import numpy as np
+    from scipy.stats import kendalltau
+    from scipy.stats import t as student_t
+
+    from mas_credit.report import kendall_tau_b, mean_ci
+
+    rng = np.random.default_rng(0)
+    credit, truth = rng.integers(0, 3, size=(200, 5)).astype(float), rng.integers(0, 3, size=(200, 5)).astype(float)
+    ours = kendall_tau_b(credit, truth)
+    for b in range(200):
+        ref = kendalltau(credit[b], truth[b]).statistic                 # variant b is scipy's default
+        assert (np.isnan(ours[b]) and np.isnan(ref)) or abs(ours[b] - ref) < 1e-12, b
+    for n in (2, 3, 10, 31, 40, 200):
+        values = rng.normal(size=n)
+        mean, half = mean_ci(values)
+        assert mean == pytest.approx(values.mean())
+        assert half == pytest.approx(student_t.ppf(0.975, n - 1) * values.std(ddof=1) / np.sqrt(n), rel=1e-12)

@@ -17,7 +17,7 @@ from dataclasses import dataclass
 import torch
 
 from mas_credit.estimators import Needs, register_estimator
-from mas_credit.estimators.common import BaseConfig, agent_norm, check_choice, to_turns
+from mas_credit.estimators.common import CF_MODES, BaseConfig, agent_norm, check_choice, to_turns
 from mas_credit.types import Credit, CreditBatch
 
 
@@ -31,7 +31,7 @@ class ComaConfig(BaseConfig):
     """none: advantage = credit | agent: agent_norm(credit)"""
 
     def check(self):
-        check_choice("coma", "counterfactual", self.counterfactual, ("replay", "resample"))
+        check_choice("coma", "counterfactual", self.counterfactual, CF_MODES)
         check_choice("coma", "normalise", self.normalise, ("none", "agent"))
         if self.samples < 1:
             raise ValueError(f"estimator 'coma': samples must be >= 1, got {self.samples}")

@@ -11,10 +11,10 @@ from dataclasses import dataclass
 
 import torch
 
+from mas_credit.types import COUNTERFACTUAL_MODES as CF_MODES
 from mas_credit.types import CreditBatch
 
 EPS = 1e-6
-CF_MODES = ("replay", "resample")
 
 
 @dataclass
