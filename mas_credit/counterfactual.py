@@ -1,7 +1,7 @@
 """Counterfactual values for recorded episodes: coalition values v(S), COMA's
 alternative-action values, and the critic's shares — whatever an estimator `needs`.
 
-Coalition values, two modes (DESIGN.md, "Counterfactuals"):
+Coalition values, two modes (docs/architecture.md, "Counterfactuals"):
   replay    agents outside S play their null action and the others keep their recorded
             actions (`game.team_values`; exact for one-shot games, open-loop for
             turn-based ones). No policy calls.

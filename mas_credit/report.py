@@ -1,7 +1,7 @@
 """Scores, tables and plots of a study, rendered from its saved results
 (`credit.parquet`, `costs.json`), so `mas-credit report RUN_DIR` can redo them.
 
-Scores per episode against exact Shapley phi* (ESTIMATORS.md, "How studies score"):
+Scores per episode against exact Shapley phi* (docs/estimators.md, "How studies score"):
   rmse           sqrt(mean_i (credit_i - phi*_i)^2)
   kendall_tau    Kendall tau-b between credit and phi* over the agents; episodes where
                  either side is all ties are left out

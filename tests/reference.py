@@ -1,5 +1,5 @@
 """Slow, obvious references for every estimator: plain Python loops over lists and
-dicts, written from ESTIMATORS.md without looking at the vectorised code. Tests
+dicts, written from docs/estimators.md without looking at the vectorised code. Tests
 compare the torch estimators with these; benchmarks/estimators.py times both.
 
 Each takes a CreditBatch (read through .tolist()) and the estimator's Config and
@@ -249,7 +249,7 @@ def c3_counterfactual(batch, cfg):
 
 
 def c3_tree(batch, cfg):
-    """Nodes and sibling sets from the batch's tree ids, then the formulas of ESTIMATORS.md
+    """Nodes and sibling sets from the batch's tree ids, then the formulas of docs/estimators.md
     (normaliser sqrt(var_pop + 1e-8) as the reference code). Returns credit, advantage and
     the turn weights of `rows: nodes`."""
     d = _lists(batch)

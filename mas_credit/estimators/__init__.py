@@ -5,7 +5,7 @@
 with a typed config dataclass (its knobs, defaults in one place) and a `needs` rule
 that says what must be computed from the episodes first (coalition values, COMA's
 alternative values, critic shares, tree fan-out rollouts), so a run only pays for
-what its estimators use. Formulas and sources: ../shared/ESTIMATORS.md and each
+what its estimators use. Formulas and sources: docs/estimators.md and each
 module's docstring.
 
     est = get_estimator("sharp")

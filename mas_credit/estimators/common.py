@@ -84,7 +84,7 @@ def normalise(x: torch.Tensor, key: torch.Tensor, weight: torch.Tensor, n_keys: 
 
 
 def agent_norm(x: torch.Tensor, group: torch.Tensor, mask: torch.Tensor, eps: float = EPS) -> torch.Tensor:
-    """Agent-wise group normalisation (ESTIMATORS.md, "Shared math").
+    """Agent-wise group normalisation (docs/estimators.md, "Shared math").
 
     x [B, N]; group [B]; mask [B, N] (False = the agent did not act: excluded from the
     statistics and given 0). For agent i in group g: (x - mean_{g,i}) / (std_{g,i} + eps).

@@ -2,7 +2,7 @@
 
 Exact is what studies score against; sampled (Castro et al. 2009, permutations with
 antithetic pairs) is for when 2**N coalitions cost too much. credit = phi;
-advantage = agent_norm(phi) on each agent's turns (knob `normalise`). ESTIMATORS.md,
+advantage = agent_norm(phi) on each agent's turns (knob `normalise`). docs/estimators.md,
 "Shared math" and "Extras".
 
 Exact, as one matrix product:
@@ -10,7 +10,7 @@ Exact, as one matrix product:
 phi_i = sum_{S not containing i} |S|! (N-|S|-1)! / N! * (v(S u {i}) - v(S))
       = V @ W,  V [B, 2**N] (bit i of the column index = agent i present),
         W [2**N, N]: W[S, i] = w(|S|-1) if i in S else -w(|S|), w(k) = k!(N-k-1)!/N!.
-Efficiency: sum_i phi_i = v(N) - v(empty). (Shapley 1953; ESTIMATORS.md, "Shared math".)
+Efficiency: sum_i phi_i = v(N) - v(empty). (Shapley 1953; docs/estimators.md, "Shared math".)
 
 `exact_shapley` contracts the marginal contributions instead of V with W:
 phi[b, i] = sum_k w(|S_k|) * (V[b, S_k | i] - V[b, S_k]) over the 2**(N-1) coalitions S_k

@@ -1,7 +1,7 @@
 """Shared machinery of the cooperative text games: spaces, the game contract, and
 the two PettingZoo env bases (one-shot parallel, turn-based AEC).
 
-The contract every game keeps beyond the PettingZoo API (see DESIGN.md):
+The contract every game keeps beyond the PettingZoo API (see docs/architecture.md):
   parse(agent, text, prompt) -> action | None      never raises
   read(agent, text, prompt) -> Reading(action, formatted)
   null_action(agent) -> None               what an absent agent "does"

@@ -1,6 +1,6 @@
 """`mas-credit train`: each agent learns from the credit the estimator gives it.
 
-One iteration (DESIGN.md, "Data flow"):
+One iteration (docs/architecture.md, "Data flow"):
   collect n_tasks x group_size episodes with the team (tree fan-out if the estimator needs it)
   -> fill the counterfactuals the estimator needs -> CreditBatch -> estimator on its device
   -> each learner class's shared preparation (LLM adapters: one reference pass per model)
