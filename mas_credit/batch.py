@@ -140,7 +140,8 @@ def run_rows(run_dir: Path, mode: str) -> list[dict]:
         return [{**{k: (v.item() if hasattr(v, "item") else v) for k, v in row.items()}, "run_wall_s": run["wall_s"]}
                 for row in per_seed.to_dict("records")]
     from mas_credit.config import load_resolved
-    from mas_credit.train.summary import learning_metrics, read_metrics
+    from mas_credit.outputs import read_metrics
+    from mas_credit.train.summary import learning_metrics
 
     cfg = load_resolved(run_dir / "config.yaml")
     train, evals = read_metrics(run_dir)
@@ -434,7 +435,8 @@ def learning_curves(batch_dir: Path, ok, keys: list[str]):
     import matplotlib.pyplot as plt
     import numpy as np
 
-    from mas_credit.train.summary import line_style, read_metrics
+    from mas_credit.outputs import read_metrics
+    from mas_credit.train.summary import line_style
 
     group_keys = [k for k in keys if k != "estimator"]
     estimators = list(dict.fromkeys(ok["estimator"]))

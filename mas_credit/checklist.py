@@ -27,7 +27,7 @@ from pathlib import Path
 import numpy as np
 import yaml
 
-from mas_credit.outputs import write_json
+from mas_credit.outputs import read_metrics, write_json
 
 STUDY_METRIC = ("per-episode scores of each estimator's credit [B, N] against the exact Shapley value of the replayed "
                 "coalition values: RMSE, Kendall tau-b, top agent, null-player absolute credit, efficiency gap (summary.md, Columns)")
@@ -118,7 +118,6 @@ def _study_parts(run_dir: Path, cfg: dict, wall_s: float) -> tuple[dict, dict]:
 
 
 def _train_parts(run_dir: Path, cfg: dict, wall_s: float) -> tuple[dict, dict]:
-    from mas_credit.train.summary import read_metrics
 
     train, _ = read_metrics(run_dir)
     label = cfg["estimators"][0].get("label") or cfg["estimators"][0]["name"]

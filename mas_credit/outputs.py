@@ -153,3 +153,28 @@ def staged_run_dir(run_dir: Path, kind: str):
         shutil.rmtree(old, ignore_errors=True)
     finally:
         shutil.rmtree(work, ignore_errors=True)
+
+
+# -- metrics.jsonl ----------------------------------------------------------------------
+def is_metric_record(line: str) -> bool:
+    try:
+        record = json.loads(line)
+    except ValueError:
+        return False
+    return isinstance(record, dict) and record.get("kind") in ("train", "eval")
+
+
+def metric_records(path: Path) -> list[dict]:
+    """The records of a metrics.jsonl. A last line cut short (what a run killed mid-write
+    leaves) is dropped; a damaged line anywhere else is a one-line error."""
+    lines = [line for line in Path(path).read_text(errors="replace").splitlines() if line.strip()]
+    bad = [k for k, line in enumerate(lines) if not is_metric_record(line)]
+    if bad and bad != [len(lines) - 1]:
+        raise RunDirError(f"{path}: line {bad[0] + 1} is not a metric record (a damaged file); "
+                          f"resume from the checkpoint (mas-credit train --resume) or train again")
+    return [json.loads(line) for k, line in enumerate(lines) if k not in bad]
+
+
+def read_metrics(run_dir: Path) -> tuple[list[dict], list[dict]]:
+    records = metric_records(Path(run_dir) / "metrics.jsonl")
+    return [r for r in records if r["kind"] == "train"], [r for r in records if r["kind"] == "eval"]

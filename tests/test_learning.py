@@ -14,7 +14,8 @@ from mas_credit.games import GameParamError, make_game
 from mas_credit.games.base import GameBase
 from mas_credit.rollout import collect
 from mas_credit.train.learners import TabularLearner
-from mas_credit.train.summary import learning_metrics, read_metrics
+from mas_credit.outputs import read_metrics
+from mas_credit.train.summary import learning_metrics
 from mas_credit.train.trainer import Trainer, resume
 
 from .test_studies import ROOT

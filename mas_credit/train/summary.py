@@ -10,7 +10,8 @@ from pathlib import Path
 
 import numpy as np
 
-from mas_credit.outputs import RunDirError, save_figure, write_text
+from mas_credit.checklist import write_checklist
+from mas_credit.outputs import read_metrics, save_figure, write_text
 
 
 def learning_metrics(train: list[dict], evals: list[dict], target: float) -> dict:
@@ -42,30 +43,6 @@ def learning_metrics(train: list[dict], evals: list[dict], target: float) -> dic
             "learn/episodes_to_target": int(played[int(iterations[reached[0]])]) if len(reached) else None,
             "learn/auc": auc, "learn/success_first": float(success[0]), "learn/success_last": float(success[-1]),
             "learn/episodes": int(played[-1])}
-
-
-def is_metric_record(line: str) -> bool:
-    try:
-        record = json.loads(line)
-    except ValueError:
-        return False
-    return isinstance(record, dict) and record.get("kind") in ("train", "eval")
-
-
-def metric_records(path: Path) -> list[dict]:
-    """The records of a metrics.jsonl. A last line cut short (what a run killed mid-write
-    leaves) is dropped; a damaged line anywhere else is a one-line error."""
-    lines = [line for line in Path(path).read_text(errors="replace").splitlines() if line.strip()]
-    bad = [k for k, line in enumerate(lines) if not is_metric_record(line)]
-    if bad and bad != [len(lines) - 1]:
-        raise RunDirError(f"{path}: line {bad[0] + 1} is not a metric record (a damaged file); "
-                          f"resume from the checkpoint (mas-credit train --resume) or train again")
-    return [json.loads(line) for k, line in enumerate(lines) if k not in bad]
-
-
-def read_metrics(run_dir: Path) -> tuple[list[dict], list[dict]]:
-    records = metric_records(Path(run_dir) / "metrics.jsonl")
-    return [r for r in records if r["kind"] == "train"], [r for r in records if r["kind"] == "eval"]
 
 
 # lines that may coincide (every agent's credit 0, say) stay visible: each agent its own style and marker size
@@ -162,7 +139,6 @@ def render_training(run_dir: str | Path, plots: bool = True) -> str:
                          f"no evaluation within {learning['learn/episodes']} training episodes."))
         lines += ["", "![curves](curves.png)", ""]
     if (run_dir / "run.json").is_file():                  # written when the run finishes
-        from mas_credit.checklist import write_checklist
 
         lines.append(write_checklist(run_dir))
     text = "\n".join(lines)

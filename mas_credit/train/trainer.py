@@ -43,7 +43,7 @@ from mas_credit.games import make_game
 from mas_credit.outputs import RunDirError, atomic_path, claim_run_dir, write_text
 from mas_credit.rollout import collect, collect_tree
 from mas_credit.train.learners import make_learners
-from mas_credit.train.summary import is_metric_record
+from mas_credit.outputs import is_metric_record
 from mas_credit.types import CreditBatch, resolve_device
 
 EVAL_SALT = 0xE7A1
