@@ -65,8 +65,8 @@ def cmd_play(args) -> int:
         except ConfigError:
             raise GameParamError(f"{unknown} (or a game option from games/, e.g. vault_lazy)") from None
         params = {**option.get("params", {}), **params}
-    n_agents = args.n_agents if args.n_agents is not None else option.get("n_agents", 3)
-    difficulty = args.difficulty if args.difficulty is not None else option.get("difficulty", 1)
+    n_agents = args.n_agents if args.n_agents is not None else option.get("n_agents", GameConfig.n_agents)
+    difficulty = args.difficulty if args.difficulty is not None else option.get("difficulty", GameConfig.difficulty)
     lazy = _ints(args.lazy) if args.lazy else list(option.get("lazy_agents", []))
     game = make_game(option.get("name", args.game), n_agents=n_agents, difficulty=difficulty, lazy_agents=lazy, **params)
     args.game, args.n_agents = option.get("name", args.game), n_agents

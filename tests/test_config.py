@@ -162,24 +162,38 @@ def test_cli_config_show_prints_resolved_config():
     assert {"members", "lora_r", "answer_prefix", "temperature"} <= set(mixed) and "skills" not in mixed
 
 
-def test_every_estimator_option_documents_exactly_its_knobs():
-    """A full option file (named after its estimator) lists every knob the Config has;
-    any option file loads into its estimator's Config."""
-    from mas_credit.config import EstimatorConfig, load_option
+def test_no_option_file_repeats_a_default():
+    """The dataclasses hold every default: an option file gives its identity (a game's or an
+    estimator's `name`, a team's `kind`), what it changes, and its citation in comments.
+    Every option file loads, and every estimator has one named after it."""
+    import dataclasses
+
+    from mas_credit.config import EstimatorConfig, TeamConfig, load_option
     from mas_credit.estimators import get_estimator, list_estimators
 
+    def defaults(cls):
+        return {f.name: f.default if f.default is not dataclasses.MISSING else f.default_factory()
+                for f in dataclasses.fields(cls) if f.default is not dataclasses.MISSING or f.default_factory is not dataclasses.MISSING}
+
+    identity = {"games": {"name"}, "agents": {"kind"}, "estimators": {"name"}}
+    schema = {"games": GameConfig, "agents": TeamConfig, "estimators": EstimatorConfig}
     seen = set()
-    for path in sorted((ROOT / "estimators").glob("*.yaml")):
-        data = load_option(ROOT, "estimators", path.stem, str(path))
-        est = get_estimator(data["name"])
-        est.make_config(EstimatorConfig(name=data["name"], device=data.get("device", "auto"), params=dict(data.get("params", {}))))
-        if path.stem == data["name"]:
-            knobs = {f for f in est.Config.__dataclass_fields__ if f != "device"}
-            assert set(data.get("params", {})) == knobs, path.name
-            seen.add(path.stem)
-    assert seen == set(list_estimators())
-
-
+    for folder in ("games", "agents", "estimators"):
+        for path in sorted((ROOT / folder).glob("*.yaml")):
+            data = _read_yaml(path)
+            top = defaults(schema[folder])
+            repeated = [k for k, v in data.items() if k not in identity[folder] and k != "params" and k in top
+                        and (list(v) if isinstance(v, tuple) else v) == (list(top[k]) if isinstance(top[k], tuple) else top[k])]
+            if folder == "estimators":
+                est = get_estimator(data["name"])
+                knobs = defaults(est.Config)
+                repeated += [f"params.{k}" for k, v in (data.get("params") or {}).items()
+                             if k in knobs and (list(v) if isinstance(v, list) else v) == (list(knobs[k]) if isinstance(knobs[k], tuple) else knobs[k])]
+                est.make_config(EstimatorConfig(name=data["name"], device=data.get("device", "auto"), params=dict(data.get("params") or {})))
+                seen.add(path.stem if path.stem == data["name"] else None)
+            assert not repeated, f"{path.relative_to(ROOT)} repeats the defaults of {repeated}; remove them (config show prints resolved values)"
+            load_option(ROOT, folder, path.stem, str(path))
+    assert set(list_estimators()) <= seen
 def test_a_numbered_cuda_device_is_a_valid_estimator_device():
     """cuda:N passes validation as it passes the estimators (whether that GPU exists is the
     estimator's check when it runs)."""
