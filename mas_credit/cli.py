@@ -137,11 +137,10 @@ def cmd_estimators(args) -> int:
 
 
 def cmd_config_show(args) -> int:
-    from mas_credit.config import compose, find_config_root, load_experiment, to_yaml
+    from mas_credit.config import find_config_root, load_experiment, to_yaml
 
-    cfg = load_experiment(args.experiment, args.overrides)
     sources: dict = {}
-    compose(args.experiment, args.overrides, sources=sources)
+    cfg = load_experiment(args.experiment, args.overrides, sources=sources)
     print(f"# option folders searched, in order: {', '.join(str(r) for r in find_config_root(Path(args.experiment).parent).roots)}")
     for where, source in sources.items():
         print(f"# {where.split(': ', 1)[-1]} <- {source}")

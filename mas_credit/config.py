@@ -482,11 +482,12 @@ def compose(path: str | Path, overrides: list[str] = (), root: Path | None = Non
     return resolved
 
 
-def load_experiment(path: str | Path, overrides: list[str] = (), root: Path | None = None) -> ExperimentConfig:
-    """Compose, type-check, validate and freeze an experiment."""
+def load_experiment(path: str | Path, overrides: list[str] = (), root: Path | None = None,
+                    sources: dict | None = None) -> ExperimentConfig:
+    """Compose, type-check, validate and freeze an experiment (`sources`: see `compose`)."""
     path = Path(path)
     root = root or find_config_root(path.parent)
-    resolved = compose(path, overrides, root)
+    resolved = compose(path, overrides, root, sources)
     where = str(path)
     games = [OmegaConf.to_object(_check_against(GameConfig, g, where, f"games.{i}."))
              for i, g in enumerate(resolved.pop("games", [{}]))]

@@ -6,7 +6,7 @@ validation uses them); `load_team` / `load_critic` build the real thing.
 """
 from __future__ import annotations
 
-from mas_credit.agents.critic import ScriptedCritic
+from mas_credit.agents.critic import DECODINGS, ScriptedCritic
 from mas_credit.agents.scripted import ActRequest, ActResult, ScriptedTeam
 
 TEAM_KINDS = ("scripted", "llm", "vllm", "mixed")
@@ -78,8 +78,8 @@ def check_critic(cfg) -> None:
     elif cfg.kind == "llm":
         from mas_credit.agents.hf import check_model_ref
         check_model_ref(cfg.model)
-        if cfg.decoding not in ("structured", "free"):
-            raise ValueError(f"critic.decoding '{cfg.decoding}' is not valid; valid choices: structured, free")
+        if cfg.decoding not in DECODINGS:
+            raise ValueError(f"critic.decoding '{cfg.decoding}' is not valid; valid choices: {', '.join(DECODINGS)}")
         if cfg.batch_size < 1:
             raise ValueError(f"critic.batch_size must be >= 1 (episodes per critic call), got {cfg.batch_size}")
     else:

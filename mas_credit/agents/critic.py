@@ -51,6 +51,8 @@ class Critic(Protocol):
 
 
 SHARE_DIGITS = "0123456789"
+DECODINGS = ("structured", "free")
+"""how an LLM critic writes its answer (`critic.decoding`)"""
 
 
 def share_slots(names: list[str]) -> list[str]:

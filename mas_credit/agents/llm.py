@@ -21,7 +21,7 @@ import networkx as nx
 import numpy as np
 import torch
 
-from mas_credit.agents.critic import share_slots
+from mas_credit.agents.critic import DECODINGS, share_slots
 from mas_credit.agents.hf import DTYPES, CharPattern, Generation, check_model_ref, generate, load_model
 from mas_credit.agents.scripted import ActRequest, ActResult
 from mas_credit.games.base import normalise_text
@@ -237,8 +237,8 @@ class LLMCritic:
 
     def __init__(self, model: str = "smollm2", max_new_tokens: int = 64, device=None, loaded=None,
                  decoding: str = "structured", batch_size: int = 16, show_actions: bool = False):
-        if decoding not in ("structured", "free"):
-            raise ValueError(f"critic.decoding '{decoding}' is not valid; valid choices: structured, free")
+        if decoding not in DECODINGS:
+            raise ValueError(f"critic.decoding '{decoding}' is not valid; valid choices: {', '.join(DECODINGS)}")
         base = loaded or load_model(model, device)
         self.model, self.tokenizer, self.max_new_tokens = base.model, base.tokenizer, int(max_new_tokens)
         self.decoding, self.batch_size, self.show_actions = decoding, max(1, int(batch_size)), bool(show_actions)
