@@ -236,6 +236,25 @@ def cmd_games(args) -> int:
     return 0
 
 
+TEAM_KIND_HELP = {"scripted": "simulated agents with set skills (team.skills, lazy, saboteurs)",
+                  "llm": "language models, transformers backend, a LoRA adapter per agent",
+                  "vllm": "the llm team served by vLLM in this process (GPU)",
+                  "mixed": "one member of its own kind per agent (team.members: scripted, tabular, llm or a plug-in kind)"}
+
+
+def cmd_teams(args) -> int:
+    from mas_credit.agents import team_kinds
+    from mas_credit.agents.kinds import plugged_kind
+
+    kinds = team_kinds()
+    width = max(len(k) for k in kinds) + 2
+    for kind in kinds:
+        plugged = TEAM_KIND_HELP.get(kind) is None
+        print(f"{kind:<{width}}{TEAM_KIND_HELP.get(kind) or 'plug-in: ' + (plugged_kind(kind).description or 'no description')}"
+              + ("; options in team.params, or a member's own keys" if plugged else ""))
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="mas-credit", description="Multi-agent credit assignment simulator and trainer.")
     sub = parser.add_subparsers(dest="command", required=True)
@@ -306,6 +325,9 @@ def build_parser() -> argparse.ArgumentParser:
 
     estimators = sub.add_parser("estimators", help="list the registered credit estimators and what each needs")
     estimators.set_defaults(func=cmd_estimators)
+
+    teams = sub.add_parser("teams", help="list the team kinds (built in and from plug-ins)")
+    teams.set_defaults(func=cmd_teams)
     return parser
 
 

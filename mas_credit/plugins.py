@@ -1,4 +1,4 @@
-"""Outside code in mas-credit: games and estimators from other packages.
+"""Outside code in mas-credit: games, estimators and team kinds from other packages.
 
 Two ways in, both loaded in every process that looks a name up (the CLI, `report`, batch
 worker processes, Ray tasks), because lookups load them, not a startup hook:
@@ -6,21 +6,24 @@ worker processes, Ray tasks), because lookups load them, not a startup hook:
 - entry points: a package declares
       [project.entry-points."mas_credit.games"]       tally = "my_pkg:TallyEnv"
       [project.entry-points."mas_credit.estimators"]  last_word = "my_pkg.credit:last_word"
-  (a game class, or an estimator registered with `register_estimator`, or a module whose
-  import registers them); once it is installed, `game: tally_v0` or `estimators:
-  [last_word]` find it;
-- a `package.module:Object` reference anywhere a game or estimator is named in YAML
-  (`game: {use: "my_pkg:TallyEnv"}`); the module must be importable in every process.
+      [project.entry-points."mas_credit.teams"]       reader = "my_pkg:READER"
+  (a game class, an estimator registered with `register_estimator`, a `TeamKind`, or a
+  module whose import registers them); once it is installed, `game: tally_v0`,
+  `estimators: [last_word]` or `team: {kind: reader}` find it;
+- a `package.module:Object` reference anywhere a game, estimator or team kind is named in
+  YAML (`game: {use: "my_pkg:TallyEnv"}`, `team: {kind: "my_pkg:READER"}`); the module
+  must be importable in every process.
 
 Registering the same object twice is a no-op; two different objects under one name is an
-error (see `games.register_game`, `estimators.register_estimator`).
+error (see `games.register_game`, `estimators.register_estimator`,
+`agents.register_team_kind`).
 """
 from __future__ import annotations
 
 import importlib
 from importlib.metadata import entry_points
 
-GROUPS = {"games": "mas_credit.games", "estimators": "mas_credit.estimators"}
+GROUPS = {"games": "mas_credit.games", "estimators": "mas_credit.estimators", "teams": "mas_credit.teams"}
 _loaded: set[str] = set()
 
 

@@ -20,7 +20,7 @@ from typing import Callable, Union
 
 import numpy as np
 
-from mas_credit.agents.scripted import ActRequest, ActResult
+from mas_credit.agents.protocol import ActRequest, ActResult
 from mas_credit.types import Episode
 
 

@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 import torch
 
-from mas_credit.agents import ActRequest, load_critic, load_team
+from mas_credit.agents import ActRequest, ModelTeam, load_critic, load_team
 from mas_credit.agents.hf import default_model_path, load_model, sequence_logprobs
 from mas_credit.agents.llm import build_topology
 from mas_credit.config import ConfigError, load_experiment, load_team_config
@@ -163,6 +163,7 @@ def test_tiny_team_records_ids_and_logprobs_that_a_forward_pass_reproduces(tiny_
 
 
 def test_each_agent_plays_its_own_adapter_in_one_batched_call(tiny_team):
+    assert isinstance(tiny_team, ModelTeam)                  # what the trainer's LLM learner relies on
     game = make_game("potluck", n_agents=3)
     team = copy.copy(tiny_team)
     before = collect(game, team, n_tasks=2, seed=3)

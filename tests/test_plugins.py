@@ -1,7 +1,8 @@
-"""Outside code: the example plug-in (examples/mas_credit_tally: a game and an estimator)
-installed into a folder outside the repository and found through entry points in every
+"""Outside code: the example plug-in (examples/mas_credit_tally: a game, an estimator and a
+team kind) installed into a folder outside the repository and found through entry points in every
 process (CLI, batch workers, report), by `package.module:Object` references without
 installing, and option folders found outside the repository."""
+import json
 import os
 import shutil
 import subprocess
@@ -10,6 +11,16 @@ from pathlib import Path
 
 import pandas as pd
 import pytest
+import torch
+
+from mas_credit.agents import ModelTeam, ScriptedTeam, Team, TeamKind, describe_team, register_team_kind, team_kinds
+from mas_credit.agents.kinds import plugged_kind
+from mas_credit.agents.tabular import MixedTeam
+from mas_credit.config import ConfigError, load_experiment, validate_train
+from mas_credit.games import make_game
+from mas_credit.plugins import PluginError
+from mas_credit.rollout import collect
+from mas_credit.train.trainer import Trainer
 
 ROOT = Path(__file__).resolve().parents[1]
 CLI = [sys.executable, "-m", "mas_credit.cli"]
@@ -110,3 +121,79 @@ def test_option_folders_are_searched_in_config_dir_then_the_environment_then_upw
     assert f"# team <- scripted_trio: {ROOT / 'agents' / 'scripted_trio.yaml'}" in shown.stdout     # then the shipped options
     nowhere = run(["config", "show", "exp.yaml"], exp.parent, ROOT)
     assert nowhere.returncode == 2 and "unknown option 'fast_vault' (no file games/fast_vault.yaml)" in nowhere.stderr
+
+
+def test_a_plugged_team_kind_plays_as_a_team_and_from_the_cli(plugin, tmp_path):
+    _, site = plugin
+    assert "reader" in run(["teams"], tmp_path, site).stdout
+    (tmp_path / "exp.yaml").write_text(EXPERIMENT.replace("team: scripted_trio", "team: {use: reader, params: {care: 1.0}}"))
+    study = run(["study", "exp.yaml", "--out", "out", "--no-progress"], tmp_path, site)
+    assert study.returncode == 0, study.stderr
+    episodes = [json.loads(line) for line in (tmp_path / "out" / "episodes.jsonl").read_text().splitlines()]
+    assert len(episodes) == 8 and all(e["reward"] == 1.0 for e in episodes)               # care 1: every number read right
+    assert "plug-in team kind reader (reads the last digit" in (tmp_path / "out" / "summary.md").read_text()
+    for bad, says in (("{use: reader, params: {care: 2}}", "team.params (reader): care must be a probability in [0, 1], got 2"),
+                      ("{use: reader, params: {speed: 2}}", "team.params (reader): unknown option speed; valid options: care"),
+                      ("{use: scripted_trio, params: {care: 1}}", "team.params is for plug-in team kinds")):
+        (tmp_path / "bad.yaml").write_text(EXPERIMENT.replace("team: scripted_trio", f"team: {bad}"))
+        out = run(["study", "bad.yaml", "--out", "bad", "--no-progress"], tmp_path, site)
+        assert out.returncode == 2 and out.stderr.count("\n") == 1 and says in out.stderr, out.stderr
+
+
+@pytest.fixture
+def tally(plugin, monkeypatch):
+    """The example package importable in this process (its entry points are not installed here)."""
+    monkeypatch.syspath_prepend(str(plugin[0]))
+    import mas_credit_tally
+
+    return mas_credit_tally
+
+
+def tally_cfg(tmp_path, members: str, *overrides):
+    (tmp_path / "exp.yaml").write_text(EXPERIMENT.replace("use: tally,", 'use: "mas_credit_tally:TallyEnv",')
+                                       .replace("team: scripted_trio", "team: tabular_trio")
+                                       .replace("[shapley, last_word]", "[sharp]"))
+    return load_experiment(tmp_path / "exp.yaml", [f"team.members={members}", "train.plots=false", *overrides])
+
+
+def test_a_plugged_member_plays_its_agent_in_a_mixed_team_and_never_learns(tally, tmp_path):
+    members = '[{kind: "mas_credit_tally:READER", care: 1.0}, {kind: tabular, lr: 1.0}, {kind: scripted, skill: 0.0}]'
+    cfg = tally_cfg(tmp_path, members, "train.iterations=3", "train.eval_every=1")
+    validate_train(cfg)
+    trainer = Trainer(cfg, tmp_path / "run", progress=False)
+    assert [learner.agents for learner in trainer.learners] == [[1]]                     # the plug-in member has no learner
+    assert isinstance(trainer.team.plugged[0], tally.ReaderTeam)
+    trainer.run()
+    assert torch.count_nonzero(trainer.team.tabular[1].logits) > 0
+    episodes = collect(trainer.games[0], trainer.team, n_tasks=4, group_size=2, seed=5)
+    for ep in episodes:
+        numbers = trainer.games[0].make_task(ep.task_seed)["numbers"]
+        assert ep.turns[0].text == f"NUMBER: {numbers[0]}"                                  # read from its own prompt
+        assert ep.turns[0].prompt_ids is None and ep.turns[1].response_ids is not None
+    assert describe_team(trainer.team)["name"] == "mixed team (mas_credit_tally:READER, tabular, scripted; no language model)"
+    with pytest.raises(ConfigError, match=r"team.members.0 \(reader\): care must be a probability in \[0, 1\], got 3$"):
+        tally_cfg(tmp_path, members.replace("care: 1.0", "care: 3"))
+    with pytest.raises(ConfigError, match=r"team.members.0: kind must be one of scripted, tabular, llm.*got 'robot'"):
+        tally_cfg(tmp_path, members.replace('"mas_credit_tally:READER"', "robot"))
+
+
+def test_every_team_kind_keeps_the_policy_contract(tally):
+    teams = [ScriptedTeam([0.9, 0.9]), MixedTeam([{"kind": "tabular"}, {"kind": "mas_credit_tally:READER"}]),
+             tally.READER.build({}, 2, 0)]
+    assert all(isinstance(team, Team) and not isinstance(team, ModelTeam) for team in teams)
+    game = make_game("mas_credit_tally:TallyEnv", n_agents=2)
+    for team in teams:
+        episode = collect(game, team, n_tasks=1, seed=0)[0]
+        assert [turn.agent for turn in episode.turns] == [0, 1] and all(turn.text for turn in episode.turns)
+
+
+def test_registering_a_team_kind_twice_is_a_no_op_and_a_clash_is_an_error(tally):
+    assert register_team_kind(tally.READER) is tally.READER and register_team_kind(tally.READER) is tally.READER
+    assert "reader" in team_kinds()
+    other = TeamKind(name="reader", build=lambda options, n, seed: None)
+    with pytest.raises(PluginError, match="team kind 'reader' is already registered by another plug-in"):
+        register_team_kind(other)
+    with pytest.raises(PluginError, match="team kind 'mixed' is built into mas-credit"):
+        register_team_kind(TeamKind(name="mixed", build=other.build))
+    with pytest.raises(PluginError, match="'mas_credit_tally:TallyEnv' is a type, not a mas_credit.agents.TeamKind"):
+        plugged_kind("mas_credit_tally:TallyEnv")

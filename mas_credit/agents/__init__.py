@@ -1,16 +1,31 @@
 """Policies that play the games: scripted teams, LLM teams (transformers backend, and
-vLLM as an option), and the critic llm_mca asks.
+vLLM as an option), mixed teams, the team kinds plug-ins add, and the critic llm_mca asks.
 
-`check_team` / `check_critic` validate a config without loading any model (config
-validation uses them); `load_team` / `load_critic` build the real thing.
+The contract every team keeps is in `mas_credit.agents.protocol`. `check_team` /
+`check_critic` validate a config without loading any model (config validation uses
+them); `load_team` / `load_critic` build the real thing.
 """
 from __future__ import annotations
 
 from mas_credit.agents.critic import DECODINGS, ScriptedCritic
-from mas_credit.agents.scripted import ActRequest, ActResult, ScriptedTeam
+from mas_credit.agents.kinds import BUILTIN_KINDS, check_options, plugged_kind, plugged_kinds, register_team_kind
+from mas_credit.agents.protocol import ActRequest, ActResult, ModelTeam, Policy, Team, TeamKind
+from mas_credit.agents.scripted import ScriptedTeam
 
-TEAM_KINDS = ("scripted", "llm", "vllm", "mixed")
 CRITIC_KINDS = ("scripted", "llm")
+
+
+def team_kinds() -> list[str]:
+    """Every valid `team.kind`: the built-in ones, then the plug-ins' (see `mas_credit.agents.kinds`)."""
+    return [*BUILTIN_KINDS, *plugged_kinds()]
+
+
+def _plugged(cfg) -> TeamKind:
+    kind = plugged_kind(cfg.kind)
+    if kind is None:
+        raise ValueError(f"team.kind '{cfg.kind}' is not available; valid kinds: {', '.join(team_kinds())} "
+                         f"(or a plug-in's package.module:Object)")
+    return kind
 
 
 def check_team(cfg, n_agents: int, sequential: bool = False) -> None:
@@ -29,14 +44,17 @@ def check_team(cfg, n_agents: int, sequential: bool = False) -> None:
         from mas_credit.agents.llm import check_llm_team
         check_llm_team(cfg, n_agents, sequential)
     else:
-        raise ValueError(f"team.kind '{cfg.kind}' is not available; valid kinds: {', '.join(TEAM_KINDS)}")
+        check_options(_plugged(cfg), dict(cfg.params), n_agents, "team.params")
+    if cfg.params and cfg.kind in BUILTIN_KINDS:
+        raise ValueError(f"team.params is for plug-in team kinds; a {cfg.kind} team takes its settings as team fields "
+                         f"(mas-credit config show lists them): remove team.params")
 
 
 def load_team(cfg, n_agents: int | None = None, sequential: bool = False):
     """Build a team from a `TeamConfig` (see mas_credit.config) for an n-agent game."""
     if cfg.kind == "mixed":
         n_agents = n_agents or len(cfg.members)
-    n_agents = n_agents or (len(cfg.roles) if cfg.kind != "scripted" and cfg.roles else len(cfg.skills))
+    n_agents = n_agents or (len(cfg.roles) if cfg.kind in ("llm", "vllm") and cfg.roles else len(cfg.skills))
     check_team(cfg, n_agents, sequential)
     if cfg.kind == "scripted":
         return ScriptedTeam(skills=list(cfg.skills), lazy=list(cfg.lazy), malformed_rate=cfg.malformed_rate, seed=cfg.seed,
@@ -47,8 +65,10 @@ def load_team(cfg, n_agents: int | None = None, sequential: bool = False):
     if cfg.kind == "vllm":
         from mas_credit.agents.vllm_backend import VLLMTeam
         return VLLMTeam(cfg, n_agents, sequential)
-    from mas_credit.agents.llm import LLMTeam
-    return LLMTeam(cfg, n_agents, sequential)
+    if cfg.kind == "llm":
+        from mas_credit.agents.llm import LLMTeam
+        return LLMTeam(cfg, n_agents, sequential)
+    return _plugged(cfg).build(dict(cfg.params), n_agents, cfg.seed)
 
 
 def plain_members(members) -> list[dict]:
@@ -110,6 +130,10 @@ def describe_team(team) -> dict:
                     "adapter_parameters": 0, "device": "cpu"}
         llm = describe_team(team.llm)
         return {**llm, "kind": "mixed", "name": f"mixed team ({kinds}) of {llm['name']}", "tabular_parameters": sum(sizes)}
+    if team.kind not in BUILTIN_KINDS:
+        described = getattr(plugged_kind(team.kind), "description", "")
+        return {"kind": team.kind, "name": f"plug-in team kind {team.kind}" + (f" ({described})" if described else ""),
+                "parameters": 0, "adapter_parameters": 0, "device": "cpu"}
     ref = team.cfg.model
     name, version = ref, ""
     if ref == "smollm2":
@@ -131,4 +155,5 @@ def describe_team(team) -> dict:
             "dtype": str(next(models[0].parameters()).dtype).removeprefix("torch.") if models else ""}
 
 
-__all__ = ["describe_team", "ScriptedTeam", "ScriptedCritic", "check_team", "game_kwargs", "check_critic", "load_team", "load_critic", "ActRequest", "ActResult"]
+__all__ = ["describe_team", "ScriptedTeam", "ScriptedCritic", "check_team", "game_kwargs", "check_critic", "load_team", "load_critic",
+           "ActRequest", "ActResult", "Policy", "Team", "ModelTeam", "TeamKind", "register_team_kind", "team_kinds"]

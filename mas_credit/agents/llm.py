@@ -23,7 +23,7 @@ import torch
 
 from mas_credit.agents.critic import DECODINGS, share_slots
 from mas_credit.agents.hf import DTYPES, CharPattern, Generation, check_model_ref, generate, load_model
-from mas_credit.agents.scripted import ActRequest, ActResult
+from mas_credit.agents.protocol import ActRequest, ActResult
 from mas_credit.games.base import normalise_text
 
 SHARING = ("lora_per_agent", "shared", "separate")

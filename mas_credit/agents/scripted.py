@@ -10,33 +10,12 @@ that `rollout.collect` hands in, so episodes do not depend on batch order.
 """
 from __future__ import annotations
 
-from dataclasses import dataclass
-
 import numpy as np
+
+from mas_credit.agents.protocol import ActRequest, ActResult
 
 MALFORMED = ["hmm, let me think about that", "I am not sure what to do here.", "...", "As an AI I cannot answer",
              "<tool_call>{}</tool_call>", "ok ok ok", "????", "the the the"]
-
-
-@dataclass
-class ActRequest:
-    """One agent to act in one episode: the live env, the agent index, its prompt, and
-    the episode's random generator."""
-
-    env: object
-    agent: int
-    prompt: str
-    rng: np.random.Generator
-
-
-@dataclass
-class ActResult:
-    """A policy's answer; LLM policies also fill token ids and behaviour log-probs."""
-
-    text: str
-    prompt_ids: list[int] | None = None
-    response_ids: list[int] | None = None
-    logprobs: list[float] | None = None
 
 
 class ScriptedTeam:

@@ -15,6 +15,8 @@ Members (one per agent, in agent order; `team: {kind: mixed, members: [...]}`):
                                       device, dtype) set every LLM member; all of them share one
                                       base model and one batched generate
   {kind: llm, frozen: true}           an LLM that plays and never learns
+  {kind: <plug-in kind>, ...}         a plug-in's team kind (mas_credit.agents.kinds) playing this
+                                      agent; its other keys are the kind's options; it never learns
 Scripted members may also set `malformed_rate`; tabular members `temperature` (sampling; 0 is
 greedy) and `frozen: true` (plays, never learns). The tabular policy reads the game's
 `legal_actions`/`observation_key` (privileged, like the scripted policies' expert action).
@@ -28,9 +30,10 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-from mas_credit.agents.scripted import ActRequest, ActResult, ScriptedTeam
+from mas_credit.agents.kinds import LEARNER_KINDS, MEMBER_KINDS, check_options, plugged_kind, plugged_kinds
+from mas_credit.agents.protocol import ActRequest, ActResult
+from mas_credit.agents.scripted import ScriptedTeam
 
-MEMBER_KINDS = ("scripted", "tabular", "llm")
 MEMBER_KEYS = {"scripted": {"kind", "skill", "lazy", "saboteur", "malformed_rate"},
                "tabular": {"kind", "lr", "temperature", "frozen"},
                "llm": {"kind", "frozen"}}
@@ -103,9 +106,14 @@ class TabularPolicy:
             self._build(state["game"], state["actions"], state["keys"], state["logits"])
 
 
+def _options(member: dict) -> dict:
+    """A plug-in member's options: its keys but `kind`."""
+    return {k: v for k, v in member.items() if k != "kind"}
+
+
 def learner_members(members) -> list[int]:
     """The agents of a member list that learn: tabular and LLM members that are not frozen."""
-    return [i for i, m in enumerate(members) if m["kind"] != "scripted" and not m.get("frozen")]
+    return [i for i, m in enumerate(members) if m["kind"] in LEARNER_KINDS and not m.get("frozen")]
 
 
 def check_members(members, n_agents: int | None = None) -> None:
@@ -117,7 +125,12 @@ def check_members(members, n_agents: int | None = None) -> None:
     for i, member in enumerate(members):
         kind = member.get("kind") if isinstance(member, dict) else None
         if kind not in MEMBER_KINDS:
-            raise ValueError(f"team.members.{i}: kind must be one of {', '.join(MEMBER_KINDS)}, got {kind!r}")
+            plugged = plugged_kind(kind) if isinstance(kind, str) else None
+            if plugged is None:
+                raise ValueError(f"team.members.{i}: kind must be one of {', '.join(MEMBER_KINDS + tuple(plugged_kinds()))} "
+                                 f"(or a plug-in's package.module:Object), got {kind!r}")
+            check_options(plugged, _options(member), len(members), f"team.members.{i}")
+            continue
         unknown = sorted(set(member) - MEMBER_KEYS[kind])
         if unknown:
             raise ValueError(f"team.members.{i} ({kind}) has no key {', '.join(unknown)}; valid keys: {', '.join(sorted(MEMBER_KEYS[kind]))}")
@@ -153,7 +166,9 @@ class MixedTeam:
         self.malformed = [float(m.get("malformed_rate", 0.0)) for m in scripted]
         self.tabular = {i: TabularPolicy(m.get("lr", 0.5), m.get("temperature", 1.0))
                         for i, m in enumerate(members) if m["kind"] == "tabular"}
-        self.frozen = sorted(i for i, m in enumerate(members) if m["kind"] != "scripted" and m.get("frozen"))
+        self.plugged = {i: plugged_kind(m["kind"]).build(_options(m), n, self.seed)          # one team each, for this agent only
+                        for i, m in enumerate(members) if m["kind"] not in MEMBER_KINDS}
+        self.frozen = sorted(i for i, m in enumerate(members) if m["kind"] in LEARNER_KINDS and m.get("frozen"))
         self.llm_members = [i for i, m in enumerate(members) if m["kind"] == "llm"]
         self.llm = None
         if self.llm_members:
@@ -193,9 +208,15 @@ class MixedTeam:
             self.llm.greedy = self.greedy
             for k, result in zip(llm, self.llm.act([requests[k] for k in llm])):
                 out[k] = result
+        for agent, team in self.plugged.items():                   # each plug-in member answers its own requests at once
+            mine = [k for k, req in enumerate(requests) if req.agent == agent]
+            for k, result in zip(mine, team.act([requests[k] for k in mine]) if mine else []):
+                out[k] = result
         for k, req in enumerate(requests):
+            if req.agent in self.plugged or req.agent in self.llm_members:
+                continue
             if req.agent in self.tabular:
                 out[k] = self.tabular[req.agent].act(req, self.greedy)
-            elif req.agent not in self.llm_members:
+            else:
                 out[k] = self.scripted.act_one(req, self.malformed[req.agent])
         return out

@@ -10,7 +10,7 @@ records. This module imports vllm only when a team is built.
 from __future__ import annotations
 
 from mas_credit.agents.llm import LLMTeam, build_topology, check_llm_team, request_seed
-from mas_credit.agents.scripted import ActRequest, ActResult
+from mas_credit.agents.protocol import ActRequest, ActResult
 from mas_credit.games.base import normalise_text
 
 

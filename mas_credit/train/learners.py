@@ -20,6 +20,8 @@ from __future__ import annotations
 
 import torch
 
+from mas_credit.agents.protocol import ModelTeam
+from mas_credit.agents.tabular import MixedTeam
 from mas_credit.train.loss import policy_loss, response_logprobs, right_padded
 
 
@@ -242,14 +244,14 @@ def make_learners(team, trained_agents: list[int], train_cfg) -> list[PolicyLear
     """The learners of a team's trained agents: one per LLM adapter (agents that share an
     adapter share its learner), one per tabular member. Frozen and scripted members have none."""
     learners = []
-    if getattr(team, "models", None):                                   # an LLM team
+    if isinstance(team, ModelTeam) and team.models:                    # an LLM team, or a mixed team with LLM members
         units: dict[tuple[int, str], list[int]] = {}
         for agent in trained_agents:
             if team.plays_adapter(agent):                                # a mixed team's LLM members only
                 units.setdefault((team.model_index[agent], team.adapters[agent]), []).append(agent)
         learners += [LLMLearner(team, m, adapter, agents, train_cfg) for (m, adapter), agents in units.items()]
     for agent in trained_agents:
-        policy = getattr(team, "tabular", {}).get(agent)
+        policy = team.tabular.get(agent) if isinstance(team, MixedTeam) else None
         if policy is not None:
             learners.append(TabularLearner(policy, agent, train_cfg))
     return learners

@@ -1,5 +1,7 @@
-"""tally_v0 — quota game (an example plug-in): the team scores 1 when at least `quota`
-agents report their own number right.
+"""An example plug-in: a game (tally_v0), an estimator (last_word) and a team kind (reader).
+
+tally_v0 — quota game: the team scores 1 when at least `quota` agents report their own
+number right.
 
 Card
   Agents: agent_0 .. agent_{N-1} (N in 2..8), simultaneous, one move.
@@ -17,6 +19,7 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
+from mas_credit.agents import ActRequest, ActResult, TeamKind
 from mas_credit.estimators import Needs, register_estimator
 from mas_credit.estimators.common import EPS, BaseConfig, agent_norm, to_turns
 from mas_credit.games.base import GameParamError, OneShotGame, mask_bits
@@ -54,6 +57,12 @@ class TallyEnv(OneShotGame):
     def render_action(self, agent, action):
         return f"NUMBER: {action}"
 
+    def action_universe(self):                  # the tabular form: mixed teams' tabular members can learn tally
+        return list(range(1, 10))
+
+    def observation_key(self, agent):
+        return self.task["numbers"][self._idx(agent)]
+
     def expert_action(self, agent):
         return self.task["numbers"][self._idx(agent)]
 
@@ -86,3 +95,40 @@ def last_word(batch: CreditBatch, cfg: LastWordConfig) -> Credit:
     credit = torch.zeros((batch.batch_size, batch.n_agents), dtype=batch.reward.dtype, device=batch.device)
     credit.scatter_(1, agent, batch.reward[:, None])
     return Credit(credit=credit, advantage=to_turns(agent_norm(credit, batch.group, batch.acted, cfg.eps), batch.turn_agent))
+
+
+class ReaderTeam:
+    """Agents that read their prompt, as a text policy must (no privileged access to the
+    task): each answers the last lone digit of its prompt in the asked form with
+    probability `care`, else a random digit."""
+
+    kind = "reader"
+
+    def __init__(self, n_agents: int, care: float, seed: int):
+        self._n_agents, self.care, self.seed = n_agents, care, seed
+
+    @property
+    def n_agents(self) -> int:
+        return self._n_agents
+
+    def act(self, requests: list[ActRequest]) -> list[ActResult]:
+        out = []
+        for req in requests:
+            digits = _LONE.findall(req.prompt)
+            read = int(digits[-1]) if digits else 0
+            careful = req.rng.random() < self.care
+            out.append(ActResult(text=f"NUMBER: {read if careful else int(req.rng.integers(0, 10))}"))
+        return out
+
+
+def _check_reader(options: dict, n_agents: int) -> None:
+    unknown = sorted(set(options) - {"care"})
+    if unknown:
+        raise ValueError(f"unknown option {', '.join(unknown)}; valid options: care")
+    care = options.get("care", 0.9)
+    if not isinstance(care, (int, float)) or not 0 <= care <= 1:
+        raise ValueError(f"care must be a probability in [0, 1], got {care!r}")
+
+
+READER = TeamKind(name="reader", build=lambda options, n_agents, seed: ReaderTeam(n_agents, float(options.get("care", 0.9)), seed),
+                  check=_check_reader, description="reads the last digit of its prompt, answers it with probability care")
