@@ -270,7 +270,7 @@ def build_parser() -> argparse.ArgumentParser:
     play.add_argument("--malformed", type=float, default=0.0, help="rate of unparseable output")
     play.add_argument("--seed", type=int, default=0)
     play.add_argument("--param", action="append", help="game-specific key=value (YAML value), repeatable")
-    play.add_argument("--team", help="a team option from agents/ or a team YAML file, e.g. agents/smollm_trio.yaml "
+    play.add_argument("--team", help="a team option from agents/ or a team YAML file, e.g. smollm_trio "
                       "(default: scripted agents with --skills)")
     play.add_argument("--estimators", default="loo,grpo",
                       help="comma-separated estimators to show beside exact Shapley (see `mas-credit estimators`)")

@@ -275,8 +275,8 @@ SHARE_PROMPTS = ("auto", "on", "off")
 
 # -- discovery -----------------------------------------------------------------------
 CONFIG_PATH_ENV = "MAS_CREDIT_CONFIG_PATH"
-PACKAGE_ROOT = Path(__file__).resolve().parents[1]
-"""where the shipped option folders are (the source tree of this package)"""
+SHIPPED = Path(__file__).resolve().parent / "conf"
+"""the option folders shipped inside the package (mas_credit/conf/games, agents, estimators)"""
 
 
 @dataclass(frozen=True)
@@ -284,7 +284,7 @@ class ConfigPath:
     """The folders searched for option files (games/, agents/, estimators/), first match
     wins: the `--config-dir` folders and $MAS_CREDIT_CONFIG_PATH (os.pathsep-separated),
     then every folder at or above the experiment that holds an option folder, then the
-    options shipped with mas-credit."""
+    options shipped inside mas-credit (`SHIPPED`)."""
 
     roots: tuple
 
@@ -304,13 +304,8 @@ def find_config_root(start: Path | None = None) -> ConfigPath:
     here = Path(start or Path.cwd()).resolve()
     roots = [Path(p).resolve() for p in os.environ.get(CONFIG_PATH_ENV, "").split(os.pathsep) if p]
     roots += [folder for folder in [here, *here.parents] if any((folder / g).is_dir() for g in OPTION_SCHEMA)]
-    if any((PACKAGE_ROOT / g).is_dir() for g in OPTION_SCHEMA):
-        roots.append(PACKAGE_ROOT)
-    roots = list(dict.fromkeys(roots))
-    if not roots:
-        raise ConfigError(f"cannot find the option folders games/, agents/, estimators/ at or above {here}, in "
-                          f"${CONFIG_PATH_ENV} or beside mas-credit; give --config-dir")
-    return ConfigPath(tuple(roots))
+    roots.append(SHIPPED)
+    return ConfigPath(tuple(dict.fromkeys(roots)))
 
 
 def load_team_config(ref: str, root: Path | None = None) -> "TeamConfig":

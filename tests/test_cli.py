@@ -4,6 +4,7 @@ import sys
 import pytest
 
 from mas_credit.cli import main
+from mas_credit.config import SHIPPED
 
 
 def test_play_prints_transcript_reward_and_shapley(capsys):
@@ -106,7 +107,7 @@ def test_estimators_lists_each_with_its_needs(capsys):
 
 
 def test_play_with_an_llm_team_file(capsys):
-    assert main(["play", "relay", "--team", "agents/tiny_trio.yaml", "--estimators", "loo"]) == 0
+    assert main(["play", "relay", "--team", str(SHIPPED / "agents" / "tiny_trio.yaml"), "--estimators", "loo"]) == 0
     out = capsys.readouterr().out
     assert "agent_0       llm" in out and "Team reward R" in out
 

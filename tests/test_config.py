@@ -7,14 +7,14 @@ from pathlib import Path
 
 import pytest
 
-from mas_credit.config import (OPTION_SCHEMA, ConfigError, ExperimentConfig, GameConfig, _check_against, _read_yaml,
+from mas_credit.config import (OPTION_SCHEMA, SHIPPED, ConfigError, ExperimentConfig, GameConfig, _check_against, _read_yaml,
                                load_experiment)
 from omegaconf import OmegaConf
 
 ROOT = Path(__file__).resolve().parents[1]
 
 
-@pytest.mark.parametrize("path", sorted(p for folder in OPTION_SCHEMA for p in (ROOT / folder).glob("*.yaml")),
+@pytest.mark.parametrize("path", sorted(p for folder in OPTION_SCHEMA for p in (SHIPPED / folder).glob("*.yaml")),
                          ids=lambda p: f"{p.parent.name}/{p.name}")
 def test_every_option_file_loads_into_its_dataclass(path):
     schema = OPTION_SCHEMA[path.parent.name]
@@ -64,7 +64,7 @@ def test_config_is_frozen():
 def write(tmp_path, text, name="exp.yaml"):
     for folder in OPTION_SCHEMA:
         (tmp_path / folder).mkdir(exist_ok=True)
-        for src in (ROOT / folder).glob("*.yaml"):
+        for src in (SHIPPED / folder).glob("*.yaml"):
             (tmp_path / folder / src.name).write_text(src.read_text())
     (tmp_path / "experiments").mkdir(exist_ok=True)
     path = tmp_path / "experiments" / name
@@ -179,7 +179,7 @@ def test_no_option_file_repeats_a_default():
     schema = {"games": GameConfig, "agents": TeamConfig, "estimators": EstimatorConfig}
     seen = set()
     for folder in ("games", "agents", "estimators"):
-        for path in sorted((ROOT / folder).glob("*.yaml")):
+        for path in sorted((SHIPPED / folder).glob("*.yaml")):
             data = _read_yaml(path)
             top = defaults(schema[folder])
             repeated = [k for k, v in data.items() if k not in identity[folder] and k != "params" and k in top
@@ -191,8 +191,8 @@ def test_no_option_file_repeats_a_default():
                              if k in knobs and (list(v) if isinstance(v, list) else v) == (list(knobs[k]) if isinstance(knobs[k], tuple) else knobs[k])]
                 est.make_config(EstimatorConfig(name=data["name"], device=data.get("device", "auto"), params=dict(data.get("params") or {})))
                 seen.add(path.stem if path.stem == data["name"] else None)
-            assert not repeated, f"{path.relative_to(ROOT)} repeats the defaults of {repeated}; remove them (config show prints resolved values)"
-            load_option(ROOT, folder, path.stem, str(path))
+            assert not repeated, f"{path.relative_to(SHIPPED)} repeats the defaults of {repeated}; remove them (config show prints resolved values)"
+            load_option(SHIPPED, folder, path.stem, str(path))
     assert set(list_estimators()) <= seen
 def test_a_numbered_cuda_device_is_a_valid_estimator_device():
     """cuda:N passes validation as it passes the estimators (whether that GPU exists is the

@@ -9,7 +9,7 @@ import torch
 
 from mas_credit.agents import ScriptedTeam
 from mas_credit.agents.tabular import MixedTeam
-from mas_credit.config import ConfigError, load_experiment, validate_train
+from mas_credit.config import SHIPPED, ConfigError, load_experiment, validate_train
 from mas_credit.games import GameParamError, make_game
 from mas_credit.games.base import GameBase
 from mas_credit.rollout import collect
@@ -283,6 +283,6 @@ def test_a_mixed_team_with_the_real_default_model_plays_and_records_logprobs():
 def test_play_shows_each_members_kind(capsys):
     from mas_credit.cli import main
 
-    assert main(["play", "vault", "--team", str(ROOT / "agents" / "tabular_pair_noisy.yaml")]) == 0
+    assert main(["play", "vault", "--team", str(SHIPPED / "agents" / "tabular_pair_noisy.yaml")]) == 0
     rows = [line.split() for line in capsys.readouterr().out.splitlines() if line.startswith("agent_") and "correct=" in line]
     assert [row[1] for row in rows] == ["tabular", "tabular", "0.80"]

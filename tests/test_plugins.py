@@ -16,7 +16,7 @@ import torch
 from mas_credit.agents import ModelTeam, ScriptedTeam, Team, TeamKind, describe_team, register_team_kind, team_kinds
 from mas_credit.agents.kinds import plugged_kind
 from mas_credit.agents.tabular import MixedTeam
-from mas_credit.config import ConfigError, load_experiment, validate_train
+from mas_credit.config import SHIPPED, ConfigError, load_experiment, validate_train
 from mas_credit.games import make_game
 from mas_credit.plugins import PluginError
 from mas_credit.rollout import collect
@@ -79,7 +79,7 @@ def test_an_installed_plugin_runs_through_study_batch_and_report_from_outside_th
     assert report.returncode == 0 and "## tally" in (tmp_path / "out" / "study" / "summary.md").read_text()
     shown = run(["config", "show", "exp.yaml"], tmp_path, site)
     assert "# games.0 <- tally: registered by a plug-in, no option file" in shown.stdout
-    assert f"# team <- scripted_trio: {ROOT / 'agents' / 'scripted_trio.yaml'}" in shown.stdout
+    assert f"# team <- scripted_trio: {SHIPPED / 'agents' / 'scripted_trio.yaml'}" in shown.stdout
 
 
 @pytest.mark.reliability("a plug-in reference (`package.module:Object`) that cannot be imported, or a plug-in's name "
@@ -118,7 +118,7 @@ def test_option_folders_are_searched_in_config_dir_then_the_environment_then_upw
     assert f"# games.0 <- fast_vault: {mine / 'games' / 'fast_vault.yaml'}" in shown.stdout          # --config-dir first
     assert f"# games.1 <- env_only: {env_dir / 'games' / 'env_only.yaml'}" in shown.stdout          # then the environment
     assert f"# games.2 <- upward: {tmp_path / 'games' / 'upward.yaml'}" in shown.stdout             # then upward
-    assert f"# team <- scripted_trio: {ROOT / 'agents' / 'scripted_trio.yaml'}" in shown.stdout     # then the shipped options
+    assert f"# team <- scripted_trio: {SHIPPED / 'agents' / 'scripted_trio.yaml'}" in shown.stdout  # then the shipped options
     nowhere = run(["config", "show", "exp.yaml"], exp.parent, ROOT)
     assert nowhere.returncode == 2 and "unknown option 'fast_vault' (no file games/fast_vault.yaml)" in nowhere.stderr
 
@@ -197,3 +197,28 @@ def test_registering_a_team_kind_twice_is_a_no_op_and_a_clash_is_an_error(tally)
         register_team_kind(TeamKind(name="mixed", build=other.build))
     with pytest.raises(PluginError, match="'mas_credit_tally:TallyEnv' is a type, not a mas_credit.agents.TeamKind"):
         plugged_kind("mas_credit_tally:TallyEnv")
+
+
+def test_a_non_editable_install_ships_the_option_folders(tmp_path):
+    """pip install (not -e) of mas-credit, then an experiment in a folder of its own: the options
+    come from inside the installed package."""
+    src = tmp_path / "src"
+    shutil.copytree(ROOT / "mas_credit", src / "mas_credit", ignore=shutil.ignore_patterns("__pycache__"))
+    for name in ("pyproject.toml", "README.md"):
+        shutil.copy(ROOT / name, src / name)
+    out = subprocess.run([sys.executable, "-m", "pip", "install", "-q", "--no-deps", "--no-build-isolation", "--no-index",
+                          "--target", str(tmp_path / "site"), str(src)], capture_output=True, text=True)
+    assert out.returncode == 0, out.stderr
+    shutil.rmtree(src)
+    work = tmp_path / "work"
+    work.mkdir()
+    (work / "exp.yaml").write_text(EXPERIMENT.replace("{use: tally, n_agents: 3, params: {quota: 2}}", "vault")
+                                   .replace("[shapley, last_word]", "[shapley, c3_tree]").replace("group_size: 2", "group_size: 8"))
+    full = dict(os.environ, PYTHONPATH=str(tmp_path / "site"))
+    shown = subprocess.run(CLI + ["config", "show", "exp.yaml"], cwd=work, capture_output=True, text=True, env=full)
+    assert shown.returncode == 0, shown.stderr
+    shipped = tmp_path / "site" / "mas_credit" / "conf"
+    assert f"# team <- scripted_trio: {shipped / 'agents' / 'scripted_trio.yaml'}" in shown.stdout
+    assert f"# estimators.1 <- c3_tree: {shipped / 'estimators' / 'c3_tree.yaml'}" in shown.stdout
+    study = subprocess.run(CLI + ["study", "exp.yaml", "--out", "out", "--no-progress"], cwd=work, capture_output=True, text=True, env=full)
+    assert study.returncode == 0 and set(pd.read_parquet(work / "out" / "credit.parquet")["estimator"]) == {"shapley", "c3_tree"}
