@@ -1,5 +1,8 @@
-"""Typed experiment configuration: dataclasses (the only place defaults live) merged
-with YAML through OmegaConf, validated, then frozen.
+"""Typed experiment configuration: frozen dataclasses (the only place defaults live)
+merged with YAML through OmegaConf, then validated. OmegaConf does the config work:
+merging option files with their overrides, setting `key=value` overrides, typed
+coercion (here and for estimator knobs, `Estimator.make_config`) and YAML out; its errors
+are translated to one line at `_check_against`, `_merge` and `apply_override`.
 
 An experiment YAML (in `experiments/`) names options from the group folders and
 overrides their fields:
@@ -25,7 +28,7 @@ import json
 import math
 import os
 import re
-from dataclasses import dataclass, field, fields, is_dataclass
+from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
 from typing import Any, Dict, List
 
@@ -40,17 +43,8 @@ class ConfigError(ValueError):
     """A configuration mistake; the message is one line naming the key or file and the fix."""
 
 
-class _Frozen:
-    """Dataclasses that refuse attribute assignment once `freeze` has run."""
-
-    def __setattr__(self, key, value):
-        if self.__dict__.get("_frozen"):
-            raise AttributeError(f"config is frozen after validation; cannot set '{key}' (use a key=value override instead)")
-        object.__setattr__(self, key, value)
-
-
-@dataclass
-class GameConfig(_Frozen):
+@dataclass(frozen=True)
+class GameConfig:
     """One game of an experiment (an option file in games/)."""
 
     name: str = "vault_v0"
@@ -67,8 +61,8 @@ class GameConfig(_Frozen):
     """game-specific parameters (council: weights, quota; relay: order)"""
 
 
-@dataclass
-class TeamConfig(_Frozen):
+@dataclass(frozen=True)
+class TeamConfig:
     """The team that plays (an option file in agents/)."""
 
     kind: str = "scripted"
@@ -125,8 +119,8 @@ class TeamConfig(_Frozen):
     """llm: auto (bfloat16 on a GPU that supports it, else float16 on a GPU; float32 on CPU) | float32 | bfloat16 | float16"""
 
 
-@dataclass
-class EstimatorConfig(_Frozen):
+@dataclass(frozen=True)
+class EstimatorConfig:
     """A credit estimator and its knobs (an option file in estimators/)."""
 
     name: str = "shapley"
@@ -139,8 +133,8 @@ class EstimatorConfig(_Frozen):
     """the estimator's own knobs, documented in its option file"""
 
 
-@dataclass
-class CriticConfig(_Frozen):
+@dataclass(frozen=True)
+class CriticConfig:
     """The critic that scores episodes for llm_mca."""
 
     kind: str = "scripted"
@@ -164,8 +158,8 @@ class CriticConfig(_Frozen):
     seed: int = 0
 
 
-@dataclass
-class TrainConfig(_Frozen):
+@dataclass(frozen=True)
+class TrainConfig:
     """`mas-credit train`: per-agent clipped policy-gradient updates from the estimator's advantages."""
 
     iterations: int = 10
@@ -205,8 +199,8 @@ class TrainConfig(_Frozen):
     """also write TensorBoard event files (when the tensorboard package is installed)"""
 
 
-@dataclass
-class ExperimentConfig(_Frozen):
+@dataclass(frozen=True)
+class ExperimentConfig:
     """An experiment: games x team x estimators x seeds."""
 
     name: str = "experiment"
@@ -228,8 +222,8 @@ class ExperimentConfig(_Frozen):
     output_dir: str = "runs"
 
 
-@dataclass
-class ExecutorConfig(_Frozen):
+@dataclass(frozen=True)
+class ExecutorConfig:
     """Where a batch's runs execute."""
 
     kind: str = "local"
@@ -243,8 +237,8 @@ class ExecutorConfig(_Frozen):
     """ray: GPUs reserved for each run (e.g. 1 for training runs on a GPU cluster)"""
 
 
-@dataclass
-class BatchConfig(_Frozen):
+@dataclass(frozen=True)
+class BatchConfig:
     """A scripted evaluation batch: one base experiment x a grid of overrides, run on an executor."""
 
     name: str = "batch"
@@ -376,7 +370,7 @@ def load_option(root: Path, folder: str, ref: Any, where: str, sources: dict | N
         if plugged is not None:
             if sources is not None:
                 sources[where] = f"{ref}: registered by a plug-in, no option file"
-            return _deep_merge(plugged, overrides)
+            return _merge(plugged, overrides, where)
         raise ConfigError(f"{where}: unknown option '{ref}' (no file {folder}/{ref}.yaml); valid options: {', '.join(list_options(root, folder))}")
     base = _read_yaml(path)
     if sources is not None:
@@ -384,7 +378,7 @@ def load_option(root: Path, folder: str, ref: Any, where: str, sources: dict | N
     _check_against(OPTION_SCHEMA[folder], base, str(path))
     if "label" in {f.name for f in fields(OPTION_SCHEMA[folder])}:
         base.setdefault("label", ref)
-    return _deep_merge(base, overrides)
+    return _merge(base, overrides, where)
 
 
 def _registered(folder: str, ref: str) -> dict | None:
@@ -409,16 +403,21 @@ def _registered(folder: str, ref: str) -> dict | None:
     return None
 
 
-def _deep_merge(base: dict, overrides: dict) -> dict:
-    """Overrides win; nested mappings (e.g. a game's params) merge key by key."""
-    out = dict(base)
-    for key, value in overrides.items():
-        out[key] = _deep_merge(out[key], value) if isinstance(value, dict) and isinstance(out.get(key), dict) else value
-    return out
+def _merge(base: dict, overrides: dict, where: str) -> dict:
+    """Overrides win; nested mappings (e.g. a game's params) merge key by key; lists are replaced."""
+    try:
+        return OmegaConf.to_container(OmegaConf.merge(base, overrides))
+    except (OmegaConfBaseException, TypeError):
+        clash = next(k for k in overrides if k in base and isinstance(base[k], (list, dict)) != isinstance(overrides[k], type(base[k])))
+        raise ConfigError(f"{where}: '{clash}' is a {type(base[clash]).__name__} in the option file but the override gives a "
+                          f"{type(overrides[clash]).__name__}; set the whole value (e.g. {clash}={json.dumps(base[clash])})") from None
 
 
-def apply_override(raw: dict, override: str) -> None:
-    """Apply one `dotted.key=yaml_value` to the raw experiment dict in place."""
+def apply_override(raw: dict, override: str) -> dict:
+    """`raw` with one `dotted.key=yaml_value` applied (OmegaConf sets it). Two rules of ours
+    come first: `game=x` / `game.k=v` mean the experiment's single game (`games.0`), and an
+    option named by a string (`team: scripted_trio`) becomes `{use: scripted_trio}` when a
+    key below it is set."""
     if "=" not in override:
         raise ConfigError(f"override '{override}' must look like key=value (e.g. n_tasks=16, team.skills=[1,1,0])")
     key, value_text = override.split("=", 1)
@@ -427,35 +426,26 @@ def apply_override(raw: dict, override: str) -> None:
     except yaml.YAMLError:
         raise ConfigError(f"override '{override}': value is not valid YAML") from None
     parts = key.strip().split(".")
-    if parts[0] == "game":  # `game=x` / `game.k=v`: the experiment's single game
-        parts[0] = "games"
-        if len(parts) == 1:
-            value = [value]
-        else:
-            parts.insert(1, "0")
-    node: Any = raw
-    for depth, part in enumerate(parts[:-1]):
-        here = ".".join(parts[: depth + 1])
-        if isinstance(node, list):
-            if not part.isdigit() or int(part) >= len(node):
-                raise ConfigError(f"override '{override}': '{here}' is not an index of a list of {len(node)}")
-            idx = int(part)
-            if isinstance(node[idx], str):
-                node[idx] = {"use": node[idx]}
-            node = node[idx]
-        else:
-            if part in GROUPS and isinstance(node.get(part), str):
-                node[part] = {"use": node[part]}
-            node = node.setdefault(part, {})
-            if not isinstance(node, (dict, list)):
-                raise ConfigError(f"override '{override}': '{here}' is a value, not a section")
-    last = parts[-1]
-    if isinstance(node, list):
-        if not last.isdigit() or int(last) >= len(node):
-            raise ConfigError(f"override '{override}': '{last}' is not an index of a list of {len(node)}")
-        node[int(last)] = value
-    else:
-        node[last] = value
+    if parts[0] == "game":
+        parts, value = (["games"], [value]) if len(parts) == 1 else (["games", "0", *parts[1:]], value)
+    try:
+        node = OmegaConf.create(raw)
+    except OmegaConfBaseException as err:
+        raise ConfigError(f"override '{override}': the config cannot hold {str(err).splitlines()[0]}") from None
+    for depth in range(1, len(parts) + 1):
+        here, parent = ".".join(parts[:depth]), OmegaConf.select(node, ".".join(parts[:depth - 1])) if depth > 1 else node
+        if OmegaConf.is_list(parent) and not (parts[depth - 1].isdigit() and int(parts[depth - 1]) < len(parent)):
+            raise ConfigError(f"override '{override}': '{here}' is not an index of a list of {len(parent)}")
+        held = OmegaConf.select(node, here) if depth < len(parts) else None
+        if isinstance(held, str) and parts[0] in GROUPS:
+            OmegaConf.update(node, here, {"use": held}, merge=False)
+        elif held is not None and not OmegaConf.is_config(held):
+            raise ConfigError(f"override '{override}': '{here}' is a value, not a section")
+    try:
+        OmegaConf.update(node, ".".join(parts), value, merge=False)
+    except OmegaConfBaseException as err:
+        raise ConfigError(f"override '{override}': {str(err).splitlines()[0]}") from None
+    return OmegaConf.to_container(node)
 
 
 def compose(path: str | Path, overrides: list[str] = (), root: Path | None = None, sources: dict | None = None) -> dict:
@@ -470,7 +460,7 @@ def compose(path: str | Path, overrides: list[str] = (), root: Path | None = Non
             raise ConfigError(f"{path}: give either 'game' (one) or 'games' (a list), not both")
         raw["games"] = [raw.pop("game")]
     for ov in overrides:
-        apply_override(raw, ov)
+        raw = apply_override(raw, ov)
     resolved = copy.deepcopy(raw)
     for key, folder in GROUPS.items():
         if key not in raw:
@@ -495,10 +485,9 @@ def load_experiment(path: str | Path, overrides: list[str] = (), root: Path | No
              for i, g in enumerate(resolved.pop("games", [{}]))]
     estimators = [OmegaConf.to_object(_check_against(EstimatorConfig, e, where, f"estimators.{i}."))
                   for i, e in enumerate(resolved.pop("estimators", [{}]))]
-    cfg = OmegaConf.to_object(_check_against(ExperimentConfig, resolved, where))
-    cfg.games, cfg.estimators = games, estimators
+    cfg = replace(OmegaConf.to_object(_check_against(ExperimentConfig, resolved, where)), games=games, estimators=estimators)
     validate(cfg, where, root)
-    return freeze(cfg)
+    return cfg
 
 
 def load_resolved(path: str | Path) -> ExperimentConfig:
@@ -509,10 +498,9 @@ def load_resolved(path: str | Path) -> ExperimentConfig:
     games = [OmegaConf.to_object(_check_against(GameConfig, g, where, f"games.{i}.")) for i, g in enumerate(raw.pop("games", [{}]))]
     estimators = [OmegaConf.to_object(_check_against(EstimatorConfig, e, where, f"estimators.{i}."))
                   for i, e in enumerate(raw.pop("estimators", [{}]))]
-    cfg = OmegaConf.to_object(_check_against(ExperimentConfig, raw, where))
-    cfg.games, cfg.estimators = games, estimators
+    cfg = replace(OmegaConf.to_object(_check_against(ExperimentConfig, raw, where)), games=games, estimators=estimators)
     validate(cfg, where, path.parent)
-    return freeze(cfg)
+    return cfg
 
 
 KB_PER_EPISODE_AND_ESTIMATOR = 4.2
@@ -644,20 +632,6 @@ def validate(cfg: ExperimentConfig, where: str, root: Path) -> None:
         raise ConfigError(f"{where}: critic: {err}") from None
 
 
-def freeze(obj):
-    """Recursively freeze config dataclasses (lists become tuples)."""
-    if is_dataclass(obj):
-        for f in fields(obj):
-            value = getattr(obj, f.name)
-            if isinstance(value, list):
-                value = tuple(freeze(v) for v in value)
-            elif is_dataclass(value):
-                value = freeze(value)
-            object.__setattr__(obj, f.name, value)
-        object.__setattr__(obj, "_frozen", True)
-    return obj
-
-
 TEAM_FIELDS = {
     "scripted": {"skills", "lazy", "saboteurs", "malformed_rate"},
     "mixed": {"members"},
@@ -676,18 +650,10 @@ def team_fields(team: "TeamConfig") -> set[str]:
 def to_yaml(cfg: ExperimentConfig, only_used: bool = False) -> str:
     """The resolved config as YAML (what `mas-credit config show` prints). `only_used` leaves
     out the team fields its kind does not use (a scripted team's LLM fields)."""
-    def plain(value):
-        if only_used and isinstance(value, TeamConfig):
-            used = team_fields(value)
-            return {f.name: plain(getattr(value, f.name)) for f in fields(value) if f.name in used}
-        if is_dataclass(value):
-            return {f.name: plain(getattr(value, f.name)) for f in fields(value)}
-        if isinstance(value, (list, tuple)):
-            return [plain(v) for v in value]
-        if isinstance(value, dict):
-            return {k: plain(v) for k, v in value.items()}
-        return value
-    return yaml.safe_dump(plain(cfg), sort_keys=False)
+    plain = OmegaConf.to_container(OmegaConf.structured(cfg))
+    if only_used:
+        plain["team"] = {key: value for key, value in plain["team"].items() if key in team_fields(cfg.team)}
+    return OmegaConf.to_yaml(plain)
 
 
 def _check_grid(where: str, name: str, grid) -> None:
@@ -711,7 +677,7 @@ def load_batch(path: str | Path, overrides: list[str] = ()) -> BatchConfig:
     path = Path(path)
     raw = _read_yaml(path)
     for ov in overrides:
-        apply_override(raw, ov)
+        raw = apply_override(raw, ov)
     where = str(path)
     extra = raw.get("extra_grids") or []
     if not isinstance(extra, list):
@@ -733,7 +699,7 @@ def load_batch(path: str | Path, overrides: list[str] = ()) -> BatchConfig:
     if base is None:
         raise ConfigError(f"{where}: base '{cfg.base}' not found next to the batch file or in the current folder; "
                           f"valid experiments: {', '.join(sorted(p.name for p in path.parent.glob('*.yaml')))}")
-    cfg.base = str(base.resolve())
+    cfg = replace(cfg, base=str(base.resolve()))
     if cfg.mode not in BATCH_MODES:
         raise ConfigError(f"{where}: mode '{cfg.mode}' is not valid; valid choices: {', '.join(BATCH_MODES)}")
     e = cfg.executor
@@ -751,4 +717,4 @@ def load_batch(path: str | Path, overrides: list[str] = ()) -> BatchConfig:
     for ov in cfg.overrides:
         if "=" not in ov:
             raise ConfigError(f"{where}: overrides entry '{ov}' must look like key=value (e.g. n_tasks=16)")
-    return freeze(cfg)
+    return cfg

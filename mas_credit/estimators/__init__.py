@@ -22,6 +22,8 @@ from dataclasses import dataclass, fields
 from typing import Any, Callable
 
 import torch
+from omegaconf import OmegaConf
+from omegaconf.errors import ConfigKeyError, ValidationError
 
 from mas_credit.types import Credit, CreditBatch, resolve_device
 
@@ -78,20 +80,28 @@ class Estimator:
                 values = {"device": cfg.device, **dict(cfg.params)}
             else:
                 raise TypeError(f"{self.name}: cfg must be None, a dict, an EstimatorConfig or {self.name}'s Config, got {type(cfg).__name__}")
-            valid = [f.name for f in fields(self.Config)]
-            unknown = sorted(set(values) - set(valid))
-            if unknown:
-                raise ValueError(f"estimator '{self.name}' has no knob {', '.join(unknown)}; valid knobs: {', '.join(valid)}")
-            for f in fields(self.Config):
-                if f.name in values:
-                    values[f.name] = _coerce(self.name, f, values[f.name])
-            out = self.Config(**values)
+            out = self._structured(values)
         if out.device not in ("auto", "cpu", "cuda") and not str(out.device).startswith("cuda:"):
             raise ValueError(f"estimator '{self.name}': device '{out.device}' is not valid; valid choices: auto, cpu, cuda")
         check = getattr(out, "check", None)
         if check is not None:
             check()
         return out
+
+    def _structured(self, values: dict):
+        """The Config from knob values, type-checked and coerced by OmegaConf (YAML's 1 for a
+        float knob, a list for a tuple); its errors become one line naming the knob."""
+        try:
+            return OmegaConf.to_object(OmegaConf.merge(OmegaConf.structured(self.Config), values))
+        except ConfigKeyError:
+            valid = [f.name for f in fields(self.Config)]
+            unknown = sorted(set(values) - set(valid))
+            raise ValueError(f"estimator '{self.name}' has no knob {', '.join(unknown)}; valid knobs: {', '.join(valid)}") from None
+        except ValidationError as err:
+            knob = next(f for f in fields(self.Config) if f.name == str(err.full_key).split("[")[0])
+            default = knob.default if knob.default is not dataclasses.MISSING else knob.default_factory()
+            raise ValueError(f"estimator '{self.name}': knob {knob.name} must be {type(default).__name__} (like {default!r}), "
+                             f"got {values[knob.name]!r}") from None
 
     def needs(self, cfg=None, n_agents: int = 3) -> Needs:
         return self.needs_rule(self.make_config(cfg), int(n_agents))
@@ -101,28 +111,6 @@ class Estimator:
         batch = batch.to(resolve_device(cfg.device))
         with torch.no_grad():
             return self.fn(batch, cfg)
-
-
-def _coerce(name, f, value):
-    """Type-check one knob against its default's type (YAML gives ints for floats, lists for tuples)."""
-    default = f.default if f.default is not dataclasses.MISSING else f.default_factory()
-    if isinstance(default, bool):
-        ok = isinstance(value, bool)
-    elif isinstance(default, float):
-        ok = isinstance(value, (int, float)) and not isinstance(value, bool)
-        value = float(value) if ok else value
-    elif isinstance(default, int):
-        ok = isinstance(value, int) and not isinstance(value, bool)
-    elif isinstance(default, str):
-        ok = isinstance(value, str)
-    elif isinstance(default, (list, tuple)):
-        ok = isinstance(value, (list, tuple))
-        value = tuple(value) if ok else value
-    else:
-        ok = True
-    if not ok:
-        raise ValueError(f"estimator '{name}': knob {f.name} must be {type(default).__name__} (like {default!r}), got {value!r}")
-    return value
 
 
 _REGISTRY: dict[str, Estimator] = {}
