@@ -32,7 +32,7 @@ import traceback
 from pathlib import Path
 
 from mas_credit.config import BatchConfig, ConfigError
-from mas_credit.outputs import claim_run_dir, save_figure, write_json, write_parquet, write_text
+from mas_credit.outputs import claim_run_dir, read_costs, save_figure, write_json, write_parquet, write_text
 from mas_credit.report import RANGES, cell_text, mean_ci
 
 STUDY_TABLE = ["rmse", "kendall_tau", "top_agent", "null_credit", "efficiency_gap", "fallback", "evals_per_episode",
@@ -136,7 +136,7 @@ def run_rows(run_dir: Path, mode: str) -> list[dict]:
         from mas_credit.report import score
 
         frame = pd.read_parquet(run_dir / "credit.parquet")
-        per_seed = score(frame, json.loads((run_dir / "costs.json").read_text())["units"])
+        per_seed = score(frame, read_costs(run_dir)["records"])
         return [{**{k: (v.item() if hasattr(v, "item") else v) for k, v in row.items()}, "run_wall_s": run["wall_s"]}
                 for row in per_seed.to_dict("records")]
     from mas_credit.config import load_resolved

@@ -27,7 +27,7 @@ from pathlib import Path
 import numpy as np
 import yaml
 
-from mas_credit.outputs import read_metrics, write_json
+from mas_credit.outputs import read_costs, read_metrics, write_json
 
 STUDY_METRIC = ("per-episode scores of each estimator's credit [B, N] against the exact Shapley value of the replayed "
                 "coalition values: RMSE, Kendall tau-b, top agent, null-player absolute credit, efficiency gap (summary.md, Columns)")
@@ -94,17 +94,17 @@ def _methods(cfg: dict) -> list[dict]:
 
 
 def _study_parts(run_dir: Path, cfg: dict, wall_s: float) -> tuple[dict, dict]:
-    costs = json.loads((run_dir / "costs.json").read_text())["units"]
+    costs = read_costs(run_dir)["records"]
     overhead = {}
-    for unit in costs:
-        if unit["estimator"] == "ground truth":
+    for record in costs:
+        if record["estimator"] == "ground truth":
             continue
-        o = overhead.setdefault(unit["estimator"], {"coalition_evals": 0.0, "llm_calls": 0.0, "tokens": 0.0, "critic_calls": 0.0,
+        o = overhead.setdefault(record["estimator"], {"coalition_evals": 0.0, "llm_calls": 0.0, "tokens": 0.0, "critic_calls": 0.0,
                                                     "seconds": 0.0, "episodes": 0})
         for key in ("coalition_evals", "llm_calls", "tokens", "critic_calls"):
-            o[key] += unit[key]
-        o["seconds"] += unit["wall_s"]
-        o["episodes"] += unit["episodes"]
+            o[key] += record[key]
+        o["seconds"] += record["wall_s"]
+        o["episodes"] += record["episodes"]
     for o in overhead.values():
         o["share_of_run_time"] = o["seconds"] / wall_s if wall_s > 0 else math.nan
     turns, tokens = [], []

@@ -100,7 +100,7 @@ def cmd_play(args) -> int:
     for est in estimators:
         fill_needs(game, [episode], est.needs(None, game.n_agents), team=team, critic=critic)
         columns[est.name] = est(CreditBatch.from_episodes([episode]), {"device": "cpu"}).credit[0]
-    phi = exact_shapley(CreditBatch.from_episodes([episode]).coalition)[0]
+    phi = exact_shapley(CreditBatch.from_episodes([episode]).coalition_values)[0]
 
     print(f"== {game.name}  ({game.credit_structure}; {game.n_agents} agents; difficulty {game.difficulty}; "
           f"lazy agents {game.lazy_agents or 'none'}; task seed {episode.task_seed})")

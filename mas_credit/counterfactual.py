@@ -24,7 +24,7 @@ from __future__ import annotations
 import numpy as np
 
 from mas_credit.agents.protocol import ActResult
-from mas_credit.rollout import NULL, POLICY, ScriptedRun, fresh_env, run_scripts
+from mas_credit.rollout import NULL, POLICY, PlannedRun, fresh_env, run_plans
 from mas_credit.types import COUNTERFACTUAL_MODES as MODES
 
 
@@ -95,8 +95,8 @@ def _resample_coalitions(game, episodes, masks, team, k):
                 continue
             recorded = [_recorded(turn) for turn in ep.turns]
             for j in range(k):
-                runs.append(ScriptedRun(fresh_env(game, ep.task_seed), _rng(team, ep, mask, j, 0xC0A1),
-                                        _coalition_script(recorded, first_out, mask)))
+                runs.append(PlannedRun(fresh_env(game, ep.task_seed), _rng(team, ep, mask, j, 0xC0A1),
+                                        _coalition_plan(recorded, first_out, mask)))
                 slots.append((e, mask))
     means, counts = _mean_rewards(runs, slots, team)
     for (e, mask), value in means.items():
@@ -106,7 +106,7 @@ def _resample_coalitions(game, episodes, masks, team, k):
 
 def _mean_rewards(runs, slots, team) -> tuple[dict, dict]:
     """Run every re-run in lock-step; the mean final reward per slot, and the call counts."""
-    counts = run_scripts(runs, team)
+    counts = run_plans(runs, team)
     totals: dict = {}
     for slot, run in zip(slots, runs):
         totals.setdefault(slot, []).append(run.env.episode().reward)
@@ -117,12 +117,12 @@ def _recorded(turn) -> ActResult:
     return ActResult(text=turn.text, prompt_ids=turn.prompt_ids, response_ids=turn.response_ids, logprobs=turn.logprobs)
 
 
-def _coalition_script(recorded, first_out, mask):
-    def script(t, agent):
+def _coalition_plan(recorded, first_out, mask):
+    def plan(t, agent):
         if not (mask >> agent) & 1:
             return NULL
         return recorded[t] if t < first_out else POLICY
-    return script
+    return plan
 
 
 def fill_alternatives(game, team, episodes, k: int = 4, mode: str = "replay") -> dict[str, float]:
@@ -147,8 +147,8 @@ def fill_alternatives(game, team, episodes, k: int = 4, mode: str = "replay") ->
                 by_agent.setdefault(turn.agent, []).append(_recorded(turn))
             first_i = next(t for t, turn in enumerate(ep.turns) if turn.agent == i)
             for j in range(int(k)):
-                runs.append(ScriptedRun(fresh_env(game, ep.task_seed), _rng(team, ep, i, j, 0xC0FA),
-                                        _alternative_script(by_agent, i, first_i, mode == "resample" and game.sequential)))
+                runs.append(PlannedRun(fresh_env(game, ep.task_seed), _rng(team, ep, i, j, 0xC0FA),
+                                        _alternative_plan(by_agent, i, first_i, mode == "resample" and game.sequential)))
                 slots.append((e, i))
     means, counts = _mean_rewards(runs, slots, team)
     for (e, i), value in means.items():
@@ -156,17 +156,17 @@ def fill_alternatives(game, team, episodes, k: int = 4, mode: str = "replay") ->
     return _counters(evals, counts["policy_calls"], counts["tokens"], team)
 
 
-def _alternative_script(by_agent, agent, first_turn, resample_after):
+def _alternative_plan(by_agent, agent, first_turn, resample_after):
     used: dict[int, int] = {}
 
-    def script(t, who):
+    def plan(t, who):
         if who == agent or (resample_after and t > first_turn):
             return POLICY
         k = used.get(who, 0)
         used[who] = k + 1
         mine = by_agent.get(who, [])
         return mine[k] if k < len(mine) else NULL
-    return script
+    return plan
 
 
 def fill_needs(game, episodes, needs, team=None, critic=None) -> dict[str, float]:

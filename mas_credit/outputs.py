@@ -178,3 +178,12 @@ def metric_records(path: Path) -> list[dict]:
 def read_metrics(run_dir: Path) -> tuple[list[dict], list[dict]]:
     records = metric_records(Path(run_dir) / "metrics.jsonl")
     return [r for r in records if r["kind"] == "train"], [r for r in records if r["kind"] == "eval"]
+
+
+def read_costs(run_dir: Path) -> dict:
+    """A study's `costs.json`: the run's facts and, under "records", one cost record per
+    (game, seed, estimator) (written as "units" before 2026-11-26; read either way)."""
+    costs = json.loads((Path(run_dir) / "costs.json").read_text())
+    if "units" in costs:
+        costs["records"] = costs.pop("units")
+    return costs

@@ -19,14 +19,13 @@ Each is averaged over a seed's episodes; across seeds: mean and 95% confidence i
 """
 from __future__ import annotations
 
-import json
 import math
 from pathlib import Path
 
 import numpy as np
 from scipy.stats import t as student_t
 
-from mas_credit.outputs import RunDirError, save_figure, write_text
+from mas_credit.outputs import RunDirError, read_costs, save_figure, write_text
 
 TRUTH = "ground truth"
 METRICS = ["rmse", "kendall_tau", "top_agent", "null_credit", "efficiency_gap"]
@@ -187,17 +186,17 @@ def render(run_dir: str | Path) -> str:
             raise FileNotFoundError(f"{run_dir} has no {name}; give the folder of a finished study (runs/<name>/)")
     try:
         frame = pd.read_parquet(run_dir / "credit.parquet")
-        meta = json.loads((run_dir / "costs.json").read_text())
+        meta = read_costs(run_dir)
     except Exception as err:  # noqa: BLE001 - pyarrow and json raise many kinds for a cut or garbled file
         raise RunDirError(f"{run_dir}: credit.parquet or costs.json is damaged ({type(err).__name__}); run the study again "
                           f"(mas-credit study ... --out {run_dir} --overwrite)") from None
-    per_seed = score(frame, meta["units"])
+    per_seed = score(frame, meta["records"])
     summary = summarise(per_seed)
     games = list(dict.fromkeys(frame["game"]))
-    n_eps = {c["game"]: c["episodes"] for c in meta["units"] if c["estimator"] == TRUTH}
-    truth_units = [c for c in meta["units"] if c["estimator"] == TRUTH]
-    rollout_s = sum(c["rollout_s"] for c in truth_units)
-    turns, invalid = sum(c.get("turns", 0) for c in truth_units), sum(c.get("invalid_turns", 0) for c in truth_units)
+    n_eps = {c["game"]: c["episodes"] for c in meta["records"] if c["estimator"] == TRUTH}
+    truth_records = [c for c in meta["records"] if c["estimator"] == TRUTH]
+    rollout_s = sum(c["rollout_s"] for c in truth_records)
+    turns, invalid = sum(c.get("turns", 0) for c in truth_records), sum(c.get("invalid_turns", 0) for c in truth_records)
     text = [f"# Credit study: {run_dir.name}", "",
             f"Team: {meta['team']}" + (f"; critic for llm_mca: {meta['critic']}" if "llm_mca" in _estimator_names(run_dir) else "")
             + f"; seeds {meta['seeds']}; {meta['n_tasks']} tasks x "
@@ -212,8 +211,8 @@ def render(run_dir: str | Path) -> str:
             + (" Tree-mode estimators pay with the fan-out rollouts, not with coalition evaluations." if meta["fanout"] else ""),
             ""]
     for game in games:
-        units = [c for c in truth_units if c["game"] == game]
-        reward = mean_ci([c.get("team_reward", math.nan) for c in units])
+        records = [c for c in truth_records if c["game"] == game]
+        reward = mean_ci([c.get("team_reward", math.nan) for c in records])
         text += [f"## {game} ({n_eps[game]} episodes per seed; mean team reward {cell_text(*reward)})", "", table(summary, game), ""]
         text += fell_back_words(summary, game)
         text += [f"![credit by agent](credit_{game}.png)", ""]

@@ -3,7 +3,7 @@
 `collect` plays n_tasks x group_size episodes (the episodes of one task form a
 group); `collect_tree` plays them as a prefix tree with a fan-out per turn (C3's
 tree rollouts). Both, and the counterfactual re-runs in `mas_credit.counterfactual`,
-go through one engine, `run_scripts`: every episode is driven by a *script* that says,
+go through one engine, `run_plans`: every episode is driven by a *plan* that says,
 turn by turn, whether to replay a given text, ask the team's policy, or stop. All
 episodes run in lock-step — at each step one `team.act` call covers every episode
 waiting for its policy, which is what lets LLM backends batch generation.
@@ -33,25 +33,25 @@ class _Sentinel:
 
 
 POLICY = _Sentinel("POLICY")
-"""Script answer: ask the team's policy for this turn."""
+"""Plan answer: ask the team's policy for this turn."""
 STOP = _Sentinel("STOP")
-"""Script answer: stop this episode before this turn (tree levels stop after the branching turn)."""
+"""Plan answer: stop this episode before this turn (tree levels stop after the branching turn)."""
 NULL = ActResult(text="")
-"""Script answer: the agent says nothing (every game parses that as its null action)."""
+"""Plan answer: the agent says nothing (every game parses that as its null action)."""
 
-Script = Callable[[int, int], Union[ActResult, _Sentinel]]
-"""script(turn_position, agent_index) -> a text to replay (ActResult), POLICY or STOP.
+Plan = Callable[[int, int], Union[ActResult, _Sentinel]]
+"""plan(turn_position, agent_index) -> a text to replay (ActResult), POLICY or STOP.
 In a one-shot game the turn position of agent i is i (all answer at once)."""
 
 
 @dataclass
-class ScriptedRun:
-    """One episode driven by a script. After `run_scripts`, `results[t]` is what turn t
+class PlannedRun:
+    """One episode driven by a plan. After `run_plans`, `results[t]` is what turn t
     played (replayed or fresh) and `done` says whether the episode ended."""
 
     env: object
     rng: np.random.Generator
-    script: Script
+    plan: Plan
     results: list = field(default_factory=list)
     done: bool = False
 
@@ -93,9 +93,9 @@ def collect(game, team, n_tasks: int, group_size: int = 1, seed: int = 0, task_s
     if group_size < 1:
         raise ValueError(f"group_size must be >= 1, got {group_size}")
     seeds = _check(game, team, n_tasks, seed, task_seeds)
-    runs = [ScriptedRun(fresh_env(game, task_seed), np.random.default_rng([int(seed), t, k, team.seed]), _always_policy)
+    runs = [PlannedRun(fresh_env(game, task_seed), np.random.default_rng([int(seed), t, k, team.seed]), _always_policy)
             for t, task_seed in enumerate(seeds) for k in range(group_size)]
-    run_scripts(runs, team)
+    run_plans(runs, team)
     episodes = []
     for b, run in enumerate(runs):
         ep = run.env.episode(group=b // group_size)
@@ -121,12 +121,12 @@ def collect_tree(game, team, n_tasks: int, fanout, seed: int = 0, task_seeds: li
         raise ValueError(f"fanout must be a non-empty list of integers >= 1 (one per branching turn), got {fanout}")
     seeds = _check(game, team, n_tasks, seed, task_seeds)
 
-    def prefix_script(prefix, stop_at):
-        def script(t, agent):
+    def prefix_plan(prefix, stop_at):
+        def plan(t, agent):
             if t < len(prefix):
                 return prefix[t]
             return POLICY if stop_at is None or t < stop_at else STOP
-        return script
+        return plan
 
     nodes = [(t, (), []) for t in range(len(seeds))]                      # (task index, path, prefix results)
     for level, width in enumerate(fanout):
@@ -134,13 +134,13 @@ def collect_tree(game, team, n_tasks: int, fanout, seed: int = 0, task_seeds: li
         for t, path, prefix in nodes:
             for c in range(width):
                 rng = np.random.default_rng([int(seed), t, *path, c, team.seed, 0x7EE])
-                runs.append(ScriptedRun(fresh_env(game, seeds[t]), rng, prefix_script(prefix, level + 1)))
+                runs.append(PlannedRun(fresh_env(game, seeds[t]), rng, prefix_plan(prefix, level + 1)))
                 keys.append((t, path + (c,)))
-        run_scripts(runs, team)
+        run_plans(runs, team)
         nodes = [(t, path, run.results) for (t, path), run in zip(keys, runs)]
-    runs = [ScriptedRun(fresh_env(game, seeds[t]), np.random.default_rng([int(seed), t, *path, team.seed, 0x1EAF]),
-                        prefix_script(prefix, None)) for t, path, prefix in nodes]
-    run_scripts(runs, team)
+    runs = [PlannedRun(fresh_env(game, seeds[t]), np.random.default_rng([int(seed), t, *path, team.seed, 0x1EAF]),
+                        prefix_plan(prefix, None)) for t, path, prefix in nodes]
+    run_plans(runs, team)
     episodes = []
     leaves = math.prod(fanout)
     for b, ((t, path, _), run) in enumerate(zip(nodes, runs)):
@@ -150,7 +150,7 @@ def collect_tree(game, team, n_tasks: int, fanout, seed: int = 0, task_seeds: li
     return episodes
 
 
-def run_scripts(runs: list[ScriptedRun], team) -> dict[str, float]:
+def run_plans(runs: list[PlannedRun], team) -> dict[str, float]:
     """Drive every run to its end (or its STOP) in lock-step; one `team.act` per step.
     Returns `policy_calls` and `tokens` (response tokens, where the policy reports ids)."""
     counts = {"policy_calls": 0.0, "tokens": 0.0}
@@ -180,7 +180,7 @@ def _run_simultaneous(runs, team, counts):
     requests, slots = [], []
     for b, run in enumerate(runs):
         for i in range(run.env.n_agents):
-            answer = run.script(i, i)
+            answer = run.plan(i, i)
             if answer is STOP:
                 break
             run.results.append(answer)
@@ -212,7 +212,7 @@ def _run_turns(runs, team, counts):
                     run.done = True
                     break
                 t, i = len(env.history), env.agent_index[env.agent_selection]
-                answer = run.script(t, i)
+                answer = run.plan(t, i)
                 if answer is STOP:
                     break
                 if answer is POLICY:

@@ -96,8 +96,8 @@ def _run_study(cfg: ExperimentConfig, run_dir: Path, progress: bool) -> Path:
     devices = set()
     teams: dict = {}                # an LLM team is loaded once per team size, not once per game and seed
     critic = load_critic(cfg.critic)
-    units = [(g, seed) for g in cfg.games for seed in cfg.seeds]
-    bar = tqdm(units, desc=f"study {cfg.name}", unit="game-seed", disable=not progress, leave=True)   # a finished bar ends its line
+    game_seeds = [(g, seed) for g in cfg.games for seed in cfg.seeds]
+    bar = tqdm(game_seeds, desc=f"study {cfg.name}", unit="game-seed", disable=not progress, leave=True)   # a finished bar ends its line
     for gcfg, seed in bar:
         game_label = gcfg.label or gcfg.name
         bar.set_postfix_str(f"{game_label} seed {seed}")
@@ -116,9 +116,9 @@ def _run_study(cfg: ExperimentConfig, run_dir: Path, progress: bool) -> Path:
         truth_eps = _copies(episodes)
         fill_coalitions(game, truth_eps, "all")
         truth_batch = CreditBatch.from_episodes(truth_eps)
-        truth = exact_shapley(truth_batch.coalition)                                      # [B, N]
-        nulls = null_players(truth_batch.coalition)
-        v_empty = truth_batch.coalition[:, 0]
+        truth = exact_shapley(truth_batch.coalition_values)                                      # [B, N]
+        nulls = null_players(truth_batch.coalition_values)
+        v_empty = truth_batch.coalition_values[:, 0]
         for b, ep in enumerate(episodes):
             records.append({"game": game_label, "seed": int(seed), "episode": b, **ep.to_dict()})
         base = {"game": game_label, "seed": int(seed)}
@@ -159,7 +159,7 @@ def _run_study(cfg: ExperimentConfig, run_dir: Path, progress: bool) -> Path:
     write_parquet(run_dir / "credit.parquet", frame)
     write_json(run_dir / "costs.json", {"team": cfg.team.kind, "critic": cfg.critic.kind, "n_tasks": cfg.n_tasks,
                                         "group_size": cfg.group_size, "fanout": list(fanout) if fanout else None,
-                                        "seeds": list(cfg.seeds), "units": costs})
+                                        "seeds": list(cfg.seeds), "records": costs})
     team = next(iter(teams.values()))
     description = describe_team(team)
     write_run_record(run_dir, "study", time.perf_counter() - run_start, description, devices | {description["device"].split(":")[0]})

@@ -129,7 +129,7 @@ class CreditBatch:
       turn_valid    [B, T] bool  False: the turn's text did not parse, or padding
       turn_format   [B, T] bool  True: the turn answered in the form its prompt asked for
                                  (a batch built by hand without it: turn_valid)
-      coalition     [B, 2**N]    v(S) for bitmask S; NaN = not evaluated
+      coalition_values [B, 2**N] v(S) for bitmask S; NaN = not evaluated (Episode.coalition_values as a table)
       components    {name: [B, N]}  per-agent game components (format, correct, ...)
       critic_share  [B, N]       the critic's share per agent; NaN = no critic ran
       critic_fallback [B] bool   True: the critic's answer did not parse (uniform shares)
@@ -146,7 +146,7 @@ class CreditBatch:
     acted: torch.Tensor
     turn_agent: torch.Tensor
     turn_valid: torch.Tensor
-    coalition: torch.Tensor
+    coalition_values: torch.Tensor
     components: dict[str, torch.Tensor]
     critic_share: torch.Tensor
     critic_fallback: torch.Tensor | None = None
@@ -188,8 +188,8 @@ class CreditBatch:
                  f"{list(self.turn_valid.shape)}")
         if self.turn_format is not None and self.turn_format.shape != self.turn_agent.shape:
             fail(f"turn_format must be [B={batch_size}, T={self.turn_agent.shape[1]}] like turn_agent, got {list(self.turn_format.shape)}")
-        if list(self.coalition.shape) != [batch_size, 1 << n_agents]:
-            fail(f"coalition must be [B={batch_size}, 2**N={1 << n_agents}], got shape {list(self.coalition.shape)}")
+        if list(self.coalition_values.shape) != [batch_size, 1 << n_agents]:
+            fail(f"coalition_values must be [B={batch_size}, 2**N={1 << n_agents}], got shape {list(self.coalition_values.shape)}")
         for name, value in [("critic_share", self.critic_share), *((f"components['{k}']", v) for k, v in self.components.items())]:
             if list(value.shape) != [batch_size, n_agents]:
                 fail(f"{name} must be [B={batch_size}, N={n_agents}], got shape {list(value.shape)}")
@@ -277,7 +277,7 @@ class CreditBatch:
             acted=torch.tensor(acted, dtype=torch.bool),
             turn_agent=torch.tensor(turn_agent, dtype=torch.long),
             turn_valid=torch.tensor(turn_valid, dtype=torch.bool),
-            coalition=coalition,
+            coalition_values=coalition,
             components=components,
             critic_share=critic_share,
             critic_fallback=critic_fallback,
@@ -296,7 +296,7 @@ class CreditBatch:
             acted=self.acted.to(device),
             turn_agent=self.turn_agent.to(device),
             turn_valid=self.turn_valid.to(device),
-            coalition=self.coalition.to(device),
+            coalition_values=self.coalition_values.to(device),
             components={k: v.to(device) for k, v in self.components.items()},
             critic_share=self.critic_share.to(device),
             critic_fallback=self.critic_fallback.to(device),

@@ -200,7 +200,7 @@ def shapley_of_batch(batch, method, budget, seed, antithetic):
     from mas_credit.estimators.shapley import sample_permutations
 
     n = batch.n_agents
-    values = batch.coalition.tolist()
+    values = batch.coalition_values.tolist()
     if method == "exact" or (1 << n) <= budget:
         return [shapley_by_subsets(v, n) for v in values]
     perms, _ = sample_permutations(n, budget, seed, antithetic)
@@ -231,7 +231,7 @@ def sharp(batch, cfg):
 def loo_credit(batch):
     n = batch.n_agents
     full = (1 << n) - 1
-    values = batch.coalition.tolist()
+    values = batch.coalition_values.tolist()
     return [[r - values[b][full & ~(1 << i)] for i in range(n)] for b, r in enumerate(batch.reward.tolist())]
 
 
@@ -300,7 +300,7 @@ def coma(batch, cfg):
 def llm_mca(batch, cfg):
     d = _lists(batch)
     shares = batch.critic_share.tolist()
-    empty = [row[0] for row in batch.coalition.tolist()]
+    empty = [row[0] for row in batch.coalition_values.tolist()]
     gain = [d["reward"][b] - (empty[b] if cfg.baseline == "empty" else 0.0) for b in range(batch.batch_size)]
     credit = [[s * gain[b] for s in shares[b]] for b in range(batch.batch_size)]
     return credit, on_turns(agent_norm(credit, d["group"], d["acted"], cfg.eps), d["turn_agent"])
@@ -308,7 +308,7 @@ def llm_mca(batch, cfg):
 
 def uniform(batch, cfg):
     d = _lists(batch)
-    empty = [row[0] for row in batch.coalition.tolist()]
+    empty = [row[0] for row in batch.coalition_values.tolist()]
     credit = []
     for b in range(batch.batch_size):
         gain = d["reward"][b] - (empty[b] if cfg.baseline == "empty" else 0.0)

@@ -143,7 +143,7 @@ def test_batch_config_mistakes_exit_2_with_one_line(tmp_path, changes, message):
 def test_every_run_writes_its_checklist(uninterrupted):
     run_dir = uninterrupted / "runs" / "estimators-sharp__seeds-1"
     items = json.loads((run_dir / "checklist.json").read_text())
-    costs = json.loads((run_dir / "costs.json").read_text())["units"]
+    costs = json.loads((run_dir / "costs.json").read_text())["records"]
     game = items["tasks"]["games"][0]
     assert items["model"]["kind"] == "scripted" and game["label"] == "vault_lazy" and game["lazy_agents"] == [2]
     assert items["method"] == [{"estimator": "sharp", "name": "sharp", "granularity": "multi-agent",

@@ -16,7 +16,7 @@ from .conftest import brute_force_shapley
 
 def shapley_of(game, episodes):
     fill_coalitions(game, episodes, "all")
-    return exact_shapley(CreditBatch.from_episodes(episodes).coalition).numpy()
+    return exact_shapley(CreditBatch.from_episodes(episodes).coalition_values).numpy()
 
 
 def loo_of(game, episode):

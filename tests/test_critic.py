@@ -146,9 +146,9 @@ def test_llm_mca_splits_what_the_agents_earned_when_the_empty_team_is_worth_some
     fill_needs(game, episodes, est.needs(None, 3), critic=ScriptedCritic())
     fill_coalitions(game, episodes, "all")
     batch = CreditBatch.from_episodes(episodes)
-    truth = exact_shapley(batch.coalition)
-    gain = batch.reward - batch.coalition[:, 0]
-    assert (batch.coalition[:, 0] == 0.4).all() and (gain != 0).any() and (gain < 0).any()
+    truth = exact_shapley(batch.coalition_values)
+    gain = batch.reward - batch.coalition_values[:, 0]
+    assert (batch.coalition_values[:, 0] == 0.4).all() and (gain != 0).any() and (gain < 0).any()
     credit = est(batch, {"device": device}).credit
     torch.testing.assert_close(credit, truth, atol=1e-5, rtol=0)       # the critic's JSON is rounded to 6 digits
     assert (credit[:, 2] == 0).all()

@@ -107,7 +107,7 @@ def test_config_errors_name_the_knob_and_the_choices():
 
 def test_missing_inputs_fail_with_the_fill_call_to_make():
     batch = random_batch(0, 3, 2)
-    batch.coalition[1, 3] = float("nan")
+    batch.coalition_values[1, 3] = float("nan")
     with pytest.raises(ValueError, match="episode 1 lacks; fill them first: fill_coalitions"):
         get_estimator("shapley")(batch)
     batch.alternative[0, :] = float("nan")

@@ -232,7 +232,7 @@ def test_a_study_runs_with_an_llm_team_and_an_llm_critic(tmp_path):
                                   "seeds=[0]", "n_tasks=1", "group_size=2", "games=[vault,relay]",
                                   "estimators=[shapley,{use: c3, params: {counterfactual: resample}},llm_mca,grpo]"])
     run = run_study(cfg, out_dir=tmp_path / "llm", progress=False)
-    costs = {(c["game"], c["estimator"]): c for c in json.loads((run / "costs.json").read_text())["units"]}
+    costs = {(c["game"], c["estimator"]): c for c in json.loads((run / "costs.json").read_text())["records"]}
     assert costs[("relay", "c3")]["llm_calls"] > 0 and costs[("vault", "c3")]["llm_calls"] == 0   # one-shot: replay
     assert costs[("vault", "llm_mca")]["critic_calls"] == 2
     assert "| `llm_mca` |" in (run / "summary.md").read_text()

@@ -2,6 +2,7 @@
 team kind) installed into a folder outside the repository and found through entry points in every
 process (CLI, batch workers, report), by `package.module:Object` references without
 installing, and option folders found outside the repository."""
+import importlib.util
 import json
 import os
 import shutil
@@ -14,9 +15,12 @@ import pytest
 import torch
 
 from mas_credit.agents import ModelTeam, ScriptedTeam, Team, TeamKind, describe_team, register_team_kind, team_kinds
+from mas_credit.agents.kinds import _PLUGGED as kinds_registry
 from mas_credit.agents.kinds import plugged_kind
 from mas_credit.agents.tabular import MixedTeam
 from mas_credit.config import SHIPPED, ConfigError, load_experiment, validate_train
+from mas_credit.estimators import _REGISTRY as estimators_registry
+from mas_credit.games import _REGISTRY as games_registry
 from mas_credit.games import make_game
 from mas_credit.plugins import PluginError
 from mas_credit.rollout import collect
@@ -74,6 +78,11 @@ def test_an_installed_plugin_runs_through_study_batch_and_report_from_outside_th
     assert batch.returncode == 0, batch.stderr + batch.stdout
     table = (tmp_path / "out" / "batch" / "batch.md").read_text()
     assert "| tally | last_word | 2 |" in table and "| tally | shapley | 2 | 0.000 ± 0.000 |" in table
+    if importlib.util.find_spec("ray") is not None:                                          # setup.sh installs the ray extra
+        ray = run(["batch", "batch.yaml", "executor.kind=ray", "--out", "out/ray", "--no-progress"], tmp_path, site)
+        assert ray.returncode == 0, ray.stderr + ray.stdout                                 # the Ray tasks found the plug-in
+        rows = [line for line in table.splitlines() if line.startswith("| tally |")]
+        assert len(rows) == 2 and all(row in (tmp_path / "out" / "ray" / "batch.md").read_text() for row in rows)
     (tmp_path / "out" / "study" / "summary.md").unlink()
     report = run(["report", "out/study"], tmp_path, site)                                  # rebuilds the game's names
     assert report.returncode == 0 and "## tally" in (tmp_path / "out" / "study" / "summary.md").read_text()
@@ -142,11 +151,18 @@ def test_a_plugged_team_kind_plays_as_a_team_and_from_the_cli(plugin, tmp_path):
 
 @pytest.fixture
 def tally(plugin, monkeypatch):
-    """The example package importable in this process (its entry points are not installed here)."""
+    """The example package importable in this process (its entry points are not installed
+    here); what it registers is removed afterwards, so later tests see the built-ins only."""
+    registries = [games_registry, estimators_registry, kinds_registry]
+    before = [dict(r) for r in registries]
     monkeypatch.syspath_prepend(str(plugin[0]))
     import mas_credit_tally
 
-    return mas_credit_tally
+    yield mas_credit_tally
+    for registry, held in zip(registries, before):
+        registry.clear()
+        registry.update(held)
+    monkeypatch.delitem(sys.modules, "mas_credit_tally")
 
 
 def tally_cfg(tmp_path, members: str, *overrides):

@@ -9,7 +9,7 @@ import pandas as pd
 import pytest
 
 from mas_credit.config import load_experiment
-from mas_credit.report import render, score
+from mas_credit.report import score
 from mas_credit.studies import run_study
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -67,7 +67,7 @@ def test_known_contrasts(small_study):
     assert (grpo["credit"] == grpo["reward"]).all() and (grpo["reward"] == 1).all()
     assert (shap["credit"] == 0).all() and shap["null_player"].all()
     # exact shapley has zero error everywhere; the scores say the same
-    per_seed = score(frame, json.loads((small_study / "costs.json").read_text())["units"])
+    per_seed = score(frame, json.loads((small_study / "costs.json").read_text())["records"])
     exact = per_seed[per_seed["estimator"] == "shapley"]
     assert (exact["rmse"] == 0).all() and (exact["efficiency_gap"].abs() < 1e-12).all()
     assert (per_seed[(per_seed["estimator"] == "loo") & (per_seed["game"] == "vault")]["rmse"] > 0.6).all()

@@ -12,7 +12,7 @@ import torch
 
 from mas_credit.agents import ActResult, ScriptedTeam
 from mas_credit.agents.hf import sequence_logprobs
-from mas_credit.config import ConfigError, load_experiment, validate_train
+from mas_credit.config import load_experiment, validate_train
 from mas_credit.train.learners import LLMLearner
 from mas_credit.train.loss import policy_loss, response_logprobs
 from mas_credit.train.trainer import Trainer, resume

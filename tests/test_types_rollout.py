@@ -9,7 +9,7 @@ from mas_credit.agents import ScriptedTeam
 from mas_credit.counterfactual import coalition_masks, fill_coalitions
 from mas_credit.games import make_game
 from mas_credit.rollout import collect
-from mas_credit.types import CreditBatch, Episode, Turn
+from mas_credit.types import CreditBatch, Episode
 
 
 def test_collect_groups_share_a_task():
@@ -47,11 +47,11 @@ def test_credit_batch_shapes_padding_and_groups():
     batch = CreditBatch.from_episodes(episodes)
     n_turns = max(len(ep.turns) for ep in episodes)
     assert batch.reward.shape == (6,) and batch.acted.shape == (6, 3) and batch.turn_agent.shape == (6, n_turns)
-    assert batch.coalition.shape == (6, 8) and batch.group.tolist() == [0, 0, 1, 1, 2, 2]
+    assert batch.coalition_values.shape == (6, 8) and batch.group.tolist() == [0, 0, 1, 1, 2, 2]
     for b, ep in enumerate(episodes):
         assert batch.turn_agent[b, len(ep.turns):].eq(-1).all()
         assert batch.turn_valid[b].tolist() == [t.valid for t in ep.turns] + [False] * (n_turns - len(ep.turns))
-        evaluated = (~torch.isnan(batch.coalition[b])).nonzero().flatten().tolist()
+        evaluated = (~torch.isnan(batch.coalition_values[b])).nonzero().flatten().tolist()
         assert sorted(evaluated) == sorted(coalition_masks(3, "loo"))
     assert set(batch.components) == {"format", "parsed", "correct"} and batch.components["format"].shape == (6, 3)
     for b, ep in enumerate(episodes):
@@ -72,7 +72,7 @@ def test_credit_batch_rejects_bad_input():
 def direct_batch(b=2, n=2, **changes):
     fields = dict(reward=torch.ones(b, dtype=torch.float64), group=torch.zeros(b, dtype=torch.long),
                   acted=torch.ones(b, n, dtype=torch.bool), turn_agent=torch.arange(n).repeat(b, 1),
-                  turn_valid=torch.ones(b, n, dtype=torch.bool), coalition=torch.zeros(b, 1 << n, dtype=torch.float64),
+                  turn_valid=torch.ones(b, n, dtype=torch.bool), coalition_values=torch.zeros(b, 1 << n, dtype=torch.float64),
                   components={"correct": torch.ones(b, n, dtype=torch.float64)},
                   critic_share=torch.full((b, n), float("nan"), dtype=torch.float64))
     fields.update(changes)
@@ -84,7 +84,7 @@ def direct_batch(b=2, n=2, **changes):
     (dict(reward=torch.tensor([1.0, float("nan")], dtype=torch.float64)), "CreditBatch: reward must be finite; episodes [1] have nan"),
     (dict(components={"format": torch.tensor([[1.0, float("inf")], [1, 1]], dtype=torch.float64)}),
      "CreditBatch: components['format'] must be finite; episode 0 is not"),
-    (dict(coalition=torch.zeros(2, 3, dtype=torch.float64)), "CreditBatch: coalition must be [B=2, 2**N=4], got shape [2, 3]"),
+    (dict(coalition_values=torch.zeros(2, 3, dtype=torch.float64)), "CreditBatch: coalition_values must be [B=2, 2**N=4], got shape [2, 3]"),
     (dict(group=torch.zeros(3, dtype=torch.long)), "CreditBatch: group must be [B=2], got shape [3]"),
     (dict(turn_valid=torch.ones(2, 5, dtype=torch.bool)), "CreditBatch: turn_agent and turn_valid must both be [B=2, T]"),
     (dict(critic_share=torch.zeros(2, 3)), "CreditBatch: critic_share must be [B=2, N=2], got shape [2, 3]"),
@@ -103,7 +103,7 @@ def test_credit_batch_to_cuda():
     game = make_game("vault", n_agents=3)
     episodes = collect(game, ScriptedTeam([0.5] * 3), n_tasks=2, seed=0)
     batch = CreditBatch.from_episodes(episodes, device="cuda")
-    assert batch.reward.is_cuda and batch.coalition.is_cuda
+    assert batch.reward.is_cuda and batch.coalition_values.is_cuda
 
 
 def test_episode_json_round_trip_keeps_team_values():

@@ -10,7 +10,6 @@ that `rollout.collect` hands in, so episodes do not depend on batch order.
 """
 from __future__ import annotations
 
-import numpy as np
 
 from mas_credit.agents.protocol import ActRequest, ActResult
 

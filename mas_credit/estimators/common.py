@@ -105,7 +105,7 @@ def to_turns(per_agent: torch.Tensor, turn_agent: torch.Tensor) -> torch.Tensor:
 
 def require_coalitions(batch: CreditBatch, masks: torch.Tensor, estimator: str, hint: str) -> torch.Tensor:
     """coalition[:, masks], or a clear error naming the first episode with a gap."""
-    values = batch.coalition[:, masks]
+    values = batch.coalition_values[:, masks]
     missing = torch.isnan(values)
     if missing.any():
         b = int(missing.any(dim=1).nonzero()[0])

@@ -160,14 +160,14 @@ def shapley_values(batch: CreditBatch, method: str, budget: int, seed: int, anti
     budget (or method is exact), else sampled."""
     n_agents = batch.n_agents
     if method == "exact" or (1 << n_agents) <= budget:
-        if torch.isnan(batch.coalition).any():
+        if torch.isnan(batch.coalition_values).any():
             require_coalitions(batch, torch.arange(1 << n_agents, device=batch.device), estimator,
                                "fill_coalitions(game, episodes, masks='all')")
-        return exact_shapley(batch.coalition)
+        return exact_shapley(batch.coalition_values)
     perms, needed = sample_permutations(n_agents, budget, seed, antithetic)
     require_coalitions(batch, torch.tensor(needed, device=batch.device), estimator,
                        f"fill_coalitions(game, episodes, masks=estimator.needs(cfg, {n_agents}).coalitions)")
-    return sampled_shapley(batch.coalition, perms)
+    return sampled_shapley(batch.coalition_values, perms)
 
 
 def shapley_masks(method: str, budget: int, seed: int, antithetic: bool, n_agents: int) -> tuple[tuple, str]:

@@ -245,11 +245,11 @@ def make_learners(team, trained_agents: list[int], train_cfg) -> list[PolicyLear
     adapter share its learner), one per tabular member. Frozen and scripted members have none."""
     learners = []
     if isinstance(team, ModelTeam) and team.models:                    # an LLM team, or a mixed team with LLM members
-        units: dict[tuple[int, str], list[int]] = {}
+        adapters: dict[tuple[int, str], list[int]] = {}          # (model, adapter) -> the trained agents that play it
         for agent in trained_agents:
             if team.plays_adapter(agent):                                # a mixed team's LLM members only
-                units.setdefault((team.model_index[agent], team.adapters[agent]), []).append(agent)
-        learners += [LLMLearner(team, m, adapter, agents, train_cfg) for (m, adapter), agents in units.items()]
+                adapters.setdefault((team.model_index[agent], team.adapters[agent]), []).append(agent)
+        learners += [LLMLearner(team, m, adapter, agents, train_cfg) for (m, adapter), agents in adapters.items()]
     for agent in trained_agents:
         policy = team.tabular.get(agent) if isinstance(team, MixedTeam) else None
         if policy is not None:
