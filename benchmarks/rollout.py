@@ -13,6 +13,7 @@ Usage: python benchmarks/rollout.py [--episodes 16] [--naive-episodes 4] [--max-
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import os
 import sys
 import tempfile
@@ -39,8 +40,7 @@ def main():
     parser.add_argument("--max-new-tokens", type=int, default=24)
     parser.add_argument("--skip-gguf", action="store_true", help="do not time the first (GGUF) load")
     args = parser.parse_args()
-    cfg = load_team_config(args.team)
-    cfg.max_new_tokens = args.max_new_tokens
+    cfg = dataclasses.replace(load_team_config(args.team), max_new_tokens=args.max_new_tokens)
     game = make_game("vault", n_agents=3)
 
     start = time.perf_counter()

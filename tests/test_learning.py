@@ -1,5 +1,6 @@
 """Learning studies: games' tabular form, mixed teams (scripted, saboteur, lazy, tabular,
 frozen), tabular learners trained by the same trainer loop, and the learning metrics."""
+import dataclasses
 import json
 import math
 
@@ -270,9 +271,8 @@ def test_a_mixed_team_with_the_real_default_model_plays_and_records_logprobs():
     from mas_credit.agents import load_team
     from mas_credit.config import load_team_config
 
-    cfg = load_team_config("smollm_trio")
-    cfg.kind, cfg.device = "mixed", "cpu"
-    cfg.members = [{"kind": "llm"}, {"kind": "scripted", "skill": 1.0}, {"kind": "scripted", "lazy": True}]
+    cfg = dataclasses.replace(load_team_config("smollm_trio"), kind="mixed", device="cpu",
+                              members=[{"kind": "llm"}, {"kind": "scripted", "skill": 1.0}, {"kind": "scripted", "lazy": True}])
     team = load_team(cfg, n_agents=3)
     assert team.learner_agents() == [0]
     episodes = collect(make_game("vault", n_agents=3), team, n_tasks=2, group_size=2, seed=0)

@@ -2,6 +2,7 @@
 random model for everything else, the LLM critic, studies with LLM teams, and config
 errors that load no model."""
 import copy
+import dataclasses
 import importlib.util
 import json
 import re
@@ -26,9 +27,7 @@ from .test_studies import QUICK
 def team_config(name, device, dtype="float32"):
     """A team option on a named device and dtype (float32: the recorded log-probs must equal a
     forward pass to 1e-4; the library's auto dtype on a GPU is bfloat16, tested on its own)."""
-    cfg = load_team_config(name)
-    cfg.device, cfg.dtype = device, dtype
-    return cfg
+    return dataclasses.replace(load_team_config(name), device=device, dtype=dtype)
 
 
 @pytest.fixture(scope="module", params=DEVICES)
@@ -192,8 +191,7 @@ def test_each_agent_plays_its_own_adapter_in_one_batched_call(tiny_team):
 @pytest.mark.parametrize("device", DEVICES)
 @pytest.mark.parametrize("sharing", ["shared", "separate"])
 def test_other_sharing_modes(sharing, device):
-    cfg = team_config("tiny_trio", device)
-    cfg.sharing = sharing
+    cfg = dataclasses.replace(team_config("tiny_trio", device), sharing=sharing)
     team = load_team(cfg, n_agents=3)
     assert len(team.models) == (1 if sharing == "shared" else 3)
     assert team.adapters == (["shared"] * 3 if sharing == "shared" else ["agent_0", "agent_1", "agent_2"])
@@ -297,8 +295,7 @@ def test_generation_on_cuda_matches_a_forward_pass():
 @pytest.mark.skipif(not torch.cuda.is_available() or importlib.util.find_spec("vllm") is None,
                     reason="the vLLM backend needs a CUDA GPU and the vllm extra (pip install -e .[vllm]); this machine lacks one or both")
 def test_vllm_team_plays_vault():
-    cfg = load_team_config("smollm_trio")
-    cfg.kind = "vllm"
+    cfg = dataclasses.replace(load_team_config("smollm_trio"), kind="vllm")
     team = load_team(cfg, n_agents=3)
     episodes = collect(make_game("vault", n_agents=3), team, n_tasks=2, group_size=2, seed=0)
     assert all(t.response_ids and len(t.logprobs) == len(t.response_ids) for ep in episodes for t in ep.turns)
@@ -317,10 +314,9 @@ def test_prompt_templates_per_game():
 
 def test_an_answer_prefix_starts_the_answer_and_stays_out_of_the_agents_tokens(tiny_team):
     team = copy.copy(tiny_team)
-    team.cfg = copy.copy(tiny_team.cfg)
     game = make_game("potluck", n_agents=3)
     plain = collect(game, team, n_tasks=2, seed=4)
-    team.cfg.answer_prefix = {"potluck": "BRING:", "vault": "DIGIT:"}
+    team.cfg = dataclasses.replace(tiny_team.cfg, answer_prefix={"potluck": "BRING:", "vault": "DIGIT:"})
     assert team.answer_prefix("potluck_v0") == "BRING:" and team.answer_prefix("relay_v0") == ""
     episodes = collect(game, team, n_tasks=2, seed=4)
     prefix_ids = team.tokenizer("BRING:", add_special_tokens=False)["input_ids"]
@@ -338,11 +334,10 @@ def test_an_answer_prefix_starts_the_answer_and_stays_out_of_the_agents_tokens(t
 def test_smollm2_names_a_dish_far_more_often_with_an_answer_prefix():
     """Greedy SmolLM2 on potluck echoes its instructions ("I'm Agent_0, one of 3 agents...")
     and never names a dish within 16 tokens; started with "BRING:" it names one most times."""
-    cfg = team_config("smollm_trio", "cpu")
-    cfg.max_new_tokens, cfg.temperature = 16, 0.0
+    cfg = dataclasses.replace(team_config("smollm_trio", "cpu"), max_new_tokens=16, temperature=0.0)
     game = make_game("potluck", n_agents=3)
     plain = collect(game, load_team(cfg, n_agents=3), n_tasks=8, seed=0)
-    cfg.answer_prefix = {"potluck": "BRING:"}
+    cfg = dataclasses.replace(cfg, answer_prefix={"potluck": "BRING:"})
     primed = collect(game, load_team(cfg, n_agents=3), n_tasks=8, seed=0)
     valid = [np.mean([t.valid for ep in eps for t in ep.turns]) for eps in (plain, primed)]
     assert valid[0] <= 0.25 and valid[1] >= 0.75, valid
