@@ -11,6 +11,8 @@ run: setup
 	$(VENV)/bin/mas-credit train experiments/quickstart.yaml
 
 test: setup
+	$(VENV)/bin/ruff check .
+	$(VENV)/bin/ruff format --check .
 	$(VENV)/bin/python -m pytest
 
 bench: setup

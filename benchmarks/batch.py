@@ -4,6 +4,7 @@ fresh folder, in the same process run; prints each time, its speed-up over 1 wor
 whether every executor gave the same table.
 Usage: python benchmarks/batch.py [--batch experiments/batch_quickstart.yaml]
 """
+
 from __future__ import annotations
 
 import argparse
@@ -17,9 +18,11 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from mas_credit.batch import run_batch  # noqa: E402
 from mas_credit.config import load_batch  # noqa: E402
 
-SETTINGS = [("local, 1 worker", ["executor.kind=local", "executor.workers=1"]),
-            ("local, 2 workers", ["executor.kind=local", "executor.workers=2"]),
-            ("ray (local instance), 2 workers", ["executor.kind=ray", "executor.workers=2"])]
+SETTINGS = [
+    ("local, 1 worker", ["executor.kind=local", "executor.workers=1"]),
+    ("local, 2 workers", ["executor.kind=local", "executor.workers=2"]),
+    ("ray (local instance), 2 workers", ["executor.kind=ray", "executor.workers=2"]),
+]
 
 
 def main():

@@ -4,6 +4,7 @@ it chooses only each share's digits), on the same episodes in one process run; p
 both and the speed ratio.
 Usage: python benchmarks/critic.py [--model smollm2] [--tasks 4] [--group 4] [--batch-size 16]
 """
+
 from __future__ import annotations
 
 import argparse
@@ -35,7 +36,10 @@ def main():
     episodes = {}
     for name in GAMES:
         game = make_game(name, n_agents=3)
-        episodes[name] = (game, collect(game, ScriptedTeam([0.8, 0.7, 0.6], seed=1), n_tasks=args.tasks, group_size=args.group, seed=0))
+        episodes[name] = (
+            game,
+            collect(game, ScriptedTeam([0.8, 0.7, 0.6], seed=1), n_tasks=args.tasks, group_size=args.group, seed=0),
+        )
     speed = {}
     for decoding in ("free", "structured"):
         critic = LLMCritic(args.model, max_new_tokens=64, loaded=loaded, decoding=decoding, batch_size=args.batch_size)
@@ -49,8 +53,10 @@ def main():
             strict += sum(bool(ep.critic["strict"]) for ep in eps)
             total += len(eps)
         speed[decoding] = total / seconds
-        print(f"{decoding:>10}: strict parse {strict} of {total}; {speed[decoding]:.2f} critic calls/s "
-              f"({seconds:.1f} s; batches of {args.batch_size}; games {', '.join(GAMES)})")
+        print(
+            f"{decoding:>10}: strict parse {strict} of {total}; {speed[decoding]:.2f} critic calls/s "
+            f"({seconds:.1f} s; batches of {args.batch_size}; games {', '.join(GAMES)})"
+        )
     print(f"structured / free speed: {speed['structured'] / speed['free']:.2f}x")
 
 

@@ -7,6 +7,7 @@ times are the median of --repeats runs; the slow references run once. On a machi
 with CUDA the estimators are timed there too (synchronised).
 Usage: python benchmarks/estimators.py [--tasks 512] [--group 8] [--n-agents 8] [--game council]
 """
+
 from __future__ import annotations
 
 import argparse
@@ -88,17 +89,22 @@ def main():
     tree, t_tree = timed(lambda: collect_tree(game, team, args.tasks, [2, 4], seed=0))
     cost = {(): 0.0}
     _, cost[("all",)] = timed(lambda: fill_coalitions(game, episodes, "all"))
-    cost[("loo",)] = cost[("all",)] * (n + 1) / (1 << n)     # loo reads n+1 of the 2**n coalitions filled above
+    cost[("loo",)] = cost[("all",)] * (n + 1) / (1 << n)  # loo reads n+1 of the 2**n coalitions filled above
     _, cost[("alternatives",)] = timed(lambda: fill_alternatives(game, team, episodes, k=2))
     _, cost[("critic",)] = timed(lambda: fill_critic(game, ScriptedCritic(seed=0), episodes))
-    cost[("tree",)] = t_tree - t_rollout                      # the tree's extra cost over a flat rollout
+    cost[("tree",)] = t_tree - t_rollout  # the tree's extra cost over a flat rollout
     batch, t_batch = timed(lambda: CreditBatch.from_episodes(episodes))
     tree_batch = CreditBatch.from_episodes(tree)
-    print(f"{game.name}, B = {batch.batch_size} episodes ({args.tasks} tasks x {args.group}), N = {n}, T = {batch.n_turns}; "
-          f"torch {torch.__version__}, {torch.get_num_threads()} CPU threads")
-    print(f"scripted rollout {t_rollout:.2f} s; all 2**N coalitions {cost[('all',)]:.2f} s; COMA re-draws (k=2) "
-          f"{cost[('alternatives',)]:.2f} s; critic {cost[('critic',)]:.2f} s; tree rollout {t_tree:.2f} s; "
-          f"CreditBatch.from_episodes {t_batch:.2f} s")
+    print(
+        f"{game.name}, B = {batch.batch_size} episodes ({args.tasks} tasks x {args.group}), N = {n}, T = "
+        f"{batch.n_turns}; "
+        f"torch {torch.__version__}, {torch.get_num_threads()} CPU threads"
+    )
+    print(
+        f"scripted rollout {t_rollout:.2f} s; all 2**N coalitions {cost[('all',)]:.2f} s; COMA re-draws (k=2) "
+        f"{cost[('alternatives',)]:.2f} s; critic {cost[('critic',)]:.2f} s; tree rollout {t_tree:.2f} s; "
+        f"CreditBatch.from_episodes {t_batch:.2f} s"
+    )
     cuda = torch.cuda.is_available()
     header = f"{'estimator':<20}{'torch cpu (ms)':>15}{'reference (s)':>15}{'speed-up':>10}{'share of rollout+cf':>21}"
     print(header + (f"{'cuda (ms)':>11}" if cuda else ""))
@@ -112,7 +118,9 @@ def main():
         np.testing.assert_allclose(out.credit.numpy(), np.array(credit), atol=1e-9, err_msg=label)
         np.testing.assert_allclose(out.advantage.numpy(), np.array(adv), atol=1e-9, err_msg=label)
         produce = t_rollout + cost[needs]
-        line = f"{label:<20}{1e3 * t_fast:>15.2f}{t_slow:>15.2f}{t_slow / t_fast:>9.0f}x{100 * t_fast / produce:>20.3f}%"
+        line = (
+            f"{label:<20}{1e3 * t_fast:>15.2f}{t_slow:>15.2f}{t_slow / t_fast:>9.0f}x{100 * t_fast / produce:>20.3f}%"
+        )
         if cuda:
             gpu_cfg = est.make_config(dict(knobs, device="cuda"))
             gpu_data = data.to("cuda")

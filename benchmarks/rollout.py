@@ -10,6 +10,7 @@ generated tokens up to and including end-of-sequence. One vault step is one turn
 agent, so the team rollout is one batched generate call (adapters per row).
 Usage: python benchmarks/rollout.py [--episodes 16] [--naive-episodes 4] [--max-new-tokens 24] [--skip-gguf]
 """
+
 from __future__ import annotations
 
 import argparse
@@ -46,9 +47,11 @@ def main():
     start = time.perf_counter()
     team = load_team(cfg, n_agents=3)
     t_load_team = time.perf_counter() - start
-    print(f"team {args.team}: model {cfg.model}, sharing {cfg.sharing}, device {team.device} "
-          f"({next(team.models[0].parameters()).dtype}), {torch.get_num_threads()} CPU threads; "
-          f"{args.episodes} episodes x 3 agents, {cfg.max_new_tokens} new tokens max, temperature {cfg.temperature}")
+    print(
+        f"team {args.team}: model {cfg.model}, sharing {cfg.sharing}, device {team.device} "
+        f"({next(team.models[0].parameters()).dtype}), {torch.get_num_threads()} CPU threads; "
+        f"{args.episodes} episodes x 3 agents, {cfg.max_new_tokens} new tokens max, temperature {cfg.temperature}"
+    )
 
     # the team's rollout (warm-up first: the first generate call pays one-off costs)
     collect(game, team, n_tasks=2, seed=99)
@@ -63,8 +66,8 @@ def main():
     for seed in task_seeds_for(0, args.episodes):
         env = fresh_env(game, seed)
         chats += [team.chat(ActRequest(env, i, env.observe(i)["text"], np.random.default_rng(0))) for i in range(3)]
-    plain = load_model(cfg.model, team.device)                          # the bare model: no adapters, no team
-    generate(plain.model, plain.tokenizer, chats[:3], 4, seed=1)           # warm-up
+    plain = load_model(cfg.model, team.device)  # the bare model: no adapters, no team
+    generate(plain.model, plain.tokenizer, chats[:3], 4, seed=1)  # warm-up
     start = time.perf_counter()
     raw = generate(plain.model, plain.tokenizer, chats, cfg.max_new_tokens, cfg.temperature, cfg.top_p, seed=0)
     t_raw = time.perf_counter() - start
@@ -75,8 +78,18 @@ def main():
     for k, chat in enumerate(chats[: 3 * min(args.naive_episodes, args.episodes)]):
         model = team.model_for(k % 3)
         names = [team.adapters[k % 3]]
-        naive_tokens += len(generate(model, team.tokenizer, [chat], cfg.max_new_tokens, cfg.temperature, cfg.top_p,
-                                     seed=k, adapter_names=names)[0].response_ids)
+        naive_tokens += len(
+            generate(
+                model,
+                team.tokenizer,
+                [chat],
+                cfg.max_new_tokens,
+                cfg.temperature,
+                cfg.top_p,
+                seed=k,
+                adapter_names=names,
+            )[0].response_ids
+        )
     t_naive = time.perf_counter() - start
 
     team_rate, raw_rate, naive_rate = team_tokens / t_team, raw_tokens / t_raw, naive_tokens / t_naive
@@ -84,8 +97,10 @@ def main():
     print(f"{'team rollout (collect, adapters per row)':<44}{team_tokens:>8}{t_team:>9.2f}{team_rate:>10.1f}")
     print(f"{'one raw model.generate (bare base model)':<44}{raw_tokens:>8}{t_raw:>9.2f}{raw_rate:>10.1f}")
     print(f"{'naive loop, one generate per episode/agent':<44}{naive_tokens:>8}{t_naive:>9.2f}{naive_rate:>10.1f}")
-    print(f"team / raw generate = {team_rate / raw_rate:.2f}x (target >= 0.85x); "
-          f"team / naive loop = {team_rate / naive_rate:.1f}x (target >= 4x)")
+    print(
+        f"team / raw generate = {team_rate / raw_rate:.2f}x (target >= 0.85x); "
+        f"team / naive loop = {team_rate / naive_rate:.1f}x (target >= 4x)"
+    )
     valid = np.mean([t.valid for ep in episodes for t in ep.turns])
     print(f"parseable answers {valid:.0%}; team success {np.mean([ep.reward for ep in episodes]):.0%}")
 
@@ -101,7 +116,8 @@ def main():
             t_first = time.perf_counter() - start
             del os.environ["MAS_CREDIT_CACHE"]
         assert first.converted
-        line += f"; first load from GGUF (de-quantise + cache) {t_first:.2f} s -> cached is {t_first / t_cached:.0f}x faster"
+        speedup = t_first / t_cached
+        line += f"; first load from GGUF (de-quantise + cache) {t_first:.2f} s -> cached is {speedup:.0f}x faster"
     print(line)
 
 

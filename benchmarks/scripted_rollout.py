@@ -2,6 +2,7 @@
 per game, at N = 3 and N = 8 (one process, this machine).
 Usage: python benchmarks/scripted_rollout.py [--episodes 2000]
 """
+
 from __future__ import annotations
 
 import argparse
@@ -22,7 +23,9 @@ def main():
         for n in (3, 8):
             game = make_game(name, n_agents=n, difficulty=2)
             start = time.perf_counter()
-            collect(game, ScriptedTeam([0.8] * n, malformed_rate=0.05), n_tasks=args.episodes // 4, group_size=4, seed=0)
+            collect(
+                game, ScriptedTeam([0.8] * n, malformed_rate=0.05), n_tasks=args.episodes // 4, group_size=4, seed=0
+            )
             rates.append(args.episodes / (time.perf_counter() - start))
         print(f"{name:<14}{rates[0]:>12.0f}{rates[1]:>12.0f}")
 

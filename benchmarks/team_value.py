@@ -5,6 +5,7 @@ of the agents inside the mask and empty text for the others).
 Both sides are timed in the same run on the same episodes, and checked equal.
 Usage: python benchmarks/team_value.py [--n-agents 8] [--episodes 20]
 """
+
 from __future__ import annotations
 
 import argparse
@@ -45,8 +46,10 @@ def main():
         t_slow = time.perf_counter() - start
         assert np.array_equal(np.array(fast), np.array(slow)), f"{name}: batched and API values differ"
         kind = "AEC" if game.sequential else "one-shot"
-        print(f"{game.name:<14}{kind:<10}{1e3 * t_fast / len(episodes):>17.3f}{1e3 * t_slow / len(episodes):>17.1f}"
-              f"{t_slow / t_fast:>9.0f}x")
+        print(
+            f"{game.name:<14}{kind:<10}{1e3 * t_fast / len(episodes):>17.3f}{1e3 * t_slow / len(episodes):>17.1f}"
+            f"{t_slow / t_fast:>9.0f}x"
+        )
 
 
 if __name__ == "__main__":

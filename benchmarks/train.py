@@ -17,6 +17,7 @@ each run). Per agent, an update costs update + reference / (trained adapters); t
 is at most 1.2x raw. Against "raw shared" the ratio is the trainer's own overhead.
 Usage: python benchmarks/train.py [--repeats 3] [--kl-coef 0.02]
 """
+
 from __future__ import annotations
 
 import argparse
@@ -30,8 +31,8 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from mas_credit.config import load_experiment  # noqa: E402
-from mas_credit.train.loss import response_logprobs  # noqa: E402
 from mas_credit.train.learners import LLMLearner, token_chunks  # noqa: E402
+from mas_credit.train.loss import response_logprobs  # noqa: E402
 from mas_credit.train.trainer import Trainer  # noqa: E402
 
 
@@ -60,35 +61,52 @@ def main():
     cfg = load_experiment(args.experiment, [f"train.kl_coef={args.kl_coef}", "train.tensorboard=false"])
     trainer = Trainer(cfg, Path("/tmp/mas-credit-bench-train"), progress=False)
     _, episodes = trainer.collect(0)
-    learner_rows = {learner: [{"prompt": t.prompt_ids, "response": t.response_ids, "sampler_logprobs": t.logprobs,
-                               "adv": 1.0, "weight": 1.0} for ep in episodes for t in ep.turns
-                              if t.agent in learner.agents and t.response_ids]
-                    for learner in trainer.learners}
+    learner_rows = {
+        learner: [
+            {
+                "prompt": t.prompt_ids,
+                "response": t.response_ids,
+                "sampler_logprobs": t.logprobs,
+                "adv": 1.0,
+                "weight": 1.0,
+            }
+            for ep in episodes
+            for t in ep.turns
+            if t.agent in learner.agents and t.response_ids
+        ]
+        for learner in trainer.learners
+    }
     learner = next(lr for lr in trainer.learners if 0 in lr.agents)
     rows = learner_rows[learner]
     model, params = learner.model, learner.params
     temperature = trainer.team.cfg.temperature
     tokens = sum(len(r["prompt"]) + len(r["response"]) for r in rows)
     device, dtype = trainer.team.device, next(model.parameters()).dtype
-    print(f"{cfg.team.model} on {device} ({dtype}), agent 0: {len(rows)} turns, {tokens} prompt + response tokens, "
-          f"token budget {cfg.train.token_budget}, kl_coef {cfg.train.kl_coef}, {torch.get_num_threads()} CPU threads; "
-          f"the trainer shares prompts here: {learner.share_prompts}")
+    print(
+        f"{cfg.team.model} on {device} ({dtype}), agent 0: {len(rows)} turns, {tokens} prompt + response tokens, "
+        f"token budget {cfg.train.token_budget}, kl_coef {cfg.train.kl_coef}, {torch.get_num_threads()} CPU threads; "
+        f"the trainer shares prompts here: {learner.share_prompts}"
+    )
 
     def raw(share_prompts):
         for p in params:
             p.requires_grad_(True)
         model.set_adapter(learner.adapter)
         for chunk in token_chunks(sorted(rows, key=lambda r: (len(r["prompt"]), r["prompt"])), cfg.train.token_budget):
-            logp, _ = response_logprobs(model, [(r["prompt"], r["response"]) for r in chunk], temperature, share_prompts)
+            logp, _ = response_logprobs(
+                model, [(r["prompt"], r["response"]) for r in chunk], temperature, share_prompts
+            )
             logp.sum().backward()
         for p in params:
             p.grad = None
             p.requires_grad_(False)
 
-    raw(False)                                              # warm-up
+    raw(False)  # warm-up
     t_raw = median_time(lambda: raw(False), args.repeats)
     t_raw_shared = median_time(lambda: raw(True), args.repeats)
-    t_reference = median_time(lambda: LLMLearner.prepare_group(learner_rows), args.repeats) if cfg.train.kl_coef > 0 else 0.0
+    t_reference = (
+        median_time(lambda: LLMLearner.prepare_group(learner_rows), args.repeats) if cfg.train.kl_coef > 0 else 0.0
+    )
     snapshot = [p.detach().clone() for p in params]
     chosen = learner.share_prompts
     t_updates = {}
@@ -100,12 +118,18 @@ def main():
                 p.copy_(s)
     t_update = t_updates[chosen]
     share = t_reference / len(learner_rows)
-    print(f"raw forward + backward {t_raw:.3f} s (with shared prompts {t_raw_shared:.3f} s); trainer update {t_update:.3f} s "
-          f"(prompts shared: {t_updates[True]:.3f} s, not shared: {t_updates[False]:.3f} s); "
-          f"shared reference pass {t_reference:.3f} s over {len(learner_rows)} adapters' turns")
+    print(
+        f"raw forward + backward {t_raw:.3f} s (with shared prompts {t_raw_shared:.3f} s); trainer update "
+        f"{t_update:.3f} s "
+        f"(prompts shared: {t_updates[True]:.3f} s, not shared: {t_updates[False]:.3f} s); "
+        f"shared reference pass {t_reference:.3f} s over {len(learner_rows)} adapters' turns"
+    )
     print(f"update / raw = {t_update / t_raw:.2f}x; update / raw shared = {t_update / t_raw_shared:.2f}x")
-    print(f"per agent: (update + reference / {len(learner_rows)}) / raw = {(t_update + share) / t_raw:.2f}x (target <= 1.2x); "
-          f"/ raw shared = {(t_update + share) / t_raw_shared:.2f}x")
+    print(
+        f"per agent: (update + reference / {len(learner_rows)}) / raw = {(t_update + share) / t_raw:.2f}x (target <= "
+        "1.2x); "
+        f"/ raw shared = {(t_update + share) / t_raw_shared:.2f}x"
+    )
 
 
 if __name__ == "__main__":

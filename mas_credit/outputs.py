@@ -9,6 +9,7 @@ if the write fails or is interrupted.
 `overwrite` is set (the CLI's --overwrite), and an overwrite removes the old outputs. A
 default folder (no --out) that is taken is not touched: the run gets `<name>-2`, `-3`, ...
 """
+
 from __future__ import annotations
 
 import json
@@ -75,8 +76,11 @@ def run_kind(run_dir: str | Path) -> str | None:
         return json.loads((run_dir / KIND_FILE).read_text())["kind"]
     except (OSError, ValueError, KeyError, TypeError):
         pass
-    for kind, marks in (("batch", ["batch.json"]), ("train", ["metrics.jsonl", "checkpoint"]),
-                        ("study", ["credit.parquet", "config.yaml"])):
+    for kind, marks in (
+        ("batch", ["batch.json"]),
+        ("train", ["metrics.jsonl", "checkpoint"]),
+        ("study", ["credit.parquet", "config.yaml"]),
+    ):
         if any((run_dir / mark).exists() for mark in marks):
             return kind
     return None
@@ -86,8 +90,9 @@ def _occupied(path: Path) -> bool:
     return path.is_dir() and any(path.iterdir())
 
 
-def check_run_dir(run_dir: str | Path, kind: str, overwrite: bool = False, default: bool = False,
-                  reuse_same_kind: bool = False) -> Path:
+def check_run_dir(
+    run_dir: str | Path, kind: str, overwrite: bool = False, default: bool = False, reuse_same_kind: bool = False
+) -> Path:
     """The folder a `kind` run may write to (module docstring), checked, nothing written.
     `default`: the folder was not chosen by the user (a taken one is skipped for <name>-2, ...).
     `reuse_same_kind`: a folder holding the same kind is continued, not refused (a batch resumes)."""
@@ -111,7 +116,9 @@ def check_run_dir(run_dir: str | Path, kind: str, overwrite: bool = False, defau
             raise RunDirError(f"{run_dir} holds files that are not a mas-credit run; give --out a new or empty folder")
         if not overwrite:
             resume = f", continue it with --resume {run_dir}" if held == kind == "train" else ""
-            raise RunDirError(f"{run_dir} already holds a {held} run; give --overwrite to replace it{resume}, or choose another --out")
+            raise RunDirError(
+                f"{run_dir} already holds a {held} run; give --overwrite to replace it{resume}, or choose another --out"
+            )
     return run_dir
 
 
@@ -120,11 +127,14 @@ def _mark(run_dir: Path, kind: str, shown: Path | None = None) -> None:
         run_dir.mkdir(parents=True, exist_ok=True)
         write_json(run_dir / KIND_FILE, {"kind": kind})
     except OSError as err:
-        raise RunDirError(f"cannot write to {shown or run_dir} ({err.strerror or err}); give --out a writable folder") from None
+        raise RunDirError(
+            f"cannot write to {shown or run_dir} ({err.strerror or err}); give --out a writable folder"
+        ) from None
 
 
-def claim_run_dir(run_dir: str | Path, kind: str, overwrite: bool = False, default: bool = False,
-                  reuse_same_kind: bool = False) -> Path:
+def claim_run_dir(
+    run_dir: str | Path, kind: str, overwrite: bool = False, default: bool = False, reuse_same_kind: bool = False
+) -> Path:
     """`check_run_dir`, then the folder made and marked with its kind before any work; an
     overwritten run's old outputs are removed first."""
     run_dir = check_run_dir(run_dir, kind, overwrite, default, reuse_same_kind)
@@ -170,8 +180,10 @@ def metric_records(path: Path) -> list[dict]:
     lines = [line for line in Path(path).read_text(errors="replace").splitlines() if line.strip()]
     bad = [k for k, line in enumerate(lines) if not is_metric_record(line)]
     if bad and bad != [len(lines) - 1]:
-        raise RunDirError(f"{path}: line {bad[0] + 1} is not a metric record (a damaged file); "
-                          f"resume from the checkpoint (mas-credit train --resume) or train again")
+        raise RunDirError(
+            f"{path}: line {bad[0] + 1} is not a metric record (a damaged file); "
+            f"resume from the checkpoint (mas-credit train --resume) or train again"
+        )
     return [json.loads(line) for k, line in enumerate(lines) if k not in bad]
 
 

@@ -18,6 +18,7 @@ Registering the same object twice is a no-op; two different objects under one na
 error (see `games.register_game`, `estimators.register_estimator`,
 `agents.register_team_kind`).
 """
+
 from __future__ import annotations
 
 import importlib
@@ -39,8 +40,10 @@ def load_object(ref: str):
     try:
         obj = importlib.import_module(module_name)
     except ImportError as err:
-        raise PluginError(f"'{ref}': cannot import {module_name} ({err}); install the package that provides it "
-                          f"(pip install -e <its folder>) or put it on PYTHONPATH") from None
+        raise PluginError(
+            f"'{ref}': cannot import {module_name} ({err}); install the package that provides it "
+            f"(pip install -e <its folder>) or put it on PYTHONPATH"
+        ) from None
     for part in attr.split("."):
         if not hasattr(obj, part):
             raise PluginError(f"'{ref}': {module_name} has no {attr}")
@@ -58,7 +61,8 @@ def load_plugins(kind: str, register) -> None:
         try:
             obj = ep.load()
         except Exception as err:  # noqa: BLE001 - a broken plug-in must name itself, not crash a lookup deep inside
-            raise PluginError(f"plug-in '{ep.name}' ({ep.value}, group {ep.group}) failed to load: "
-                              f"{type(err).__name__}: {err}") from None
+            raise PluginError(
+                f"plug-in '{ep.name}' ({ep.value}, group {ep.group}) failed to load: {type(err).__name__}: {err}"
+            ) from None
         if not isinstance(obj, type(importlib)):
             register(obj)

@@ -17,6 +17,7 @@ its episodes is marked † in the table, hatched in the plots, and named in the 
 Each is averaged over a seed's episodes; across seeds: mean and 95% confidence interval
 (Student t, scipy's quantile at any number of seeds). This module must not run games or estimators.
 """
+
 from __future__ import annotations
 
 import math
@@ -32,7 +33,13 @@ METRICS = ["rmse", "kendall_tau", "top_agent", "null_credit", "efficiency_gap"]
 RATES = ["fallback"]
 FELL_BACK = 0.5
 """a row whose fallback rate is above this is marked: its scores are mostly its fallback's"""
-COSTS = ["evals_per_episode", "llm_calls_per_episode", "tokens_per_episode", "critic_calls_per_episode", "ms_per_episode"]
+COSTS = [
+    "evals_per_episode",
+    "llm_calls_per_episode",
+    "tokens_per_episode",
+    "critic_calls_per_episode",
+    "ms_per_episode",
+]
 COLUMN_HELP = {
     "rmse": "root mean squared error of the credit against exact Shapley, per episode (0 = exact)",
     "kendall_tau": "Kendall tau-b rank agreement with exact Shapley over the agents (1 = same order)",
@@ -40,7 +47,7 @@ COLUMN_HELP = {
     "null_credit": "mean |credit| given to null players (agents whose every marginal contribution is 0; sound = 0)",
     "efficiency_gap": "|sum of credit - (R - v(empty))| (0 = the credit decomposes the reward)",
     "fallback": "share of episodes on which the estimator ran on its fallback (llm_mca: unreadable critic answer, "
-                "uniform shares); † marks a row above 0.5",
+    "uniform shares); † marks a row above 0.5",
     "evals_per_episode": "distinct coalition evaluations the estimator needed, per episode",
     "llm_calls_per_episode": "LLM policy calls for counterfactual re-runs, per episode (0 for scripted teams)",
     "tokens_per_episode": "response tokens of those calls, per episode",
@@ -56,13 +63,13 @@ def mean_ci(values) -> tuple[float, float]:
         return math.nan, math.nan
     if len(values) == 1:
         return float(values[0]), math.nan
-    t = float(student_t.ppf(0.975, len(values) - 1))           # two-sided 95%, exact at any number of seeds
+    t = float(student_t.ppf(0.975, len(values) - 1))  # two-sided 95%, exact at any number of seeds
     return float(values.mean()), float(t * values.std(ddof=1) / math.sqrt(len(values)))
 
 
 def kendall_tau_b(credit: np.ndarray, truth: np.ndarray) -> np.ndarray:
     """[E, N] x [E, N] -> [E] tau-b per episode; NaN where either side is all ties."""
-    credit, truth = np.round(credit, 9), np.round(truth, 9)          # float noise is not a rank difference
+    credit, truth = np.round(credit, 9), np.round(truth, 9)  # float noise is not a rank difference
     n = credit.shape[1]
     upper = np.triu(np.ones((n, n), dtype=bool), k=1)
     dc = np.sign(credit[:, :, None] - credit[:, None, :])[:, upper]  # [E, pairs]
@@ -73,7 +80,9 @@ def kendall_tau_b(credit: np.ndarray, truth: np.ndarray) -> np.ndarray:
         return np.where(denom > 0, (dc * dt).sum(1) / np.where(denom > 0, denom, 1), np.nan)
 
 
-def episode_scores(credit: np.ndarray, truth: np.ndarray, reward: np.ndarray, v_empty: np.ndarray, null: np.ndarray) -> dict:
+def episode_scores(
+    credit: np.ndarray, truth: np.ndarray, reward: np.ndarray, v_empty: np.ndarray, null: np.ndarray
+) -> dict:
     """[E, N] arrays (reward, v_empty: [E]) -> per-episode score arrays [E] (NaN = undefined)."""
     top = credit.argmax(axis=1)
     truth_top = np.isclose(truth[np.arange(len(truth)), top], truth.max(axis=1), atol=1e-9)
@@ -81,11 +90,13 @@ def episode_scores(credit: np.ndarray, truth: np.ndarray, reward: np.ndarray, v_
     null_sum, null_count = (np.abs(credit) * null).sum(1), null.sum(1)
     with np.errstate(invalid="ignore", divide="ignore"):
         null_credit = np.where(null_count > 0, null_sum / np.maximum(null_count, 1), np.nan)
-    return {"rmse": np.sqrt(((credit - truth) ** 2).mean(axis=1)),
-            "kendall_tau": kendall_tau_b(credit, truth),
-            "top_agent": np.where(all_tied, np.nan, truth_top.astype(float)),
-            "null_credit": null_credit,
-            "efficiency_gap": np.abs(credit.sum(axis=1) - (reward - v_empty))}
+    return {
+        "rmse": np.sqrt(((credit - truth) ** 2).mean(axis=1)),
+        "kendall_tau": kendall_tau_b(credit, truth),
+        "top_agent": np.where(all_tied, np.nan, truth_top.astype(float)),
+        "null_credit": null_credit,
+        "efficiency_gap": np.abs(credit.sum(axis=1) - (reward - v_empty)),
+    }
 
 
 def score(frame, costs: list[dict]):
@@ -99,16 +110,27 @@ def score(frame, costs: list[dict]):
         n_agents = part["agent"].nunique()
         shaped = {k: part[k].to_numpy().reshape(-1, n_agents) for k in ("credit", "truth", "null_player")}
         first = part.groupby("episode", sort=True).first()
-        scores = episode_scores(shaped["credit"], shaped["truth"], first["reward"].to_numpy(),
-                                first["v_empty"].to_numpy(), shaped["null_player"].astype(bool))
+        scores = episode_scores(
+            shaped["credit"],
+            shaped["truth"],
+            first["reward"].to_numpy(),
+            first["v_empty"].to_numpy(),
+            shaped["null_player"].astype(bool),
+        )
         cost = cost_of[(game, seed, estimator)]
         episodes = cost["episodes"]
-        record = {"game": game, "estimator": estimator, "seed": seed,
-                  **{k: float(np.nanmean(v)) if np.isfinite(v).any() else math.nan for k, v in scores.items()},
-                  "fallback": cost.get("critic_fallback", 0.0) / episodes,
-                  "evals_per_episode": cost["coalition_evals"] / episodes, "llm_calls_per_episode": cost["llm_calls"] / episodes,
-                  "tokens_per_episode": cost["tokens"] / episodes, "critic_calls_per_episode": cost["critic_calls"] / episodes,
-                  "ms_per_episode": 1e3 * cost["wall_s"] / episodes}
+        record = {
+            "game": game,
+            "estimator": estimator,
+            "seed": seed,
+            **{k: float(np.nanmean(v)) if np.isfinite(v).any() else math.nan for k, v in scores.items()},
+            "fallback": cost.get("critic_fallback", 0.0) / episodes,
+            "evals_per_episode": cost["coalition_evals"] / episodes,
+            "llm_calls_per_episode": cost["llm_calls"] / episodes,
+            "tokens_per_episode": cost["tokens"] / episodes,
+            "critic_calls_per_episode": cost["critic_calls"] / episodes,
+            "ms_per_episode": 1e3 * cost["wall_s"] / episodes,
+        }
         records.append(record)
     return pd.DataFrame(records)
 
@@ -127,9 +149,20 @@ def summarise(per_seed):
 
 
 # the values each metric can take: a confidence interval is cut to them
-RANGES = {"fallback": (0.0, 1.0), "rmse": (0.0, math.inf), "kendall_tau": (-1.0, 1.0), "top_agent": (0.0, 1.0), "null_credit": (0.0, math.inf),
-          "efficiency_gap": (0.0, math.inf), "eval_success_before": (0.0, 1.0), "eval_success": (0.0, 1.0),
-          "eval_gain": (-1.0, 1.0), "auc": (0.0, 1.0), "reached_target": (0.0, 1.0), "episodes_to_target": (0.0, math.inf)}
+RANGES = {
+    "fallback": (0.0, 1.0),
+    "rmse": (0.0, math.inf),
+    "kendall_tau": (-1.0, 1.0),
+    "top_agent": (0.0, 1.0),
+    "null_credit": (0.0, math.inf),
+    "efficiency_gap": (0.0, math.inf),
+    "eval_success_before": (0.0, 1.0),
+    "eval_success": (0.0, 1.0),
+    "eval_gain": (-1.0, 1.0),
+    "auc": (0.0, 1.0),
+    "reached_target": (0.0, 1.0),
+    "episodes_to_target": (0.0, math.inf),
+}
 
 
 def cell_text(mean: float, ci: float, digits: int = 3, bounds: tuple[float, float] | None = None) -> str:
@@ -147,7 +180,7 @@ def cell_text(mean: float, ci: float, digits: int = 3, bounds: tuple[float, floa
 
 def table(summary, game: str) -> str:
     """The markdown table of one game."""
-    heads = ["estimator", "seeds", *METRICS, *RATES, *COSTS]          # the names batch.md and the parquet files use
+    heads = ["estimator", "seeds", *METRICS, *RATES, *COSTS]  # the names batch.md and the parquet files use
     lines = ["| " + " | ".join(heads) + " |", "|" + "---|" * len(heads)]
     for _, row in summary[summary["game"] == game].iterrows():
         mark = " †" if row["fallback"] > FELL_BACK else ""
@@ -161,9 +194,11 @@ def table(summary, game: str) -> str:
 def fell_back_words(summary, game: str) -> list[str]:
     """A sentence for each row of `game` that fell back on more than half its episodes."""
     rows = summary[(summary["game"] == game) & (summary["fallback"] > FELL_BACK)]
-    return [f"† **`{row['estimator']}` did not really run here:** it fell back on {100 * row['fallback']:.0f}% of its "
-            f"episodes, so its scores are those of its fallback (for llm_mca, uniform shares: compare the `uniform` row)."
-            for _, row in rows.iterrows()] + ([""] if len(rows) else [])
+    return [
+        f"† **`{row['estimator']}` did not really run here:** it fell back on {100 * row['fallback']:.0f}% of its "
+        f"episodes, so its scores are those of its fallback (for llm_mca, uniform shares: compare the `uniform` row)."
+        for _, row in rows.iterrows()
+    ] + ([""] if len(rows) else [])
 
 
 def _estimator_names(run_dir: Path) -> list[str]:
@@ -188,36 +223,59 @@ def render(run_dir: str | Path) -> str:
         frame = pd.read_parquet(run_dir / "credit.parquet")
         meta = read_costs(run_dir)
     except Exception as err:  # noqa: BLE001 - pyarrow and json raise many kinds for a cut or garbled file
-        raise RunDirError(f"{run_dir}: credit.parquet or costs.json is damaged ({type(err).__name__}); run the study again "
-                          f"(mas-credit study ... --out {run_dir} --overwrite)") from None
+        raise RunDirError(
+            f"{run_dir}: credit.parquet or costs.json is damaged ({type(err).__name__}); run the study again "
+            f"(mas-credit study ... --out {run_dir} --overwrite)"
+        ) from None
     per_seed = score(frame, meta["records"])
     summary = summarise(per_seed)
     games = list(dict.fromkeys(frame["game"]))
     n_eps = {c["game"]: c["episodes"] for c in meta["records"] if c["estimator"] == TRUTH}
     truth_records = [c for c in meta["records"] if c["estimator"] == TRUTH]
     rollout_s = sum(c["rollout_s"] for c in truth_records)
-    turns, invalid = sum(c.get("turns", 0) for c in truth_records), sum(c.get("invalid_turns", 0) for c in truth_records)
-    text = [f"# Credit study: {run_dir.name}", "",
-            f"Team: {meta['team']}" + (f"; critic for llm_mca: {meta['critic']}" if "llm_mca" in _estimator_names(run_dir) else "")
-            + f"; seeds {meta['seeds']}; {meta['n_tasks']} tasks x "
-            f"{meta['group_size']} episodes per game and seed" + (f" (tree fan-out {meta['fanout']})" if meta["fanout"] else "")
-            + f"; rollouts took {rollout_s:.2f} s in all"
-            + (f"; {invalid} of {turns} answers did not parse and played the null action." if turns else "."),
-            "Every estimator ran on the same episodes and is scored against the exact Shapley value of the replayed "
-            "coalition values. Cells are the mean over seeds ± the half-width of a 95% confidence interval "
-            "(Student t; no ± with one seed; an interval that leaves a metric's range is shown cut to it, in brackets; "
-            "`seeds` counts the seeds of each row); – means undefined (e.g. no null player in that game, or every agent "
-            "tied in exact Shapley, which leaves ranks and the top agent undefined)."
-            + (" Tree-mode estimators pay with the fan-out rollouts, not with coalition evaluations." if meta["fanout"] else ""),
-            ""]
+    turns, invalid = (
+        sum(c.get("turns", 0) for c in truth_records),
+        sum(c.get("invalid_turns", 0) for c in truth_records),
+    )
+    text = [
+        f"# Credit study: {run_dir.name}",
+        "",
+        f"Team: {meta['team']}"
+        + (f"; critic for llm_mca: {meta['critic']}" if "llm_mca" in _estimator_names(run_dir) else "")
+        + f"; seeds {meta['seeds']}; {meta['n_tasks']} tasks x "
+        f"{meta['group_size']} episodes per game and seed"
+        + (f" (tree fan-out {meta['fanout']})" if meta["fanout"] else "")
+        + f"; rollouts took {rollout_s:.2f} s in all"
+        + (f"; {invalid} of {turns} answers did not parse and played the null action." if turns else "."),
+        "Every estimator ran on the same episodes and is scored against the exact Shapley value of the replayed "
+        "coalition values. Cells are the mean over seeds ± the half-width of a 95% confidence interval "
+        "(Student t; no ± with one seed; an interval that leaves a metric's range is shown cut to it, in brackets; "
+        "`seeds` counts the seeds of each row); – means undefined (e.g. no null player in that game, or every agent "
+        "tied in exact Shapley, which leaves ranks and the top agent undefined)."
+        + (
+            " Tree-mode estimators pay with the fan-out rollouts, not with coalition evaluations."
+            if meta["fanout"]
+            else ""
+        ),
+        "",
+    ]
     for game in games:
         records = [c for c in truth_records if c["game"] == game]
         reward = mean_ci([c.get("team_reward", math.nan) for c in records])
-        text += [f"## {game} ({n_eps[game]} episodes per seed; mean team reward {cell_text(*reward)})", "", table(summary, game), ""]
+        text += [
+            f"## {game} ({n_eps[game]} episodes per seed; mean team reward {cell_text(*reward)})",
+            "",
+            table(summary, game),
+            "",
+        ]
         text += fell_back_words(summary, game)
         text += [f"![credit by agent](credit_{game}.png)", ""]
-    text += ["## Columns", ""] + [f"- **{k}**: {v}" for k, v in COLUMN_HELP.items()] + ["", "![error against cost](error_vs_cost.png)", ""]
-    if (run_dir / "run.json").is_file():                  # studies made before the checklist existed have none
+    text += (
+        ["## Columns", ""]
+        + [f"- **{k}**: {v}" for k, v in COLUMN_HELP.items()]
+        + ["", "![error against cost](error_vs_cost.png)", ""]
+    )
+    if (run_dir / "run.json").is_file():  # studies made before the checklist existed have none
         from mas_credit.checklist import write_checklist
 
         text.append(write_checklist(run_dir))
@@ -249,8 +307,14 @@ def _plots(run_dir: Path, frame, summary, games) -> None:
         for k, est in enumerate(estimators, start=1):
             mean = part[part["estimator"] == est].groupby("agent")["credit"].mean()
             down = (game, est) in fell
-            ax.bar(x + width * k, mean.to_numpy(), width, color=colour[est], hatch="///" if down else None,
-                   label=f"{est} † (fell back)" if down else est)
+            ax.bar(
+                x + width * k,
+                mean.to_numpy(),
+                width,
+                color=colour[est],
+                hatch="///" if down else None,
+                label=f"{est} † (fell back)" if down else est,
+            )
         ax.set_xticks(np.arange(len(agents)), [f"agent_{a}" for a in agents])
         ax.set_ylabel("mean credit over episodes and seeds")
         ax.set_title(f"{game}: credit per agent by estimator (black: exact Shapley)")
@@ -264,13 +328,29 @@ def _plots(run_dir: Path, frame, summary, games) -> None:
     for g, game in enumerate(games):
         for _, row in summary[summary["game"] == game].iterrows():
             down = (game, row["estimator"]) in fell
-            ax.scatter(max(row["ms_per_episode"], 1e-4), row["rmse"], marker=markers[g % len(markers)],
-                       color=colour[row["estimator"]], s=36, edgecolors="red" if down else "black", linewidths=1.5 if down else 0.3)
+            ax.scatter(
+                max(row["ms_per_episode"], 1e-4),
+                row["rmse"],
+                marker=markers[g % len(markers)],
+                color=colour[row["estimator"]],
+                s=36,
+                edgecolors="red" if down else "black",
+                linewidths=1.5 if down else 0.3,
+            )
             if down:
-                ax.annotate("† fell back", (max(row["ms_per_episode"], 1e-4), row["rmse"]), fontsize=6, color="red",
-                            xytext=(4, 4), textcoords="offset points")
+                ax.annotate(
+                    "† fell back",
+                    (max(row["ms_per_episode"], 1e-4), row["rmse"]),
+                    fontsize=6,
+                    color="red",
+                    xytext=(4, 4),
+                    textcoords="offset points",
+                )
     handles = [Line2D([], [], ls="", marker="o", color=colour[est], label=est) for est in estimators]
-    handles += [Line2D([], [], ls="", marker=markers[g % len(markers)], color="grey", label=game) for g, game in enumerate(games)]
+    handles += [
+        Line2D([], [], ls="", marker=markers[g % len(markers)], color="grey", label=game)
+        for g, game in enumerate(games)
+    ]
     ax.legend(handles=handles, fontsize=7, loc="upper left", bbox_to_anchor=(1.01, 1.0))
     ax.set_xscale("log")
     ax.set_xlabel("wall time per episode (ms; counterfactuals + estimator)")

@@ -11,6 +11,7 @@ waiting for its policy, which is what lets LLM backends batch generation.
 Everything random is derived from `seed`, so the same call gives the same episodes.
 This module must not compute credit or coalition values.
 """
+
 from __future__ import annotations
 
 import copy
@@ -63,8 +64,10 @@ def task_seeds_for(seed: int, n_tasks: int) -> list[int]:
 
 def _check(game, team, n_tasks, seed, task_seeds) -> list[int]:
     if team.n_agents != game.n_agents:
-        raise ValueError(f"the team has {team.n_agents} agents but {game.name} was made for {game.n_agents}; "
-                         f"give the team {game.n_agents} agents (team.skills) or set game.n_agents: {team.n_agents}")
+        raise ValueError(
+            f"the team has {team.n_agents} agents but {game.name} was made for {game.n_agents}; "
+            f"give the team {game.n_agents} agents (team.skills) or set game.n_agents: {team.n_agents}"
+        )
     if n_tasks < 1:
         raise ValueError(f"n_tasks must be >= 1, got {n_tasks}")
     seeds = task_seeds_for(seed, n_tasks) if task_seeds is None else [int(s) for s in task_seeds]
@@ -84,7 +87,9 @@ def _always_policy(t, agent):
     return POLICY
 
 
-def collect(game, team, n_tasks: int, group_size: int = 1, seed: int = 0, task_seeds: list[int] | None = None) -> list[Episode]:
+def collect(
+    game, team, n_tasks: int, group_size: int = 1, seed: int = 0, task_seeds: list[int] | None = None
+) -> list[Episode]:
     """Play `n_tasks x group_size` episodes of `game` with `team`.
 
     Episode b plays task b // group_size; its `group` is that task's index. Pass
@@ -93,8 +98,11 @@ def collect(game, team, n_tasks: int, group_size: int = 1, seed: int = 0, task_s
     if group_size < 1:
         raise ValueError(f"group_size must be >= 1, got {group_size}")
     seeds = _check(game, team, n_tasks, seed, task_seeds)
-    runs = [PlannedRun(fresh_env(game, task_seed), np.random.default_rng([int(seed), t, k, team.seed]), _always_policy)
-            for t, task_seed in enumerate(seeds) for k in range(group_size)]
+    runs = [
+        PlannedRun(fresh_env(game, task_seed), np.random.default_rng([int(seed), t, k, team.seed]), _always_policy)
+        for t, task_seed in enumerate(seeds)
+        for k in range(group_size)
+    ]
     run_plans(runs, team)
     episodes = []
     for b, run in enumerate(runs):
@@ -126,9 +134,10 @@ def collect_tree(game, team, n_tasks: int, fanout, seed: int = 0, task_seeds: li
             if t < len(prefix):
                 return prefix[t]
             return POLICY if stop_at is None or t < stop_at else STOP
+
         return plan
 
-    nodes = [(t, (), []) for t in range(len(seeds))]                      # (task index, path, prefix results)
+    nodes = [(t, (), []) for t in range(len(seeds))]  # (task index, path, prefix results)
     for level, width in enumerate(fanout):
         runs, keys = [], []
         for t, path, prefix in nodes:
@@ -138,8 +147,14 @@ def collect_tree(game, team, n_tasks: int, fanout, seed: int = 0, task_seeds: li
                 keys.append((t, path + (c,)))
         run_plans(runs, team)
         nodes = [(t, path, run.results) for (t, path), run in zip(keys, runs)]
-    runs = [PlannedRun(fresh_env(game, seeds[t]), np.random.default_rng([int(seed), t, *path, team.seed, 0x1EAF]),
-                        prefix_plan(prefix, None)) for t, path, prefix in nodes]
+    runs = [
+        PlannedRun(
+            fresh_env(game, seeds[t]),
+            np.random.default_rng([int(seed), t, *path, team.seed, 0x1EAF]),
+            prefix_plan(prefix, None),
+        )
+        for t, path, prefix in nodes
+    ]
     run_plans(runs, team)
     episodes = []
     leaves = math.prod(fanout)
@@ -194,7 +209,7 @@ def _run_simultaneous(runs, team, counts):
         if len(run.results) < env.n_agents:
             continue
         env.step({agent: res.text for agent, res in zip(env.possible_agents, run.results)})
-        for turn, res in zip(env.history[-env.n_agents:], run.results):
+        for turn, res in zip(env.history[-env.n_agents :], run.results):
             _attach(turn, res)
         run.done = True
 

@@ -13,6 +13,7 @@ Outputs go to `<output_dir>/<name>/` and are written only once everything is com
 each file atomically: `config.yaml`, `episodes.jsonl`, `credit.parquet`, `costs.json`,
 then `summary.md` and the plots (`mas_credit.report`). This module must not format tables.
 """
+
 from __future__ import annotations
 
 import time
@@ -32,7 +33,6 @@ from mas_credit.outputs import check_run_dir, staged_run_dir, write_json, write_
 from mas_credit.report import TRUTH
 from mas_credit.rollout import collect, collect_tree
 from mas_credit.types import CreditBatch, Episode, resolve_device
-
 
 
 def _copies(episodes: list[Episode]) -> list[Episode]:
@@ -60,19 +60,25 @@ def null_players(values: torch.Tensor) -> torch.Tensor:
     return torch.stack(out, dim=1)
 
 
-def run_study(cfg: ExperimentConfig, out_dir: str | Path | None = None, progress: bool = True, overwrite: bool = False) -> Path:
+def run_study(
+    cfg: ExperimentConfig, out_dir: str | Path | None = None, progress: bool = True, overwrite: bool = False
+) -> Path:
     """Run the study of an experiment; returns the run folder (`check_run_dir`: a folder holding
     another run is refused unless `overwrite`; a taken default folder gets a suffix). The
     outputs are written to a staged folder that replaces the run folder when all is done, so
     a study stopped by Ctrl-C or an error leaves nothing, or the previous complete outputs."""
     check_memory(cfg, len(cfg.seeds), cfg.name)
-    run_dir = check_run_dir(Path(out_dir) if out_dir is not None else Path(cfg.output_dir) / cfg.name, "study",
-                            overwrite=overwrite, default=out_dir is None)
+    run_dir = check_run_dir(
+        Path(out_dir) if out_dir is not None else Path(cfg.output_dir) / cfg.name,
+        "study",
+        overwrite=overwrite,
+        default=out_dir is None,
+    )
     from mas_credit.report import render
 
     with staged_run_dir(run_dir, "study") as work:
         _run_study(cfg, work, progress)
-    render(run_dir)                                      # summary.md and plots, from the files now in place
+    render(run_dir)  # summary.md and plots, from the files now in place
     return run_dir
 
 
@@ -88,16 +94,22 @@ def _run_study(cfg: ExperimentConfig, run_dir: Path, progress: bool) -> Path:
     if critic_cfg is not None and not any(est.name == "uniform" for _, est, _ in estimators):
         # a critic is always compared with what it falls back to: equal shares of the same quantity
         uniform = get_estimator("uniform")
-        estimators.append(("uniform", uniform, uniform.make_config({"baseline": critic_cfg.baseline, "device": critic_cfg.device})))
-    fanout = next((n.tree_fanout for _, est, ecfg in estimators
-                   if (n := est.needs(ecfg, cfg.games[0].n_agents)).tree_fanout), None)
+        estimators.append(
+            ("uniform", uniform, uniform.make_config({"baseline": critic_cfg.baseline, "device": critic_cfg.device}))
+        )
+    fanout = next(
+        (n.tree_fanout for _, est, ecfg in estimators if (n := est.needs(ecfg, cfg.games[0].n_agents)).tree_fanout),
+        None,
+    )
 
     rows, costs, records = [], [], []
     devices = set()
-    teams: dict = {}                # an LLM team is loaded once per team size, not once per game and seed
+    teams: dict = {}  # an LLM team is loaded once per team size, not once per game and seed
     critic = load_critic(cfg.critic)
     game_seeds = [(g, seed) for g in cfg.games for seed in cfg.seeds]
-    bar = tqdm(game_seeds, desc=f"study {cfg.name}", unit="game-seed", disable=not progress, leave=True)   # a finished bar ends its line
+    bar = tqdm(
+        game_seeds, desc=f"study {cfg.name}", unit="game-seed", disable=not progress, leave=True
+    )  # a finished bar ends its line
     for gcfg, seed in bar:
         game_label = gcfg.label or gcfg.name
         bar.set_postfix_str(f"{game_label} seed {seed}")
@@ -116,15 +128,24 @@ def _run_study(cfg: ExperimentConfig, run_dir: Path, progress: bool) -> Path:
         truth_eps = _copies(episodes)
         fill_coalitions(game, truth_eps, "all")
         truth_batch = CreditBatch.from_episodes(truth_eps)
-        truth = exact_shapley(truth_batch.coalition_values)                                      # [B, N]
+        truth = exact_shapley(truth_batch.coalition_values)  # [B, N]
         nulls = null_players(truth_batch.coalition_values)
         v_empty = truth_batch.coalition_values[:, 0]
         for b, ep in enumerate(episodes):
             records.append({"game": game_label, "seed": int(seed), "episode": b, **ep.to_dict()})
         base = {"game": game_label, "seed": int(seed)}
         turns = [t for ep in episodes for t in ep.turns]
-        costs.append({**base, "estimator": TRUTH, "rollout_s": rollout_s, "episodes": len(episodes), "turns": len(turns),
-                      "invalid_turns": sum(not t.valid for t in turns), "team_reward": sum(ep.reward for ep in episodes) / len(episodes)})
+        costs.append(
+            {
+                **base,
+                "estimator": TRUTH,
+                "rollout_s": rollout_s,
+                "episodes": len(episodes),
+                "turns": len(turns),
+                "invalid_turns": sum(not t.valid for t in turns),
+                "team_reward": sum(ep.reward for ep in episodes) / len(episodes),
+            }
+        )
 
         for label, est, ecfg in estimators:
             eps = _copies(episodes)
@@ -142,25 +163,59 @@ def _run_study(cfg: ExperimentConfig, run_dir: Path, progress: bool) -> Path:
             credit = out.credit.detach().to("cpu", torch.float64)
             for b in range(len(eps)):
                 for i in range(game.n_agents):
-                    rows.append({**base, "episode": b, "task": int(eps[b].group), "agent": i, "estimator": label,
-                                 "credit": float(credit[b, i]), "truth": float(truth[b, i]), "reward": float(eps[b].reward),
-                                 "v_empty": float(v_empty[b]), "acted": bool(batch.acted[b, i]), "null_player": bool(nulls[b, i])})
-            costs.append({**base, "estimator": label, "episodes": len(eps), "fill_s": fill_s, "estimator_s": est_s,
-                          "wall_s": fill_s + est_s, "device": device.type,
-                          "coalition_evals": counts.get("cf/evals", 0.0), "llm_calls": counts.get("cf/llm_calls", 0.0),
-                          "tokens": counts.get("cf/tokens", 0.0), "critic_calls": counts.get("critic/calls", 0.0),
-                          "critic_fallback": counts.get("critic/fallback", 0.0),
-                          **{f"metric/{k}": float(v) for k, v in out.metrics.items()}})
+                    rows.append(
+                        {
+                            **base,
+                            "episode": b,
+                            "task": int(eps[b].group),
+                            "agent": i,
+                            "estimator": label,
+                            "credit": float(credit[b, i]),
+                            "truth": float(truth[b, i]),
+                            "reward": float(eps[b].reward),
+                            "v_empty": float(v_empty[b]),
+                            "acted": bool(batch.acted[b, i]),
+                            "null_player": bool(nulls[b, i]),
+                        }
+                    )
+            costs.append(
+                {
+                    **base,
+                    "estimator": label,
+                    "episodes": len(eps),
+                    "fill_s": fill_s,
+                    "estimator_s": est_s,
+                    "wall_s": fill_s + est_s,
+                    "device": device.type,
+                    "coalition_evals": counts.get("cf/evals", 0.0),
+                    "llm_calls": counts.get("cf/llm_calls", 0.0),
+                    "tokens": counts.get("cf/tokens", 0.0),
+                    "critic_calls": counts.get("critic/calls", 0.0),
+                    "critic_fallback": counts.get("critic/fallback", 0.0),
+                    **{f"metric/{k}": float(v) for k, v in out.metrics.items()},
+                }
+            )
     bar.close()
 
     frame = pd.DataFrame(rows)
     write_text(run_dir / "config.yaml", to_yaml(cfg))
     write_jsonl(run_dir / "episodes.jsonl", records)
     write_parquet(run_dir / "credit.parquet", frame)
-    write_json(run_dir / "costs.json", {"team": cfg.team.kind, "critic": cfg.critic.kind, "n_tasks": cfg.n_tasks,
-                                        "group_size": cfg.group_size, "fanout": list(fanout) if fanout else None,
-                                        "seeds": list(cfg.seeds), "records": costs})
+    write_json(
+        run_dir / "costs.json",
+        {
+            "team": cfg.team.kind,
+            "critic": cfg.critic.kind,
+            "n_tasks": cfg.n_tasks,
+            "group_size": cfg.group_size,
+            "fanout": list(fanout) if fanout else None,
+            "seeds": list(cfg.seeds),
+            "records": costs,
+        },
+    )
     team = next(iter(teams.values()))
     description = describe_team(team)
-    write_run_record(run_dir, "study", time.perf_counter() - run_start, description, devices | {description["device"].split(":")[0]})
+    write_run_record(
+        run_dir, "study", time.perf_counter() - run_start, description, devices | {description["device"].split(":")[0]}
+    )
     return run_dir

@@ -8,6 +8,7 @@ Agent indices follow `env.possible_agents` order everywhere; agent names appear
 only at the env boundary and in transcripts. This module must not import games,
 agents or estimators: everything else imports it.
 """
+
 from __future__ import annotations
 
 import math
@@ -161,7 +162,9 @@ class CreditBatch:
         if self.critic_fallback is None:
             self.critic_fallback = torch.zeros(batch_size, dtype=torch.bool, device=self.reward.device)
         if self.alternative is None:
-            self.alternative = torch.full((batch_size, n_agents), float("nan"), dtype=self.reward.dtype, device=self.reward.device)
+            self.alternative = torch.full(
+                (batch_size, n_agents), float("nan"), dtype=self.reward.dtype, device=self.reward.device
+            )
         if self.tree_node is None:
             self.tree_node = torch.full((batch_size, n_turns), -1, dtype=torch.long, device=self.reward.device)
         if self.tree_sibling is None:
@@ -172,6 +175,7 @@ class CreditBatch:
     def _check(self) -> None:
         """Every constructor passes here: shapes agree, there is at least one episode, the
         rewards and components are finite. One-line errors that name the field."""
+
         def fail(msg):
             raise ValueError(f"CreditBatch: {msg}")
 
@@ -183,14 +187,29 @@ class CreditBatch:
         n_agents = self.acted.shape[1]
         if list(self.group.shape) != [batch_size]:
             fail(f"group must be [B={batch_size}], got shape {list(self.group.shape)}")
-        if self.turn_agent.dim() != 2 or self.turn_agent.shape[0] != batch_size or self.turn_valid.shape != self.turn_agent.shape:
-            fail(f"turn_agent and turn_valid must both be [B={batch_size}, T], got {list(self.turn_agent.shape)} and "
-                 f"{list(self.turn_valid.shape)}")
+        if (
+            self.turn_agent.dim() != 2
+            or self.turn_agent.shape[0] != batch_size
+            or self.turn_valid.shape != self.turn_agent.shape
+        ):
+            fail(
+                f"turn_agent and turn_valid must both be [B={batch_size}, T], got {list(self.turn_agent.shape)} and "
+                f"{list(self.turn_valid.shape)}"
+            )
         if self.turn_format is not None and self.turn_format.shape != self.turn_agent.shape:
-            fail(f"turn_format must be [B={batch_size}, T={self.turn_agent.shape[1]}] like turn_agent, got {list(self.turn_format.shape)}")
+            fail(
+                f"turn_format must be [B={batch_size}, T={self.turn_agent.shape[1]}] like turn_agent, got "
+                f"{list(self.turn_format.shape)}"
+            )
         if list(self.coalition_values.shape) != [batch_size, 1 << n_agents]:
-            fail(f"coalition_values must be [B={batch_size}, 2**N={1 << n_agents}], got shape {list(self.coalition_values.shape)}")
-        for name, value in [("critic_share", self.critic_share), *((f"components['{k}']", v) for k, v in self.components.items())]:
+            fail(
+                f"coalition_values must be [B={batch_size}, 2**N={1 << n_agents}], got shape "
+                f"{list(self.coalition_values.shape)}"
+            )
+        for name, value in [
+            ("critic_share", self.critic_share),
+            *((f"components['{k}']", v) for k, v in self.components.items()),
+        ]:
             if list(value.shape) != [batch_size, n_agents]:
                 fail(f"{name} must be [B={batch_size}, N={n_agents}], got shape {list(value.shape)}")
         bad = (~torch.isfinite(self.reward)).nonzero().flatten().tolist()
@@ -198,7 +217,10 @@ class CreditBatch:
             fail(f"reward must be finite; episodes {bad[:5]} have {self.reward[bad[0]].item()}")
         for name, value in self.components.items():
             if not bool(torch.isfinite(value).all()):
-                fail(f"components['{name}'] must be finite; episode {int((~torch.isfinite(value)).any(1).nonzero()[0])} is not")
+                fail(
+                    f"components['{name}'] must be finite; episode "
+                    f"{int((~torch.isfinite(value)).any(1).nonzero()[0])} is not"
+                )
 
     @property
     def batch_size(self) -> int:
@@ -217,8 +239,9 @@ class CreditBatch:
         return self.reward.device
 
     @classmethod
-    def from_episodes(cls, episodes: list[Episode], device: str | torch.device | None = None,
-                      dtype: torch.dtype = torch.float64) -> "CreditBatch":
+    def from_episodes(
+        cls, episodes: list[Episode], device: str | torch.device | None = None, dtype: torch.dtype = torch.float64
+    ) -> "CreditBatch":
         """Stack episodes of one game (same team size) into tensors.
 
         Groups are renumbered 0..G-1 in order of first appearance, so any group ids
@@ -229,8 +252,10 @@ class CreditBatch:
         n_agents = episodes[0].n_agents
         games = {ep.game for ep in episodes}
         if len(games) > 1 or any(ep.n_agents != n_agents for ep in episodes):
-            raise ValueError(f"CreditBatch.from_episodes needs episodes of one game and team size; got games {sorted(games)} "
-                             f"and team sizes {sorted({ep.n_agents for ep in episodes})}")
+            raise ValueError(
+                f"CreditBatch.from_episodes needs episodes of one game and team size; got games {sorted(games)} "
+                f"and team sizes {sorted({ep.n_agents for ep in episodes})}"
+            )
         batch_size = len(episodes)
         n_turns = max(1, max(len(ep.turns) for ep in episodes))
         n_masks = 1 << n_agents
@@ -338,11 +363,11 @@ def _tree_ids(episodes: list[Episode], group: list[int], n_turns: int) -> tuple[
 class Credit:
     """What an estimator returns.
 
-      credit       [B, N]  the team reward decomposed per agent (what studies score)
-      advantage    [B, T]  the learning signal per turn; 0 on padding
-      turn_weight  [B, T]  loss weight per turn (M-GRPO's aligned rows count a turn 0, 1
-                           or several times); None = 1 on every real turn
-      metrics      cost counters and fallback counts, slash-separated keys
+    credit       [B, N]  the team reward decomposed per agent (what studies score)
+    advantage    [B, T]  the learning signal per turn; 0 on padding
+    turn_weight  [B, T]  loss weight per turn (M-GRPO's aligned rows count a turn 0, 1
+                         or several times); None = 1 on every real turn
+    metrics      cost counters and fallback counts, slash-separated keys
     """
 
     credit: torch.Tensor
@@ -352,5 +377,9 @@ class Credit:
 
     def cpu(self) -> "Credit":
         """The same credit with every tensor on the CPU (for numpy, tables and comparisons)."""
-        return Credit(self.credit.cpu(), self.advantage.cpu(), dict(self.metrics),
-                      None if self.turn_weight is None else self.turn_weight.cpu())
+        return Credit(
+            self.credit.cpu(),
+            self.advantage.cpu(),
+            dict(self.metrics),
+            None if self.turn_weight is None else self.turn_weight.cpu(),
+        )

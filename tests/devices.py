@@ -1,6 +1,7 @@
 """Device parameters for tests that compare numbers: every such test names its device, and
 runs on the CPU everywhere and on CUDA where a GPU is present (skipped elsewhere, with the
 reason)."""
+
 import pytest
 import torch
 

@@ -5,6 +5,7 @@ compare the torch estimators with these; benchmarks/estimators.py times both.
 Each takes a CreditBatch (read through .tolist()) and the estimator's Config and
 returns (credit [B][N], advantage [B][T]) as nested lists.
 """
+
 from __future__ import annotations
 
 import math
@@ -14,8 +15,14 @@ EPS = 1e-6
 
 
 def _lists(batch):
-    return dict(reward=batch.reward.tolist(), group=batch.group.tolist(), acted=batch.acted.tolist(),
-                turn_agent=batch.turn_agent.tolist(), turn_valid=batch.turn_valid.tolist(), turn_format=batch.turn_format.tolist())
+    return dict(
+        reward=batch.reward.tolist(),
+        group=batch.group.tolist(),
+        acted=batch.acted.tolist(),
+        turn_agent=batch.turn_agent.tolist(),
+        turn_valid=batch.turn_valid.tolist(),
+        turn_format=batch.turn_format.tolist(),
+    )
 
 
 def mean_std(values):
@@ -104,7 +111,7 @@ def dr_mas(batch, cfg):
             score = d["reward"][b] if comp is None else comp[b][agent]
             key = (d["group"][b], agent) if cfg.group_by_agent else d["group"][b]
             rows.append((b, t, key, score))
-    if cfg.row_stats == "trajectories":          # a trajectory (key, episode) is one sample: the mean of its rows
+    if cfg.row_stats == "trajectories":  # a trajectory (key, episode) is one sample: the mean of its rows
         traj = defaultdict(list)
         for b, t, key, score in rows:
             traj[(key, b)].append(score)
@@ -131,10 +138,15 @@ def m_grpo(batch, cfg, drop, pick):
     m = cfg.main_agent
     comps = {k: v.tolist() for k, v in batch.components.items()}
     if "format" in comps and "correct" in comps and cfg.rewards == "weighted":
-        r_main = [cfg.a_format * comps["format"][b][m] + cfg.a_correct * comps["correct"][b][m] for b in range(batch.batch_size)]
-    elif "format" in comps and "correct" in comps:                 # mrlx: 1 / format_score / 0
-        r_main = [(1.0 if comps["correct"][b][m] >= 1 else cfg.format_score) if comps["format"][b][m] >= 1 else 0.0
-                  for b in range(batch.batch_size)]
+        r_main = [
+            cfg.a_format * comps["format"][b][m] + cfg.a_correct * comps["correct"][b][m]
+            for b in range(batch.batch_size)
+        ]
+    elif "format" in comps and "correct" in comps:  # mrlx: 1 / format_score / 0
+        r_main = [
+            (1.0 if comps["correct"][b][m] >= 1 else cfg.format_score) if comps["format"][b][m] >= 1 else 0.0
+            for b in range(batch.batch_size)
+        ]
     else:
         r_main = list(d["reward"])
 
@@ -144,10 +156,14 @@ def m_grpo(batch, cfg, drop, pick):
         if not d["turn_format"][b][t]:
             return 0.0
         return cfg.format_score if r_main[b] == 0 else r_main[b] if r_main[b] == cfg.format_score else 1.0
+
     pools = defaultdict(list)
     for b, r in enumerate(r_main):
         pools[d["group"][b]].append(r)
-    main_adv = [(r - mean_std(pools[d["group"][b]])[0]) / (mean_std(pools[d["group"][b]])[1] + cfg.eps) for b, r in enumerate(r_main)]
+    main_adv = [
+        (r - mean_std(pools[d["group"][b]])[0]) / (mean_std(pools[d["group"][b]])[1] + cfg.eps)
+        for b, r in enumerate(r_main)
+    ]
 
     weight = [[0] * batch.n_turns for _ in range(batch.batch_size)]
     for b, turns in enumerate(d["turn_agent"]):
@@ -223,8 +239,13 @@ def sharp(batch, cfg):
     if name == "auto":
         name = "tool" if "tool" in batch.components else "format" if "format" in batch.components else "none"
     tool = batch.components[name].tolist() if name != "none" else [[0.0] * batch.n_agents for _ in phi]
-    r = [[cfg.w_team * d["reward"][b] + cfg.w_shapley * phi[b][i] + cfg.w_tool * tool[b][i] for i in range(batch.n_agents)]
-         for b in range(batch.batch_size)]
+    r = [
+        [
+            cfg.w_team * d["reward"][b] + cfg.w_shapley * phi[b][i] + cfg.w_tool * tool[b][i]
+            for i in range(batch.n_agents)
+        ]
+        for b in range(batch.batch_size)
+    ]
     return phi, on_turns(agent_norm(r, d["group"], d["acted"], cfg.eps), d["turn_agent"])
 
 
@@ -276,7 +297,7 @@ def c3_tree(batch, cfg):
             normed[k] = (a[k] - mean) / max(std, 1e-8)
     adv = [[normed[k] if k >= 0 else 0.0 for k in row] for row in node]
     credit = [[0.0] * batch.n_agents for _ in node]
-    weight = [[0.0] * len(row) for row in node]          # rows: nodes: a node's first (episode, turn) is its row
+    weight = [[0.0] * len(row) for row in node]  # rows: nodes: a node's first (episode, turn) is its row
     seen = set()
     for b, row in enumerate(node):
         for t, k in enumerate(row):
@@ -291,8 +312,10 @@ def c3_tree(batch, cfg):
 def coma(batch, cfg):
     d = _lists(batch)
     alt = batch.alternative.tolist()
-    credit = [[(d["reward"][b] - alt[b][i]) if d["acted"][b][i] else 0.0 for i in range(batch.n_agents)]
-              for b in range(batch.batch_size)]
+    credit = [
+        [(d["reward"][b] - alt[b][i]) if d["acted"][b][i] else 0.0 for i in range(batch.n_agents)]
+        for b in range(batch.batch_size)
+    ]
     adv = agent_norm(credit, d["group"], d["acted"]) if cfg.normalise == "agent" else credit
     return credit, on_turns(adv, d["turn_agent"])
 

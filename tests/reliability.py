@@ -5,6 +5,7 @@ that test, so the table says only what a test checks. `python -m tests.reliabili
 prints the table; `--write` puts it into README.md between its two marker lines;
 `test_reliability_table.py` fails when the README's copy is out of date.
 """
+
 from __future__ import annotations
 
 import ast
@@ -17,8 +18,13 @@ END = "<!-- end of the reliability table -->"
 
 
 def _is_reliability_mark(node: ast.expr) -> bool:
-    return (isinstance(node, ast.Call) and isinstance(node.func, ast.Attribute) and node.func.attr == "reliability"
-            and isinstance(node.func.value, ast.Attribute) and node.func.value.attr == "mark")
+    return (
+        isinstance(node, ast.Call)
+        and isinstance(node.func, ast.Attribute)
+        and node.func.attr == "reliability"
+        and isinstance(node.func.value, ast.Attribute)
+        and node.func.value.attr == "mark"
+    )
 
 
 def rows(tests_dir: Path = ROOT / "tests") -> list[tuple[str, str, str]]:
@@ -29,8 +35,12 @@ def rows(tests_dir: Path = ROOT / "tests") -> list[tuple[str, str, str]]:
             if not isinstance(node, ast.FunctionDef):
                 continue
             for deco in filter(_is_reliability_mark, node.decorator_list):
-                if len(deco.args) != 2 or not all(isinstance(a, ast.Constant) and isinstance(a.value, str) for a in deco.args):
-                    raise ValueError(f"{path.name}::{node.name}: reliability(case, what_you_see) takes two string literals")
+                if len(deco.args) != 2 or not all(
+                    isinstance(a, ast.Constant) and isinstance(a.value, str) for a in deco.args
+                ):
+                    raise ValueError(
+                        f"{path.name}::{node.name}: reliability(case, what_you_see) takes two string literals"
+                    )
                 found.append((deco.args[0].value, deco.args[1].value, f"{path.name}::{node.name}"))
     return found
 

@@ -2,6 +2,7 @@
 only the missing runs; Ray gives the same table as local processes; a bad override fails
 its own run with a one-line error and the others finish; batch-level config mistakes exit 2;
 every run writes its reporting checklist."""
+
 import json
 import os
 import re
@@ -27,10 +28,14 @@ TIMING = ("wall", "ms_per_episode", "worker")
 
 
 def write_batch(tmp_path, name="small", **changes):
-    spec = {"name": name, "base": str(ROOT / "experiments" / "study_quickstart.yaml"), "mode": "study",
-            "overrides": ["n_tasks=4", "group_size=4", "game=vault_lazy"],
-            "grid": {"estimators": [["grpo"], ["sharp"], ["c3"], ["loo"]], "seeds": [[0], [1]]},
-            "executor": {"kind": "local", "workers": 2}}
+    spec = {
+        "name": name,
+        "base": str(ROOT / "experiments" / "study_quickstart.yaml"),
+        "mode": "study",
+        "overrides": ["n_tasks=4", "group_size=4", "game=vault_lazy"],
+        "grid": {"estimators": [["grpo"], ["sharp"], ["c3"], ["loo"]], "seeds": [[0], [1]]},
+        "executor": {"kind": "local", "workers": 2},
+    }
     spec.update(changes)
     path = tmp_path / f"{name}.yaml"
     path.write_text(yaml.safe_dump(spec))
@@ -57,21 +62,28 @@ def uninterrupted(tmp_path_factory):
     return out
 
 
-@pytest.mark.reliability('a batch killed mid-way, then run again', 'only the missing runs run; the same table as an uninterrupted batch')
+@pytest.mark.reliability(
+    "a batch killed mid-way, then run again", "only the missing runs run; the same table as an uninterrupted batch"
+)
 def test_a_killed_batch_reruns_only_the_missing_runs_and_gives_the_same_table(tmp_path, uninterrupted):
     path = write_batch(tmp_path)
     out = tmp_path / "out"
-    proc = subprocess.Popen(CLI + ["batch", str(path), "--out", str(out), "--no-progress"], cwd=ROOT,
-                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
+    proc = subprocess.Popen(
+        CLI + ["batch", str(path), "--out", str(out), "--no-progress"],
+        cwd=ROOT,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        start_new_session=True,
+    )
     deadline = time.time() + 300
     while time.time() < deadline and not list(out.glob("runs/*/result.json")):
         assert proc.poll() is None, "the batch ended before any run finished"
         time.sleep(0.02)
-    os.killpg(proc.pid, signal.SIGKILL)                 # the batch and its workers die at once
+    os.killpg(proc.pid, signal.SIGKILL)  # the batch and its workers die at once
     proc.wait()
     done_before = {p.parent.name for p in out.glob("runs/*/result.json") if json.loads(p.read_text())["status"] == "ok"}
     assert 1 <= len(done_before) < 8 and json.loads((out / "batch.json").read_text())["wall_s"] is None
-    assert main(["report", str(out)]) == 0                                    # a killed batch's partial table
+    assert main(["report", str(out)]) == 0  # a killed batch's partial table
     assert "is still running or was killed" in (out / "batch.md").read_text()
 
     assert main(["batch", str(path), "--out", str(out), "--no-progress"]) == 0
@@ -81,16 +93,20 @@ def test_a_killed_batch_reruns_only_the_missing_runs_and_gives_the_same_table(tm
     assert results_section(out) == results_section(uninterrupted)
     pd.testing.assert_frame_equal(comparable(out), comparable(uninterrupted))
 
-    assert main(["batch", str(path), "--out", str(out), "--no-progress"]) == 0      # all finished: nothing runs again
+    assert main(["batch", str(path), "--out", str(out), "--no-progress"]) == 0  # all finished: nothing runs again
     assert json.loads((out / "batch.json").read_text())["executed"] == []
 
 
 def test_ray_gives_the_same_table_as_local_processes(tmp_path, uninterrupted):
-    pytest.importorskip("ray", reason="the ray extra is not installed here (pip install -e .[ray]; scripts/setup.sh installs it)")
+    pytest.importorskip(
+        "ray", reason="the ray extra is not installed here (pip install -e .[ray]; scripts/setup.sh installs it)"
+    )
     path = write_batch(tmp_path, executor={"kind": "ray", "workers": 2})
     out = run_batch(load_batch(path), out_dir=tmp_path / "out", progress=False)
     workers = {json.loads(p.read_text())["worker"] for p in out.glob("runs/*/result.json")}
-    assert len(workers) >= 1 and not any(w.endswith(f":{os.getpid()}") for w in workers), "runs must execute in Ray workers"
+    assert len(workers) >= 1 and not any(w.endswith(f":{os.getpid()}") for w in workers), (
+        "runs must execute in Ray workers"
+    )
     assert results_section(out) == results_section(uninterrupted)
     pd.testing.assert_frame_equal(comparable(out), comparable(uninterrupted))
 
@@ -100,11 +116,11 @@ def test_one_workers_in_process_gives_the_same_table(tmp_path, uninterrupted):
     assert results_section(out) == results_section(uninterrupted)
 
 
-@pytest.mark.reliability('one run of a batch fails', 'its one-line error in `batch.md`; the others finish; exit 1')
+@pytest.mark.reliability("one run of a batch fails", "its one-line error in `batch.md`; the others finish; exit 1")
 def test_a_bad_override_fails_its_run_and_the_others_finish(tmp_path, capsys):
     path = write_batch(tmp_path, grid={"estimators": [["grpo"], ["sharpp"], ["sharp"]], "seeds": [[0]]})
     out = tmp_path / "out"
-    assert main(["batch", str(path), "--out", str(out), "--no-progress"]) == 1          # 1: the batch ran, a run failed
+    assert main(["batch", str(path), "--out", str(out), "--no-progress"]) == 1  # 1: the batch ran, a run failed
     result = json.loads((out / "runs" / "estimators-sharpp__seeds-0" / "result.json").read_text())
     assert result["status"] == "failed" and "unknown option 'sharpp'" in result["error"] and "\n" not in result["error"]
     assert (out / "runs" / "estimators-sharpp__seeds-0" / "error.txt").is_file()
@@ -115,27 +131,39 @@ def test_a_bad_override_fails_its_run_and_the_others_finish(tmp_path, capsys):
     assert "1 failed" in capsys.readouterr().out
 
 
-@pytest.mark.parametrize("changes,message", [
-    ({"executor": {"kind": "slurm"}}, "executor.kind 'slurm' is not valid; valid choices: local, ray"),
-    ({"base": "nowhere.yaml"}, "base 'nowhere.yaml' not found"),
-    ({"mode": "evaluate"}, "mode 'evaluate' is not valid; valid choices: study, train"),
-    ({"grid": {"seeds": []}}, "grid.seeds is empty"),
-    ({"grid": {"games.0.n_agents,team.skills": [[3, [1, 1, 1]], [4]]}},
-     "grid.games.0.n_agents,team.skills links 2 keys, so each value must be a list of 2 (one per key), got [4]"),
-    ({"grid": {"seeds": 0}}, "grid.seeds must be a list of the values it takes, e.g. seeds: [0]"),
-    ({"executor": {"workers": 0}}, "executor.workers must be >= 1"),
-    ({"extra_grids": [{"estimators": [["shapley"]]}]},
-     "extra_grids.0 must use the grid's keys (estimators, seeds), got estimators: every run needs a value"),
-    ({"extra_grids": [{"estimators": [["shapley"], ["sharp"]], "seeds": [[1]]}]},
-     'the grids list the run [["estimators", ["sharp"]], ["seeds", [1]]] more than once; remove it from extra_grids'),
-    ({"extra_grids": [{"estimators": [], "seeds": [[1]]}]}, "extra_grids.0.estimators is empty"),
-    ({"colour": "blue"}, "unknown key 'colour'"),
-])
+@pytest.mark.parametrize(
+    "changes,message",
+    [
+        ({"executor": {"kind": "slurm"}}, "executor.kind 'slurm' is not valid; valid choices: local, ray"),
+        ({"base": "nowhere.yaml"}, "base 'nowhere.yaml' not found"),
+        ({"mode": "evaluate"}, "mode 'evaluate' is not valid; valid choices: study, train"),
+        ({"grid": {"seeds": []}}, "grid.seeds is empty"),
+        (
+            {"grid": {"games.0.n_agents,team.skills": [[3, [1, 1, 1]], [4]]}},
+            "grid.games.0.n_agents,team.skills links 2 keys, so each value must be a list of 2 (one per key), got [4]",
+        ),
+        ({"grid": {"seeds": 0}}, "grid.seeds must be a list of the values it takes, e.g. seeds: [0]"),
+        ({"executor": {"workers": 0}}, "executor.workers must be >= 1"),
+        (
+            {"extra_grids": [{"estimators": [["shapley"]]}]},
+            "extra_grids.0 must use the grid's keys (estimators, seeds), got estimators: every run needs a value",
+        ),
+        (
+            {"extra_grids": [{"estimators": [["shapley"], ["sharp"]], "seeds": [[1]]}]},
+            'the grids list the run [["estimators", ["sharp"]], ["seeds", [1]]] more than once; '
+            "remove it from extra_grids",
+        ),
+        ({"extra_grids": [{"estimators": [], "seeds": [[1]]}]}, "extra_grids.0.estimators is empty"),
+        ({"colour": "blue"}, "unknown key 'colour'"),
+    ],
+)
 def test_batch_config_mistakes_exit_2_with_one_line(tmp_path, changes, message):
     path = write_batch(tmp_path, **changes)
     with pytest.raises(ConfigError, match=re.escape(message)):
         load_batch(path)
-    proc = subprocess.run(CLI + ["batch", str(path), "--out", str(tmp_path / "out")], cwd=ROOT, capture_output=True, text=True)
+    proc = subprocess.run(
+        CLI + ["batch", str(path), "--out", str(tmp_path / "out")], cwd=ROOT, capture_output=True, text=True
+    )
     assert proc.returncode == 2 and message in proc.stderr and len(proc.stderr.strip().splitlines()) == 1
     assert not (tmp_path / "out").exists()
 
@@ -146,10 +174,18 @@ def test_every_run_writes_its_checklist(uninterrupted):
     costs = json.loads((run_dir / "costs.json").read_text())["records"]
     game = items["tasks"]["games"][0]
     assert items["model"]["kind"] == "scripted" and game["label"] == "vault_lazy" and game["lazy_agents"] == [2]
-    assert items["method"] == [{"estimator": "sharp", "name": "sharp", "granularity": "multi-agent",
-                                "family": "game-theoretic (survey: Shapley)"}]
+    assert items["method"] == [
+        {
+            "estimator": "sharp",
+            "name": "sharp",
+            "granularity": "multi-agent",
+            "family": "game-theoretic (survey: Shapley)",
+        }
+    ]
     assert items["baseline"]["episode_level_grpo_same_model"] is False
-    assert items["overhead"]["sharp"]["coalition_evals"] == sum(u["coalition_evals"] for u in costs if u["estimator"] == "sharp")
+    assert items["overhead"]["sharp"]["coalition_evals"] == sum(
+        u["coalition_evals"] for u in costs if u["estimator"] == "sharp"
+    )
     assert 0 < items["overhead"]["sharp"]["share_of_run_time"] < 1
     assert items["trajectories"]["turns"] == {"mean": 3.0, "min": 3.0, "median": 3.0, "max": 3.0, "episodes": 16}
     # the scripted team needs no GPU, but the estimators run where `device: auto` puts them
@@ -158,9 +194,14 @@ def test_every_run_writes_its_checklist(uninterrupted):
     assert items["variance"] == {"seeds": [1], "reported": False, "note": items["variance"]["note"]}
     assert "## Reporting checklist" in (run_dir / "summary.md").read_text()
     grpo = json.loads((uninterrupted / "runs" / "estimators-grpo__seeds-0" / "checklist.json").read_text())
-    assert grpo["baseline"]["episode_level_grpo_same_model"] is True and grpo["method"][0]["granularity"].startswith("episode")
+    assert grpo["baseline"]["episode_level_grpo_same_model"] is True and grpo["method"][0]["granularity"].startswith(
+        "episode"
+    )
     text = (uninterrupted / "batch.md").read_text()
-    assert "Episode-level baseline (grpo) with the same model: yes" in text and "seeds per cell [2]; every cell has a 95% CI" in text
+    assert (
+        "Episode-level baseline (grpo) with the same model: yes" in text
+        and "seeds per cell [2]; every cell has a 95% CI" in text
+    )
 
 
 def test_report_rerenders_a_batch(uninterrupted, tmp_path):
@@ -172,20 +213,35 @@ def test_report_rerenders_a_batch(uninterrupted, tmp_path):
 
 
 def test_a_training_batch_reports_evaluation_and_credit_per_cell(tmp_path):
-    path = write_batch(tmp_path, base=str(ROOT / "experiments" / "train_trio.yaml"), mode="train",
-                       overrides=["team=tiny_trio", "n_tasks=2", "group_size=2", "train.iterations=1", "train.eval_tasks=2",
-                                  "train.tensorboard=false"],
-                       grid={"estimators": [["grpo"], ["sharp"]], "seeds": [[0]]}, executor={"kind": "local", "workers": 1})
+    path = write_batch(
+        tmp_path,
+        base=str(ROOT / "experiments" / "train_trio.yaml"),
+        mode="train",
+        overrides=[
+            "team=tiny_trio",
+            "n_tasks=2",
+            "group_size=2",
+            "train.iterations=1",
+            "train.eval_tasks=2",
+            "train.tensorboard=false",
+        ],
+        grid={"estimators": [["grpo"], ["sharp"]], "seeds": [[0]]},
+        executor={"kind": "local", "workers": 1},
+    )
     out = run_batch(load_batch(path), out_dir=tmp_path / "out", progress=False)
     frame = pd.read_parquet(out / "batch.parquet")
     assert list(frame["status"]) == ["ok", "ok"] and list(frame["estimator"]) == ["grpo", "sharp"]
     for _, row in frame.iterrows():
         run_dir = out / "runs" / row["run"]
         evals = [json.loads(line) for line in (run_dir / "metrics.jsonl").read_text().splitlines() if '"eval"' in line]
-        assert row["eval_success_before"] == evals[0]["eval/success"] and row["eval_success"] == evals[-1]["eval/success"]
+        assert (
+            row["eval_success_before"] == evals[0]["eval/success"] and row["eval_success"] == evals[-1]["eval/success"]
+        )
         assert row["eval_gain"] == evals[-1]["eval/success"] - evals[0]["eval/success"]
         assert {f"credit_agent_{i}" for i in range(3)} <= set(frame.columns)
-        assert [row[f"eval_correct_agent_{i}"] for i in range(3)] == [evals[-1][f"eval/correct/agent_{i}"] for i in range(3)]
+        assert [row[f"eval_correct_agent_{i}"] for i in range(3)] == [
+            evals[-1][f"eval/correct/agent_{i}"] for i in range(3)
+        ]
         assert json.loads((run_dir / "checklist.json").read_text())["kind"] == "train"
     text = (out / "batch.md").read_text()
     assert "| vault | grpo | 1 |" in text and "eval_success_before" in text
@@ -214,11 +270,21 @@ def alive(pid):
 def start_slow_batch(tmp_path):
     """A 12-run batch on 2 workers, started in its own process group (as a terminal does);
     returns the process, its output folder and its worker pids once the first run finished."""
-    path = write_batch(tmp_path, overrides=["n_tasks=8", "group_size=4", "game=vault_lazy", "estimators=[shapley,sharp,c3]"],
-                       grid={"seeds": [[s] for s in range(12)]}, executor={"kind": "local", "workers": 2})
+    path = write_batch(
+        tmp_path,
+        overrides=["n_tasks=8", "group_size=4", "game=vault_lazy", "estimators=[shapley,sharp,c3]"],
+        grid={"seeds": [[s] for s in range(12)]},
+        executor={"kind": "local", "workers": 2},
+    )
     out = tmp_path / "out"
-    proc = subprocess.Popen(CLI + ["batch", str(path), "--out", str(out), "--no-progress"], cwd=ROOT, start_new_session=True,
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    proc = subprocess.Popen(
+        CLI + ["batch", str(path), "--out", str(out), "--no-progress"],
+        cwd=ROOT,
+        start_new_session=True,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
     while not list(out.glob("runs/*/result.json")):
         assert proc.poll() is None, proc.communicate()
         time.sleep(0.05)
@@ -228,11 +294,14 @@ def start_slow_batch(tmp_path):
 
 
 @pytest.mark.skipif(not Path("/proc/self/stat").exists(), reason="reads worker processes from /proc (Linux)")
-@pytest.mark.reliability('Ctrl-C on a batch', 'queued runs cancelled, running ones stopped, the partial `batch.md`/`batch.parquet` written, one line, exit 130')
+@pytest.mark.reliability(
+    "Ctrl-C on a batch",
+    "queued runs cancelled, running ones stopped, the partial `batch.md`/`batch.parquet` written, one line, exit 130",
+)
 def test_ctrl_c_cancels_the_queue_stops_the_workers_and_writes_the_partial_report(tmp_path):
     proc, out, workers = start_slow_batch(tmp_path)
     assert len(workers) == 2
-    os.killpg(proc.pid, signal.SIGINT)                    # what Ctrl-C in a terminal does: the whole foreground group
+    os.killpg(proc.pid, signal.SIGINT)  # what Ctrl-C in a terminal does: the whole foreground group
     _, stderr = proc.communicate()
     assert proc.returncode == 130, stderr
     assert "Traceback" not in stderr and len(stderr.strip().splitlines()) == 1
@@ -243,19 +312,25 @@ def test_ctrl_c_cancels_the_queue_stops_the_workers_and_writes_the_partial_repor
     assert pd.read_parquet(out / "batch.parquet")["run"].nunique() == 12
     assert not any(alive(pid) for pid in workers)
     # the same command finishes the rest, and only the rest
-    again = subprocess.run(CLI + ["batch", str(tmp_path / "small.yaml"), "--out", str(out), "--no-progress"], cwd=ROOT,
-                           capture_output=True, text=True)
+    again = subprocess.run(
+        CLI + ["batch", str(tmp_path / "small.yaml"), "--out", str(out), "--no-progress"],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+    )
     assert again.returncode == 0 and len(json.loads((out / "batch.json").read_text())["skipped"]) == finished
 
 
 @pytest.mark.skipif(not Path("/proc/self/stat").exists(), reason="reads worker processes from /proc (Linux)")
-@pytest.mark.reliability('the batch process is killed (SIGKILL)', 'its worker processes exit within a second instead of finishing the queue')
+@pytest.mark.reliability(
+    "the batch process is killed (SIGKILL)", "its worker processes exit within a second instead of finishing the queue"
+)
 def test_workers_die_with_a_killed_batch(tmp_path):
     proc, out, workers = start_slow_batch(tmp_path)
     assert len(workers) == 2
-    proc.kill()                                           # SIGKILL: no chance to clean up
+    proc.kill()  # SIGKILL: no chance to clean up
     proc.communicate()
-    for _ in range(600):                                  # each worker checks for its parent every 0.5 s
+    for _ in range(600):  # each worker checks for its parent every 0.5 s
         if not any(alive(pid) for pid in workers):
             break
         time.sleep(0.05)
@@ -264,21 +339,32 @@ def test_workers_die_with_a_killed_batch(tmp_path):
 
 
 def test_extra_grids_add_their_runs_to_the_grids(tmp_path):
-    path = write_batch(tmp_path, overrides=["n_tasks=2", "group_size=2", "game=vault"],
-                       grid={"estimators": [["grpo"], ["sharp"]], "seeds": [[0]]},
-                       extra_grids=[{"seeds": [[1], [2]], "estimators": [["shapley"]]}], executor={"kind": "local", "workers": 1})
+    path = write_batch(
+        tmp_path,
+        overrides=["n_tasks=2", "group_size=2", "game=vault"],
+        grid={"estimators": [["grpo"], ["sharp"]], "seeds": [[0]]},
+        extra_grids=[{"seeds": [[1], [2]], "estimators": [["shapley"]]}],
+        executor={"kind": "local", "workers": 1},
+    )
     out = run_batch(load_batch(path), out_dir=tmp_path / "out", progress=False)
     frame = pd.read_parquet(out / "batch.parquet").drop_duplicates("run")
-    assert list(frame["run"]) == ["estimators-grpo__seeds-0", "estimators-sharp__seeds-0",
-                                  "estimators-shapley__seeds-1", "estimators-shapley__seeds-2"]
+    assert list(frame["run"]) == [
+        "estimators-grpo__seeds-0",
+        "estimators-sharp__seeds-0",
+        "estimators-shapley__seeds-1",
+        "estimators-shapley__seeds-2",
+    ]
     assert (frame["status"] == "ok").all() and list(frame["seed"]) == [0, 0, 1, 2]
     assert 'plus {"estimators": [["shapley"]], "seeds": [[1], [2]]}' in (out / "batch.md").read_text()
 
 
 def test_linked_grid_keys_sweep_team_sizes(tmp_path):
-    path = write_batch(tmp_path, overrides=["n_tasks=2", "group_size=2", "game=vault", "estimators=[shapley]"],
-                       grid={"games.0.n_agents,team.skills": [[3, [0.9, 0.9, 0.9]], [5, [0.9, 0.9, 0.9, 0.9, 0.0]]], "seeds": [[0]]},
-                       executor={"kind": "local", "workers": 1})
+    path = write_batch(
+        tmp_path,
+        overrides=["n_tasks=2", "group_size=2", "game=vault", "estimators=[shapley]"],
+        grid={"games.0.n_agents,team.skills": [[3, [0.9, 0.9, 0.9]], [5, [0.9, 0.9, 0.9, 0.9, 0.0]]], "seeds": [[0]]},
+        executor={"kind": "local", "workers": 1},
+    )
     out = run_batch(load_batch(path), out_dir=tmp_path / "out", progress=False)
     frame = pd.read_parquet(out / "batch.parquet")
     assert list(frame["status"]) == ["ok", "ok"]

@@ -1,5 +1,6 @@
 """Every YAML in the repository loads into its dataclass; every bad-input case gives
 a one-line error naming the key or file (exit code 2 on the CLI)."""
+
 import dataclasses
 import math
 import subprocess
@@ -7,16 +8,27 @@ import sys
 from pathlib import Path
 
 import pytest
-
-from mas_credit.config import (OPTION_SCHEMA, SHIPPED, ConfigError, ExperimentConfig, GameConfig, _check_against, _read_yaml,
-                               load_experiment)
 from omegaconf import OmegaConf
+
+from mas_credit.config import (
+    OPTION_SCHEMA,
+    SHIPPED,
+    ConfigError,
+    ExperimentConfig,
+    GameConfig,
+    _check_against,
+    _read_yaml,
+    load_experiment,
+)
 
 ROOT = Path(__file__).resolve().parents[1]
 
 
-@pytest.mark.parametrize("path", sorted(p for folder in OPTION_SCHEMA for p in (SHIPPED / folder).glob("*.yaml")),
-                         ids=lambda p: f"{p.parent.name}/{p.name}")
+@pytest.mark.parametrize(
+    "path",
+    sorted(p for folder in OPTION_SCHEMA for p in (SHIPPED / folder).glob("*.yaml")),
+    ids=lambda p: f"{p.parent.name}/{p.name}",
+)
 def test_every_option_file_loads_into_its_dataclass(path):
     schema = OPTION_SCHEMA[path.parent.name]
     obj = OmegaConf.to_object(_check_against(schema, _read_yaml(path), str(path)))
@@ -25,7 +37,7 @@ def test_every_option_file_loads_into_its_dataclass(path):
 
 @pytest.mark.parametrize("path", sorted((ROOT / "experiments").glob("*.yaml")), ids=lambda p: p.name)
 def test_every_experiment_loads(path, tmp_path):
-    if "grid" in _read_yaml(path):                         # a batch: every run it would start must load
+    if "grid" in _read_yaml(path):  # a batch: every run it would start must load
         from mas_credit.batch import expand
         from mas_credit.config import BatchConfig, load_batch
 
@@ -41,14 +53,17 @@ def test_every_experiment_loads(path, tmp_path):
 
 
 def test_overrides_and_option_switch():
-    cfg = load_experiment(ROOT / "experiments/demo.yaml",
-                          ["n_tasks=3", "games.1.difficulty=2", "team.skills=[1,1,0.5]", "seeds=[4]"])
+    cfg = load_experiment(
+        ROOT / "experiments/demo.yaml", ["n_tasks=3", "games.1.difficulty=2", "team.skills=[1,1,0.5]", "seeds=[4]"]
+    )
     assert cfg.n_tasks == 3 and cfg.games[1].difficulty == 2 and cfg.games[1].lazy_agents == [2]
     assert cfg.team.skills == [1.0, 1.0, 0.5] and cfg.team.malformed_rate == 0.05 and cfg.seeds == [4]
     cfg = load_experiment(ROOT / "experiments/demo.yaml", ["team=scripted_slacker", "game=potluck"])
     assert cfg.team.lazy == [2] and [g.name for g in cfg.games] == ["potluck_v0"]
-    cfg = load_experiment(ROOT / "experiments/demo.yaml", ["game.difficulty=3", "estimators=[c3]", "estimators.0.params.fanout=[2,2]",
-                                                           "team.skills=[0.9,0.25,0.7]"])
+    cfg = load_experiment(
+        ROOT / "experiments/demo.yaml",
+        ["game.difficulty=3", "estimators=[c3]", "estimators.0.params.fanout=[2,2]", "team.skills=[0.9,0.25,0.7]"],
+    )
     assert [g.difficulty for g in cfg.games] == [3, 1, 1] and cfg.team.skills == [0.9, 0.25, 0.7]
     assert cfg.estimators[0].label == "c3" and cfg.estimators[0].params == {"fanout": [2, 2]}
 
@@ -83,44 +98,116 @@ BAD = [
     ("name: x\ngame: vault\nteam: {use: scripted_trio, skill: [1]}\n", [], "unknown key 'team.skill'"),
     ("name: x\ngame: vault\nteam: scripted_trio\nn_tasks: many\n", [], "key 'n_tasks'"),
     ("name: x\ngame: {use: vault, difficulty: hard}\nteam: scripted_trio\n", [], "key 'games.0.difficulty'"),
-    ("name: x\ngame: vaultt\nteam: scripted_trio\n", [], "unknown option 'vaultt' (no file games/vaultt.yaml); valid options: council"),
+    (
+        "name: x\ngame: vaultt\nteam: scripted_trio\n",
+        [],
+        "unknown option 'vaultt' (no file games/vaultt.yaml); valid options: council",
+    ),
     ("name: x\ngame: vault\nteam: trio\n", [], "unknown option 'trio'"),
     ("name: x\ngame: vault\nteam: scripted_trio\nestimators: [sharpp]\n", [], "unknown option 'sharpp'"),
     ("name: x\ngame: vault\nteam: scripted_trio\n", ["team.skills=[1,1]"], "team.skills has 2 values but games.0"),
     ("name: x\ngame: {use: vault, lazy_agents: [7]}\nteam: scripted_trio\n", [], "games.0: vault_v0: lazy_agents [7]"),
-    ("name: x\ngame: {use: council, params: {weights: [1]}}\nteam: scripted_quartet\n", [], "weights must be a list of 4"),
+    (
+        "name: x\ngame: {use: council, params: {weights: [1]}}\nteam: scripted_quartet\n",
+        [],
+        "weights must be a list of 4",
+    ),
     ("name: x\ngame: {use: relay, params: {speed: 3}}\nteam: scripted_trio\n", [], "unknown parameter(s) ['speed']"),
     ("name: x\ngame: vault\nteam: scripted_trio\n", ["n_tasks"], "must look like key=value"),
-    ("name: x\ngame: vault\nteam: scripted_trio\n", ["team.skills=[1,1,2]"], "team.skills must be a non-empty list of probabilities"),
-    ("name: x\ngame: vault\nteam: scripted_trio\n", ["team.kind=gpt"], "team.kind 'gpt' is not available; valid kinds: scripted, llm, vllm"),
-    ("name: x\ngame: vault\nteam: smollm_trio\n", ["team.model=/no/such/model"], "team.model '/no/such/model' does not exist"),
-    ("name: x\ngame: vault\nteam: smollm_trio\n", ["team.adapters={5: /tmp/a}"], "team.adapters names agents [5] that do not exist in a team of 3"),
+    (
+        "name: x\ngame: vault\nteam: scripted_trio\n",
+        ["team.skills=[1,1,2]"],
+        "team.skills must be a non-empty list of probabilities",
+    ),
+    (
+        "name: x\ngame: vault\nteam: scripted_trio\n",
+        ["team.kind=gpt"],
+        "team.kind 'gpt' is not available; valid kinds: scripted, llm, vllm",
+    ),
+    (
+        "name: x\ngame: vault\nteam: smollm_trio\n",
+        ["team.model=/no/such/model"],
+        "team.model '/no/such/model' does not exist",
+    ),
+    (
+        "name: x\ngame: vault\nteam: smollm_trio\n",
+        ["team.adapters={5: /tmp/a}"],
+        "team.adapters names agents [5] that do not exist in a team of 3",
+    ),
     ("name: x\ngame: relay\nteam: smollm_trio\n", ["team.topology=[[0,1],[1,2],[2,0]]"], "team.topology has a cycle"),
     ("name: x\ngame: vault\nteam: smollm_trio\n", ["team.sharing=pooled"], "team.sharing 'pooled' is not valid"),
-    ("name: x\ngame: vault\nteam: smollm_trio\n", ["team.roles=[a,b]"], "team.roles has 2 system prompts but the game has 3 agents"),
-    ("name: x\ngame: vault\nteam: scripted_trio\n", ["critic.kind=llm", "critic.model=./nowhere"], "team.model './nowhere' does not exist"),
+    (
+        "name: x\ngame: vault\nteam: smollm_trio\n",
+        ["team.roles=[a,b]"],
+        "team.roles has 2 system prompts but the game has 3 agents",
+    ),
+    (
+        "name: x\ngame: vault\nteam: scripted_trio\n",
+        ["critic.kind=llm", "critic.model=./nowhere"],
+        "team.model './nowhere' does not exist",
+    ),
     ("name: x\ngame: vault\nteam: scripted_trio\n", ["games.4.n_agents=2"], "'games.4' is not an index"),
     ("name: x\ngame: [vault\n", [], "not valid YAML"),
-    ("name: x\ngame: vault\nteam: scripted_trio\n", ["name.first=2"], "override 'name.first=2': 'name' is a value, not a section"),
-    ("name: x\ngame: vault\nteam: scripted_trio\n", ["team.skills.1=0.5"],
-     "team: 'skills' is a list in the option file but the override gives a dict; set the whole value (e.g. skills=[0.9, 0.8, 0.7])"),
-    ("name: x\ngame: vault\nteam: scripted_trio\n", ["games.first.difficulty=2"], "'games.first' is not an index of a list of 1"),
-    ("name: x\ngame: vault\nteam: scripted_trio\n", ["seeds=[0, {a"], "override 'seeds=[0, {a': value is not valid YAML"),
-    ("name: x\ngame: vault\nteam: scripted_trio\nestimators: [c3]\n", ["estimators.0.params.samples=2.5"],
-     "estimators.0: estimator 'c3': knob samples must be int (like 1), got 2.5"),
-    ("name: x\ngame: relay\nteam: smollm_trio\n", ["team.topology=ring"], "team.topology 'ring' is not valid; valid choices: none"),
-    ("name: x\ngame: relay\nteam: smollm_trio\n", ["team.topology=[[0,5]]"], "team.topology edge [0, 5] must be [from, to] with agents in 0..2"),
+    (
+        "name: x\ngame: vault\nteam: scripted_trio\n",
+        ["name.first=2"],
+        "override 'name.first=2': 'name' is a value, not a section",
+    ),
+    (
+        "name: x\ngame: vault\nteam: scripted_trio\n",
+        ["team.skills.1=0.5"],
+        "team: 'skills' is a list in the option file but the override gives a dict; set the whole value (e.g. "
+        "skills=[0.9, 0.8, 0.7])",
+    ),
+    (
+        "name: x\ngame: vault\nteam: scripted_trio\n",
+        ["games.first.difficulty=2"],
+        "'games.first' is not an index of a list of 1",
+    ),
+    (
+        "name: x\ngame: vault\nteam: scripted_trio\n",
+        ["seeds=[0, {a"],
+        "override 'seeds=[0, {a': value is not valid YAML",
+    ),
+    (
+        "name: x\ngame: vault\nteam: scripted_trio\nestimators: [c3]\n",
+        ["estimators.0.params.samples=2.5"],
+        "estimators.0: estimator 'c3': knob samples must be int (like 1), got 2.5",
+    ),
+    (
+        "name: x\ngame: relay\nteam: smollm_trio\n",
+        ["team.topology=ring"],
+        "team.topology 'ring' is not valid; valid choices: none",
+    ),
+    (
+        "name: x\ngame: relay\nteam: smollm_trio\n",
+        ["team.topology=[[0,5]]"],
+        "team.topology edge [0, 5] must be [from, to] with agents in 0..2",
+    ),
     ("- just\n- a list\n", [], "must be a mapping"),
     ("", [], "exp.yaml: the file is empty; give its keys (experiments/demo.yaml shows an experiment)"),
     ("# nothing but a comment\n", [], "the file is empty"),
     ("name: x\ngame: vault\nteam: scripted_trio\nestimators: [{use: shapley, device: tpu}]\n", [], "device 'tpu'"),
-    ("name: x\ngame: vault\nteam: scripted_trio\nestimators: [{use: shapley, device: 'cuda:x'}]\n", [],
-     "device 'cuda:x' is not valid; valid choices: auto, cpu, cuda, cuda:N"),
-    ("name: x\ngame: vault\nteam: scripted_trio\nestimators: [sharp]\n", ["estimators.0.params.kapa=0.2"],
-     "estimators.0: estimator 'sharp' has no knob kapa; valid knobs: device, counterfactual"),
-    ("name: x\ngame: vault\nteam: scripted_trio\nestimators: [dr_mas]\n", ["estimators.0.params.row_stats=rows"],
-     "row_stats 'rows' is not valid; valid choices: steps, trajectories"),
-    ("name: x\ngame: vault\nteam: scripted_trio\nestimators: [{use: grpo, name: grpoo}]\n", [], "unknown estimator 'grpoo'; valid estimators: c3"),
+    (
+        "name: x\ngame: vault\nteam: scripted_trio\nestimators: [{use: shapley, device: 'cuda:x'}]\n",
+        [],
+        "device 'cuda:x' is not valid; valid choices: auto, cpu, cuda, cuda:N",
+    ),
+    (
+        "name: x\ngame: vault\nteam: scripted_trio\nestimators: [sharp]\n",
+        ["estimators.0.params.kapa=0.2"],
+        "estimators.0: estimator 'sharp' has no knob kapa; valid knobs: device, counterfactual",
+    ),
+    (
+        "name: x\ngame: vault\nteam: scripted_trio\nestimators: [dr_mas]\n",
+        ["estimators.0.params.row_stats=rows"],
+        "row_stats 'rows' is not valid; valid choices: steps, trajectories",
+    ),
+    (
+        "name: x\ngame: vault\nteam: scripted_trio\nestimators: [{use: grpo, name: grpoo}]\n",
+        [],
+        "unknown estimator 'grpoo'; valid estimators: c3",
+    ),
 ]
 
 
@@ -138,7 +225,10 @@ def run_cli(*args, cwd=ROOT):
 
 
 @pytest.mark.parametrize("text,overrides,message", BAD)
-@pytest.mark.reliability('a config mistake: unknown key or option, wrong type, empty file, bad YAML', 'one line `mas-credit: error: <file>: ...` naming the key or file and the fix; exit 2')
+@pytest.mark.reliability(
+    "a config mistake: unknown key or option, wrong type, empty file, bad YAML",
+    "one line `mas-credit: error: <file>: ...` naming the key or file and the fix; exit 2",
+)
 def test_cli_exit_code_2_with_one_line(tmp_path, text, overrides, message):
     path = write(tmp_path, text)
     out = run_cli("config", "show", str(path), *overrides)
@@ -147,7 +237,9 @@ def test_cli_exit_code_2_with_one_line(tmp_path, text, overrides, message):
     assert message in out.stderr and "Traceback" not in out.stderr
 
 
-@pytest.mark.reliability('a config file that is not UTF-8', '`<file>: not UTF-8 text (byte 9); save the file as UTF-8`; exit 2')
+@pytest.mark.reliability(
+    "a config file that is not UTF-8", "`<file>: not UTF-8 text (byte 9); save the file as UTF-8`; exit 2"
+)
 def test_a_config_that_is_not_utf8_is_one_line(tmp_path):
     path = write(tmp_path, "")
     path.write_bytes(b"name: caf\xe9\ngame: vault\n")
@@ -168,7 +260,7 @@ def test_cli_config_show_prints_resolved_config():
     assert "n_tasks: 5" in out.stdout and "name: lookout_v0" in out.stdout and "malformed_rate: 0.05" in out.stdout
     import yaml
 
-    team = yaml.safe_load(out.stdout)["team"]                                      # a scripted team: no LLM fields
+    team = yaml.safe_load(out.stdout)["team"]  # a scripted team: no LLM fields
     assert set(team) == {"kind", "skills", "lazy", "saboteurs", "malformed_rate", "seed"}
     mixed = yaml.safe_load(run_cli("config", "show", "experiments/quickstart.yaml").stdout)["team"]
     assert {"members", "lora_r", "answer_prefix", "temperature"} <= set(mixed) and "skills" not in mixed
@@ -183,8 +275,11 @@ def test_no_option_file_repeats_a_default():
     from mas_credit.estimators import get_estimator, list_estimators
 
     def defaults(cls):
-        return {f.name: f.default if f.default is not dataclasses.MISSING else f.default_factory()
-                for f in dataclasses.fields(cls) if f.default is not dataclasses.MISSING or f.default_factory is not dataclasses.MISSING}
+        return {
+            f.name: f.default if f.default is not dataclasses.MISSING else f.default_factory()
+            for f in dataclasses.fields(cls)
+            if f.default is not dataclasses.MISSING or f.default_factory is not dataclasses.MISSING
+        }
 
     identity = {"games": {"name"}, "agents": {"kind"}, "estimators": {"name"}}
     schema = {"games": GameConfig, "agents": TeamConfig, "estimators": EstimatorConfig}
@@ -193,18 +288,38 @@ def test_no_option_file_repeats_a_default():
         for path in sorted((SHIPPED / folder).glob("*.yaml")):
             data = _read_yaml(path)
             top = defaults(schema[folder])
-            repeated = [k for k, v in data.items() if k not in identity[folder] and k != "params" and k in top
-                        and (list(v) if isinstance(v, tuple) else v) == (list(top[k]) if isinstance(top[k], tuple) else top[k])]
+            repeated = [
+                k
+                for k, v in data.items()
+                if k not in identity[folder]
+                and k != "params"
+                and k in top
+                and (list(v) if isinstance(v, tuple) else v) == (list(top[k]) if isinstance(top[k], tuple) else top[k])
+            ]
             if folder == "estimators":
                 est = get_estimator(data["name"])
                 knobs = defaults(est.Config)
-                repeated += [f"params.{k}" for k, v in (data.get("params") or {}).items()
-                             if k in knobs and (list(v) if isinstance(v, list) else v) == (list(knobs[k]) if isinstance(knobs[k], tuple) else knobs[k])]
-                est.make_config(EstimatorConfig(name=data["name"], device=data.get("device", "auto"), params=dict(data.get("params") or {})))
+                repeated += [
+                    f"params.{k}"
+                    for k, v in (data.get("params") or {}).items()
+                    if k in knobs
+                    and (list(v) if isinstance(v, list) else v)
+                    == (list(knobs[k]) if isinstance(knobs[k], tuple) else knobs[k])
+                ]
+                est.make_config(
+                    EstimatorConfig(
+                        name=data["name"], device=data.get("device", "auto"), params=dict(data.get("params") or {})
+                    )
+                )
                 seen.add(path.stem if path.stem == data["name"] else None)
-            assert not repeated, f"{path.relative_to(SHIPPED)} repeats the defaults of {repeated}; remove them (config show prints resolved values)"
+            assert not repeated, (
+                f"{path.relative_to(SHIPPED)} repeats the defaults of {repeated}; remove them (config show prints "
+                "resolved values)"
+            )
             load_option(SHIPPED, folder, path.stem, str(path))
     assert set(list_estimators()) <= seen
+
+
 def test_a_numbered_cuda_device_is_a_valid_estimator_device():
     """cuda:N passes validation as it passes the estimators (whether that GPU exists is the
     estimator's check when it runs)."""

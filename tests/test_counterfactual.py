@@ -1,4 +1,5 @@
 """Counterfactual values (replay, resample, COMA re-draws) and tree fan-out rollouts."""
+
 import math
 
 import numpy as np
@@ -68,7 +69,9 @@ def test_resample_reruns_from_the_first_substituted_turn_and_counts_calls():
     assert counts == {"cf/evals": 1.0, "cf/llm_calls": 0.0, "cf/tokens": 0.0}
     # leaving out agent 0: agents 1 and 2 are drawn afresh in each of the k re-runs
     counts = fill_coalitions(game, [episode], [0b110], mode="resample", team=team, k=4)
-    assert counts["cf/llm_calls"] == 8 and [a for a, _ in team.requests] == [1] * 4 + [2] * 4   # lock-step: one act() per turn
+    assert (
+        counts["cf/llm_calls"] == 8 and [a for a, _ in team.requests] == [1] * 4 + [2] * 4
+    )  # lock-step: one act() per turn
     assert counts["cf/tokens"] > 0
     # the grand coalition is the recorded episode itself
     fill_coalitions(game, [episode], [0b111], mode="resample", team=team, k=4)
@@ -104,7 +107,7 @@ def test_alternatives_replay_redraws_only_the_agent():
     counts = fill_alternatives(game, team, episodes, k=3)
     assert counts["cf/evals"] == 6 and counts["cf/llm_calls"] == 6 * 3
     assert sorted(a for a, _ in team.requests) == [0] * 6 + [1] * 6 + [2] * 6
-    for ep in episodes:   # deterministic agents: re-drawing changes nothing
+    for ep in episodes:  # deterministic agents: re-drawing changes nothing
         assert ep.alternative_values == {0: ep.reward, 1: ep.reward, 2: ep.reward}
 
 

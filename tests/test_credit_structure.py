@@ -1,5 +1,6 @@
 """Exact Shapley from team_value: equals brute-force enumeration and the structure
 each game declares (AND, OR, additive, threshold, chain, hierarchical, lazy)."""
+
 import numpy as np
 import pytest
 import torch

@@ -1,4 +1,5 @@
 """Every pointer from the code into docs/ names a file and a section that exist."""
+
 import re
 from pathlib import Path
 
@@ -14,7 +15,9 @@ def test_docstring_pointers_into_docs_resolve():
             assert doc.is_file(), f"{path.name} points to docs/{name}, which does not exist"
             if section:
                 headings = [line.lstrip("#").strip() for line in doc.read_text().splitlines() if line.startswith("#")]
-                assert any(h.startswith(section) for h in headings), f"{path.name}: docs/{name} has no section {section!r}"
+                assert any(h.startswith(section) for h in headings), (
+                    f"{path.name}: docs/{name} has no section {section!r}"
+                )
             found += 1
     assert found >= 8
 

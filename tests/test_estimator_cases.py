@@ -1,4 +1,5 @@
 """Hand-computed cases for each estimator, and what they must say on the real games."""
+
 import math
 
 import numpy as np
@@ -30,10 +31,21 @@ def run(name, batch, device, cfg=None):
 
 def episode(turn_agents, reward, group=0, valid=None, components=None, n_agents=2, path=None):
     valid = valid or [True] * len(turn_agents)
-    turns = [Turn(agent=a, step=t, prompt="", text="", action=None, valid=v, format=v) for t, (a, v) in enumerate(zip(turn_agents, valid))]
+    turns = [
+        Turn(agent=a, step=t, prompt="", text="", action=None, valid=v, format=v)
+        for t, (a, v) in enumerate(zip(turn_agents, valid))
+    ]
     info = {"tree_path": list(path)} if path is not None else {}
-    return Episode(game="hand", task_seed=group, group=group, agents=[f"agent_{i}" for i in range(n_agents)], turns=turns,
-                   reward=float(reward), components=components or {}, info=info)
+    return Episode(
+        game="hand",
+        task_seed=group,
+        group=group,
+        agents=[f"agent_{i}" for i in range(n_agents)],
+        turns=turns,
+        reward=float(reward),
+        components=components or {},
+        info=info,
+    )
 
 
 # -- dr_mas ----------------------------------------------------------------------------------
@@ -45,7 +57,10 @@ def test_dr_mas_equals_the_reference_formula_by_hand(device):
 
     s3, s2 = math.sqrt(1 / 3), math.sqrt(0.5)
     # agent 0 rows [1, 1, 0]: mean 2/3, unbiased std sqrt(1/3); agent 1 rows [1, 0]
-    expect = [[(1 / 3) / (s3 + 1e-6), 0.5 / (s2 + 1e-6), (1 / 3) / (s3 + 1e-6)], [-(2 / 3) / (s3 + 1e-6), -0.5 / (s2 + 1e-6), 0.0]]
+    expect = [
+        [(1 / 3) / (s3 + 1e-6), 0.5 / (s2 + 1e-6), (1 / 3) / (s3 + 1e-6)],
+        [-(2 / 3) / (s3 + 1e-6), -0.5 / (s2 + 1e-6), 0.0],
+    ]
     np.testing.assert_allclose(est(batch).advantage.numpy(), expect, atol=1e-9)
     # one row per trajectory: agent 0 counts [1, 0]
     traj = est(batch, {"row_stats": "trajectories"}).advantage.numpy()
@@ -60,17 +75,28 @@ def test_dr_mas_trajectories_average_a_trajectorys_rows(device):
     """The issue's case: component rewards differ within an episode. A trajectory is one sample,
     the mean of its rows (DrMAS' compute_grpo_outcome_advantage, group_by_agent_id=False);
     it used to take the first row's statistics and give the other rows -1e6."""
-    batch = CreditBatch.from_episodes([episode([0, 1], 0.0, components={"correct": [1.0, 0.0]}),
-                                       episode([0, 1], 1.0, components={"correct": [1.0, 1.0]})])
-    adv = run("dr_mas", batch, device, {"group_by_agent": False, "row_stats": "trajectories", "reward": "correct"}).advantage
+    batch = CreditBatch.from_episodes(
+        [
+            episode([0, 1], 0.0, components={"correct": [1.0, 0.0]}),
+            episode([0, 1], 1.0, components={"correct": [1.0, 1.0]}),
+        ]
+    )
+    adv = run(
+        "dr_mas", batch, device, {"group_by_agent": False, "row_stats": "trajectories", "reward": "correct"}
+    ).advantage
     # trajectory means 0.5 and 1.0: mean 0.75, unbiased std sqrt(1/8)
     a = 0.25 / (math.sqrt(1 / 8) + 1e-6)
     np.testing.assert_allclose(adv.numpy(), [[-a, -a], [a, a]], atol=1e-12)
 
 
 def test_dr_mas_singleton_and_zero_variance_groups_give_no_nan(device):
-    batch = CreditBatch.from_episodes([episode([0, 1], 0.7, group=0),                  # singleton group
-                                       episode([0, 1], 1.0, group=1), episode([1, 0], 1.0, group=1)])   # zero variance
+    batch = CreditBatch.from_episodes(
+        [
+            episode([0, 1], 0.7, group=0),  # singleton group
+            episode([0, 1], 1.0, group=1),
+            episode([1, 0], 1.0, group=1),
+        ]
+    )  # zero variance
     for name in ("dr_mas", "grpo", "m_grpo", "llm_mca"):
         if name == "llm_mca":
             for b in range(3):
@@ -78,7 +104,7 @@ def test_dr_mas_singleton_and_zero_variance_groups_give_no_nan(device):
         out = run(name, batch, device, {"baseline": "none"} if name == "llm_mca" else None)
         assert torch.isfinite(out.advantage).all(), name
     adv = run("dr_mas", batch, device).advantage
-    np.testing.assert_allclose(adv[0].numpy(), [0.7 / (1 + 1e-6)] * 2)      # mean 0, std 1
+    np.testing.assert_allclose(adv[0].numpy(), [0.7 / (1 + 1e-6)] * 2)  # mean 0, std 1
     assert (adv[1:] == 0).all()
 
 
@@ -128,9 +154,17 @@ def test_c3_tree_on_real_tree_rollouts_equals_reference(name, device):
 def test_m_grpo_aligns_every_rollout_to_d_max_rows(calls, device):
     n = 4
     comps = {"format": [1.0] * n, "correct": [1.0] * n}
-    eps = [episode([0] + [1 + c % 3 for c in range(calls)] + [0], 1.0, group=0, n_agents=n, components=comps),
-           episode([0] + [1 + c % 3 for c in range(calls)] + [0], 0.0, group=0, n_agents=n,
-                   valid=[True] + [c % 2 == 0 for c in range(calls)] + [True], components={"format": [0.0] * n, "correct": [0.0] * n})]
+    eps = [
+        episode([0] + [1 + c % 3 for c in range(calls)] + [0], 1.0, group=0, n_agents=n, components=comps),
+        episode(
+            [0] + [1 + c % 3 for c in range(calls)] + [0],
+            0.0,
+            group=0,
+            n_agents=n,
+            valid=[True] + [c % 2 == 0 for c in range(calls)] + [True],
+            components={"format": [0.0] * n, "correct": [0.0] * n},
+        ),
+    ]
     out = run("m_grpo", CreditBatch.from_episodes(eps), device, {"d_max": 4})
     sub = CreditBatch.from_episodes(eps).turn_agent > 0
     assert out.turn_weight[sub].reshape(2, -1).sum(dim=1).tolist() == [4.0, 4.0]
@@ -140,7 +174,7 @@ def test_m_grpo_aligns_every_rollout_to_d_max_rows(calls, device):
     # R_M: 1 for the first rollout (in form, right), 0 for the second (off form); a sub-agent's call off
     # form gets 0, one in form 1.0 under a main reward of 1 and format_score 0.1 under a main reward of 0
     assert out.credit[0, 0] == 1.0 and out.credit[1, 0] == 0.0
-    assert out.credit[0, 1:1 + min(calls, 3)].tolist() == [1.0] * min(calls, 3)
+    assert out.credit[0, 1 : 1 + min(calls, 3)].tolist() == [1.0] * min(calls, 3)
     if calls == 1:
         assert out.credit[1, 1] == pytest.approx(0.1)
     weighted = run("m_grpo", CreditBatch.from_episodes(eps), device, {"d_max": 4, "rewards": "weighted"})
@@ -150,22 +184,35 @@ def test_m_grpo_aligns_every_rollout_to_d_max_rows(calls, device):
 def test_m_grpo_mrlx_rewards_on_the_issue_reproducer(device):
     """d_max 1, one task: main format [0, 1, 1], main correct [0, 1, 0], one valid sub call each.
     MrlX: main rewards [0, 1, 0.1]; sub rewards [0.1, 1, 0.1]; sub advantages [-0.577, 1.155, -0.577]."""
-    eps = [episode([0, 1, 0], 0.0, components={"format": [f, 1.0], "correct": [c, 1.0]}) for f, c in [(0, 0), (1, 1), (1, 0)]]
+    eps = [
+        episode([0, 1, 0], 0.0, components={"format": [f, 1.0], "correct": [c, 1.0]})
+        for f, c in [(0, 0), (1, 1), (1, 0)]
+    ]
     out = run("m_grpo", CreditBatch.from_episodes(eps), device, {"d_max": 1})
     np.testing.assert_allclose(out.credit[:, 0].numpy(), [0.0, 1.0, 0.1], atol=1e-12)
     np.testing.assert_allclose(out.credit[:, 1].numpy(), [0.1, 1.0, 0.1], atol=1e-12)
-    std = math.sqrt(0.27)                                       # sub rewards' mean 0.4, unbiased std sqrt(0.27)
-    np.testing.assert_allclose(out.advantage[:, 1].numpy(), [-0.3 / (std + 1e-6), 0.6 / (std + 1e-6), -0.3 / (std + 1e-6)], atol=1e-12)
+    std = math.sqrt(0.27)  # sub rewards' mean 0.4, unbiased std sqrt(0.27)
+    np.testing.assert_allclose(
+        out.advantage[:, 1].numpy(), [-0.3 / (std + 1e-6), 0.6 / (std + 1e-6), -0.3 / (std + 1e-6)], atol=1e-12
+    )
     np.testing.assert_allclose(out.advantage[:, 1].numpy(), [-0.577, 1.155, -0.577], atol=1e-3)
     weighted = run("m_grpo", CreditBatch.from_episodes(eps), device, {"d_max": 1, "rewards": "weighted"})
-    np.testing.assert_allclose(weighted.credit[:, 1].numpy(), [0.0, 1.0, 0.1], atol=1e-12)        # ours: gated R_M
+    np.testing.assert_allclose(weighted.credit[:, 1].numpy(), [0.0, 1.0, 0.1], atol=1e-12)  # ours: gated R_M
 
 
 def test_m_grpo_duplicates_valid_calls_only_by_default(device):
     n = 3
-    eps = [episode([0, 1, 2, 0], 1.0, n_agents=n, valid=[True, False, True, True], components={"format": [1.0] * n, "correct": [1.0] * n})]
+    eps = [
+        episode(
+            [0, 1, 2, 0],
+            1.0,
+            n_agents=n,
+            valid=[True, False, True, True],
+            components={"format": [1.0] * n, "correct": [1.0] * n},
+        )
+    ]
     weight = run("m_grpo", CreditBatch.from_episodes(eps), device, {"d_max": 5}).turn_weight
-    assert weight[0].tolist() == [1.0, 1.0, 4.0, 1.0]           # 3 copies of the one valid call
+    assert weight[0].tolist() == [1.0, 1.0, 4.0, 1.0]  # 3 copies of the one valid call
 
 
 @pytest.mark.parametrize("name", ["m_grpo", "grpo", "dr_mas"])
@@ -187,8 +234,14 @@ def test_a_lazy_agent_gets_zero_credit_from_sound_estimators_and_r_from_grpo(nam
     game = make_game(name, n_agents=n, lazy_agents=[lazy])
     team = ScriptedTeam([0.9, 0.8, 0.9], malformed_rate=0.05, seed=1)
     episodes = collect(game, team, n_tasks=6, group_size=3, seed=2)
-    for est_name, cfg in [("shapley", {}), ("sharp", {}), ("c3", {}), ("loo", {}), ("coma", {}),
-                          ("sharp", {"method": "sampled", "budget": 6})]:
+    for est_name, cfg in [
+        ("shapley", {}),
+        ("sharp", {}),
+        ("c3", {}),
+        ("loo", {}),
+        ("coma", {}),
+        ("sharp", {"method": "sampled", "budget": 6}),
+    ]:
         est = get_estimator(est_name)
         eps = [Episode.from_dict(ep.to_dict()) for ep in episodes]
         fill_needs(game, eps, est.needs(cfg, n), team=team)
@@ -255,7 +308,7 @@ def test_auto_runs_where_the_library_says_and_gives_the_same_numbers(device, mon
     from .devices import AUTO
 
     assert types.resolve_device("auto").type == types.resolve_device(None).type == AUTO
-    with monkeypatch.context() as patch:                           # both choices of auto, whatever this machine has
+    with monkeypatch.context() as patch:  # both choices of auto, whatever this machine has
         patch.setattr(torch.cuda, "is_available", lambda: True)
         assert types.resolve_device("auto").type == "cuda"
         patch.setattr(torch.cuda, "is_available", lambda: False)

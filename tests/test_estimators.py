@@ -1,11 +1,12 @@
 """Every vectorised estimator equals its slow reference (tests/reference.py) on random
 batches: seeds x N in 2..8 x group sizes (1 included) x agents that never act; plus the
 registry, config handling, and the same numbers on CUDA where it exists."""
+
 import numpy as np
 import pytest
 import torch
 
-from mas_credit.estimators import get_estimator, list_estimators, register_estimator, Needs
+from mas_credit.estimators import Needs, get_estimator, list_estimators, register_estimator
 from mas_credit.estimators.m_grpo import alignment_draws
 
 from . import reference
@@ -17,21 +18,52 @@ GROUPS = [1, 2, 4]
 
 VARIANTS = {
     "grpo": [{}, {"scale": "batch"}, {"scale": "none"}, {"norm_by_std": False}],
-    "dr_mas": [{}, {"row_stats": "trajectories"}, {"group_by_agent": False}, {"norm_by_std": False},
-               {"reward": "correct"}, {"group_by_agent": False, "row_stats": "trajectories"}],
-    "m_grpo": [{}, {"d_max": 1}, {"d_max": 6, "duplicate": "any"}, {"duplicate": "best", "main_agent": 1}, {"rewards": "weighted"},
-               {"rewards": "weighted", "d_max": 2, "main_agent": 1}, {"format_score": 0.0}],
-    "shapley": [{}, {"normalise": "none"}, {"method": "sampled", "budget": 40}, {"method": "sampled", "budget": 12, "antithetic": False}],
-    "sharp": [{}, {"kappa": 0.5}, {"method": "sampled", "budget": 40, "tool_component": "format"}, {"tool_component": "none"}],
+    "dr_mas": [
+        {},
+        {"row_stats": "trajectories"},
+        {"group_by_agent": False},
+        {"norm_by_std": False},
+        {"reward": "correct"},
+        {"group_by_agent": False, "row_stats": "trajectories"},
+    ],
+    "m_grpo": [
+        {},
+        {"d_max": 1},
+        {"d_max": 6, "duplicate": "any"},
+        {"duplicate": "best", "main_agent": 1},
+        {"rewards": "weighted"},
+        {"rewards": "weighted", "d_max": 2, "main_agent": 1},
+        {"format_score": 0.0},
+    ],
+    "shapley": [
+        {},
+        {"normalise": "none"},
+        {"method": "sampled", "budget": 40},
+        {"method": "sampled", "budget": 12, "antithetic": False},
+    ],
+    "sharp": [
+        {},
+        {"kappa": 0.5},
+        {"method": "sampled", "budget": 40, "tool_component": "format"},
+        {"tool_component": "none"},
+    ],
     "loo": [{}, {"normalise": "agent"}],
     "c3": [{}],
     "coma": [{}, {"normalise": "agent"}],
     "llm_mca": [{}, {"baseline": "none"}],
     "uniform": [{}, {"baseline": "none"}],
 }
-REFERENCES = {"grpo": reference.grpo, "dr_mas": reference.dr_mas, "shapley": reference.shapley, "sharp": reference.sharp,
-              "loo": reference.loo, "c3": reference.c3_counterfactual, "coma": reference.coma, "llm_mca": reference.llm_mca,
-              "uniform": reference.uniform}
+REFERENCES = {
+    "grpo": reference.grpo,
+    "dr_mas": reference.dr_mas,
+    "shapley": reference.shapley,
+    "sharp": reference.sharp,
+    "loo": reference.loo,
+    "c3": reference.c3_counterfactual,
+    "coma": reference.coma,
+    "llm_mca": reference.llm_mca,
+    "uniform": reference.uniform,
+}
 
 
 def run_reference(name, batch, cfg):
@@ -62,7 +94,9 @@ def test_vectorised_equals_reference(name, seed, n_agents, group_size):
         assert out.credit.shape == (batch.batch_size, n_agents)
         assert out.advantage.shape == (batch.batch_size, batch.n_turns)
         np.testing.assert_allclose(out.credit.numpy(), np.array(credit), atol=1e-9, err_msg=f"{name} {variant} credit")
-        np.testing.assert_allclose(out.advantage.numpy(), np.array(adv), atol=1e-9, err_msg=f"{name} {variant} advantage")
+        np.testing.assert_allclose(
+            out.advantage.numpy(), np.array(adv), atol=1e-9, err_msg=f"{name} {variant} advantage"
+        )
         assert torch.isfinite(out.credit).all() and torch.isfinite(out.advantage).all()
         assert (out.advantage[batch.turn_agent < 0] == 0).all(), "padding must get advantage 0"
 
@@ -85,7 +119,9 @@ def test_registry_rejects_duplicates_and_lists_valid_names():
     with pytest.raises(ValueError, match="already registered"):
         register_estimator("grpo", object, lambda cfg, n: Needs())(lambda batch, cfg: None)
     grpo = get_estimator("grpo")
-    assert register_estimator("grpo", grpo.Config, grpo.needs_rule)(grpo.fn) is grpo.fn and get_estimator("grpo") is grpo
+    assert (
+        register_estimator("grpo", grpo.Config, grpo.needs_rule)(grpo.fn) is grpo.fn and get_estimator("grpo") is grpo
+    )
     with pytest.raises(ValueError, match="valid estimators: c3, coma, dr_mas, grpo"):
         get_estimator("shaply")
 
@@ -142,11 +178,13 @@ def test_cfg_forms_agree():
     b = est(batch, EstimatorConfig(name="dr_mas", device="cpu", params={"row_stats": "trajectories"})).advantage
     c = est(batch, est.Config(row_stats="trajectories", device="cpu")).advantage
     assert torch.equal(a, b) and torch.equal(a, c)
-    assert not torch.equal(a, est(batch).advantage.cpu()) or batch.n_turns == 1      # the default knobs (device auto)
+    assert not torch.equal(a, est(batch).advantage.cpu()) or batch.n_turns == 1  # the default knobs (device auto)
 
 
 @pytest.mark.cuda
-@pytest.mark.skipif(not torch.cuda.is_available(), reason="CUDA is not available on this machine; the CPU/CUDA comparison needs a GPU")
+@pytest.mark.skipif(
+    not torch.cuda.is_available(), reason="CUDA is not available on this machine; the CPU/CUDA comparison needs a GPU"
+)
 @pytest.mark.parametrize("name", sorted(VARIANTS))
 def test_cuda_gives_the_cpu_numbers(name):
     est = get_estimator(name)
@@ -166,17 +204,37 @@ def test_cuda_gives_the_cpu_numbers(name):
 KNOB_GRID = {
     "c3": {"mode": ["counterfactual", "tree"], "rows": ["nodes", "leaves"], "fanout": [(2, 2, 2)]},
     "coma": {"normalise": ["none", "agent"], "samples": [2]},
-    "dr_mas": {"group_by_agent": [True, False], "row_stats": ["steps", "trajectories"], "norm_by_std": [True, False],
-               "reward": ["team", "correct", "format", "parsed"]},
+    "dr_mas": {
+        "group_by_agent": [True, False],
+        "row_stats": ["steps", "trajectories"],
+        "norm_by_std": [True, False],
+        "reward": ["team", "correct", "format", "parsed"],
+    },
     "grpo": {"scale": ["group", "batch", "none"], "norm_by_std": [True, False]},
     "llm_mca": {"baseline": ["empty", "none"]},
     "uniform": {"baseline": ["empty", "none"]},
     "loo": {"normalise": ["none", "agent"]},
-    "m_grpo": {"main_agent": [0, 2], "rewards": ["mrlx", "weighted"], "format_score": [0.1, 0.0], "d_max": [1, 4],
-               "duplicate": ["valid", "any", "best"]},
-    "shapley": {"method": ["exact", "sampled"], "budget": [6], "antithetic": [True, False], "normalise": ["agent", "none"]},
-    "sharp": {"method": ["exact", "sampled"], "budget": [6], "antithetic": [True, False], "tool_component": ["auto", "none", "format", "correct"],
-              "kappa": [0.0, 0.5], "w_team": [0.5, 0.0]},
+    "m_grpo": {
+        "main_agent": [0, 2],
+        "rewards": ["mrlx", "weighted"],
+        "format_score": [0.1, 0.0],
+        "d_max": [1, 4],
+        "duplicate": ["valid", "any", "best"],
+    },
+    "shapley": {
+        "method": ["exact", "sampled"],
+        "budget": [6],
+        "antithetic": [True, False],
+        "normalise": ["agent", "none"],
+    },
+    "sharp": {
+        "method": ["exact", "sampled"],
+        "budget": [6],
+        "antithetic": [True, False],
+        "tool_component": ["auto", "none", "format", "correct"],
+        "kappa": [0.0, 0.5],
+        "w_team": [0.5, 0.0],
+    },
 }
 NOT_ARITHMETIC = {"device", "counterfactual", "samples", "seed", "eps", "a_format", "a_correct", "w_shapley", "w_tool"}
 """how the coalition values were obtained (replay or resample, k re-runs) does not change the arithmetic
@@ -209,8 +267,13 @@ def test_no_knob_setting_gives_an_advantage_beyond_1e3(game_name):
     flat = collect(game, team, n_tasks=4, group_size=3, seed=0)
     tree = collect_tree(game, team, n_tasks=2, fanout=(2, 2, 2), seed=0)
     for eps in (flat, tree):
-        fill_needs(game, eps, Needs(coalitions=tuple(range(8)), kind="all", alternatives=2, critic=True), team=team,
-                   critic=ScriptedCritic(accuracy=0.7, malformed_rate=0.2))
+        fill_needs(
+            game,
+            eps,
+            Needs(coalitions=tuple(range(8)), kind="all", alternatives=2, critic=True),
+            team=team,
+            critic=ScriptedCritic(accuracy=0.7, malformed_rate=0.2),
+        )
     batches = {"flat": CreditBatch.from_episodes(flat), "tree": CreditBatch.from_episodes(tree)}
     for name, grid in KNOB_GRID.items():
         est = get_estimator(name)

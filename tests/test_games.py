@@ -1,5 +1,6 @@
 """Every game: PettingZoo conformance, seeding, robustness to any text, and the
 batched team value against re-running the env through the PettingZoo API."""
+
 import string
 import warnings
 
@@ -73,10 +74,14 @@ def test_rendered_actions_parse_back(game_name):
         return game.render_action(i, game.expert_action(i))
 
     for seed in range(20):
-        assert play_texts(game, seed, expert_checking).episode().reward == game.max_reward   # the expert team's reward
+        assert play_texts(game, seed, expert_checking).episode().reward == game.max_reward  # the expert team's reward
 
 
-@pytest.mark.reliability('an agent copies its prompt back, or names an agent (`agent_0`)', 'no answer is read from the copy: the turn is invalid (null action), counted in `parsed`; `format` counts only answers in the asked form')
+@pytest.mark.reliability(
+    "an agent copies its prompt back, or names an agent (`agent_0`)",
+    "no answer is read from the copy: the turn is invalid (null action), counted in `parsed`; `format` counts only "
+    "answers in the asked form",
+)
 def test_an_echo_of_the_prompt_is_no_answer(game_name):
     """The prompt copied back (whole, or its first sentence, or with agent names) is read as
     no answer; an asked-form answer after the echo is still read, in the asked form."""
@@ -84,8 +89,13 @@ def test_an_echo_of_the_prompt_is_no_answer(game_name):
 
     def echoing(i, k):
         prompt = game.observe(i)["text"]
-        for text in (prompt, prompt.split(". ")[0], f"{game.possible_agents[i]} says: '{prompt}'",
-                     " ".join(game.possible_agents), f"I am {game.possible_agents[(i + 1) % 4]}."):
+        for text in (
+            prompt,
+            prompt.split(". ")[0],
+            f"{game.possible_agents[i]} says: '{prompt}'",
+            " ".join(game.possible_agents),
+            f"I am {game.possible_agents[(i + 1) % 4]}.",
+        ):
             assert game.read(i, text, prompt) == Reading(None, False), text
         answer = game.render_action(i, game.expert_action(i))
         assert game.read(i, f"{prompt}\n{answer}", prompt) == Reading(game.expert_action(i), True)
@@ -105,17 +115,20 @@ def test_the_issue_echo_reads_no_digit():
     assert game.read(0, "I am agent_0; my digit is 4", "") == Reading(4, False)
 
 
-@pytest.mark.parametrize("game_name,texts,action,formatted", [
-    ("vault", ["DIGIT: 7", "digit:7", "Digit : 7."], 7, True),
-    ("vault", ["the digit is 7", "7", "it is seven"], 7, False),
-    ("council", ["VOTE: B", "vote:b"], "B", True),
-    ("council", ["I vote for B", "B", "(B)"], "B", False),
-    ("council", ["A weighted majority is needed", "A good question"], None, False),
-    ("potluck", ["BRING: bread", "bring:Bread"], "bread", True),
-    ("potluck", ["I will bring the bread", "bread"], "bread", False),
-    ("relay", ["APPLY: +3", "apply:*3"], None, True),
-    ("relay", ["add 3", "+3", "times 3"], None, False),
-])
+@pytest.mark.parametrize(
+    "game_name,texts,action,formatted",
+    [
+        ("vault", ["DIGIT: 7", "digit:7", "Digit : 7."], 7, True),
+        ("vault", ["the digit is 7", "7", "it is seven"], 7, False),
+        ("council", ["VOTE: B", "vote:b"], "B", True),
+        ("council", ["I vote for B", "B", "(B)"], "B", False),
+        ("council", ["A weighted majority is needed", "A good question"], None, False),
+        ("potluck", ["BRING: bread", "bring:Bread"], "bread", True),
+        ("potluck", ["I will bring the bread", "bread"], "bread", False),
+        ("relay", ["APPLY: +3", "apply:*3"], None, True),
+        ("relay", ["add 3", "+3", "times 3"], None, False),
+    ],
+)
 def test_format_is_the_asked_form_and_parsed_the_lenient_reading(game_name, texts, action, formatted):
     game = make_game(game_name, n_agents=3, difficulty=1)
     for text in texts:
@@ -130,8 +143,14 @@ def test_format_is_the_asked_form_and_parsed_the_lenient_reading(game_name, text
 def test_format_and_parsed_components_count_turns(game_name):
     """`format` = share of an agent's turns in the asked form, `parsed` = share read at all."""
     game = make_game(game_name, n_agents=3, difficulty=1)
-    lenient = {"vault_v0": "the digit is 1", "council_v0": "I vote for B", "potluck_v0": "the bread",
-               "relay_v0": "add 2", "lookout_v0": "the flag is at B2", "rampart_v0": "5 planks"}.get(game.name)
+    lenient = {
+        "vault_v0": "the digit is 1",
+        "council_v0": "I vote for B",
+        "potluck_v0": "the bread",
+        "relay_v0": "add 2",
+        "lookout_v0": "the flag is at B2",
+        "rampart_v0": "5 planks",
+    }.get(game.name)
 
     def texts(i, k):
         if i == 0 or lenient is None:
@@ -154,7 +173,7 @@ def test_format_and_parsed_components_count_turns(game_name):
 def test_strip_echo_by_hand():
     prompt = "You are agent_0. Your digit is seven (write it as a number)."
     assert strip_echo("your digit is seven, so DIGIT: 7", prompt).split() == [",", "so", "DIGIT:", "7"]
-    assert strip_echo("my digit is seven", prompt) == "my digit is seven"         # 3 copied words: kept
+    assert strip_echo("my digit is seven", prompt) == "my digit is seven"  # 3 copied words: kept
     assert strip_echo("anything", "") == "anything"
 
 
@@ -188,14 +207,26 @@ def test_batched_team_values_equal_rerunning_the_env(name):
             texts.setdefault(turn.agent, []).append(turn.text)
         fast = game.team_values(episode, np.arange(1 << n_agents))
         for mask in range(1 << n_agents):
-            env = play_texts(make_game(name, n_agents=n_agents, difficulty=2, lazy_agents=[1]), episode.task_seed,
-                             lambda i, k: texts[i][k] if (mask >> i) & 1 else "")
+            env = play_texts(
+                make_game(name, n_agents=n_agents, difficulty=2, lazy_agents=[1]),
+                episode.task_seed,
+                lambda i, k: texts[i][k] if (mask >> i) & 1 else "",
+            )
             assert fast[mask] == env.episode().reward, (name, mask)
             assert game.team_value(episode, mask) == fast[mask]
 
 
-@pytest.mark.parametrize("bad", [dict(n_agents=1), dict(n_agents=9), dict(difficulty=0), dict(lazy_agents=[5]),
-                                 dict(lazy_agents=[0, 1, 2]), dict(colour="red")])
+@pytest.mark.parametrize(
+    "bad",
+    [
+        dict(n_agents=1),
+        dict(n_agents=9),
+        dict(difficulty=0),
+        dict(lazy_agents=[5]),
+        dict(lazy_agents=[0, 1, 2]),
+        dict(colour="red"),
+    ],
+)
 def test_bad_parameters_name_the_field(game_name, bad):
     with pytest.raises(GameParamError, match="|".join(bad)):
         make_game(game_name, **{"n_agents": 3, **bad})
@@ -223,12 +254,15 @@ def test_register_game_takes_the_same_class_again_and_refuses_another_under_its_
         name, credit_structure = "weakest_link_v0", "min"
 
     assert games.register_game(WeakestLink) is WeakestLink
-    assert games.register_game(WeakestLink) is WeakestLink             # a module imported twice
+    assert games.register_game(WeakestLink) is WeakestLink  # a module imported twice
     assert games.make_game("weakest_link").name == "weakest_link_v0"
 
     class Other(games.VaultEnv):
         name = "weakest_link_v0"
 
-    with pytest.raises(ValueError, match=r"game 'weakest_link_v0' is already registered by .*WeakestLink; give "
-                                         r".*Other a new version \(e.g. weakest_link_v1\) or another name"):
+    with pytest.raises(
+        ValueError,
+        match=r"game 'weakest_link_v0' is already registered by .*WeakestLink; give "
+        r".*Other a new version \(e.g. weakest_link_v1\) or another name",
+    ):
         games.register_game(Other)

@@ -2,6 +2,7 @@
 module, function-level ones included, goes to the same layer or one above, and the
 modules form no import circle (a package's own registration pattern aside: a submodule
 importing its package's __init__ to register itself)."""
+
 import ast
 from pathlib import Path
 
@@ -37,7 +38,11 @@ def imports() -> dict[str, set[str]]:
         for node in ast.walk(ast.parse(path.read_text())):
             if isinstance(node, ast.ImportFrom) and node.module and node.module.startswith("mas_credit"):
                 found.add(node.module)
-                found.update(f"{node.module}.{a.name}" for a in node.names if (ROOT.parent / node.module.replace(".", "/") / f"{a.name}.py").exists())
+                found.update(
+                    f"{node.module}.{a.name}"
+                    for a in node.names
+                    if (ROOT.parent / node.module.replace(".", "/") / f"{a.name}.py").exists()
+                )
             elif isinstance(node, ast.Import):
                 found.update(a.name for a in node.names if a.name.startswith("mas_credit"))
         graph[module_name(path)] = found
@@ -45,14 +50,24 @@ def imports() -> dict[str, set[str]]:
 
 
 def test_every_import_goes_to_the_same_layer_or_above():
-    bad = [(m, t) for m, targets in imports().items() for t in targets if t != "mas_credit" and layer_of(t) > layer_of(m)]
+    bad = [
+        (m, t) for m, targets in imports().items() for t in targets if t != "mas_credit" and layer_of(t) > layer_of(m)
+    ]
     assert not bad, f"imports from a lower layer: {bad}"
 
 
 def test_no_import_circles():
     graph = imports()
-    edges = {m: {t for t in targets if t in graph and t != m and not (m.startswith(t + ".") and (ROOT.parent / t.replace(".", "/") / "__init__.py").exists())}
-             for m, targets in graph.items()}
+    edges = {
+        m: {
+            t
+            for t in targets
+            if t in graph
+            and t != m
+            and not (m.startswith(t + ".") and (ROOT.parent / t.replace(".", "/") / "__init__.py").exists())
+        }
+        for m, targets in graph.items()
+    }
     state, stack = {}, []
 
     def visit(m):
@@ -60,7 +75,7 @@ def test_no_import_circles():
         stack.append(m)
         for t in sorted(edges[m]):
             if state.get(t) == "open":
-                raise AssertionError("import circle: " + " -> ".join(stack[stack.index(t):] + [t]))
+                raise AssertionError("import circle: " + " -> ".join(stack[stack.index(t) :] + [t]))
             if t not in state:
                 visit(t)
         stack.pop()

@@ -1,5 +1,6 @@
 """Learning studies: games' tabular form, mixed teams (scripted, saboteur, lazy, tabular,
 frozen), tabular learners trained by the same trainer loop, and the learning metrics."""
+
 import dataclasses
 import json
 import math
@@ -13,9 +14,9 @@ from mas_credit.agents.tabular import MixedTeam
 from mas_credit.config import SHIPPED, ConfigError, load_experiment, validate_train
 from mas_credit.games import GameParamError, make_game
 from mas_credit.games.base import GameBase
+from mas_credit.outputs import read_metrics
 from mas_credit.rollout import collect
 from mas_credit.train.learners import TabularLearner
-from mas_credit.outputs import read_metrics
 from mas_credit.train.summary import learning_metrics
 from mas_credit.train.trainer import Trainer, resume
 
@@ -66,10 +67,12 @@ def test_orchestra_tabular_moves_render_to_distinct_game_moves_at_every_turn(dif
             assert key in keys and legal and all(a in universe for a in legal)
             texts = [game.render_action(agent, a) for a in legal]
             assert len(set(texts)) == len(texts)
-            assert all(game.parse(agent, t) is not None and game.render_action(agent, game.parse(agent, t)) == t for t in texts)
+            assert all(
+                game.parse(agent, t) is not None and game.render_action(agent, game.parse(agent, t)) == t for t in texts
+            )
             expert = game.render_action(agent, game.expert_action(agent))
             assert expert in texts
-            if key[0] == "plan":                      # the key is the owners, and routing to them is the expert's plan
+            if key[0] == "plan":  # the key is the owners, and routing to them is the expert's plan
                 assert texts[legal.index(("route", key[1]))] == expert
             game.step(expert)
         assert game._result[0] == 1.0
@@ -79,13 +82,18 @@ def test_orchestra_tabular_moves_render_to_distinct_game_moves_at_every_turn(dif
 def test_a_game_without_a_tabular_form_says_what_it_lacks():
     class Bare(type(make_game("vault"))):
         action_universe = GameBase.action_universe
-    with pytest.raises(GameParamError, match="vault_v0 has no tabular form: tabular members play games that define action_universe"):
+
+    with pytest.raises(
+        GameParamError, match="vault_v0 has no tabular form: tabular members play games that define action_universe"
+    ):
         Bare(n_agents=3).action_universe()
 
 
 def test_scripted_saboteurs_and_lazy_members_play_as_told():
     game = make_game("vault", n_agents=3)
-    team = MixedTeam([{"kind": "scripted", "skill": 1.0}, {"kind": "scripted", "saboteur": True}, {"kind": "scripted", "lazy": True}])
+    team = MixedTeam(
+        [{"kind": "scripted", "skill": 1.0}, {"kind": "scripted", "saboteur": True}, {"kind": "scripted", "lazy": True}]
+    )
     episodes = collect(game, team, n_tasks=20, seed=0)
     correct = np.array([ep.components["correct"] for ep in episodes])
     assert correct[:, 0].all() and not correct[:, 1].any() and not correct[:, 2].any()
@@ -108,21 +116,40 @@ def test_tabular_learners_go_from_chance_to_at_least_0_9(estimator, tmp_path):
     assert evals[0]["eval/success"] <= 0.5 and evals[-1]["eval/success"] >= 0.9, [e["eval/success"] for e in evals]
 
 
-ALL_ESTIMATORS = [("grpo", {}), ("dr_mas", {}), ("m_grpo", {}), ("sharp", {}), ("c3", {}), ("c3", {"mode": "tree", "fanout": [2, 2]}),
-                  ("llm_mca", {}), ("loo", {}), ("coma", {}), ("shapley", {})]
+ALL_ESTIMATORS = [
+    ("grpo", {}),
+    ("dr_mas", {}),
+    ("m_grpo", {}),
+    ("sharp", {}),
+    ("c3", {}),
+    ("c3", {"mode": "tree", "fanout": [2, 2]}),
+    ("llm_mca", {}),
+    ("loo", {}),
+    ("coma", {}),
+    ("shapley", {}),
+]
 
 
 @pytest.mark.parametrize("estimator,params", ALL_ESTIMATORS)
 def test_a_mixed_team_trains_its_learners_only(estimator, params, tmp_path):
-    members = ("[{kind: tabular, lr: 1.0}, {kind: tabular, frozen: true}, {kind: scripted, skill: 0.6}, "
-               "{kind: scripted, saboteur: true}, {kind: scripted, lazy: true}]")
-    cfg = tabular_cfg([f"team.members={members}", "games.0.n_agents=5", "train.iterations=2", "train.eval_every=1",
-                       "estimators=[{use: %s, params: %s}]" % (estimator, json.dumps(params))])
+    members = (
+        "[{kind: tabular, lr: 1.0}, {kind: tabular, frozen: true}, {kind: scripted, skill: 0.6}, "
+        "{kind: scripted, saboteur: true}, {kind: scripted, lazy: true}]"
+    )
+    cfg = tabular_cfg(
+        [
+            f"team.members={members}",
+            "games.0.n_agents=5",
+            "train.iterations=2",
+            "train.eval_every=1",
+            "estimators=[{use: %s, params: %s}]" % (estimator, json.dumps(params)),
+        ]
+    )
     trainer = Trainer(cfg, tmp_path, progress=False)
     assert [learner.agents for learner in trainer.learners] == [[0]]
     learner, frozen = trainer.team.tabular[0], trainer.team.tabular[1]
     trainer.run()
-    assert frozen.logits is not None and torch.count_nonzero(frozen.logits) == 0         # played, never moved
+    assert frozen.logits is not None and torch.count_nonzero(frozen.logits) == 0  # played, never moved
     assert torch.count_nonzero(learner.logits) > 0
     records = [json.loads(line) for line in (tmp_path / "metrics.jsonl").read_text().splitlines()]
     train = [r for r in records if r["kind"] == "train"]
@@ -176,7 +203,9 @@ def test_the_tabular_log_prob_equals_a_plain_softmax():
     game.reset(seed=0)
     policy.ensure(game)
     with torch.no_grad():
-        policy.logits.copy_(torch.randn(policy.logits.shape, generator=torch.Generator().manual_seed(0), dtype=torch.float64))
+        policy.logits.copy_(
+            torch.randn(policy.logits.shape, generator=torch.Generator().manual_seed(0), dtype=torch.float64)
+        )
     pairs = [([2, 0, 1, 3], [1]), ([0, 2, 3], [3]), ([1, 0, 1, 2, 3], [0])]
     got = policy.logprobs(pairs)
     for m, (prompt, response) in enumerate(pairs):
@@ -188,14 +217,29 @@ def test_the_tabular_log_prob_equals_a_plain_softmax():
 
 
 BAD = [
-    (["team.members=[{kind: tabular}, {kind: tabular}]"], "team.members has 2 members but games.0 (potluck_v0) has n_agents=3"),
-    (["team.members=[{kind: tabular, speed: 2}, {kind: tabular}, {kind: tabular}]"], "team.members.0 (tabular) has no key speed"),
-    (["team.members=[{kind: robot}, {kind: tabular}, {kind: tabular}]"], "team.members.0: kind must be one of scripted, tabular, llm"),
+    (
+        ["team.members=[{kind: tabular}, {kind: tabular}]"],
+        "team.members has 2 members but games.0 (potluck_v0) has n_agents=3",
+    ),
+    (
+        ["team.members=[{kind: tabular, speed: 2}, {kind: tabular}, {kind: tabular}]"],
+        "team.members.0 (tabular) has no key speed",
+    ),
+    (
+        ["team.members=[{kind: robot}, {kind: tabular}, {kind: tabular}]"],
+        "team.members.0: kind must be one of scripted, tabular, llm",
+    ),
     (["team.members=[{kind: scripted}, {kind: tabular, frozen: true}, {kind: scripted}]"], "train needs a learner"),
-    (["team.members=[{kind: scripted, skill: 2}, {kind: tabular}, {kind: tabular}]"], "team.members.0.skill must be a probability"),
+    (
+        ["team.members=[{kind: scripted, skill: 2}, {kind: tabular}, {kind: tabular}]"],
+        "team.members.0.skill must be a probability",
+    ),
     (["games=[potluck,vault]"], "a team with tabular members trains on one game"),
     (["train.success_target=1.5"], "train.success_target must be in (0, 1]"),
-    (["team=tabular_pair_noisy", "train.trained_agents=[0,2]"], "train.trained_agents [2] are scripted or frozen members"),
+    (
+        ["team=tabular_pair_noisy", "train.trained_agents=[0,2]"],
+        "train.trained_agents [2] are scripted or frozen members",
+    ),
 ]
 
 
@@ -214,8 +258,14 @@ def test_a_training_batch_compares_with_grpo_by_seed_and_draws_learning_curves(t
     from mas_credit.config import load_batch
     from mas_credit.report import mean_ci
 
-    spec = {"name": "learn", "base": str(RUN), "mode": "train", "overrides": ["train.iterations=6", "train.eval_every=2"],
-            "grid": {"estimators": [["grpo"], ["loo"]], "seeds": [[0], [1], [2]]}, "executor": {"kind": "local", "workers": 1}}
+    spec = {
+        "name": "learn",
+        "base": str(RUN),
+        "mode": "train",
+        "overrides": ["train.iterations=6", "train.eval_every=2"],
+        "grid": {"estimators": [["grpo"], ["loo"]], "seeds": [[0], [1], [2]]},
+        "executor": {"kind": "local", "workers": 1},
+    }
     path = tmp_path / "learn.yaml"
     path.write_text(yaml.safe_dump(spec))
     out = run_batch(load_batch(path), out_dir=tmp_path / "out", progress=False)
@@ -225,7 +275,9 @@ def test_a_training_batch_compares_with_grpo_by_seed_and_draws_learning_curves(t
     by_seed = {(r["estimator"], r["seed"]): r for _, r in frame.iterrows()}
     diffs = [by_seed["loo", s]["auc"] - by_seed["grpo", s]["auc"] for s in (0, 1, 2)]
     mean, half = mean_ci(diffs)
-    row = next(line for line in text.split("## Against grpo", 1)[1].splitlines() if line.startswith("| potluck | loo |"))
+    row = next(
+        line for line in text.split("## Against grpo", 1)[1].splitlines() if line.startswith("| potluck | loo |")
+    )
     assert f"{mean:.3f} ± {half:.3f}" in row and "(3 seeds)" in row
     assert (out / "plots" / "learning_curves.png").is_file()
     curves = learning_curves(out, frame[frame["status"] == "ok"], ["game", "estimator"])
@@ -247,11 +299,13 @@ def test_a_mixed_team_with_llm_members_trains_only_its_llm_learner(tmp_path):
     from .test_train import QUICK, TINY
 
     members = "[{kind: llm}, {kind: llm, frozen: true}, {kind: scripted, skill: 1.0}]"
-    cfg = load_experiment(QUICK, TINY + ["team.kind=mixed", f"team.members={members}", "estimators=[grpo]", "team.device=cpu"])
+    cfg = load_experiment(
+        QUICK, TINY + ["team.kind=mixed", f"team.members={members}", "estimators=[grpo]", "team.device=cpu"]
+    )
     validate_train(cfg)
     trainer = Trainer(cfg, tmp_path, progress=False)
     assert [(type(learner).__name__, learner.agents) for learner in trainer.learners] == [("LLMLearner", [0])]
-    with torch.no_grad():                                              # agent 0's policy away from the base: the KL term moves it
+    with torch.no_grad():  # agent 0's policy away from the base: the KL term moves it
         for name, p in trainer.team.models[0].named_parameters():
             if "lora_B" in name and ".agent_0." in name:
                 p.fill_(0.01)
@@ -271,12 +325,18 @@ def test_a_mixed_team_with_the_real_default_model_plays_and_records_logprobs():
     from mas_credit.agents import load_team
     from mas_credit.config import load_team_config
 
-    cfg = dataclasses.replace(load_team_config("smollm_trio"), kind="mixed", device="cpu",
-                              members=[{"kind": "llm"}, {"kind": "scripted", "skill": 1.0}, {"kind": "scripted", "lazy": True}])
+    cfg = dataclasses.replace(
+        load_team_config("smollm_trio"),
+        kind="mixed",
+        device="cpu",
+        members=[{"kind": "llm"}, {"kind": "scripted", "skill": 1.0}, {"kind": "scripted", "lazy": True}],
+    )
     team = load_team(cfg, n_agents=3)
     assert team.learner_agents() == [0]
     episodes = collect(make_game("vault", n_agents=3), team, n_tasks=2, group_size=2, seed=0)
-    assert all(ep.turns[0].response_ids and len(ep.turns[0].logprobs) == len(ep.turns[0].response_ids) for ep in episodes)
+    assert all(
+        ep.turns[0].response_ids and len(ep.turns[0].logprobs) == len(ep.turns[0].response_ids) for ep in episodes
+    )
     assert all(ep.turns[1].valid and ep.turns[2].text == "" for ep in episodes)
 
 
@@ -284,5 +344,9 @@ def test_play_shows_each_members_kind(capsys):
     from mas_credit.cli import main
 
     assert main(["play", "vault", "--team", str(SHIPPED / "agents" / "tabular_pair_noisy.yaml")]) == 0
-    rows = [line.split() for line in capsys.readouterr().out.splitlines() if line.startswith("agent_") and "correct=" in line]
+    rows = [
+        line.split()
+        for line in capsys.readouterr().out.splitlines()
+        if line.startswith("agent_") and "correct=" in line
+    ]
     assert [row[1] for row in rows] == ["tabular", "tabular", "0.80"]

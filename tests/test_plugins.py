@@ -2,6 +2,7 @@
 team kind) installed into a folder outside the repository and found through entry points in every
 process (CLI, batch workers, report), by `package.module:Object` references without
 installing, and option folders found outside the repository."""
+
 import importlib.util
 import json
 import os
@@ -51,8 +52,23 @@ def plugin(tmp_path_factory):
     tmp = tmp_path_factory.mktemp("plugin")
     src = tmp / "src"
     shutil.copytree(ROOT / "examples" / "mas_credit_tally", src, ignore=shutil.ignore_patterns("build", "*.egg-info"))
-    out = subprocess.run([sys.executable, "-m", "pip", "install", "-q", "--no-deps", "--no-build-isolation", "--no-index",
-                          "--target", str(tmp / "site"), str(src)], capture_output=True, text=True)
+    out = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "pip",
+            "install",
+            "-q",
+            "--no-deps",
+            "--no-build-isolation",
+            "--no-index",
+            "--target",
+            str(tmp / "site"),
+            str(src),
+        ],
+        capture_output=True,
+        text=True,
+    )
     assert out.returncode == 0, out.stderr
     return src, tmp / "site"
 
@@ -74,29 +90,37 @@ def test_an_installed_plugin_runs_through_study_batch_and_report_from_outside_th
     assert study.returncode == 0, study.stderr
     frame = pd.read_parquet(tmp_path / "out" / "study" / "credit.parquet")
     assert set(frame["game"]) == {"tally"} and set(frame["estimator"]) == {"shapley", "last_word"}
-    batch = run(["batch", "batch.yaml", "--out", "out/batch", "--no-progress"], tmp_path, site)   # 2 spawned worker processes
+    batch = run(
+        ["batch", "batch.yaml", "--out", "out/batch", "--no-progress"], tmp_path, site
+    )  # 2 spawned worker processes
     assert batch.returncode == 0, batch.stderr + batch.stdout
     table = (tmp_path / "out" / "batch" / "batch.md").read_text()
     assert "| tally | last_word | 2 |" in table and "| tally | shapley | 2 | 0.000 ± 0.000 |" in table
-    if importlib.util.find_spec("ray") is not None:                                          # setup.sh installs the ray extra
+    if importlib.util.find_spec("ray") is not None:  # setup.sh installs the ray extra
         ray = run(["batch", "batch.yaml", "executor.kind=ray", "--out", "out/ray", "--no-progress"], tmp_path, site)
-        assert ray.returncode == 0, ray.stderr + ray.stdout                                 # the Ray tasks found the plug-in
+        assert ray.returncode == 0, ray.stderr + ray.stdout  # the Ray tasks found the plug-in
         rows = [line for line in table.splitlines() if line.startswith("| tally |")]
         assert len(rows) == 2 and all(row in (tmp_path / "out" / "ray" / "batch.md").read_text() for row in rows)
     (tmp_path / "out" / "study" / "summary.md").unlink()
-    report = run(["report", "out/study"], tmp_path, site)                                  # rebuilds the game's names
+    report = run(["report", "out/study"], tmp_path, site)  # rebuilds the game's names
     assert report.returncode == 0 and "## tally" in (tmp_path / "out" / "study" / "summary.md").read_text()
     shown = run(["config", "show", "exp.yaml"], tmp_path, site)
     assert "# games.0 <- tally: registered by a plug-in, no option file" in shown.stdout
     assert f"# team <- scripted_trio: {SHIPPED / 'agents' / 'scripted_trio.yaml'}" in shown.stdout
 
 
-@pytest.mark.reliability("a plug-in reference (`package.module:Object`) that cannot be imported, or a plug-in's name "
-                         "when it is not installed", "one line naming the reference and what to install, or the valid options; exit 2")
+@pytest.mark.reliability(
+    "a plug-in reference (`package.module:Object`) that cannot be imported, or a plug-in's name "
+    "when it is not installed",
+    "one line naming the reference and what to install, or the valid options; exit 2",
+)
 def test_package_module_object_references_need_no_install(plugin, tmp_path):
     src, _ = plugin
-    (tmp_path / "exp.yaml").write_text(EXPERIMENT.replace("use: tally,", 'use: "mas_credit_tally:TallyEnv",')
-                                       .replace("[shapley, last_word]", '[shapley, "mas_credit_tally:last_word"]'))
+    (tmp_path / "exp.yaml").write_text(
+        EXPERIMENT.replace("use: tally,", 'use: "mas_credit_tally:TallyEnv",').replace(
+            "[shapley, last_word]", '[shapley, "mas_credit_tally:last_word"]'
+        )
+    )
     study = run(["study", "exp.yaml", "--out", "out", "--no-progress"], tmp_path, src)
     assert study.returncode == 0, study.stderr
     assert set(pd.read_parquet(tmp_path / "out" / "credit.parquet")["estimator"]) == {"shapley", "last_word"}
@@ -107,27 +131,38 @@ def test_package_module_object_references_need_no_install(plugin, tmp_path):
     # without the plug-in, its name is an unknown option, with the valid ones listed
     (tmp_path / "named.yaml").write_text(EXPERIMENT)
     missing = run(["study", "named.yaml", "--out", "missing"], tmp_path, tmp_path)
-    assert missing.returncode == 2 and "unknown option 'tally' (no file games/tally.yaml); valid options: council" in missing.stderr
+    assert (
+        missing.returncode == 2
+        and "unknown option 'tally' (no file games/tally.yaml); valid options: council" in missing.stderr
+    )
 
 
 def test_option_folders_are_searched_in_config_dir_then_the_environment_then_upward_then_the_shipped_ones(tmp_path):
     mine, env_dir = tmp_path / "mine", tmp_path / "env"
     for folder, fast in ((mine, 5), (env_dir, 7)):
         (folder / "games").mkdir(parents=True)
-        (folder / "games" / "fast_vault.yaml").write_text(f"name: vault_v0\nn_agents: 3\ndifficulty: 1\nlazy_agents: []\n# {fast}\n")
+        (folder / "games" / "fast_vault.yaml").write_text(
+            f"name: vault_v0\nn_agents: 3\ndifficulty: 1\nlazy_agents: []\n# {fast}\n"
+        )
     (env_dir / "games" / "env_only.yaml").write_text("name: lookout_v0\nn_agents: 3\ndifficulty: 1\nlazy_agents: []\n")
     (tmp_path / "games").mkdir()
     (tmp_path / "games" / "upward.yaml").write_text("name: potluck_v0\nn_agents: 3\ndifficulty: 2\nlazy_agents: []\n")
     exp = tmp_path / "work" / "exp.yaml"
     exp.parent.mkdir()
-    exp.write_text("name: x\ngames: [fast_vault, env_only, upward]\nteam: scripted_trio\nestimators: [shapley]\nseeds: [0]\n"
-                   "n_tasks: 1\ngroup_size: 1\n")
-    shown = run(["config", "show", "exp.yaml", "--config-dir", str(mine)], exp.parent, ROOT, MAS_CREDIT_CONFIG_PATH=str(env_dir))
+    exp.write_text(
+        "name: x\ngames: [fast_vault, env_only, upward]\nteam: scripted_trio\nestimators: [shapley]\nseeds: [0]\n"
+        "n_tasks: 1\ngroup_size: 1\n"
+    )
+    shown = run(
+        ["config", "show", "exp.yaml", "--config-dir", str(mine)], exp.parent, ROOT, MAS_CREDIT_CONFIG_PATH=str(env_dir)
+    )
     assert shown.returncode == 0, shown.stderr
-    assert f"# games.0 <- fast_vault: {mine / 'games' / 'fast_vault.yaml'}" in shown.stdout          # --config-dir first
-    assert f"# games.1 <- env_only: {env_dir / 'games' / 'env_only.yaml'}" in shown.stdout          # then the environment
-    assert f"# games.2 <- upward: {tmp_path / 'games' / 'upward.yaml'}" in shown.stdout             # then upward
-    assert f"# team <- scripted_trio: {SHIPPED / 'agents' / 'scripted_trio.yaml'}" in shown.stdout  # then the shipped options
+    assert f"# games.0 <- fast_vault: {mine / 'games' / 'fast_vault.yaml'}" in shown.stdout  # --config-dir first
+    assert f"# games.1 <- env_only: {env_dir / 'games' / 'env_only.yaml'}" in shown.stdout  # then the environment
+    assert f"# games.2 <- upward: {tmp_path / 'games' / 'upward.yaml'}" in shown.stdout  # then upward
+    assert (
+        f"# team <- scripted_trio: {SHIPPED / 'agents' / 'scripted_trio.yaml'}" in shown.stdout
+    )  # then the shipped options
     nowhere = run(["config", "show", "exp.yaml"], exp.parent, ROOT)
     assert nowhere.returncode == 2 and "unknown option 'fast_vault' (no file games/fast_vault.yaml)" in nowhere.stderr
 
@@ -135,15 +170,19 @@ def test_option_folders_are_searched_in_config_dir_then_the_environment_then_upw
 def test_a_plugged_team_kind_plays_as_a_team_and_from_the_cli(plugin, tmp_path):
     _, site = plugin
     assert "reader" in run(["teams"], tmp_path, site).stdout
-    (tmp_path / "exp.yaml").write_text(EXPERIMENT.replace("team: scripted_trio", "team: {use: reader, params: {care: 1.0}}"))
+    (tmp_path / "exp.yaml").write_text(
+        EXPERIMENT.replace("team: scripted_trio", "team: {use: reader, params: {care: 1.0}}")
+    )
     study = run(["study", "exp.yaml", "--out", "out", "--no-progress"], tmp_path, site)
     assert study.returncode == 0, study.stderr
     episodes = [json.loads(line) for line in (tmp_path / "out" / "episodes.jsonl").read_text().splitlines()]
-    assert len(episodes) == 8 and all(e["reward"] == 1.0 for e in episodes)               # care 1: every number read right
+    assert len(episodes) == 8 and all(e["reward"] == 1.0 for e in episodes)  # care 1: every number read right
     assert "plug-in team kind reader (reads the last digit" in (tmp_path / "out" / "summary.md").read_text()
-    for bad, says in (("{use: reader, params: {care: 2}}", "team.params (reader): care must be a probability in [0, 1], got 2"),
-                      ("{use: reader, params: {speed: 2}}", "team.params (reader): unknown option speed; valid options: care"),
-                      ("{use: scripted_trio, params: {care: 1}}", "team.params is for plug-in team kinds")):
+    for bad, says in (
+        ("{use: reader, params: {care: 2}}", "team.params (reader): care must be a probability in [0, 1], got 2"),
+        ("{use: reader, params: {speed: 2}}", "team.params (reader): unknown option speed; valid options: care"),
+        ("{use: scripted_trio, params: {care: 1}}", "team.params is for plug-in team kinds"),
+    ):
         (tmp_path / "bad.yaml").write_text(EXPERIMENT.replace("team: scripted_trio", f"team: {bad}"))
         out = run(["study", "bad.yaml", "--out", "bad", "--no-progress"], tmp_path, site)
         assert out.returncode == 2 and out.stderr.count("\n") == 1 and says in out.stderr, out.stderr
@@ -166,9 +205,11 @@ def tally(plugin, monkeypatch):
 
 
 def tally_cfg(tmp_path, members: str, *overrides):
-    (tmp_path / "exp.yaml").write_text(EXPERIMENT.replace("use: tally,", 'use: "mas_credit_tally:TallyEnv",')
-                                       .replace("team: scripted_trio", "team: tabular_trio")
-                                       .replace("[shapley, last_word]", "[sharp]"))
+    (tmp_path / "exp.yaml").write_text(
+        EXPERIMENT.replace("use: tally,", 'use: "mas_credit_tally:TallyEnv",')
+        .replace("team: scripted_trio", "team: tabular_trio")
+        .replace("[shapley, last_word]", "[sharp]")
+    )
     return load_experiment(tmp_path / "exp.yaml", [f"team.members={members}", "train.plots=false", *overrides])
 
 
@@ -177,16 +218,19 @@ def test_a_plugged_member_plays_its_agent_in_a_mixed_team_and_never_learns(tally
     cfg = tally_cfg(tmp_path, members, "train.iterations=3", "train.eval_every=1")
     validate_train(cfg)
     trainer = Trainer(cfg, tmp_path / "run", progress=False)
-    assert [learner.agents for learner in trainer.learners] == [[1]]                     # the plug-in member has no learner
+    assert [learner.agents for learner in trainer.learners] == [[1]]  # the plug-in member has no learner
     assert isinstance(trainer.team.plugged[0], tally.ReaderTeam)
     trainer.run()
     assert torch.count_nonzero(trainer.team.tabular[1].logits) > 0
     episodes = collect(trainer.games[0], trainer.team, n_tasks=4, group_size=2, seed=5)
     for ep in episodes:
         numbers = trainer.games[0].make_task(ep.task_seed)["numbers"]
-        assert ep.turns[0].text == f"NUMBER: {numbers[0]}"                                  # read from its own prompt
+        assert ep.turns[0].text == f"NUMBER: {numbers[0]}"  # read from its own prompt
         assert ep.turns[0].prompt_ids is None and ep.turns[1].response_ids is not None
-    assert describe_team(trainer.team)["name"] == "mixed team (mas_credit_tally:READER, tabular, scripted; no language model)"
+    assert (
+        describe_team(trainer.team)["name"]
+        == "mixed team (mas_credit_tally:READER, tabular, scripted; no language model)"
+    )
     with pytest.raises(ConfigError, match=r"team.members.0 \(reader\): care must be a probability in \[0, 1\], got 3$"):
         tally_cfg(tmp_path, members.replace("care: 1.0", "care: 3"))
     with pytest.raises(ConfigError, match=r"team.members.0: kind must be one of scripted, tabular, llm.*got 'robot'"):
@@ -194,8 +238,11 @@ def test_a_plugged_member_plays_its_agent_in_a_mixed_team_and_never_learns(tally
 
 
 def test_every_team_kind_keeps_the_policy_contract(tally):
-    teams = [ScriptedTeam([0.9, 0.9]), MixedTeam([{"kind": "tabular"}, {"kind": "mas_credit_tally:READER"}]),
-             tally.READER.build({}, 2, 0)]
+    teams = [
+        ScriptedTeam([0.9, 0.9]),
+        MixedTeam([{"kind": "tabular"}, {"kind": "mas_credit_tally:READER"}]),
+        tally.READER.build({}, 2, 0),
+    ]
     assert all(isinstance(team, Team) and not isinstance(team, ModelTeam) for team in teams)
     game = make_game("mas_credit_tally:TallyEnv", n_agents=2)
     for team in teams:
@@ -222,19 +269,42 @@ def test_a_non_editable_install_ships_the_option_folders(tmp_path):
     shutil.copytree(ROOT / "mas_credit", src / "mas_credit", ignore=shutil.ignore_patterns("__pycache__"))
     for name in ("pyproject.toml", "README.md"):
         shutil.copy(ROOT / name, src / name)
-    out = subprocess.run([sys.executable, "-m", "pip", "install", "-q", "--no-deps", "--no-build-isolation", "--no-index",
-                          "--target", str(tmp_path / "site"), str(src)], capture_output=True, text=True)
+    out = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "pip",
+            "install",
+            "-q",
+            "--no-deps",
+            "--no-build-isolation",
+            "--no-index",
+            "--target",
+            str(tmp_path / "site"),
+            str(src),
+        ],
+        capture_output=True,
+        text=True,
+    )
     assert out.returncode == 0, out.stderr
     shutil.rmtree(src)
     work = tmp_path / "work"
     work.mkdir()
-    (work / "exp.yaml").write_text(EXPERIMENT.replace("{use: tally, n_agents: 3, params: {quota: 2}}", "vault")
-                                   .replace("[shapley, last_word]", "[shapley, c3_tree]").replace("group_size: 2", "group_size: 8"))
+    (work / "exp.yaml").write_text(
+        EXPERIMENT.replace("{use: tally, n_agents: 3, params: {quota: 2}}", "vault")
+        .replace("[shapley, last_word]", "[shapley, c3_tree]")
+        .replace("group_size: 2", "group_size: 8")
+    )
     full = dict(os.environ, PYTHONPATH=str(tmp_path / "site"))
     shown = subprocess.run(CLI + ["config", "show", "exp.yaml"], cwd=work, capture_output=True, text=True, env=full)
     assert shown.returncode == 0, shown.stderr
     shipped = tmp_path / "site" / "mas_credit" / "conf"
     assert f"# team <- scripted_trio: {shipped / 'agents' / 'scripted_trio.yaml'}" in shown.stdout
     assert f"# estimators.1 <- c3_tree: {shipped / 'estimators' / 'c3_tree.yaml'}" in shown.stdout
-    study = subprocess.run(CLI + ["study", "exp.yaml", "--out", "out", "--no-progress"], cwd=work, capture_output=True, text=True, env=full)
-    assert study.returncode == 0 and set(pd.read_parquet(work / "out" / "credit.parquet")["estimator"]) == {"shapley", "c3_tree"}
+    study = subprocess.run(
+        CLI + ["study", "exp.yaml", "--out", "out", "--no-progress"], cwd=work, capture_output=True, text=True, env=full
+    )
+    assert study.returncode == 0 and set(pd.read_parquet(work / "out" / "credit.parquet")["estimator"]) == {
+        "shapley",
+        "c3_tree",
+    }

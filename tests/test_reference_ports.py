@@ -22,6 +22,7 @@ Sources read:
   slime   THUDM/slime @ 624b824a898ab0ec1fcb4d373004c7f3852bf515
           slime/ray/rollout.py::_post_process_rewards (grpo: (r - mean) / (std + 1e-6), std unbiased)
 """
+
 from __future__ import annotations
 
 import math
@@ -38,7 +39,7 @@ from mas_credit.rollout import collect, collect_tree
 from mas_credit.types import CreditBatch
 
 GAMES = ["vault", "potluck", "relay", "orchestra"]
-TOL = 1e-9          # the issue asks for 1e-6; float64 on both sides agrees far closer
+TOL = 1e-9  # the issue asks for 1e-6; float64 on both sides agrees far closer
 
 
 # -- the ports ------------------------------------------------------------------------------------
@@ -70,7 +71,11 @@ def port_drmas_grpo(scores, index, traj_index, group_by_agent_id, epsilon=1e-6, 
     samples = defaultdict(list)
     for (i, t), rows in traj.items():
         samples[i].extend(rows if group_by_agent_id else [sum(rows) / len(rows)])
-    values = list(scores) if group_by_agent_id else [sum(traj[(i, t)]) / len(traj[(i, t)]) for i, t in zip(index, traj_index)]
+    values = (
+        list(scores)
+        if group_by_agent_id
+        else [sum(traj[(i, t)]) / len(traj[(i, t)]) for i, t in zip(index, traj_index)]
+    )
     out = []
     for v, i in zip(values, index):
         mean, std = (0.0, 1.0) if len(samples[i]) == 1 else _mean_std_unbiased(samples[i])
@@ -110,7 +115,7 @@ def port_c3(sibling_sets):
     for members in sibling_sets.values():
         values = [raw[node] for node, _ in members]
         mean = sum(values) / len(values)
-        var = sum((v - mean) ** 2 for v in values) / len(values)          # population variance
+        var = sum((v - mean) ** 2 for v in values) / len(values)  # population variance
         std = max(math.sqrt(var + 1e-8), 1e-8)
         for node, _ in members:
             out[node] = (raw[node] - mean) / std
@@ -160,13 +165,18 @@ def ragged(episodes):
     return [ep for ep in episodes if ep.info["member"] < 2 + ep.group % (size - 1)]
 
 
-@pytest.fixture(scope="module", params=[(g, shape) for g in GAMES for shape in ("full", "ragged")], ids=lambda p: f"{p[0]}-{p[1]}")
+@pytest.fixture(
+    scope="module", params=[(g, shape) for g in GAMES for shape in ("full", "ragged")], ids=lambda p: f"{p[0]}-{p[1]}"
+)
 def episodes(request):
     name, shape = request.param
     game = make_game(name, n_agents=4, difficulty=2)
     eps = collect(game, team_for(game), n_tasks=5, group_size=4, seed=7)
     eps = ragged(eps) if shape == "ragged" else eps
-    assert len({len([e for e in eps if e.group == g]) for g in {e.group for e in eps}}) > (shape == "ragged") or shape == "full"
+    assert (
+        len({len([e for e in eps if e.group == g]) for g in {e.group for e in eps}}) > (shape == "ragged")
+        or shape == "full"
+    )
     return game, eps
 
 
@@ -191,12 +201,15 @@ def test_grpo_equals_verl(episodes, norm_by_std):
 
 # -- dr_mas == DrMAS --------------------------------------------------------------------------------
 @pytest.mark.parametrize("reward", ["team", "correct"])
-@pytest.mark.parametrize("knobs,group_by_agent_id,by_agent_index", [
-    ({}, True, True),                                                         # DrMAS' agent-wise form: index uid_agent
-    ({"group_by_agent": False, "row_stats": "trajectories"}, False, False),   # its trajectory-level GRPO: index uid
-    ({"row_stats": "trajectories"}, False, True),                             # trajectory means within uid_agent
-    ({"group_by_agent": False}, True, False),                                 # every row of the uid a sample
-])
+@pytest.mark.parametrize(
+    "knobs,group_by_agent_id,by_agent_index",
+    [
+        ({}, True, True),  # DrMAS' agent-wise form: index uid_agent
+        ({"group_by_agent": False, "row_stats": "trajectories"}, False, False),  # its trajectory-level GRPO: index uid
+        ({"row_stats": "trajectories"}, False, True),  # trajectory means within uid_agent
+        ({"group_by_agent": False}, True, False),  # every row of the uid a sample
+    ],
+)
 @pytest.mark.parametrize("norm_by_std", [True, False])
 def test_dr_mas_equals_drmas_grouped_advantage(episodes, reward, knobs, group_by_agent_id, by_agent_index, norm_by_std):
     _, eps = episodes
@@ -216,19 +229,28 @@ def test_dr_mas_trajectories_equals_episode_norm_reward_when_an_episodes_rows_sh
     _, eps = episodes
     found = rows(eps)
     for by_std in (True, False):
-        port = port_drmas_episode_norm([eps[b].reward for b, _, _ in found], [eps[b].group for b, _, _ in found],
-                                       [b for b, _, _ in found], group_by_agent_id=False, remove_std=not by_std)
-        adv = run("dr_mas", eps, {"group_by_agent": False, "row_stats": "trajectories", "norm_by_std": by_std}).advantage
+        port = port_drmas_episode_norm(
+            [eps[b].reward for b, _, _ in found],
+            [eps[b].group for b, _, _ in found],
+            [b for b, _, _ in found],
+            group_by_agent_id=False,
+            remove_std=not by_std,
+        )
+        adv = run(
+            "dr_mas", eps, {"group_by_agent": False, "row_stats": "trajectories", "norm_by_std": by_std}
+        ).advantage
         np.testing.assert_allclose([adv[b, t].item() for b, t, _ in found], port, atol=TOL, rtol=0)
 
 
 # -- c3 == C3 ---------------------------------------------------------------------------------------
-@pytest.fixture(scope="module", params=[(g, shape) for g in GAMES for shape in ("full", "ragged")], ids=lambda p: f"{p[0]}-{p[1]}")
+@pytest.fixture(
+    scope="module", params=[(g, shape) for g in GAMES for shape in ("full", "ragged")], ids=lambda p: f"{p[0]}-{p[1]}"
+)
 def trees(request):
     name, shape = request.param
     game = make_game(name, n_agents=4, difficulty=2)
     eps = collect_tree(game, team_for(game), n_tasks=4, fanout=[2, 3, 2], seed=7)
-    if shape == "ragged":                                 # drop leaves: sibling sets of uneven size
+    if shape == "ragged":  # drop leaves: sibling sets of uneven size
         eps = [ep for k, ep in enumerate(eps) if k % 12 not in (1, 5, 6)]
     return game, eps
 
@@ -249,7 +271,7 @@ def test_c3_tree_equals_the_c3_provider_one_row_per_node(trees):
     port = port_c3(sets)
     out = run("c3", eps, {"mode": "tree", "fanout": [2, 3, 2]})
     rows_of_nodes = [(b, t) for b, t in zip(*torch.nonzero(out.turn_weight, as_tuple=True))]
-    assert len(rows_of_nodes) == len(port) and out.turn_weight.max() == 1     # one training row per node
+    assert len(rows_of_nodes) == len(port) and out.turn_weight.max() == 1  # one training row per node
     for node, (b, t, _) in first.items():
         assert out.turn_weight[b, t] == 1
         assert abs(out.advantage[b, t].item() - port[node]) <= TOL
@@ -261,8 +283,10 @@ def test_m_grpo_equals_mrlx_rewards_with_slime_normalisation(episodes):
     out = run("m_grpo", eps, {})
     batch = CreditBatch.from_episodes(eps)
     comps = {k: v.tolist() for k, v in batch.components.items()}
-    main = [port_mrlx_main(comps["parsed"][b][0] >= 1, comps["format"][b][0] >= 1, comps["correct"][b][0] >= 1)
-            for b in range(len(eps))]
+    main = [
+        port_mrlx_main(comps["parsed"][b][0] >= 1, comps["format"][b][0] >= 1, comps["correct"][b][0] >= 1)
+        for b in range(len(eps))
+    ]
     groups = defaultdict(list)
     for b, ep in enumerate(eps):
         groups[ep.group].append(b)
@@ -273,7 +297,12 @@ def test_m_grpo_equals_mrlx_rewards_with_slime_normalisation(episodes):
                 if turn.agent == 0:
                     assert abs(out.advantage[b, t].item() - a) <= TOL
         # sub-agents: the rows after our D_max alignment (the turn weight counts a call's copies)
-        calls = [(b, t, port_mrlx_sub(turn.format, main[b])) for b in members for t, turn in enumerate(eps[b].turns) if turn.agent != 0]
+        calls = [
+            (b, t, port_mrlx_sub(turn.format, main[b]))
+            for b in members
+            for t, turn in enumerate(eps[b].turns)
+            if turn.agent != 0
+        ]
         samples = [r for b, t, r in calls for _ in range(int(out.turn_weight[b, t]))]
         if len(samples) < 2:
             continue
@@ -288,7 +317,9 @@ def test_m_grpo_equals_mrlx_rewards_with_slime_normalisation(episodes):
 def test_the_ports_on_the_issues_cases():
     """The ports reproduce the numbers quoted from the reference code."""
     # DrMAS, one group of 2 episodes x 2 agents, `correct` [[1, 0], [1, 1]], trajectory-level
-    np.testing.assert_allclose(port_drmas_grpo([1, 0, 1, 1], [0] * 4, [0, 0, 1, 1], False), [-0.7071, -0.7071, 0.7071, 0.7071], atol=1e-4)
+    np.testing.assert_allclose(
+        port_drmas_grpo([1, 0, 1, 1], [0] * 4, [0, 0, 1, 1], False), [-0.7071, -0.7071, 0.7071, 0.7071], atol=1e-4
+    )
     # MrlX: main format [0, 1, 1], correct [0, 1, 0] -> [0, 1, 0.1]; sub [0.1, 1, 0.1]; sub advantages
     main = [port_mrlx_main(True, f, c) for f, c in [(0, 0), (1, 1), (1, 0)]]
     assert main == [0.0, 1.0, 0.1] and [port_mrlx_sub(True, m) for m in main] == [0.1, 1.0, 0.1]

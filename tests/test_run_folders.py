@@ -2,6 +2,7 @@
 run unless --overwrite, and an overwrite removes the old outputs; a taken default folder
 gets a suffix; a folder that cannot be written fails before any work; a study stopped by
 Ctrl-C leaves nothing."""
+
 import json
 import signal
 import subprocess
@@ -26,14 +27,19 @@ def cli(capsys, *argv):
     return code, capsys.readouterr().err.strip()
 
 
-@pytest.mark.reliability('`--out` holds another run (study, train or batch)', '`... already holds a <kind> run; give --overwrite to replace it, or choose another --out`; exit 2, the folder untouched')
+@pytest.mark.reliability(
+    "`--out` holds another run (study, train or batch)",
+    "`... already holds a <kind> run; give --overwrite to replace it, or choose another --out`; exit 2, the folder "
+    "untouched",
+)
 def test_a_study_refuses_a_training_runs_folder_and_keeps_it_intact(tmp_path, capsys):
     run = tmp_path / "run"
     assert cli(capsys, "train", TABULAR, *SMALL_TRAIN, "--out", str(run))[0] == 0
     before = {p.name: p.read_bytes() for p in run.iterdir() if p.is_file()}
     code, err = cli(capsys, "study", STUDY, *SMALL_STUDY, "--out", str(run))
-    assert code == 2 and err == (f"mas-credit: error: {run} already holds a train run; give --overwrite to replace it, "
-                                 f"or choose another --out")
+    assert code == 2 and err == (
+        f"mas-credit: error: {run} already holds a train run; give --overwrite to replace it, or choose another --out"
+    )
     assert {p.name: p.read_bytes() for p in run.iterdir() if p.is_file()} == before
     assert main(["train", "--resume", str(run)]) == 0 and run_kind(run) == "train"
 
@@ -45,10 +51,15 @@ def test_train_refuses_a_study_folder_and_a_second_train_points_to_resume(tmp_pa
     assert code == 2 and f"{study} already holds a study run" in err and (study / "credit.parquet").is_file()
     assert cli(capsys, "train", TABULAR, *SMALL_TRAIN, "--out", str(run))[0] == 0
     code, err = cli(capsys, "train", TABULAR, *SMALL_TRAIN, "--out", str(run))
-    assert code == 2 and f"give --overwrite to replace it, continue it with --resume {run}, or choose another --out" in err
+    assert (
+        code == 2 and f"give --overwrite to replace it, continue it with --resume {run}, or choose another --out" in err
+    )
 
 
-@pytest.mark.reliability("`--overwrite` on a run's folder", 'the old outputs (plots included) are removed first; none is left beside the new ones')
+@pytest.mark.reliability(
+    "`--overwrite` on a run's folder",
+    "the old outputs (plots included) are removed first; none is left beside the new ones",
+)
 def test_overwrite_replaces_the_old_outputs_entirely(tmp_path, capsys):
     run = tmp_path / "run"
     assert cli(capsys, "study", STUDY, *SMALL_STUDY, "--out", str(run))[0] == 0
@@ -61,20 +72,35 @@ def test_overwrite_replaces_the_old_outputs_entirely(tmp_path, capsys):
     assert run_kind(run) == "train" and not (run / "credit.parquet").exists()
 
 
-@pytest.mark.reliability('no `--out`, and `runs/<name>` is taken', 'the run goes to `runs/<name>-2` (then `-3`, ...); nothing is replaced')
+@pytest.mark.reliability(
+    "no `--out`, and `runs/<name>` is taken", "the run goes to `runs/<name>-2` (then `-3`, ...); nothing is replaced"
+)
 def test_a_taken_default_folder_gets_a_suffix(tmp_path, capsys):
     out = f"output_dir={tmp_path}"
     for _ in range(3):
         assert cli(capsys, "study", STUDY, *SMALL_STUDY, out)[0] == 0
-    assert sorted(p.name for p in tmp_path.iterdir()) == ["study_quickstart", "study_quickstart-2", "study_quickstart-3"]
+    assert sorted(p.name for p in tmp_path.iterdir()) == [
+        "study_quickstart",
+        "study_quickstart-2",
+        "study_quickstart-3",
+    ]
     assert all(run_kind(p) == "study" for p in tmp_path.iterdir())
 
 
-@pytest.mark.parametrize("make,message", [
-    (lambda p: p.write_text("x"), "is a file, not a folder; give --out a folder (new or empty)"),
-    (lambda p: (p.mkdir(), (p / "notes.txt").write_text("mine")), "holds files that are not a mas-credit run; give --out a new or empty folder"),
-])
-@pytest.mark.reliability('`--out` is a file, or holds files that are not a run', 'one line, exit 2, before any work; `--overwrite` never deletes a folder that is not a run')
+@pytest.mark.parametrize(
+    "make,message",
+    [
+        (lambda p: p.write_text("x"), "is a file, not a folder; give --out a folder (new or empty)"),
+        (
+            lambda p: (p.mkdir(), (p / "notes.txt").write_text("mine")),
+            "holds files that are not a mas-credit run; give --out a new or empty folder",
+        ),
+    ],
+)
+@pytest.mark.reliability(
+    "`--out` is a file, or holds files that are not a run",
+    "one line, exit 2, before any work; `--overwrite` never deletes a folder that is not a run",
+)
 def test_folders_a_run_cannot_use_are_refused_even_with_overwrite(tmp_path, capsys, make, message):
     target = tmp_path / "target"
     make(target)
@@ -84,7 +110,10 @@ def test_folders_a_run_cannot_use_are_refused_even_with_overwrite(tmp_path, caps
     assert target.exists()
 
 
-@pytest.mark.reliability('`--out` cannot be written (under a file, read-only)', '`cannot write to <folder> (...); give --out a writable folder`, exit 2, before any compute')
+@pytest.mark.reliability(
+    "`--out` cannot be written (under a file, read-only)",
+    "`cannot write to <folder> (...); give --out a writable folder`, exit 2, before any compute",
+)
 def test_an_unwritable_folder_fails_before_any_work(tmp_path, capsys, monkeypatch):
     import mas_credit.studies as studies
 
@@ -107,12 +136,31 @@ def test_a_batch_folder_is_continued_but_other_runs_folders_are_not(tmp_path):
     assert json.loads((first / "kind.json").read_text()) == {"kind": "batch"}
 
 
-@pytest.mark.reliability('Ctrl-C on a study', '`mas-credit: interrupted`, exit 130; the study wrote into a staged folder, so no folder is left')
+@pytest.mark.reliability(
+    "Ctrl-C on a study",
+    "`mas-credit: interrupted`, exit 130; the study wrote into a staged folder, so no folder is left",
+)
 def test_ctrl_c_on_a_study_prints_one_line_exits_130_and_leaves_nothing(tmp_path):
     run = tmp_path / "run"
-    proc = subprocess.Popen([sys.executable, "-m", "mas_credit.cli", "study", STUDY, "n_tasks=400", "seeds=[0,1,2,3,4,5]",
-                             "--out", str(run), "--no-progress"], cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-    while not list(tmp_path.glob(".run.tmp-*/kind.json")):      # the study writes into a staged folder beside `run`
+    proc = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "mas_credit.cli",
+            "study",
+            STUDY,
+            "n_tasks=400",
+            "seeds=[0,1,2,3,4,5]",
+            "--out",
+            str(run),
+            "--no-progress",
+        ],
+        cwd=ROOT,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    while not list(tmp_path.glob(".run.tmp-*/kind.json")):  # the study writes into a staged folder beside `run`
         assert proc.poll() is None, proc.communicate()
         time.sleep(0.05)
     proc.send_signal(signal.SIGINT)
@@ -121,20 +169,36 @@ def test_ctrl_c_on_a_study_prints_one_line_exits_130_and_leaves_nothing(tmp_path
     assert list(tmp_path.iterdir()) == []
 
 
-@pytest.mark.reliability('a damaged `checkpoint/state.pt`, `metrics.jsonl` or `credit.parquet`', 'one line naming the file and what to do; a last `metrics.jsonl` line cut short by a kill is dropped')
+@pytest.mark.reliability(
+    "a damaged `checkpoint/state.pt`, `metrics.jsonl` or `credit.parquet`",
+    "one line naming the file and what to do; a last `metrics.jsonl` line cut short by a kill is dropped",
+)
 def test_damaged_run_files_are_one_line_errors_and_a_cut_last_line_is_dropped(tmp_path, capsys):
     run, study = tmp_path / "run", tmp_path / "study"
-    assert cli(capsys, "train", TABULAR, "train.iterations=2", "train.eval_every=1", "train.checkpoint_every=2",
-               "--out", str(run))[0] == 0
+    assert (
+        cli(
+            capsys,
+            "train",
+            TABULAR,
+            "train.iterations=2",
+            "train.eval_every=1",
+            "train.checkpoint_every=2",
+            "--out",
+            str(run),
+        )[0]
+        == 0
+    )
     metrics = run / "metrics.jsonl"
     lines = metrics.read_text().splitlines()
-    metrics.write_text("\n".join(lines) + '\n{"kind": "train", "itera')           # killed mid-write
+    metrics.write_text("\n".join(lines) + '\n{"kind": "train", "itera')  # killed mid-write
     assert cli(capsys, "report", str(run))[0] == 0
     assert cli(capsys, "train", "--resume", str(run))[0] == 0 and metrics.read_text().splitlines() == lines
     metrics.write_text("\n".join([lines[0], "#garbage", *lines[1:]]) + "\n")
     code, err = cli(capsys, "report", str(run))
-    assert code == 2 and err == (f"mas-credit: error: {metrics}: line 2 is not a metric record (a damaged file); "
-                                 f"resume from the checkpoint (mas-credit train --resume) or train again")
+    assert code == 2 and err == (
+        f"mas-credit: error: {metrics}: line 2 is not a metric record (a damaged file); "
+        f"resume from the checkpoint (mas-credit train --resume) or train again"
+    )
     code, err = cli(capsys, "train", "--resume", str(run))
     assert code == 2 and "its first 5 lines (the records up to the last checkpoint) are damaged or missing" in err
     state = run / "checkpoint" / "state.pt"
@@ -151,11 +215,17 @@ def test_damaged_run_files_are_one_line_errors_and_a_cut_last_line_is_dropped(tm
     assert code == 2 and err.startswith(f"mas-credit: error: {study}: credit.parquet or costs.json is damaged (")
 
 
-@pytest.mark.reliability('a study too big for memory (`n_tasks=100000000`)', 'refused before it starts, with the estimate (about 4.2 KB per episode and estimator, measured) and the knob `max_memory_gb` (default 8)')
+@pytest.mark.reliability(
+    "a study too big for memory (`n_tasks=100000000`)",
+    "refused before it starts, with the estimate (about 4.2 KB per episode and estimator, measured) and the knob "
+    "`max_memory_gb` (default 8)",
+)
 def test_a_study_too_big_for_memory_is_refused_before_it_starts(tmp_path, capsys):
     code, err = cli(capsys, "study", STUDY, "n_tasks=100000000", "--out", str(tmp_path / "big"))
-    assert code == 2 and err.startswith("mas-credit: error: study_quickstart: 9,600,000,000 episodes (games x seeds x n_tasks x "
-                                        "group_size) with 11 estimators would need about")
+    assert code == 2 and err.startswith(
+        "mas-credit: error: study_quickstart: 9,600,000,000 episodes (games x seeds x n_tasks x "
+        "group_size) with 11 estimators would need about"
+    )
     assert "over max_memory_gb=8; lower n_tasks, or raise max_memory_gb" in err and not (tmp_path / "big").exists()
     code, err = cli(capsys, "train", TABULAR, "n_tasks=100000000", "--out", str(tmp_path / "big"))
     assert code == 2 and "over max_memory_gb=8" in err

@@ -1,5 +1,6 @@
 """Exact and sampled Shapley: the axioms on random coalition tables, an outside oracle
 (shapiq's ExactComputer), and sampled Shapley's budget behaviour."""
+
 import numpy as np
 import pytest
 import torch
@@ -13,7 +14,9 @@ SIZES = [2, 3, 4, 5, 6, 7, 8]
 
 
 def tables(seed, n_agents, batch=6):
-    return torch.tensor(np.random.default_rng([seed, n_agents]).normal(size=(batch, 1 << n_agents)), dtype=torch.float64)
+    return torch.tensor(
+        np.random.default_rng([seed, n_agents]).normal(size=(batch, 1 << n_agents)), dtype=torch.float64
+    )
 
 
 @pytest.mark.parametrize("n_agents", SIZES)
@@ -60,7 +63,9 @@ def test_matrix_product_and_subset_sum_agree(n_agents):
     values = tables(3, n_agents)
     torch.testing.assert_close(values @ shapley_weights(n_agents), exact_shapley(values), atol=1e-12, rtol=0)
     for b in range(values.shape[0]):
-        np.testing.assert_allclose(exact_shapley(values)[b].numpy(), shapley_by_subsets(values[b].tolist(), n_agents), atol=1e-12)
+        np.testing.assert_allclose(
+            exact_shapley(values)[b].numpy(), shapley_by_subsets(values[b].tolist(), n_agents), atol=1e-12
+        )
 
 
 @pytest.mark.parametrize("n_agents", [3, 5, 8])
@@ -101,7 +106,9 @@ def test_budget_of_every_coalition_gives_exact():
     for n_agents in (3, 5):
         batch = random_batch(0, n_agents, 2)
         exact = get_estimator("shapley")(batch, {"device": "cpu"}).credit
-        sampled = get_estimator("shapley")(batch, {"device": "cpu", "method": "sampled", "budget": 1 << n_agents}).credit
+        sampled = get_estimator("shapley")(
+            batch, {"device": "cpu", "method": "sampled", "budget": 1 << n_agents}
+        ).credit
         torch.testing.assert_close(sampled, exact, atol=0, rtol=0)
 
 

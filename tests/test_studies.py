@@ -1,5 +1,6 @@
 """Credit decomposition studies: the known contrasts, determinism, atomic outputs,
 report re-rendering and one-line errors."""
+
 import json
 import subprocess
 import sys
@@ -14,10 +15,28 @@ from mas_credit.studies import run_study
 
 ROOT = Path(__file__).resolve().parents[1]
 QUICK = ROOT / "experiments" / "study_quickstart.yaml"
-SMALL = ["seeds=[0,1]", "n_tasks=3", "estimators=[shapley,loo,grpo,sharp,c3_tree]", "team.skills=[1,1,1]", "team.malformed_rate=0"]
-FILES = ["config.yaml", "episodes.jsonl", "credit.parquet", "costs.json", "summary.md", "error_vs_cost.png",
-         "credit_vault.png", "credit_vault_lazy.png", "credit_lookout.png", "credit_council.png", "run.json", "checklist.json",
-         "kind.json"]
+SMALL = [
+    "seeds=[0,1]",
+    "n_tasks=3",
+    "estimators=[shapley,loo,grpo,sharp,c3_tree]",
+    "team.skills=[1,1,1]",
+    "team.malformed_rate=0",
+]
+FILES = [
+    "config.yaml",
+    "episodes.jsonl",
+    "credit.parquet",
+    "costs.json",
+    "summary.md",
+    "error_vs_cost.png",
+    "credit_vault.png",
+    "credit_vault_lazy.png",
+    "credit_lookout.png",
+    "credit_council.png",
+    "run.json",
+    "checklist.json",
+    "kind.json",
+]
 
 
 @pytest.fixture(scope="module")
@@ -36,8 +55,11 @@ def test_the_study_writes_every_output(small_study):
     assert sorted(p.name for p in small_study.iterdir()) == sorted(FILES)
     summary = (small_study / "summary.md").read_text()
     assert "| `shapley` | 2 | 0.000 ± 0.000 |" in summary and "## lookout" in summary and "- **rmse**:" in summary
-    assert "| estimator | seeds | rmse | kendall_tau | top_agent | null_credit | efficiency_gap | fallback | evals_per_episode |" in summary
-    assert "critic for llm_mca" not in summary                   # llm_mca did not run
+    assert (
+        "| estimator | seeds | rmse | kendall_tau | top_agent | null_credit | efficiency_gap | fallback | "
+        "evals_per_episode |" in summary
+    )
+    assert "critic for llm_mca" not in summary  # llm_mca did not run
     assert len((small_study / "episodes.jsonl").read_text().splitlines()) == 4 * 2 * 3 * 8
 
 
@@ -48,8 +70,13 @@ def test_intervals_stay_in_each_metrics_range_and_the_critic_is_named_only_when_
     assert cell_text(0.9, 0.3, bounds=RANGES["top_agent"]) == "0.900 [0.600, 1.000]"
     assert cell_text(0.5, 0.1, bounds=RANGES["top_agent"]) == "0.500 ± 0.100"
     assert cell_text(0.02, 0.05, bounds=RANGES["rmse"]) == "0.020 [0.000, 0.070]"
-    done = run_study(load_experiment(QUICK, ["seeds=[0,1]", "n_tasks=2", "games=[vault]", "estimators=[shapley,{use: llm_mca, label: critic}]"]),
-                     out_dir=tmp_path / "s", progress=False)
+    done = run_study(
+        load_experiment(
+            QUICK, ["seeds=[0,1]", "n_tasks=2", "games=[vault]", "estimators=[shapley,{use: llm_mca, label: critic}]"]
+        ),
+        out_dir=tmp_path / "s",
+        progress=False,
+    )
     assert "critic for llm_mca: scripted" in (done / "summary.md").read_text()
 
 
@@ -77,8 +104,11 @@ def test_same_seed_same_credit(small_study, tmp_path):
     again = run_study(load_experiment(QUICK, SMALL), out_dir=tmp_path / "again", progress=False)
     a, b = pd.read_parquet(small_study / "credit.parquet"), pd.read_parquet(again / "credit.parquet")
     pd.testing.assert_frame_equal(a, b)
-    other = run_study(load_experiment(QUICK, SMALL[:-1] + ["team.malformed_rate=0", "seeds=[5]"]), out_dir=tmp_path / "other",
-                      progress=False)
+    other = run_study(
+        load_experiment(QUICK, SMALL[:-1] + ["team.malformed_rate=0", "seeds=[5]"]),
+        out_dir=tmp_path / "other",
+        progress=False,
+    )
     assert not pd.read_parquet(other / "credit.parquet")["credit"].equals(a["credit"])
 
 
@@ -86,11 +116,15 @@ def test_report_renders_again_from_saved_results(small_study, tmp_path):
     before = (small_study / "summary.md").read_text()
     for name in ("summary.md", "error_vs_cost.png", "credit_vault.png"):
         (small_study / name).unlink()
-    out = subprocess.run([sys.executable, "-m", "mas_credit.cli", "report", str(small_study)], capture_output=True, text=True)
+    out = subprocess.run(
+        [sys.executable, "-m", "mas_credit.cli", "report", str(small_study)], capture_output=True, text=True
+    )
     assert out.returncode == 0, out.stderr
     assert (small_study / "summary.md").read_text() == before
     assert (small_study / "credit_vault.png").stat().st_size > 1000
-    missing = subprocess.run([sys.executable, "-m", "mas_credit.cli", "report", str(tmp_path)], capture_output=True, text=True)
+    missing = subprocess.run(
+        [sys.executable, "-m", "mas_credit.cli", "report", str(tmp_path)], capture_output=True, text=True
+    )
     assert missing.returncode == 2 and "has no credit.parquet" in missing.stderr and missing.stderr.count("\n") == 1
 
 
@@ -130,27 +164,52 @@ def test_an_interrupted_study_leaves_no_half_written_file(tmp_path, monkeypatch)
 
 
 BAD = [
-    (["estimators=[shapley,c3_tree]", "group_size=4"], "tree fan-out [2, 4] makes groups of 8 episodes but group_size is 4; set group_size=8"),
+    (
+        ["estimators=[shapley,c3_tree]", "group_size=4"],
+        "tree fan-out [2, 4] makes groups of 8 episodes but group_size is 4; set group_size=8",
+    ),
     (["estimators=[shapley,shapley]"], "estimators ['shapley'] appear more than once; give each a distinct label"),
     (["estimators=[shapley,{use: c3, params: {mode: tree, fanout: [8]}},c3_tree]"], "different tree fan-outs"),
     (["critic.accuracy=2"], "critic: accuracy and malformed_rate must be in [0, 1]"),
     (["critic.kind=gpt"], "critic.kind 'gpt' is not available"),
-    (["estimators=[shapley,{use: sharp, params: {method: approx}}]"], "method 'approx' is not valid; valid choices: exact, sampled"),
+    (
+        ["estimators=[shapley,{use: sharp, params: {method: approx}}]"],
+        "method 'approx' is not valid; valid choices: exact, sampled",
+    ),
 ]
 
 
 @pytest.mark.parametrize("overrides,message", BAD)
 def test_bad_studies_give_one_line_errors(overrides, message, tmp_path):
-    out = subprocess.run([sys.executable, "-m", "mas_credit.cli", "study", str(QUICK), *overrides, "--out", str(tmp_path / "x")],
-                         capture_output=True, text=True, cwd=ROOT)
+    out = subprocess.run(
+        [sys.executable, "-m", "mas_credit.cli", "study", str(QUICK), *overrides, "--out", str(tmp_path / "x")],
+        capture_output=True,
+        text=True,
+        cwd=ROOT,
+    )
     assert out.returncode == 2, out.stderr
     assert message in out.stderr and out.stderr.startswith("mas-credit: error: ") and out.stderr.count("\n") == 1
     assert not (tmp_path / "x").exists()
 
 
 def test_study_cli_end_to_end(tmp_path):
-    out = subprocess.run([sys.executable, "-m", "mas_credit.cli", "study", str(QUICK), "seeds=[0]", "n_tasks=2",
-                          "--out", str(tmp_path / "q"), "--no-progress"], capture_output=True, text=True, cwd=ROOT)
+    out = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "mas_credit.cli",
+            "study",
+            str(QUICK),
+            "seeds=[0]",
+            "n_tasks=2",
+            "--out",
+            str(tmp_path / "q"),
+            "--no-progress",
+        ],
+        capture_output=True,
+        text=True,
+        cwd=ROOT,
+    )
     assert out.returncode == 0, out.stderr
     assert "# Credit study" in out.stdout and "| `coma` |" in out.stdout and "results in" in out.stdout
     assert sorted(p.name for p in (tmp_path / "q").iterdir()) == sorted(FILES)
@@ -159,8 +218,14 @@ def test_study_cli_end_to_end(tmp_path):
 def test_a_critic_that_always_falls_back_is_marked_and_compared_with_uniform(tmp_path):
     """llm_mca whose every critic answer is unreadable: the table shows its fallback rate,
     marks the row, says so in words, and shows `uniform` (its fallback) beside it."""
-    done = run_study(load_experiment(QUICK, ["seeds=[0,1]", "n_tasks=2", "games=[vault]", "estimators=[shapley,llm_mca]",
-                                             "critic.malformed_rate=1.0"]), out_dir=tmp_path / "s", progress=False)
+    done = run_study(
+        load_experiment(
+            QUICK,
+            ["seeds=[0,1]", "n_tasks=2", "games=[vault]", "estimators=[shapley,llm_mca]", "critic.malformed_rate=1.0"],
+        ),
+        out_dir=tmp_path / "s",
+        progress=False,
+    )
     summary = (done / "summary.md").read_text()
     row = next(line for line in summary.splitlines() if line.startswith("| `llm_mca` †"))
     heads = next(line for line in summary.splitlines() if line.startswith("| estimator |")).split(" | ")
@@ -168,10 +233,18 @@ def test_a_critic_that_always_falls_back_is_marked_and_compared_with_uniform(tmp
     assert "| `uniform` | 2 |" in summary and "`llm_mca` did not really run here:** it fell back on 100%" in summary
     assert "| `shapley` | 2 |" in summary and "| `shapley` †" not in summary
     frame = pd.read_parquet(done / "credit.parquet")
-    llm, uni = (frame[frame["estimator"] == e].sort_values(["seed", "episode", "agent"])["credit"].to_numpy() for e in ("llm_mca", "uniform"))
-    assert (llm == uni).all()                                  # a critic that always falls back *is* uniform
-    honest = run_study(load_experiment(QUICK, ["seeds=[0]", "n_tasks=2", "games=[vault]", "estimators=[llm_mca]",
-                                               "critic.malformed_rate=0.0"]), out_dir=tmp_path / "h", progress=False)
+    llm, uni = (
+        frame[frame["estimator"] == e].sort_values(["seed", "episode", "agent"])["credit"].to_numpy()
+        for e in ("llm_mca", "uniform")
+    )
+    assert (llm == uni).all()  # a critic that always falls back *is* uniform
+    honest = run_study(
+        load_experiment(
+            QUICK, ["seeds=[0]", "n_tasks=2", "games=[vault]", "estimators=[llm_mca]", "critic.malformed_rate=0.0"]
+        ),
+        out_dir=tmp_path / "h",
+        progress=False,
+    )
     assert "†" not in (honest / "summary.md").read_text().split("## Columns")[0]
 
 
@@ -188,7 +261,7 @@ def test_kendall_tau_b_and_the_confidence_interval_equal_scipy():
     credit, truth = rng.integers(0, 3, size=(200, 5)).astype(float), rng.integers(0, 3, size=(200, 5)).astype(float)
     ours = kendall_tau_b(credit, truth)
     for b in range(200):
-        ref = kendalltau(credit[b], truth[b]).statistic                 # variant b is scipy's default
+        ref = kendalltau(credit[b], truth[b]).statistic  # variant b is scipy's default
         assert (np.isnan(ours[b]) and np.isnan(ref)) or abs(ours[b] - ref) < 1e-12, b
     for n in (2, 3, 10, 31, 40, 200):
         values = rng.normal(size=n)

@@ -1,6 +1,7 @@
 """The trainer: updates move every trained agent's adapter and no frozen one, for each
 estimator; a killed run resumes to the same parameters and metrics; config mistakes fail
 before any model loads; the loss against a plain recomputation."""
+
 import json
 import math
 import subprocess
@@ -21,8 +22,17 @@ from .devices import DEVICES
 from .test_studies import ROOT
 
 QUICK = ROOT / "experiments" / "train_trio.yaml"
-TINY = ["team=tiny_trio", "n_tasks=2", "group_size=4", "train.iterations=2", "train.eval_every=1", "train.eval_tasks=2",
-        "train.checkpoint_every=1", "train.lr=0.01", "train.tensorboard=false"]
+TINY = [
+    "team=tiny_trio",
+    "n_tasks=2",
+    "group_size=4",
+    "train.iterations=2",
+    "train.eval_every=1",
+    "train.eval_tasks=2",
+    "train.checkpoint_every=1",
+    "train.lr=0.01",
+    "train.tensorboard=false",
+]
 
 
 class ScriptedTextLLMTeam:
@@ -69,7 +79,9 @@ def test_two_updates_move_trained_adapters_and_leave_frozen_ones(estimator, tmp_
     for key in before:
         moved = any(not torch.equal(before[key][n], after[key][n]) for n in before[key] if "lora_B" in n)
         if key.endswith("agent_1"):
-            assert all(torch.equal(before[key][n], after[key][n]) for n in before[key]), f"{estimator}: frozen agent_1 moved"
+            assert all(torch.equal(before[key][n], after[key][n]) for n in before[key]), (
+                f"{estimator}: frozen agent_1 moved"
+            )
         else:
             assert moved, f"{estimator}: trained {key} did not move"
     records = [json.loads(line) for line in (tmp_path / estimator / "metrics.jsonl").read_text().splitlines()]
@@ -78,7 +90,7 @@ def test_two_updates_move_trained_adapters_and_leave_frozen_ones(estimator, tmp_
     assert "loss/agent_1/pg" not in train[0] and train[0]["loss/agent_0/turns"] > 0
     assert all(np.isfinite(r[k]) for r in train for k in r if isinstance(r[k], float))
     assert (tmp_path / estimator / "summary.md").is_file() and (tmp_path / estimator / "curves.png").is_file()
-    assert any((tmp_path / estimator / "tensorboard").glob("*")) is False       # tensorboard: false writes no events
+    assert any((tmp_path / estimator / "tensorboard").glob("*")) is False  # tensorboard: false writes no events
     items = json.loads((tmp_path / estimator / "checklist.json").read_text())
     assert items["kind"] == "train" and items["model"]["name"] == "tiny random model (tests only)"
     assert items["model"]["parameters"] > 0 and items["model"]["adapter_parameters"] > 0
@@ -86,7 +98,7 @@ def test_two_updates_move_trained_adapters_and_leave_frozen_ones(estimator, tmp_
     assert list(items["overhead"]) == [estimator] and 0 <= items["overhead"][estimator]["share_of_run_time"] < 1
     assert items["overhead"][estimator]["coalition_evals"] == sum(r.get("cf/evals", 0.0) for r in train)
     turns = items["trajectories"]["turns"]
-    assert turns["episodes"] == 2 * 2 * 4 and turns["min"] == turns["max"] == 3                # one-shot vault: 3 turns
+    assert turns["episodes"] == 2 * 2 * 4 and turns["min"] == turns["max"] == 3  # one-shot vault: 3 turns
     assert items["trajectories"]["response_tokens"]["min"] > 0
     assert "## Reporting checklist" in (tmp_path / estimator / "summary.md").read_text()
 
@@ -108,11 +120,16 @@ def run_until_killed(trainer, iteration: int, monkeypatch) -> None:
 
 def untimed_metrics(run_dir) -> list[dict]:
     """A run's metric records without their timings (which differ run to run)."""
-    return [{k: v for k, v in json.loads(line).items() if not k.startswith("time/")}
-            for line in (run_dir / "metrics.jsonl").read_text().splitlines()]
+    return [
+        {k: v for k, v in json.loads(line).items() if not k.startswith("time/")}
+        for line in (run_dir / "metrics.jsonl").read_text().splitlines()
+    ]
 
 
-@pytest.mark.reliability('a training run killed mid-way', '`--resume` continues from the last checkpoint to the same result as an uninterrupted run')
+@pytest.mark.reliability(
+    "a training run killed mid-way",
+    "`--resume` continues from the last checkpoint to the same result as an uninterrupted run",
+)
 def test_a_killed_run_resumes_to_the_same_result(tmp_path, monkeypatch):
     overrides = ["estimators=[grpo]", "train.iterations=4", "train.checkpoint_every=2", "train.eval_every=2"]
     whole = trainer_for(overrides, tmp_path / "whole")
@@ -133,8 +150,12 @@ def test_a_killed_run_resumes_to_the_same_result(tmp_path, monkeypatch):
 
     assert untimed_metrics(tmp_path / "killed") == untimed_metrics(tmp_path / "whole")
     from mas_credit.cli import main
+
     (tmp_path / "whole" / "summary.md").unlink()
-    assert main(["report", str(tmp_path / "whole")]) == 0 and "| iteration | eval/success" in (tmp_path / "whole" / "summary.md").read_text()
+    assert (
+        main(["report", str(tmp_path / "whole")]) == 0
+        and "| iteration | eval/success" in (tmp_path / "whole" / "summary.md").read_text()
+    )
     a = torch.load(tmp_path / "whole" / "checkpoint" / "state.pt", weights_only=False)
     b = torch.load(tmp_path / "killed" / "checkpoint" / "state.pt", weights_only=False)
     assert a["iteration"] == b["iteration"] == 4
@@ -150,7 +171,10 @@ BAD = [
     (["group_size=1", "estimators=[grpo]"], "normalises advantages within task groups, but group_size is 1"),
     (["train.trained_agents=[0,5]"], "train.trained_agents [5] are not agents of the team"),
     (["estimators=[grpo,sharp]"], "train uses one estimator but 2 are listed"),
-    (["team=scripted_trio"], "train needs a team that learns (team.kind llm, or mixed with a tabular member), got scripted"),
+    (
+        ["team=scripted_trio"],
+        "train needs a team that learns (team.kind llm, or mixed with a tabular member), got scripted",
+    ),
     (["train.share_prompts=sometimes"], "train.share_prompts 'sometimes' is not valid; valid choices: auto, on, off"),
     (["train.tis_cap=0.5"], "train.tis_cap must be 0 (off) or >= 1"),
     (["team.dtype=float8"], "team.dtype 'float8' is not valid; valid choices: auto, float32, bfloat16, float16"),
@@ -159,16 +183,25 @@ BAD = [
 
 @pytest.mark.parametrize("overrides,message", BAD)
 def test_config_mistakes_fail_before_any_model_loads(overrides, message, tmp_path):
-    out = subprocess.run([sys.executable, "-m", "mas_credit.cli", "train", str(QUICK), *overrides, "--out", str(tmp_path / "x")],
-                         capture_output=True, text=True, cwd=ROOT, env={"MAS_CREDIT_CACHE": str(tmp_path / "no-cache"),
-                                                                        "PATH": "/usr/bin:/bin", "HOME": str(tmp_path)})
+    out = subprocess.run(
+        [sys.executable, "-m", "mas_credit.cli", "train", str(QUICK), *overrides, "--out", str(tmp_path / "x")],
+        capture_output=True,
+        text=True,
+        cwd=ROOT,
+        env={"MAS_CREDIT_CACHE": str(tmp_path / "no-cache"), "PATH": "/usr/bin:/bin", "HOME": str(tmp_path)},
+    )
     assert out.returncode == 2, out.stderr
     assert message in out.stderr and out.stderr.startswith("mas-credit: error: ") and out.stderr.count("\n") == 1
     assert not (tmp_path / "no-cache").exists() and not (tmp_path / "x").exists()
 
 
 def test_resume_needs_a_checkpoint(tmp_path):
-    out = subprocess.run([sys.executable, "-m", "mas_credit.cli", "train", "--resume", str(tmp_path)], capture_output=True, text=True, cwd=ROOT)
+    out = subprocess.run(
+        [sys.executable, "-m", "mas_credit.cli", "train", "--resume", str(tmp_path)],
+        capture_output=True,
+        text=True,
+        cwd=ROOT,
+    )
     assert out.returncode == 2 and "has no checkpoint/state.pt" in out.stderr
 
 
@@ -204,8 +237,14 @@ def spy_policy_loss(monkeypatch):
     calls = []
 
     def spy(logp, old, ref, adv, weight, *args):
-        calls.append({"logp": logp.detach().cpu(), "old": old.cpu(), "weight": weight.cpu(),
-                      "tis": None if args[-1] is None else args[-1].cpu()})
+        calls.append(
+            {
+                "logp": logp.detach().cpu(),
+                "old": old.cpu(),
+                "weight": weight.cpu(),
+                "tis": None if args[-1] is None else args[-1].cpu(),
+            }
+        )
         return policy_loss(logp, old, ref, adv, weight, *args)
 
     monkeypatch.setattr(learners_module, "policy_loss", spy)
@@ -219,10 +258,20 @@ def test_first_epoch_ratio_is_exactly_one_before_any_parameter_moves(device, dty
     log-probs differ from the trainer's forward by the rollout's numerics (in bfloat16 by far
     more than in float32); the trainer's old log-probs are its own, so the first epoch's ratio
     is exactly 1 and nothing is clipped, whatever the gap."""
-    cfg = load_experiment(QUICK, TINY + ["estimators=[grpo]", f"team.device={device}", f"team.dtype={dtype}",
-                                         "train.clip_eps=0.01", "train.epochs=2", "train.token_budget=256"])
+    cfg = load_experiment(
+        QUICK,
+        TINY
+        + [
+            "estimators=[grpo]",
+            f"team.device={device}",
+            f"team.dtype={dtype}",
+            "train.clip_eps=0.01",
+            "train.epochs=2",
+            "train.token_budget=256",
+        ],
+    )
     trainer = Trainer(cfg, tmp_path, progress=False)
-    with torch.no_grad():                                          # adapters away from the base: the KL term has a gradient
+    with torch.no_grad():  # adapters away from the base: the KL term has a gradient
         for name, p in trainer.team.models[0].named_parameters():
             if "lora_B" in name:
                 p.copy_(torch.randn(p.shape, generator=torch.Generator().manual_seed(0)) * 0.05)
@@ -234,16 +283,17 @@ def test_first_epoch_ratio_is_exactly_one_before_any_parameter_moves(device, dty
             out = update(rows)
             per_update.append(calls[start:])
             return out
+
         return wrapper
 
     for learner in trainer.learners:
         monkeypatch.setattr(learner, "update", recorded(learner.update))
     record = trainer.step(0)
-    assert len(per_update) == 3 and all(len(c) >= 4 for c in per_update)     # 2 epochs x several micro-batches each
+    assert len(per_update) == 3 and all(len(c) >= 4 for c in per_update)  # 2 epochs x several micro-batches each
     for agent_calls in per_update:
-        first, second = agent_calls[: len(agent_calls) // 2], agent_calls[len(agent_calls) // 2:]
+        first, second = agent_calls[: len(agent_calls) // 2], agent_calls[len(agent_calls) // 2 :]
         for call in first:
-            assert torch.equal(call["logp"], call["old"])          # old = this forward: ratio exactly 1
+            assert torch.equal(call["logp"], call["old"])  # old = this forward: ratio exactly 1
         # the second epoch keeps the first epoch's old log-probs although the parameters have moved since
         assert all(torch.equal(a["old"], b["old"]) for a, b in zip(first, second))
         assert any(not torch.equal(b["logp"], b["old"]) for b in second)
@@ -252,17 +302,21 @@ def test_first_epoch_ratio_is_exactly_one_before_any_parameter_moves(device, dty
     gap_max, gap_mean = record["train/logprob_gap_max"], record["train/logprob_gap_mean"]
     assert 0 <= gap_mean <= gap_max and math.isfinite(gap_max)
     if dtype == "float32":
-        assert gap_max < 1e-3                                      # sampler and trainer agree up to float32 rounding
+        assert gap_max < 1e-3  # sampler and trainer agree up to float32 rounding
     else:
-        assert gap_max > 1e-3                                      # bfloat16 sampling: a real gap, and the ratio is still 1
+        assert gap_max > 1e-3  # bfloat16 sampling: a real gap, and the ratio is still 1
 
 
 def test_old_logprobs_equal_a_forward_pass_per_turn_and_tis_weights_the_gap(tmp_path, monkeypatch):
-    trainer = trainer_for(["estimators=[grpo]", "train.tis_cap=1.5", "train.trained_agents=[1]", "team.device=cpu"], tmp_path)
+    trainer = trainer_for(
+        ["estimators=[grpo]", "train.tis_cap=1.5", "train.trained_agents=[1]", "team.device=cpu"], tmp_path
+    )
     _, episodes = trainer.collect(0)
     model = trainer.team.models[0]
     model.set_adapter("agent_1")
-    turns = sorted((t for ep in episodes for t in ep.turns if t.agent == 1), key=lambda t: (len(t.prompt_ids), t.prompt_ids))
+    turns = sorted(
+        (t for ep in episodes for t in ep.turns if t.agent == 1), key=lambda t: (len(t.prompt_ids), t.prompt_ids)
+    )
     expected = [sequence_logprobs(model, t.prompt_ids, t.response_ids, trainer.team.cfg.temperature) for t in turns]
     calls = spy_policy_loss(monkeypatch)
     monkeypatch.setattr(trainer, "collect", lambda iteration: (trainer.games[0], episodes))
@@ -274,7 +328,9 @@ def test_old_logprobs_equal_a_forward_pass_per_turn_and_tis_weights_the_gap(tmp_
     for k, turn in enumerate(turns):
         np.testing.assert_allclose(old[k].numpy(), expected[k], atol=1e-5)
         n = len(turn.response_ids)
-        np.testing.assert_allclose(tis[k][:n].numpy(), np.minimum(np.exp(old[k].numpy() - np.array(turn.logprobs)), 1.5), rtol=1e-6)
+        np.testing.assert_allclose(
+            tis[k][:n].numpy(), np.minimum(np.exp(old[k].numpy() - np.array(turn.logprobs)), 1.5), rtol=1e-6
+        )
         gaps += list(np.abs(old[k].numpy() - np.array(turn.logprobs)))
     assert record["train/logprob_gap_max"] == pytest.approx(max(gaps), abs=1e-7)
     assert record["train/logprob_gap_mean"] == pytest.approx(np.mean(gaps), abs=1e-7)
@@ -303,12 +359,16 @@ def test_shared_prompt_logprobs_and_gradients_equal_one_pass():
         model.zero_grad(set_to_none=True)
         logp, mask = response_logprobs(model, rows, temperature=0.7, share_prompts=share)
         (logp * torch.linspace(0.5, 1.5, logp.numel()).reshape(logp.shape)).sum().backward()
-        results.append((logp.detach(), mask, {n: p.grad.clone() for n, p in model.named_parameters() if p.grad is not None}))
+        results.append(
+            (logp.detach(), mask, {n: p.grad.clone() for n, p in model.named_parameters() if p.grad is not None})
+        )
     (shared, shared_mask, shared_grad), (plain, plain_mask, plain_grad) = results
     assert torch.equal(shared_mask, plain_mask)
     torch.testing.assert_close(shared, plain, atol=1e-5, rtol=1e-5)
     for m, (prompt, response) in enumerate(rows):
-        np.testing.assert_allclose(shared[m, : len(response)].numpy(), sequence_logprobs(model, prompt, response, 0.7), atol=1e-5)
+        np.testing.assert_allclose(
+            shared[m, : len(response)].numpy(), sequence_logprobs(model, prompt, response, 0.7), atol=1e-5
+        )
     assert shared_grad.keys() == plain_grad.keys() and len(shared_grad) > 0
     for name in plain_grad:
         torch.testing.assert_close(shared_grad[name], plain_grad[name], atol=1e-5, rtol=1e-4)
@@ -316,11 +376,20 @@ def test_shared_prompt_logprobs_and_gradients_equal_one_pass():
 
 @pytest.mark.parametrize("device", DEVICES)
 def test_reference_logprobs_are_the_base_model_without_any_adapter(tmp_path, device):
-    trainer = trainer_for(["estimators=[grpo]", "train.iterations=1", f"team.device={device}", "team.dtype=float32"], tmp_path / "ref")
-    trainer.run()                                          # adapters have moved away from the base model
+    trainer = trainer_for(
+        ["estimators=[grpo]", "train.iterations=1", f"team.device={device}", "team.dtype=float32"], tmp_path / "ref"
+    )
+    trainer.run()  # adapters have moved away from the base model
     _, episodes = trainer.collect(1)
-    learner_rows = {learner: [{"prompt": t.prompt_ids, "response": t.response_ids} for ep in episodes for t in ep.turns
-                              if t.agent in learner.agents][:3] for learner in trainer.learners}
+    learner_rows = {
+        learner: [
+            {"prompt": t.prompt_ids, "response": t.response_ids}
+            for ep in episodes
+            for t in ep.turns
+            if t.agent in learner.agents
+        ][:3]
+        for learner in trainer.learners
+    }
     assert len(learner_rows) == 3 and all(type(learner) is LLMLearner for learner in learner_rows)
     LLMLearner.prepare_group(learner_rows)
     model = trainer.team.models[0]
@@ -335,7 +404,9 @@ def test_reference_logprobs_are_the_base_model_without_any_adapter(tmp_path, dev
             assert not np.allclose(ref, adapted, atol=1e-5), "the reference must not include the trained adapter"
 
 
-@pytest.mark.parametrize("name,kind", [("quickstart.yaml", "mixed"), ("train_trio.yaml", "llm"), ("compare_lazy.yaml", "llm")])
+@pytest.mark.parametrize(
+    "name,kind", [("quickstart.yaml", "mixed"), ("train_trio.yaml", "llm"), ("compare_lazy.yaml", "llm")]
+)
 def test_training_experiments_pass_the_training_rules(name, kind):
     cfg = load_experiment(ROOT / "experiments" / name)
     validate_train(cfg, name)
@@ -344,8 +415,10 @@ def test_training_experiments_pass_the_training_rules(name, kind):
 
 @pytest.mark.parametrize("sharing", ["shared", "separate"])
 def test_other_sharing_modes_train(sharing, tmp_path):
-    trainer = trainer_for(["estimators=[grpo]", f"team.sharing={sharing}", "train.iterations=1", "train.trained_agents=[0]"],
-                          tmp_path / sharing)
+    trainer = trainer_for(
+        ["estimators=[grpo]", f"team.sharing={sharing}", "train.iterations=1", "train.trained_agents=[0]"],
+        tmp_path / sharing,
+    )
     assert len(trainer.learners) == 1
     before = trainer.adapter_state()
     trainer.run()
@@ -356,7 +429,9 @@ def test_other_sharing_modes_train(sharing, tmp_path):
 
 
 @pytest.mark.cuda
-@pytest.mark.skipif(not torch.cuda.is_available(), reason="CUDA is not available on this machine; training on a GPU needs one")
+@pytest.mark.skipif(
+    not torch.cuda.is_available(), reason="CUDA is not available on this machine; training on a GPU needs one"
+)
 def test_the_same_config_trains_on_cuda(tmp_path):
     trainer = trainer_for(["estimators=[sharp]", "estimators.0.device=cuda", "team.device=cuda"], tmp_path / "cuda")
     assert trainer.team.device.type == "cuda"
@@ -372,10 +447,28 @@ def test_training_curves_show_what_moves_with_labelled_axes_and_no_hidden_line()
     from mas_credit.train.summary import training_curves
     from mas_credit.train.trainer import progress_fields
 
-    evals = [{"kind": "eval", "iteration": i, "eval/success": s, "eval/reward": s, "eval/correct/agent_0": c, "eval/correct/agent_1": c}
-             for i, s, c in [(0, 0.25, 0.5), (2, 0.5, 0.75)]]
-    train = [{"kind": "train", "iteration": i, "success": 0.0, "valid_turns": v, "credit/sharp/agent_0": 0.0,
-              "credit/sharp/agent_1": 0.0} for i, v in [(0, 0.3), (1, 0.6)]]
+    evals = [
+        {
+            "kind": "eval",
+            "iteration": i,
+            "eval/success": s,
+            "eval/reward": s,
+            "eval/correct/agent_0": c,
+            "eval/correct/agent_1": c,
+        }
+        for i, s, c in [(0, 0.25, 0.5), (2, 0.5, 0.75)]
+    ]
+    train = [
+        {
+            "kind": "train",
+            "iteration": i,
+            "success": 0.0,
+            "valid_turns": v,
+            "credit/sharp/agent_0": 0.0,
+            "credit/sharp/agent_1": 0.0,
+        }
+        for i, v in [(0, 0.3), (1, 0.6)]
+    ]
     fig = training_curves(train, evals)
     (success, correct), (valid, credit) = fig.axes[0:2], fig.axes[2:4]
     for ax in fig.axes:

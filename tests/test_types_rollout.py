@@ -17,7 +17,7 @@ def test_collect_groups_share_a_task():
     episodes = collect(game, ScriptedTeam([0.5, 0.5, 0.5]), n_tasks=4, group_size=3, seed=0)
     assert len(episodes) == 12
     for t in range(4):
-        group = episodes[3 * t:3 * t + 3]
+        group = episodes[3 * t : 3 * t + 3]
         assert {ep.group for ep in group} == {t} and len({ep.task_seed for ep in group}) == 1
     assert len({ep.task_seed for ep in episodes}) == 4
 
@@ -49,7 +49,7 @@ def test_credit_batch_shapes_padding_and_groups():
     assert batch.reward.shape == (6,) and batch.acted.shape == (6, 3) and batch.turn_agent.shape == (6, n_turns)
     assert batch.coalition_values.shape == (6, 8) and batch.group.tolist() == [0, 0, 1, 1, 2, 2]
     for b, ep in enumerate(episodes):
-        assert batch.turn_agent[b, len(ep.turns):].eq(-1).all()
+        assert batch.turn_agent[b, len(ep.turns) :].eq(-1).all()
         assert batch.turn_valid[b].tolist() == [t.valid for t in ep.turns] + [False] * (n_turns - len(ep.turns))
         evaluated = (~torch.isnan(batch.coalition_values[b])).nonzero().flatten().tolist()
         assert sorted(evaluated) == sorted(coalition_masks(3, "loo"))
@@ -70,26 +70,48 @@ def test_credit_batch_rejects_bad_input():
 
 
 def direct_batch(b=2, n=2, **changes):
-    fields = dict(reward=torch.ones(b, dtype=torch.float64), group=torch.zeros(b, dtype=torch.long),
-                  acted=torch.ones(b, n, dtype=torch.bool), turn_agent=torch.arange(n).repeat(b, 1),
-                  turn_valid=torch.ones(b, n, dtype=torch.bool), coalition_values=torch.zeros(b, 1 << n, dtype=torch.float64),
-                  components={"correct": torch.ones(b, n, dtype=torch.float64)},
-                  critic_share=torch.full((b, n), float("nan"), dtype=torch.float64))
+    fields = dict(
+        reward=torch.ones(b, dtype=torch.float64),
+        group=torch.zeros(b, dtype=torch.long),
+        acted=torch.ones(b, n, dtype=torch.bool),
+        turn_agent=torch.arange(n).repeat(b, 1),
+        turn_valid=torch.ones(b, n, dtype=torch.bool),
+        coalition_values=torch.zeros(b, 1 << n, dtype=torch.float64),
+        components={"correct": torch.ones(b, n, dtype=torch.float64)},
+        critic_share=torch.full((b, n), float("nan"), dtype=torch.float64),
+    )
     fields.update(changes)
     return CreditBatch(**fields)
 
 
-@pytest.mark.parametrize("changes,message", [
-    (dict(b=0), "CreditBatch: reward must be [B] with B >= 1 episodes, got shape [0]"),
-    (dict(reward=torch.tensor([1.0, float("nan")], dtype=torch.float64)), "CreditBatch: reward must be finite; episodes [1] have nan"),
-    (dict(components={"format": torch.tensor([[1.0, float("inf")], [1, 1]], dtype=torch.float64)}),
-     "CreditBatch: components['format'] must be finite; episode 0 is not"),
-    (dict(coalition_values=torch.zeros(2, 3, dtype=torch.float64)), "CreditBatch: coalition_values must be [B=2, 2**N=4], got shape [2, 3]"),
-    (dict(group=torch.zeros(3, dtype=torch.long)), "CreditBatch: group must be [B=2], got shape [3]"),
-    (dict(turn_valid=torch.ones(2, 5, dtype=torch.bool)), "CreditBatch: turn_agent and turn_valid must both be [B=2, T]"),
-    (dict(critic_share=torch.zeros(2, 3)), "CreditBatch: critic_share must be [B=2, N=2], got shape [2, 3]"),
-])
-@pytest.mark.reliability('a `CreditBatch` built by hand with B = 0, NaN rewards or wrong shapes', '`CreditBatch: <field> must be ...` before any estimator runs')
+@pytest.mark.parametrize(
+    "changes,message",
+    [
+        (dict(b=0), "CreditBatch: reward must be [B] with B >= 1 episodes, got shape [0]"),
+        (
+            dict(reward=torch.tensor([1.0, float("nan")], dtype=torch.float64)),
+            "CreditBatch: reward must be finite; episodes [1] have nan",
+        ),
+        (
+            dict(components={"format": torch.tensor([[1.0, float("inf")], [1, 1]], dtype=torch.float64)}),
+            "CreditBatch: components['format'] must be finite; episode 0 is not",
+        ),
+        (
+            dict(coalition_values=torch.zeros(2, 3, dtype=torch.float64)),
+            "CreditBatch: coalition_values must be [B=2, 2**N=4], got shape [2, 3]",
+        ),
+        (dict(group=torch.zeros(3, dtype=torch.long)), "CreditBatch: group must be [B=2], got shape [3]"),
+        (
+            dict(turn_valid=torch.ones(2, 5, dtype=torch.bool)),
+            "CreditBatch: turn_agent and turn_valid must both be [B=2, T]",
+        ),
+        (dict(critic_share=torch.zeros(2, 3)), "CreditBatch: critic_share must be [B=2, N=2], got shape [2, 3]"),
+    ],
+)
+@pytest.mark.reliability(
+    "a `CreditBatch` built by hand with B = 0, NaN rewards or wrong shapes",
+    "`CreditBatch: <field> must be ...` before any estimator runs",
+)
 def test_a_credit_batch_built_directly_gets_the_same_checks(changes, message):
     """Every constructor (from_episodes, to, or CreditBatch(...) by hand) goes through one
     check, so no estimator sees B = 0 or a NaN reward."""

@@ -5,6 +5,7 @@ The contract every team keeps is in `mas_credit.agents.protocol`. `check_team` /
 `check_critic` validate a config without loading any model (config validation uses
 them); `load_team` / `load_critic` build the real thing.
 """
+
 from __future__ import annotations
 
 from mas_credit.agents.critic import DECODINGS, ScriptedCritic
@@ -23,31 +24,43 @@ def team_kinds() -> list[str]:
 def _plugged(cfg) -> TeamKind:
     kind = plugged_kind(cfg.kind)
     if kind is None:
-        raise ValueError(f"team.kind '{cfg.kind}' is not available; valid kinds: {', '.join(team_kinds())} "
-                         f"(or a plug-in's package.module:Object)")
+        raise ValueError(
+            f"team.kind '{cfg.kind}' is not available; valid kinds: {', '.join(team_kinds())} "
+            f"(or a plug-in's package.module:Object)"
+        )
     return kind
 
 
 def check_team(cfg, n_agents: int, sequential: bool = False) -> None:
     """Raise a one-line ValueError for a team config that cannot play an n-agent game."""
     if cfg.kind == "scripted":
-        ScriptedTeam(skills=list(cfg.skills), lazy=list(cfg.lazy), malformed_rate=cfg.malformed_rate, seed=cfg.seed,
-                     saboteurs=list(cfg.saboteurs))
+        ScriptedTeam(
+            skills=list(cfg.skills),
+            lazy=list(cfg.lazy),
+            malformed_rate=cfg.malformed_rate,
+            seed=cfg.seed,
+            saboteurs=list(cfg.saboteurs),
+        )
     elif cfg.kind == "mixed":
         from mas_credit.agents.tabular import check_members
+
         members = plain_members(cfg.members)
-        check_members(members)                              # the count against the game: config.validate names both
+        check_members(members)  # the count against the game: config.validate names both
         if any(m["kind"] == "llm" for m in members):
             from mas_credit.agents.llm import check_llm_team
+
             check_llm_team(cfg, len(members), sequential)
     elif cfg.kind in ("llm", "vllm"):
         from mas_credit.agents.llm import check_llm_team
+
         check_llm_team(cfg, n_agents, sequential)
     else:
         check_options(_plugged(cfg), dict(cfg.params), n_agents, "team.params")
     if cfg.params and cfg.kind in BUILTIN_KINDS:
-        raise ValueError(f"team.params is for plug-in team kinds; a {cfg.kind} team takes its settings as team fields "
-                         f"(mas-credit config show lists them): remove team.params")
+        raise ValueError(
+            f"team.params is for plug-in team kinds; a {cfg.kind} team takes its settings as team fields "
+            f"(mas-credit config show lists them): remove team.params"
+        )
 
 
 def load_team(cfg, n_agents: int | None = None, sequential: bool = False):
@@ -57,16 +70,24 @@ def load_team(cfg, n_agents: int | None = None, sequential: bool = False):
     n_agents = n_agents or (len(cfg.roles) if cfg.kind in ("llm", "vllm") and cfg.roles else len(cfg.skills))
     check_team(cfg, n_agents, sequential)
     if cfg.kind == "scripted":
-        return ScriptedTeam(skills=list(cfg.skills), lazy=list(cfg.lazy), malformed_rate=cfg.malformed_rate, seed=cfg.seed,
-                            saboteurs=list(cfg.saboteurs))
+        return ScriptedTeam(
+            skills=list(cfg.skills),
+            lazy=list(cfg.lazy),
+            malformed_rate=cfg.malformed_rate,
+            seed=cfg.seed,
+            saboteurs=list(cfg.saboteurs),
+        )
     if cfg.kind == "mixed":
         from mas_credit.agents.tabular import MixedTeam
+
         return MixedTeam(plain_members(cfg.members), seed=cfg.seed, llm_cfg=cfg, sequential=sequential)
     if cfg.kind == "vllm":
         from mas_credit.agents.vllm_backend import VLLMTeam
+
         return VLLMTeam(cfg, n_agents, sequential)
     if cfg.kind == "llm":
         from mas_credit.agents.llm import LLMTeam
+
         return LLMTeam(cfg, n_agents, sequential)
     return _plugged(cfg).build(dict(cfg.params), n_agents, cfg.seed)
 
@@ -82,10 +103,15 @@ def game_kwargs(game_cfg, team_cfg) -> dict:
     `order` parameter (relay) unless the game config sets one itself."""
     from mas_credit.games import game_params
 
-    kwargs = dict(n_agents=game_cfg.n_agents, difficulty=game_cfg.difficulty, lazy_agents=list(game_cfg.lazy_agents),
-                  **dict(game_cfg.params))
+    kwargs = dict(
+        n_agents=game_cfg.n_agents,
+        difficulty=game_cfg.difficulty,
+        lazy_agents=list(game_cfg.lazy_agents),
+        **dict(game_cfg.params),
+    )
     if team_cfg.kind in ("llm", "vllm") and "order" in game_params(game_cfg.name) and "order" not in kwargs:
         from mas_credit.agents.llm import turn_order
+
         order = turn_order(team_cfg.topology, game_cfg.n_agents)
         if order is not None:
             kwargs["order"] = order
@@ -97,6 +123,7 @@ def check_critic(cfg) -> None:
         ScriptedCritic(accuracy=cfg.accuracy, style=cfg.style, malformed_rate=cfg.malformed_rate, seed=cfg.seed)
     elif cfg.kind == "llm":
         from mas_credit.agents.hf import check_model_ref
+
         check_model_ref(cfg.model)
         if cfg.decoding not in DECODINGS:
             raise ValueError(f"critic.decoding '{cfg.decoding}' is not valid; valid choices: {', '.join(DECODINGS)}")
@@ -111,8 +138,14 @@ def load_critic(cfg):
     check_critic(cfg)
     if cfg.kind == "llm":
         from mas_credit.agents.llm import LLMCritic
-        return LLMCritic(cfg.model, cfg.max_new_tokens, decoding=cfg.decoding, batch_size=cfg.batch_size,
-                         show_actions=cfg.show_actions)
+
+        return LLMCritic(
+            cfg.model,
+            cfg.max_new_tokens,
+            decoding=cfg.decoding,
+            batch_size=cfg.batch_size,
+            show_actions=cfg.show_actions,
+        )
     return ScriptedCritic(accuracy=cfg.accuracy, style=cfg.style, malformed_rate=cfg.malformed_rate, seed=cfg.seed)
 
 
@@ -120,24 +153,45 @@ def describe_team(team) -> dict:
     """What the reporting checklist says about a loaded team: its base model's name, size and
     version, and the device it ran on. A scripted team has no model."""
     if team.kind == "scripted":
-        return {"kind": "scripted", "name": "scripted agents (simulated skills; no language model)", "parameters": 0,
-                "adapter_parameters": 0, "device": "cpu"}
+        return {
+            "kind": "scripted",
+            "name": "scripted agents (simulated skills; no language model)",
+            "parameters": 0,
+            "adapter_parameters": 0,
+            "device": "cpu",
+        }
     if team.kind == "mixed":
         kinds = ", ".join(m["kind"] + (" (frozen)" if i in team.frozen else "") for i, m in enumerate(team.members))
         sizes = [p.logits.numel() for p in team.tabular.values() if p.logits is not None]
         if team.llm is None:
-            return {"kind": "mixed", "name": f"mixed team ({kinds}; no language model)", "parameters": sum(sizes),
-                    "adapter_parameters": 0, "device": "cpu"}
+            return {
+                "kind": "mixed",
+                "name": f"mixed team ({kinds}; no language model)",
+                "parameters": sum(sizes),
+                "adapter_parameters": 0,
+                "device": "cpu",
+            }
         llm = describe_team(team.llm)
-        return {**llm, "kind": "mixed", "name": f"mixed team ({kinds}) of {llm['name']}", "tabular_parameters": sum(sizes)}
+        return {
+            **llm,
+            "kind": "mixed",
+            "name": f"mixed team ({kinds}) of {llm['name']}",
+            "tabular_parameters": sum(sizes),
+        }
     if team.kind not in BUILTIN_KINDS:
         described = getattr(plugged_kind(team.kind), "description", "")
-        return {"kind": team.kind, "name": f"plug-in team kind {team.kind}" + (f" ({described})" if described else ""),
-                "parameters": 0, "adapter_parameters": 0, "device": "cpu"}
+        return {
+            "kind": team.kind,
+            "name": f"plug-in team kind {team.kind}" + (f" ({described})" if described else ""),
+            "parameters": 0,
+            "adapter_parameters": 0,
+            "device": "cpu",
+        }
     ref = team.cfg.model
     name, version = ref, ""
     if ref == "smollm2":
-        from importlib.metadata import PackageNotFoundError, version as package_version
+        from importlib.metadata import PackageNotFoundError
+        from importlib.metadata import version as package_version
 
         name = "SmolLM2-135M-Instruct"
         try:
@@ -146,14 +200,38 @@ def describe_team(team) -> dict:
             version = "GGUF Q4_1, de-quantised to float32"
     elif ref == "tiny":
         name, version = "tiny random model (tests only)", "random init"
-    models = getattr(team, "models", None) or []          # the vLLM team holds its weights in the engine: size unknown here
+    models = getattr(team, "models", None) or []  # the vLLM team holds its weights in the engine: size unknown here
     base = sum(p.numel() for n, p in models[0].named_parameters() if "lora_" not in n) if models else None
     adapters = sum(p.numel() for m in models for n, p in m.named_parameters() if "lora_" in n) if models else None
-    return {"kind": team.kind, "name": name, "version": version, "ref": ref, "parameters": base,
-            "adapter_parameters": adapters, "models": len(models), "sharing": getattr(team.cfg, "sharing", ""),
-            "device": str(getattr(team, "device", "cpu")),
-            "dtype": str(next(models[0].parameters()).dtype).removeprefix("torch.") if models else ""}
+    return {
+        "kind": team.kind,
+        "name": name,
+        "version": version,
+        "ref": ref,
+        "parameters": base,
+        "adapter_parameters": adapters,
+        "models": len(models),
+        "sharing": getattr(team.cfg, "sharing", ""),
+        "device": str(getattr(team, "device", "cpu")),
+        "dtype": str(next(models[0].parameters()).dtype).removeprefix("torch.") if models else "",
+    }
 
 
-__all__ = ["describe_team", "ScriptedTeam", "ScriptedCritic", "check_team", "game_kwargs", "check_critic", "load_team", "load_critic",
-           "ActRequest", "ActResult", "Policy", "Team", "ModelTeam", "TeamKind", "register_team_kind", "team_kinds"]
+__all__ = [
+    "describe_team",
+    "ScriptedTeam",
+    "ScriptedCritic",
+    "check_team",
+    "game_kwargs",
+    "check_critic",
+    "load_team",
+    "load_critic",
+    "ActRequest",
+    "ActResult",
+    "Policy",
+    "Team",
+    "ModelTeam",
+    "TeamKind",
+    "register_team_kind",
+    "team_kinds",
+]

@@ -14,6 +14,7 @@ a JSON object, a forged marker) and whatever the critic echoes before or after i
 cannot change the shares it gave. Agent messages are also quoted as JSON strings in the
 transcript, so they read as data.
 """
+
 from __future__ import annotations
 
 import hashlib
@@ -80,9 +81,16 @@ def build_prompt(game, episode, show_actions: bool = False) -> tuple[str, str]:
     names = list(episode.agents)
 
     def read_as(turn):
-        return f" (read as: {turn.action!r})" if turn.valid else " (read as: no answer; the agent's null action was played)"
+        return (
+            f" (read as: {turn.action!r})"
+            if turn.valid
+            else " (read as: no answer; the agent's null action was played)"
+        )
 
-    lines = [f"[turn {t.step}] {names[t.agent]} wrote: {json.dumps(t.text)}{read_as(t) if show_actions else ''}" for t in episode.turns]
+    lines = [
+        f"[turn {t.step}] {names[t.agent]} wrote: {json.dumps(t.text)}{read_as(t) if show_actions else ''}"
+        for t in episode.turns
+    ]
     example = "{" + ", ".join(f'"{name}": {1.0 / len(names):.2f}' for name in names) + "}"
     body = (
         "You are the credit critic of a cooperative team game.\n"
@@ -94,8 +102,10 @@ def build_prompt(game, episode, show_actions: bool = False) -> tuple[str, str]:
         + f"\n\nTeam reward: {episode.reward:.4g}\n"
     )
     marker = "CREDIT-" + hashlib.blake2b(body.encode(), digest_size=5).hexdigest().upper()
-    return (body + f"Answer in one line: first the marker {marker}, then one JSON object that maps every agent "
-                   f"({', '.join(names)}) to its share, such as {example}."), marker
+    return (
+        body + f"Answer in one line: first the marker {marker}, then one JSON object that maps every agent "
+        f"({', '.join(names)}) to its share, such as {example}."
+    ), marker
 
 
 _AFTER = re.compile(r"\s*[:=]?\s*(?:```(?:json)?\s*)?")
@@ -120,7 +130,7 @@ def _as_shares(obj, names) -> dict | None:
 def _read_after(text: str, names: list[str]) -> tuple[dict | None, str]:
     """The shares written at the start of `text` (what follows a marker): a JSON object
     ("strict"), else `agent_k: number` pairs one after another ("lenient"); else None."""
-    text = text[_AFTER.match(text).end():]
+    text = text[_AFTER.match(text).end() :]
     if text.startswith("{"):
         try:
             obj, _ = json.JSONDecoder().raw_decode(text)
@@ -188,7 +198,9 @@ def fill_critic(game, critic, episodes) -> dict[str, float]:
         requests.append(CriticRequest(prompt, ep, game, marker))
     texts = critic.score(requests)
     if len(texts) != len(todo):
-        raise ValueError(f"the critic returned {len(texts)} answers for {len(todo)} episodes; it must answer each request once")
+        raise ValueError(
+            f"the critic returned {len(texts)} answers for {len(todo)} episodes; it must answer each request once"
+        )
     for ep, request, text in zip(todo, requests, texts):
         shares, flags = parse_shares(text, ep.agents, ep.acted(), request.marker)
         ep.critic = {"text": text, "shares": shares, **flags}
@@ -206,18 +218,24 @@ class ScriptedCritic:
     `malformed_rate` it answers text with no shares at all.
     """
 
-    show_actions = False                      # it reads the episode itself, not the prompt
+    show_actions = False  # it reads the episode itself, not the prompt
 
     def __init__(self, accuracy: float = 1.0, style: str = "json", malformed_rate: float = 0.0, seed: int = 0):
         if not 0.0 <= accuracy <= 1.0 or not 0.0 <= malformed_rate <= 1.0:
             raise ValueError(f"accuracy and malformed_rate must be in [0, 1], got {accuracy}, {malformed_rate}")
         if style not in ("json", "prose"):
             raise ValueError(f"style '{style}' is not valid; valid choices: json, prose")
-        self.accuracy, self.style, self.malformed_rate, self.seed = float(accuracy), style, float(malformed_rate), int(seed)
+        self.accuracy, self.style, self.malformed_rate, self.seed = (
+            float(accuracy),
+            style,
+            float(malformed_rate),
+            int(seed),
+        )
 
     def _shares(self, request, rng) -> np.ndarray:
-        from mas_credit.estimators.shapley import exact_shapley
         import torch
+
+        from mas_credit.estimators.shapley import exact_shapley
 
         ep, game = request.episode, request.game
         n = ep.n_agents
@@ -232,14 +250,21 @@ class ScriptedCritic:
         out = []
         for request in requests:
             ep = request.episode
-            rng = np.random.default_rng([self.seed, int(ep.task_seed), int(ep.info.get("member", 0)), int(ep.info.get("seed", 0))])
+            rng = np.random.default_rng(
+                [self.seed, int(ep.task_seed), int(ep.info.get("member", 0)), int(ep.info.get("seed", 0))]
+            )
             if rng.random() < self.malformed_rate:
                 out.append("I cannot tell who did what here.")
                 continue
             shares = self._shares(request, rng)
             if self.style == "json":
-                out.append(f"{request.marker} " + json.dumps({name: round(float(s), 6) for name, s in zip(ep.agents, shares)}))
+                out.append(
+                    f"{request.marker} " + json.dumps({name: round(float(s), 6) for name, s in zip(ep.agents, shares)})
+                )
             else:
-                out.append(f"My assessment: {request.marker} "
-                           + ", ".join(f"{name} gets {float(s):.6f}" for name, s in zip(ep.agents, shares)) + ".")
+                out.append(
+                    f"My assessment: {request.marker} "
+                    + ", ".join(f"{name} gets {float(s):.6f}" for name, s in zip(ep.agents, shares))
+                    + "."
+                )
         return out

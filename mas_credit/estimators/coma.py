@@ -10,6 +10,7 @@ k = `samples` re-draws of agent i's turns; the other agents keep their recorded 
 turn (`resample`). advantage = credit on each agent's turns (`normalise: none`) or
 agent_norm(credit). An agent that never acted gets credit 0.
 """
+
 from __future__ import annotations
 
 from dataclasses import dataclass
@@ -37,17 +38,22 @@ class ComaConfig(BaseConfig):
             raise ValueError(f"estimator 'coma': samples must be >= 1, got {self.samples}")
 
 
-@register_estimator("coma", ComaConfig, lambda cfg, n: Needs(alternatives=cfg.samples, mode=cfg.counterfactual,
-                                                                              groups=cfg.normalise == "agent"),
-                    granularity="multi-agent",
-                    family="game-theoretic (counterfactual baseline over re-drawn actions; COMA)")
+@register_estimator(
+    "coma",
+    ComaConfig,
+    lambda cfg, n: Needs(alternatives=cfg.samples, mode=cfg.counterfactual, groups=cfg.normalise == "agent"),
+    granularity="multi-agent",
+    family="game-theoretic (counterfactual baseline over re-drawn actions; COMA)",
+)
 def coma(batch: CreditBatch, cfg: ComaConfig) -> Credit:
     """credit [B, N] = R - mean re-drawn value; advantage [B, T] on each agent's turns."""
     missing = torch.isnan(batch.alternative) & batch.acted
     if missing.any():
         b = int(missing.any(dim=1).nonzero()[0])
-        raise ValueError(f"estimator 'coma' needs re-drawn values that episode {b} lacks; fill them first: "
-                         f"counterfactual.fill_alternatives(game, team, episodes, k={cfg.samples})")
+        raise ValueError(
+            f"estimator 'coma' needs re-drawn values that episode {b} lacks; fill them first: "
+            f"counterfactual.fill_alternatives(game, team, episodes, k={cfg.samples})"
+        )
     credit = torch.where(batch.acted, batch.reward[:, None] - batch.alternative, torch.zeros_like(batch.alternative))
     agent_adv = agent_norm(credit, batch.group, batch.acted) if cfg.normalise == "agent" else credit
     return Credit(credit=credit, advantage=to_turns(agent_adv, batch.turn_agent))

@@ -5,6 +5,7 @@ weight argument is the mask: weight 0 = the entry does not exist (padding, an ag
 that did not act, a dropped row); a weight of 2 counts the entry twice (M-GRPO's
 duplicated rows). Nothing here knows about a particular estimator.
 """
+
 from __future__ import annotations
 
 from dataclasses import dataclass
@@ -37,14 +38,18 @@ class CounterfactualConfig(BaseConfig):
 
 def check_choice(estimator: str, knob: str, value, choices) -> None:
     if value not in choices:
-        raise ValueError(f"estimator '{estimator}': {knob} '{value}' is not valid; valid choices: {', '.join(map(str, choices))}")
+        raise ValueError(
+            f"estimator '{estimator}': {knob} '{value}' is not valid; valid choices: {', '.join(map(str, choices))}"
+        )
 
 
 def check_cf(estimator: str, cfg: CounterfactualConfig) -> None:
     """The knobs of `CounterfactualConfig`."""
     check_choice(estimator, "counterfactual", cfg.counterfactual, CF_MODES)
     if cfg.samples < 1:
-        raise ValueError(f"estimator '{estimator}': samples must be >= 1 (re-runs per counterfactual value), got {cfg.samples}")
+        raise ValueError(
+            f"estimator '{estimator}': samples must be >= 1 (re-runs per counterfactual value), got {cfg.samples}"
+        )
 
 
 def group_stats(x: torch.Tensor, key: torch.Tensor, weight: torch.Tensor, n_keys: int, unbiased: bool = True):
@@ -75,8 +80,9 @@ def group_stats(x: torch.Tensor, key: torch.Tensor, weight: torch.Tensor, n_keys
     return mean, std, count
 
 
-def normalise(x: torch.Tensor, key: torch.Tensor, weight: torch.Tensor, n_keys: int, eps: float = EPS,
-              by_std: bool = True) -> torch.Tensor:
+def normalise(
+    x: torch.Tensor, key: torch.Tensor, weight: torch.Tensor, n_keys: int, eps: float = EPS, by_std: bool = True
+) -> torch.Tensor:
     """(x - mean_key) / (std_key + eps), statistics over the weighted entries of each key."""
     mean, std, _ = group_stats(x, key, weight, n_keys)
     out = x - mean[key]
@@ -90,7 +96,7 @@ def agent_norm(x: torch.Tensor, group: torch.Tensor, mask: torch.Tensor, eps: fl
     statistics and given 0). For agent i in group g: (x - mean_{g,i}) / (std_{g,i} + eps).
     """
     batch_size, n_agents = x.shape
-    key = (group[:, None] * n_agents + torch.arange(n_agents, device=x.device)).reshape(-1)    # [B*N]
+    key = (group[:, None] * n_agents + torch.arange(n_agents, device=x.device)).reshape(-1)  # [B*N]
     n_keys = (int(group.max()) + 1) * n_agents
     out = normalise(x.reshape(-1), key, mask.reshape(-1), n_keys, eps).reshape(batch_size, n_agents)
     return torch.where(mask, out, torch.zeros_like(out))
@@ -109,8 +115,10 @@ def require_coalitions(batch: CreditBatch, masks: torch.Tensor, estimator: str, 
     missing = torch.isnan(values)
     if missing.any():
         b = int(missing.any(dim=1).nonzero()[0])
-        raise ValueError(f"estimator '{estimator}' needs coalition values that episode {b} lacks; "
-                         f"fill them first: {hint} (or counterfactual.fill_needs(game, episodes, estimator.needs(cfg, n_agents)))")
+        raise ValueError(
+            f"estimator '{estimator}' needs coalition values that episode {b} lacks; "
+            f"fill them first: {hint} (or counterfactual.fill_needs(game, episodes, estimator.needs(cfg, n_agents)))"
+        )
     return values
 
 
@@ -124,5 +132,5 @@ def loo_values(batch: CreditBatch, estimator: str) -> torch.Tensor:
 
 def team_credit(batch: CreditBatch) -> torch.Tensor:
     """The team reward broadcast to every agent that acted: [B, N] (0 where it did not)."""
-    reward = batch.reward[:, None].expand(-1, batch.n_agents)                                # [B, N]
+    reward = batch.reward[:, None].expand(-1, batch.n_agents)  # [B, N]
     return torch.where(batch.acted, reward, torch.zeros_like(reward))

@@ -28,6 +28,7 @@ credit = R broadcast to the agents that acted. Knobs for the ablation asked for 
 DrMAS issue #81: `group_by_agent: false` pools all agents of a group, `norm_by_std:
 false` subtracts the mean only.
 """
+
 from __future__ import annotations
 
 from dataclasses import dataclass
@@ -62,35 +63,41 @@ def row_rewards(batch: CreditBatch, reward: str) -> torch.Tensor:
     elif reward in batch.components:
         per_agent = batch.components[reward]
     else:
-        raise ValueError(f"estimator 'dr_mas': reward '{reward}' is neither 'team' nor a component of this game "
-                         f"(components: {', '.join(sorted(batch.components)) or 'none'})")
+        raise ValueError(
+            f"estimator 'dr_mas': reward '{reward}' is neither 'team' nor a component of this game "
+            f"(components: {', '.join(sorted(batch.components)) or 'none'})"
+        )
     turns = batch.turn_agent >= 0
     rows = torch.gather(per_agent, 1, batch.turn_agent.clamp(min=0))
     return torch.where(turns, rows, torch.zeros_like(rows))
 
 
-@register_estimator("dr_mas", DrMasConfig, lambda cfg, n: Needs(groups=True),
-                    granularity="multi-agent",
-                    family="Monte Carlo (agent-wise normalised group baseline; survey: Agent-wise Adv.)")
+@register_estimator(
+    "dr_mas",
+    DrMasConfig,
+    lambda cfg, n: Needs(groups=True),
+    granularity="multi-agent",
+    family="Monte Carlo (agent-wise normalised group baseline; survey: Agent-wise Adv.)",
+)
 def dr_mas(batch: CreditBatch, cfg: DrMasConfig) -> Credit:
     """credit [B, N] = R broadcast; advantage [B, T] = each row normalised within its (group, agent)."""
     batch_size, n_turns, n_agents = batch.batch_size, batch.n_turns, batch.n_agents
-    turns = batch.turn_agent >= 0                                                    # [B, T] False = padding
-    rows = row_rewards(batch, cfg.reward)                                             # [B, T]
+    turns = batch.turn_agent >= 0  # [B, T] False = padding
+    rows = row_rewards(batch, cfg.reward)  # [B, T]
     agent = batch.turn_agent.clamp(min=0)
     key = batch.group[:, None] * n_agents + agent if cfg.group_by_agent else batch.group[:, None].expand(-1, n_turns)
     n_keys = (int(batch.group.max()) + 1) * (n_agents if cfg.group_by_agent else 1)
     weight = turns
     if cfg.row_stats == "trajectories":
         # every row carries its trajectory's mean reward (a trajectory: the episode's rows in one key)
-        part = agent if cfg.group_by_agent else torch.zeros_like(agent)                # [B, T] trajectory within the episode
+        part = agent if cfg.group_by_agent else torch.zeros_like(agent)  # [B, T] trajectory within the episode
         n_parts = n_agents if cfg.group_by_agent else 1
         w = turns.to(rows.dtype)
         sums = torch.zeros(batch_size, n_parts, dtype=rows.dtype, device=rows.device).scatter_add_(1, part, rows * w)
         counts = torch.zeros_like(sums).scatter_add_(1, part, w)
         rows = torch.gather(sums / counts.clamp(min=1), 1, part)
         # ... and counts once in the statistics: its first row is the sample
-        same_key = (key[:, :, None] == key[:, None, :]) & turns[:, None, :]          # [B, T, T]
+        same_key = (key[:, :, None] == key[:, None, :]) & turns[:, None, :]  # [B, T, T]
         earlier = torch.ones(n_turns, n_turns, dtype=torch.bool, device=batch.device).tril(-1)
         weight = turns & ~(same_key & earlier).any(dim=2)
     adv = normalise(rows.reshape(-1), key.reshape(-1), weight.reshape(-1), n_keys, cfg.eps, cfg.norm_by_std)

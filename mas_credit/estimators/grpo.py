@@ -10,6 +10,7 @@ Statistics over the episodes of group g (`scale: group`), over the whole batch
 baseline); std unbiased; a group of one gets mean 0, std 1. `norm_by_std: false`
 keeps only the mean baseline (Dr. GRPO).
 """
+
 from __future__ import annotations
 
 from dataclasses import dataclass
@@ -33,7 +34,9 @@ class GrpoConfig(BaseConfig):
         check_choice("grpo", "scale", self.scale, ("group", "batch", "none"))
 
 
-def episode_advantage(reward: torch.Tensor, group: torch.Tensor, scale: str, norm_by_std: bool, eps: float) -> torch.Tensor:
+def episode_advantage(
+    reward: torch.Tensor, group: torch.Tensor, scale: str, norm_by_std: bool, eps: float
+) -> torch.Tensor:
     """[B] GRPO advantage of each episode."""
     if scale == "none":
         return reward.clone()
@@ -41,12 +44,20 @@ def episode_advantage(reward: torch.Tensor, group: torch.Tensor, scale: str, nor
     return normalise(reward, key, torch.ones_like(reward), int(key.max()) + 1, eps, norm_by_std)
 
 
-@register_estimator("grpo", GrpoConfig, lambda cfg, n: Needs(groups=cfg.scale == "group"),
-                    granularity="episode (the team reward broadcast to every agent)",
-                    family="Monte Carlo (group baseline; the episode-level baseline)")
+@register_estimator(
+    "grpo",
+    GrpoConfig,
+    lambda cfg, n: Needs(groups=cfg.scale == "group"),
+    granularity="episode (the team reward broadcast to every agent)",
+    family="Monte Carlo (group baseline; the episode-level baseline)",
+)
 def grpo(batch: CreditBatch, cfg: GrpoConfig) -> Credit:
     """credit [B, N] = R broadcast; advantage [B, T] = the episode's group-normalised R."""
-    adv = episode_advantage(batch.reward, batch.group, cfg.scale, cfg.norm_by_std, cfg.eps)          # [B]
-    turns = batch.turn_agent >= 0                                                                     # [B, T]
-    advantage = torch.where(turns, adv[:, None].expand_as(turns).to(batch.reward.dtype), torch.zeros((), dtype=batch.reward.dtype, device=batch.device))
+    adv = episode_advantage(batch.reward, batch.group, cfg.scale, cfg.norm_by_std, cfg.eps)  # [B]
+    turns = batch.turn_agent >= 0  # [B, T]
+    advantage = torch.where(
+        turns,
+        adv[:, None].expand_as(turns).to(batch.reward.dtype),
+        torch.zeros((), dtype=batch.reward.dtype, device=batch.device),
+    )
     return Credit(credit=team_credit(batch), advantage=advantage)

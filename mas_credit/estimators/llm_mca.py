@@ -20,6 +20,7 @@ what is decomposed), so the credit "numerically decomposes the environment rewar
 unparseable answer gives uniform shares over the agents that acted, counted as
 `critic/fallback`.
 """
+
 from __future__ import annotations
 
 from dataclasses import dataclass
@@ -42,17 +43,27 @@ class LlmMcaConfig(BaseConfig):
         check_choice("llm_mca", "baseline", self.baseline, ("empty", "none"))
 
 
-@register_estimator("llm_mca", LlmMcaConfig, lambda cfg, n: baseline_needs(cfg, critic=True),
-                    granularity="multi-agent",
-                    family="model-based / LLM-as-critic (survey: LLM-Critic)")
+@register_estimator(
+    "llm_mca",
+    LlmMcaConfig,
+    lambda cfg, n: baseline_needs(cfg, critic=True),
+    granularity="multi-agent",
+    family="model-based / LLM-as-critic (survey: LLM-Critic)",
+)
 def llm_mca(batch: CreditBatch, cfg: LlmMcaConfig) -> Credit:
-    """credit [B, N] = critic share * (R - v(empty)) (or * R); advantage [B, T] = agent_norm(credit) on each agent's turns."""
+    """credit [B, N] = critic share * (R - v(empty)) (or * R); advantage [B, T] = agent_norm(credit) on each agent's
+    turns."""
     missing = torch.isnan(batch.critic_share).any(dim=1)
     if missing.any():
         b = int(missing.nonzero()[0])
-        raise ValueError(f"estimator 'llm_mca' needs the critic's shares, but episode {b} has none; "
-                         f"score the episodes first: agents.critic.fill_critic(game, critic, episodes)")
-    credit = batch.critic_share * decomposed(batch, cfg.baseline, "llm_mca")[:, None]       # [B, N]
+        raise ValueError(
+            f"estimator 'llm_mca' needs the critic's shares, but episode {b} has none; "
+            f"score the episodes first: agents.critic.fill_critic(game, critic, episodes)"
+        )
+    credit = batch.critic_share * decomposed(batch, cfg.baseline, "llm_mca")[:, None]  # [B, N]
     agent_adv = agent_norm(credit, batch.group, batch.acted, cfg.eps)
-    return Credit(credit=credit, advantage=to_turns(agent_adv, batch.turn_agent),
-                  metrics={"critic/fallback": float(batch.critic_fallback.sum())})
+    return Credit(
+        credit=credit,
+        advantage=to_turns(agent_adv, batch.turn_agent),
+        metrics={"critic/fallback": float(batch.critic_fallback.sum())},
+    )

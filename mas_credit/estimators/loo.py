@@ -6,6 +6,7 @@ i.e. what the team loses when agent i plays its null action. advantage = credit 
 each agent's turns (`normalise: none`, the raw difference reward) or agent_norm(credit)
 (`normalise: agent`). N coalition evaluations per episode.
 """
+
 from __future__ import annotations
 
 from dataclasses import dataclass
@@ -30,12 +31,17 @@ def loo_masks(n_agents: int) -> tuple:
     return tuple([full] + [full & ~(1 << i) for i in range(n_agents)])
 
 
-@register_estimator("loo", LooConfig, lambda cfg, n: Needs(coalitions=loo_masks(n), kind="loo", mode=cfg.counterfactual, k=cfg.samples,
-                                                 groups=cfg.normalise == "agent"),
-                    granularity="multi-agent",
-                    family="game-theoretic (leave-one-out difference rewards)")
+@register_estimator(
+    "loo",
+    LooConfig,
+    lambda cfg, n: Needs(
+        coalitions=loo_masks(n), kind="loo", mode=cfg.counterfactual, k=cfg.samples, groups=cfg.normalise == "agent"
+    ),
+    granularity="multi-agent",
+    family="game-theoretic (leave-one-out difference rewards)",
+)
 def loo(batch: CreditBatch, cfg: LooConfig) -> Credit:
     """credit [B, N] = R - v(N minus {i}); advantage [B, T] on each agent's turns."""
-    credit = batch.reward[:, None] - loo_values(batch, "loo")                        # [B, N]
+    credit = batch.reward[:, None] - loo_values(batch, "loo")  # [B, N]
     agent_adv = agent_norm(credit, batch.group, batch.acted) if cfg.normalise == "agent" else credit
     return Credit(credit=credit, advantage=to_turns(agent_adv, batch.turn_agent))

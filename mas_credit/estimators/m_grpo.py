@@ -30,6 +30,7 @@ the sub-agents with the highest `correct` component); a rollout with no call add
 (counted `m_grpo/no_calls`). The draws come from a CPU generator seeded with `seed`, so
 CPU and CUDA give the same rows.
 """
+
 from __future__ import annotations
 
 from dataclasses import dataclass
@@ -89,9 +90,12 @@ def sub_rewards(batch: CreditBatch, reward_main: torch.Tensor, cfg: MGrpoConfig)
     zero = torch.zeros((), dtype=r.dtype, device=r.device)
     if cfg.rewards == "weighted":
         return torch.where(batch.turn_valid, r, zero)
-    fmt = 1.0                                                     # reward_func reaches these branches only in form
-    by_main = torch.where(r == 0, zero + cfg.format_score * fmt,
-                          torch.where(r == cfg.format_score, r, torch.ones((), dtype=r.dtype, device=r.device)))
+    fmt = 1.0  # reward_func reaches these branches only in form
+    by_main = torch.where(
+        r == 0,
+        zero + cfg.format_score * fmt,
+        torch.where(r == cfg.format_score, r, torch.ones((), dtype=r.dtype, device=r.device)),
+    )
     return torch.where(batch.turn_format, by_main, zero)
 
 
@@ -120,42 +124,52 @@ def aligned_weights(batch: CreditBatch, sub_turn: torch.Tensor, cfg: MGrpoConfig
     """[B, T] how many of the D_max aligned rows each sub-agent turn fills."""
     batch_size, n_turns = sub_turn.shape
     drop, pick = (t.to(batch.device) for t in alignment_draws(batch_size, n_turns, cfg))
-    calls = sub_turn.sum(dim=1)                                                          # [B]
+    calls = sub_turn.sum(dim=1)  # [B]
     # too many calls: keep the d_max with the smallest drop keys
     keys = torch.where(sub_turn, drop, torch.full_like(drop, torch.inf))
-    rank = keys.argsort(dim=1).argsort(dim=1)                                            # [B, T]
+    rank = keys.argsort(dim=1).argsort(dim=1)  # [B, T]
     keep = sub_turn & (rank < cfg.d_max)
     weight = keep.to(batch.reward.dtype)
     # too few: add d_max - calls copies, pick j chooses the floor(u * |E|)-th eligible call
     eligible = eligible_calls(batch, sub_turn, cfg.duplicate)
-    n_eligible = eligible.sum(dim=1)                                                     # [B]
-    order = torch.cumsum(eligible.long(), dim=1) - 1                                     # [B, T] rank among eligible
-    choice = (pick * n_eligible[:, None]).floor().long().clamp(max=(n_eligible - 1).clamp(min=0)[:, None])   # [B, D]
-    wanted = (torch.arange(cfg.d_max, device=batch.device)[None, :] < (cfg.d_max - calls)[:, None]) & (calls > 0)[:, None]
-    hits = eligible[:, None, :] & (order[:, None, :] == choice[:, :, None]) & wanted[:, :, None]   # [B, D, T]
+    n_eligible = eligible.sum(dim=1)  # [B]
+    order = torch.cumsum(eligible.long(), dim=1) - 1  # [B, T] rank among eligible
+    choice = (pick * n_eligible[:, None]).floor().long().clamp(max=(n_eligible - 1).clamp(min=0)[:, None])  # [B, D]
+    wanted = (torch.arange(cfg.d_max, device=batch.device)[None, :] < (cfg.d_max - calls)[:, None]) & (calls > 0)[
+        :, None
+    ]
+    hits = eligible[:, None, :] & (order[:, None, :] == choice[:, :, None]) & wanted[:, :, None]  # [B, D, T]
     return weight + hits.sum(dim=1).to(weight.dtype)
 
 
-@register_estimator("m_grpo", MGrpoConfig, lambda cfg, n: Needs(groups=True),
-                    granularity="multi-agent",
-                    family="Monte Carlo (survey: Hierarchical)")
+@register_estimator(
+    "m_grpo",
+    MGrpoConfig,
+    lambda cfg, n: Needs(groups=True),
+    granularity="multi-agent",
+    family="Monte Carlo (survey: Hierarchical)",
+)
 def m_grpo(batch: CreditBatch, cfg: MGrpoConfig) -> Credit:
     """credit [B, N]; advantage [B, T]; turn_weight [B, T] (aligned row counts)."""
     if not 0 <= cfg.main_agent < batch.n_agents:
-        raise ValueError(f"estimator 'm_grpo': main_agent {cfg.main_agent} is not an agent of a team of {batch.n_agents} "
-                         f"(valid: 0..{batch.n_agents - 1})")
+        raise ValueError(
+            f"estimator 'm_grpo': main_agent {cfg.main_agent} is not an agent of a team of {batch.n_agents} "
+            f"(valid: 0..{batch.n_agents - 1})"
+        )
     dtype, device = batch.reward.dtype, batch.device
     turns = batch.turn_agent >= 0
-    main_turn = batch.turn_agent == cfg.main_agent                                       # [B, T]
+    main_turn = batch.turn_agent == cfg.main_agent  # [B, T]
     sub_turn = turns & ~main_turn
-    reward_main, used_components = main_reward(batch, cfg)                               # [B]
+    reward_main, used_components = main_reward(batch, cfg)  # [B]
     n_groups = int(batch.group.max()) + 1
-    main_adv = normalise(reward_main, batch.group, torch.ones_like(reward_main), n_groups, cfg.eps)   # [B]
+    main_adv = normalise(reward_main, batch.group, torch.ones_like(reward_main), n_groups, cfg.eps)  # [B]
 
-    gated = sub_rewards(batch, reward_main, cfg)                                          # [B, T]
-    weight = aligned_weights(batch, sub_turn, cfg)                                        # [B, T]
+    gated = sub_rewards(batch, reward_main, cfg)  # [B, T]
+    weight = aligned_weights(batch, sub_turn, cfg)  # [B, T]
     group_rows = batch.group[:, None].expand_as(sub_turn)
-    sub_adv = normalise(gated.reshape(-1), group_rows.reshape(-1), weight.reshape(-1), n_groups, cfg.eps).reshape(sub_turn.shape)
+    sub_adv = normalise(gated.reshape(-1), group_rows.reshape(-1), weight.reshape(-1), n_groups, cfg.eps).reshape(
+        sub_turn.shape
+    )
 
     zero = torch.zeros((), dtype=dtype, device=device)
     advantage = torch.where(main_turn, main_adv[:, None].expand_as(main_turn), torch.where(weight > 0, sub_adv, zero))
@@ -163,11 +177,20 @@ def m_grpo(batch: CreditBatch, cfg: MGrpoConfig) -> Credit:
 
     calls_of = torch.zeros((batch.batch_size, batch.n_agents), dtype=dtype, device=device)
     calls_of.scatter_add_(1, batch.turn_agent.clamp(min=0), sub_turn.to(dtype))
-    gated_of = torch.zeros_like(calls_of).scatter_add_(1, batch.turn_agent.clamp(min=0), torch.where(sub_turn, gated, zero))
+    gated_of = torch.zeros_like(calls_of).scatter_add_(
+        1, batch.turn_agent.clamp(min=0), torch.where(sub_turn, gated, zero)
+    )
     credit = gated_of / calls_of.clamp(min=1)
     credit[:, cfg.main_agent] = torch.where(batch.acted[:, cfg.main_agent], reward_main, zero)
     calls = sub_turn.sum(dim=1)
-    return Credit(credit=credit, advantage=advantage, turn_weight=turn_weight,
-                  metrics={"m_grpo/no_components": float(not used_components), "m_grpo/no_calls": float((calls == 0).sum()),
-                           "m_grpo/dropped_calls": float((sub_turn & (weight == 0)).sum()),
-                           "m_grpo/duplicated_rows": float((weight - 1).clamp(min=0).sum())})
+    return Credit(
+        credit=credit,
+        advantage=advantage,
+        turn_weight=turn_weight,
+        metrics={
+            "m_grpo/no_components": float(not used_components),
+            "m_grpo/no_calls": float((calls == 0).sum()),
+            "m_grpo/dropped_calls": float((sub_turn & (weight == 0)).sum()),
+            "m_grpo/duplicated_rows": float((weight - 1).clamp(min=0).sum()),
+        },
+    )

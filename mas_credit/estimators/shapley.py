@@ -20,6 +20,7 @@ matrix-vector product, [B, 2**(N-1)] marginal differences (strided views of V pa
 up, no gather) times the weights w(|S|); tests check it equals V @ W
 (`shapley_weights`) and a subset-sum loop.
 """
+
 from __future__ import annotations
 
 import math
@@ -30,17 +31,27 @@ import numpy as np
 import torch
 
 from mas_credit.estimators import Needs, register_estimator
-from mas_credit.estimators.common import CounterfactualConfig, agent_norm, check_cf, check_choice, require_coalitions, to_turns
+from mas_credit.estimators.common import (
+    CounterfactualConfig,
+    agent_norm,
+    check_cf,
+    check_choice,
+    require_coalitions,
+    to_turns,
+)
 from mas_credit.types import Credit, CreditBatch
 
 
 @lru_cache(maxsize=32)
 def _weights_cpu(n_agents: int) -> torch.Tensor:
     masks = torch.arange(1 << n_agents)
-    present = ((masks[:, None] >> torch.arange(n_agents)) & 1).bool()          # [2**N, N]
-    size = present.sum(dim=1, keepdim=True).expand(-1, n_agents)               # [2**N, N] |S|
-    w = torch.tensor([math.factorial(k) * math.factorial(n_agents - k - 1) / math.factorial(n_agents)
-                      for k in range(n_agents)] + [0.0], dtype=torch.float64)  # w(N) unused, padded
+    present = ((masks[:, None] >> torch.arange(n_agents)) & 1).bool()  # [2**N, N]
+    size = present.sum(dim=1, keepdim=True).expand(-1, n_agents)  # [2**N, N] |S|
+    w = torch.tensor(
+        [math.factorial(k) * math.factorial(n_agents - k - 1) / math.factorial(n_agents) for k in range(n_agents)]
+        + [0.0],
+        dtype=torch.float64,
+    )  # w(N) unused, padded
     return torch.where(present, w[(size - 1).clamp(min=0)], -w[size.clamp(max=n_agents - 1)])
 
 
@@ -53,13 +64,15 @@ def shapley_weights(n_agents: int, device=None, dtype=torch.float64) -> torch.Te
 def _marginal_weights_cpu(n_agents: int) -> torch.Tensor:
     """[N, 2**(N-1)]: row i holds w(|S|) for the coalitions S without agent i, in the
     order a view [B, 2**(N-1-i), 2, 2**i] of the table lists them (bits above i, then below)."""
-    w = torch.tensor([math.factorial(k) * math.factorial(n_agents - k - 1) / math.factorial(n_agents)
-                      for k in range(n_agents)], dtype=torch.float64)
+    w = torch.tensor(
+        [math.factorial(k) * math.factorial(n_agents - k - 1) / math.factorial(n_agents) for k in range(n_agents)],
+        dtype=torch.float64,
+    )
     rows = []
     for i in range(n_agents):
         high = torch.arange(1 << (n_agents - 1 - i))[:, None] << (i + 1)
         low = torch.arange(1 << i)[None, :]
-        masks = (high | low).reshape(-1)                                                  # S without i
+        masks = (high | low).reshape(-1)  # S without i
         size = ((masks[:, None] >> torch.arange(n_agents)) & 1).sum(dim=1)
         rows.append(w[size])
     return torch.stack(rows)
@@ -80,16 +93,18 @@ def exact_shapley(values: torch.Tensor) -> torch.Tensor:
     missing = torch.isnan(values)
     if missing.any():
         b = int(missing.any(dim=1).nonzero()[0])
-        raise ValueError(f"exact_shapley needs all 2**N coalition values, but episode {b} has "
-                         f"{int(missing[b].sum())} unevaluated; fill them with fill_coalitions(game, episodes, masks='all')")
+        raise ValueError(
+            f"exact_shapley needs all 2**N coalition values, but episode {b} has "
+            f"{int(missing[b].sum())} unevaluated; fill them with fill_coalitions(game, episodes, masks='all')"
+        )
     batch_size, n_agents = values.shape[0], values.shape[1].bit_length() - 1
     values = values.contiguous()
-    weight = _marginal_weights_cpu(n_agents).to(device=values.device, dtype=values.dtype)   # [N, 2**(N-1)]
+    weight = _marginal_weights_cpu(n_agents).to(device=values.device, dtype=values.dtype)  # [N, 2**(N-1)]
     marginal = torch.empty((batch_size, 1 << (n_agents - 1)), dtype=values.dtype, device=values.device)
     phi = torch.empty((n_agents, batch_size), dtype=values.dtype, device=values.device)
     for i in range(n_agents):
         without, with_ = coalition_halves(values, i)
-        torch.sub(with_, without, out=marginal.view(without.shape))                           # one reused buffer
+        torch.sub(with_, without, out=marginal.view(without.shape))  # one reused buffer
         torch.mv(marginal, weight[i], out=phi[i])
     return phi.T.contiguous()
 
@@ -116,7 +131,9 @@ def sample_permutations(n_agents: int, budget: int, seed: int = 0, antithetic: b
     tuple of coalition masks they need).
     """
     if budget < n_agents + 1:
-        raise ValueError(f"sampled Shapley needs budget >= N+1 = {n_agents + 1} (one permutation's coalitions), got {budget}")
+        raise ValueError(
+            f"sampled Shapley needs budget >= N+1 = {n_agents + 1} (one permutation's coalitions), got {budget}"
+        )
     rng = np.random.default_rng([int(seed), n_agents, 0x5A])
     perms, masks, misses = [], set(), 0
     while misses < 64 and len(perms) < MAX_PERMUTATIONS:
@@ -151,22 +168,32 @@ def sampled_shapley(values: torch.Tensor, perms) -> torch.Tensor:
     permutations of each agent's marginal contribution to its predecessors. Efficient
     (sums to v(N) - v(empty)) for any set of permutations."""
     pre, post = (t.to(values.device) for t in _permutation_index_cpu(tuple(tuple(p) for p in perms)))
-    marginal = values[:, post] - values[:, pre]                                # [B, P, N]
+    marginal = values[:, post] - values[:, pre]  # [B, P, N]
     return marginal.mean(dim=1)
 
 
-def shapley_values(batch: CreditBatch, method: str, budget: int, seed: int, antithetic: bool, estimator: str) -> torch.Tensor:
+def shapley_values(
+    batch: CreditBatch, method: str, budget: int, seed: int, antithetic: bool, estimator: str
+) -> torch.Tensor:
     """phi [B, N] from the batch's coalition table: exact when every coalition fits the
     budget (or method is exact), else sampled."""
     n_agents = batch.n_agents
     if method == "exact" or (1 << n_agents) <= budget:
         if torch.isnan(batch.coalition_values).any():
-            require_coalitions(batch, torch.arange(1 << n_agents, device=batch.device), estimator,
-                               "fill_coalitions(game, episodes, masks='all')")
+            require_coalitions(
+                batch,
+                torch.arange(1 << n_agents, device=batch.device),
+                estimator,
+                "fill_coalitions(game, episodes, masks='all')",
+            )
         return exact_shapley(batch.coalition_values)
     perms, needed = sample_permutations(n_agents, budget, seed, antithetic)
-    require_coalitions(batch, torch.tensor(needed, device=batch.device), estimator,
-                       f"fill_coalitions(game, episodes, masks=estimator.needs(cfg, {n_agents}).coalitions)")
+    require_coalitions(
+        batch,
+        torch.tensor(needed, device=batch.device),
+        estimator,
+        f"fill_coalitions(game, episodes, masks=estimator.needs(cfg, {n_agents}).coalitions)",
+    )
     return sampled_shapley(batch.coalition_values, perms)
 
 
@@ -197,7 +224,7 @@ class ShapleyKnobs(CounterfactualConfig):
 
 def shapley_needs(cfg: ShapleyKnobs, n_agents: int) -> Needs:
     masks, kind = shapley_masks(cfg.method, cfg.budget, cfg.seed, cfg.antithetic, n_agents)
-    grouped = getattr(cfg, "normalise", "agent") == "agent"          # sharp always normalises per agent
+    grouped = getattr(cfg, "normalise", "agent") == "agent"  # sharp always normalises per agent
     return Needs(coalitions=masks, kind=kind, mode=cfg.counterfactual, k=cfg.samples, groups=grouped)
 
 
@@ -211,9 +238,13 @@ class ShapleyConfig(ShapleyKnobs):
         check_choice("shapley", "normalise", self.normalise, ("agent", "none"))
 
 
-@register_estimator("shapley", ShapleyConfig, shapley_needs,
-                    granularity="multi-agent",
-                    family="game-theoretic (exact or sampled Shapley)")
+@register_estimator(
+    "shapley",
+    ShapleyConfig,
+    shapley_needs,
+    granularity="multi-agent",
+    family="game-theoretic (exact or sampled Shapley)",
+)
 def shapley_estimator(batch: CreditBatch, cfg: ShapleyConfig) -> Credit:
     """credit [B, N] = phi; advantage [B, T] = agent_norm(phi) (or phi) on each agent's turns."""
     phi = shapley_values(batch, cfg.method, cfg.budget, cfg.seed, cfg.antithetic, "shapley")

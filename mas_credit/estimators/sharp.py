@@ -11,6 +11,7 @@ Ours (the paper's weights were not available to us): w_team = 0.5, w_shapley = 1
 w_tool = 0.1; sparsification phi_i -> 0 where |phi_i| < kappa * max_j |phi_j|
 (kappa = 0: off).
 """
+
 from __future__ import annotations
 
 from dataclasses import dataclass
@@ -50,8 +51,10 @@ def tool_term(batch: CreditBatch, name: str) -> torch.Tensor:
     if name == "none":
         return torch.zeros_like(batch.acted, dtype=batch.reward.dtype)
     if name not in batch.components:
-        raise ValueError(f"estimator 'sharp': tool_component '{name}' is not a component of this game "
-                         f"(components: {', '.join(sorted(batch.components)) or 'none'}); use auto or none")
+        raise ValueError(
+            f"estimator 'sharp': tool_component '{name}' is not a component of this game "
+            f"(components: {', '.join(sorted(batch.components)) or 'none'}); use auto or none"
+        )
     return batch.components[name]
 
 
@@ -62,18 +65,21 @@ TIE_TOLERANCE = 1e-9
 def sparsify(phi: torch.Tensor, kappa: float) -> torch.Tensor:
     if kappa <= 0:
         return phi
-    cutoff = kappa * phi.abs().amax(dim=1, keepdim=True) - TIE_TOLERANCE                   # [B, 1]
+    cutoff = kappa * phi.abs().amax(dim=1, keepdim=True) - TIE_TOLERANCE  # [B, 1]
     return torch.where(phi.abs() < cutoff, torch.zeros_like(phi), phi)
 
 
-@register_estimator("sharp", SharpConfig, shapley_needs,
-                    granularity="multi-agent",
-                    family="game-theoretic (survey: Shapley)")
+@register_estimator(
+    "sharp", SharpConfig, shapley_needs, granularity="multi-agent", family="game-theoretic (survey: Shapley)"
+)
 def sharp(batch: CreditBatch, cfg: SharpConfig) -> Credit:
     """credit [B, N] = phi; advantage [B, T] = agent_norm(w_team R + w_shapley phi + w_tool tool)."""
     phi = sparsify(shapley_values(batch, cfg.method, cfg.budget, cfg.seed, cfg.antithetic, "sharp"), cfg.kappa)
-    team = batch.reward[:, None].expand_as(phi)                                            # [B, N]
+    team = batch.reward[:, None].expand_as(phi)  # [B, N]
     reward = cfg.w_team * team + cfg.w_shapley * phi + cfg.w_tool * tool_term(batch, cfg.tool_component)
     agent_adv = agent_norm(reward, batch.group, batch.acted, cfg.eps)
-    return Credit(credit=phi, advantage=to_turns(agent_adv, batch.turn_agent),
-                  metrics={"sharp/sparsified": float(((phi == 0) & batch.acted).sum())})
+    return Credit(
+        credit=phi,
+        advantage=to_turns(agent_adv, batch.turn_agent),
+        metrics={"sharp/sparsified": float(((phi == 0) & batch.acted).sum())},
+    )

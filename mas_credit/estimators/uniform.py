@@ -7,6 +7,7 @@
 It is exactly what llm_mca falls back to when the critic's answer cannot be read, so a
 study puts it beside llm_mca: a critic earns its cost only where it beats this.
 """
+
 from __future__ import annotations
 
 from dataclasses import dataclass
@@ -41,15 +42,24 @@ def decomposed(batch: CreditBatch, baseline: str, estimator: str) -> torch.Tenso
     if baseline == "none":
         return batch.reward
     empty = torch.zeros(1, dtype=torch.long, device=batch.device)
-    return batch.reward - require_coalitions(batch, empty, estimator, "counterfactual.fill_coalitions(game, episodes, [0])")[:, 0]
+    return (
+        batch.reward
+        - require_coalitions(batch, empty, estimator, "counterfactual.fill_coalitions(game, episodes, [0])")[:, 0]
+    )
 
 
-@register_estimator("uniform", UniformConfig, lambda cfg, n: baseline_needs(cfg),
-                    granularity="multi-agent (equal shares)",
-                    family="baseline (what an LLM critic falls back to)")
+@register_estimator(
+    "uniform",
+    UniformConfig,
+    lambda cfg, n: baseline_needs(cfg),
+    granularity="multi-agent (equal shares)",
+    family="baseline (what an LLM critic falls back to)",
+)
 def uniform(batch: CreditBatch, cfg: UniformConfig) -> Credit:
     """credit [B, N] = equal shares of R - v(empty) (or R) over the agents that acted."""
     acted = batch.acted.to(batch.reward.dtype)
     shares = acted / acted.sum(dim=1, keepdim=True).clamp(min=1)
     credit = shares * decomposed(batch, cfg.baseline, "uniform")[:, None]
-    return Credit(credit=credit, advantage=to_turns(agent_norm(credit, batch.group, batch.acted, cfg.eps), batch.turn_agent))
+    return Credit(
+        credit=credit, advantage=to_turns(agent_norm(credit, batch.group, batch.acted, cfg.eps), batch.turn_agent)
+    )

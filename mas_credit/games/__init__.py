@@ -3,6 +3,7 @@ versioned name. `make_game("vault_v0", n_agents=3, difficulty=1, lazy_agents=[2]
 
 A name without its version (`vault`) resolves to the newest version.
 """
+
 from __future__ import annotations
 
 import inspect
@@ -25,8 +26,10 @@ def register_game(cls: type[GameBase]) -> type[GameBase]:
     name raises: give it a new version (`_v1`) or another name."""
     held = _REGISTRY.get(cls.name)
     if held is not None and (held.__module__, held.__qualname__) != (cls.__module__, cls.__qualname__):
-        raise ValueError(f"game '{cls.name}' is already registered by {held.__module__}.{held.__qualname__}; "
-                         f"give {cls.__qualname__} a new version (e.g. {cls.name.rsplit('_v', 1)[0]}_v1) or another name")
+        raise ValueError(
+            f"game '{cls.name}' is already registered by {held.__module__}.{held.__qualname__}; "
+            f"give {cls.__qualname__} a new version (e.g. {cls.name.rsplit('_v', 1)[0]}_v1) or another name"
+        )
     _REGISTRY[cls.name] = cls
     return cls
 
@@ -76,7 +79,9 @@ def game_params(name: str) -> list[str]:
     cls = _REGISTRY[resolve_game_name(name)]
     names: list[str] = []
     for init in (GameBase.__init__, cls.__init__):
-        names += [p for p in inspect.signature(init).parameters if p not in ("self", "args", "kwargs") and p not in names]
+        names += [
+            p for p in inspect.signature(init).parameters if p not in ("self", "args", "kwargs") and p not in names
+        ]
     return names
 
 
@@ -90,5 +95,13 @@ def make_game(name: str, **params) -> GameBase:
     return cls(**params)
 
 
-__all__ = ["make_game", "list_games", "register_game", "resolve_game_name", "game_params", "GameParamError",
-           "normalise_text", "GameBase"]
+__all__ = [
+    "make_game",
+    "list_games",
+    "register_game",
+    "resolve_game_name",
+    "game_params",
+    "GameParamError",
+    "normalise_text",
+    "GameBase",
+]

@@ -22,6 +22,7 @@ in which either reading found an answer).
 
 This module holds no game rules: those live in one module per game.
 """
+
 from __future__ import annotations
 
 import re
@@ -58,9 +59,20 @@ def normalise_text(text: Any, max_length: int = ACTION_MAX_LENGTH) -> str:
     return text[:max_length]
 
 
-_UNICODE_TO_ASCII = str.maketrans({"\u2018": "'", "\u2019": "'", "\u201c": '"', "\u201d": '"',
-                                   "\u2013": "-", "\u2014": "-", "\u2212": "-", "\u00d7": "*",
-                                   "\u00a0": " ", "\u2026": "..."})
+_UNICODE_TO_ASCII = str.maketrans(
+    {
+        "\u2018": "'",
+        "\u2019": "'",
+        "\u201c": '"',
+        "\u201d": '"',
+        "\u2013": "-",
+        "\u2014": "-",
+        "\u2212": "-",
+        "\u00d7": "*",
+        "\u00a0": " ",
+        "\u2026": "...",
+    }
+)
 
 
 ECHO_WORDS = 4
@@ -73,15 +85,15 @@ def strip_echo(text: str, prompt: str, n: int = ECHO_WORDS) -> str:
     """`text` with every run of >= n consecutive words that also occur consecutively in
     `prompt` (case-insensitive, punctuation ignored) replaced by one space."""
     prompt_words = [w.lower() for w in _WORDS.findall(prompt or "")]
-    grams = {tuple(prompt_words[i:i + n]) for i in range(len(prompt_words) - n + 1)}
+    grams = {tuple(prompt_words[i : i + n]) for i in range(len(prompt_words) - n + 1)}
     if not grams:
         return text
     words = list(_WORDS.finditer(text))
     low = [m.group().lower() for m in words]
     cut = [False] * len(words)
     for i in range(len(words) - n + 1):
-        if tuple(low[i:i + n]) in grams:
-            cut[i:i + n] = [True] * n
+        if tuple(low[i : i + n]) in grams:
+            cut[i : i + n] = [True] * n
     out, pos, i = [], 0, 0
     while i < len(words):
         if not cut[i]:
@@ -90,7 +102,7 @@ def strip_echo(text: str, prompt: str, n: int = ECHO_WORDS) -> str:
         j = i
         while j + 1 < len(words) and cut[j + 1]:
             j += 1
-        out += [text[pos:words[i].start()], " "]
+        out += [text[pos : words[i].start()], " "]
         pos, i = words[j].end(), j + 1
     return "".join(out) + text[pos:]
 
@@ -132,18 +144,40 @@ class GameBase:
     max_agents: ClassVar[int] = 8
     max_difficulty: ClassVar[int] = 3
 
-    def __init__(self, n_agents: int = 3, difficulty: int = 1, lazy_agents: list[int] | tuple = (),
-                 render_mode: str | None = None):
-        if not isinstance(n_agents, int) or isinstance(n_agents, bool) or not self.min_agents <= n_agents <= self.max_agents:
-            raise GameParamError(f"{self.name}: n_agents must be an integer in [{self.min_agents}, {self.max_agents}], got {n_agents!r}")
-        if not isinstance(difficulty, int) or isinstance(difficulty, bool) or not 1 <= difficulty <= self.max_difficulty:
-            raise GameParamError(f"{self.name}: difficulty must be an integer in [1, {self.max_difficulty}], got {difficulty!r}")
+    def __init__(
+        self,
+        n_agents: int = 3,
+        difficulty: int = 1,
+        lazy_agents: list[int] | tuple = (),
+        render_mode: str | None = None,
+    ):
+        if (
+            not isinstance(n_agents, int)
+            or isinstance(n_agents, bool)
+            or not self.min_agents <= n_agents <= self.max_agents
+        ):
+            raise GameParamError(
+                f"{self.name}: n_agents must be an integer in [{self.min_agents}, {self.max_agents}], got {n_agents!r}"
+            )
+        if (
+            not isinstance(difficulty, int)
+            or isinstance(difficulty, bool)
+            or not 1 <= difficulty <= self.max_difficulty
+        ):
+            raise GameParamError(
+                f"{self.name}: difficulty must be an integer in [1, {self.max_difficulty}], got {difficulty!r}"
+            )
         lazy = sorted(set(int(i) for i in (lazy_agents or ())))
         bad = [i for i in lazy if not 0 <= i < n_agents]
         if bad:
-            raise GameParamError(f"{self.name}: lazy_agents {bad} are not agents of a team of {n_agents} (valid: 0..{n_agents - 1})")
+            raise GameParamError(
+                f"{self.name}: lazy_agents {bad} are not agents of a team of {n_agents} (valid: 0..{n_agents - 1})"
+            )
         if len(lazy) >= n_agents:
-            raise GameParamError(f"{self.name}: lazy_agents {lazy} leaves no agent whose actions matter; keep at least one agent out of lazy_agents")
+            raise GameParamError(
+                f"{self.name}: lazy_agents {lazy} leaves no agent whose actions matter; keep at least one agent out "
+                "of lazy_agents"
+            )
         if render_mode not in (None, "ansi"):
             raise GameParamError(f"{self.name}: render_mode must be None or 'ansi', got {render_mode!r}")
         self.n_agents = n_agents
@@ -196,8 +230,11 @@ class GameBase:
 
     def _with_format(self, components: dict) -> dict:
         """The game's components plus `format` and `parsed` from the recorded turns."""
-        return {**components, "format": per_agent_share(self.history, self.n_agents, "format"),
-                "parsed": per_agent_share(self.history, self.n_agents, "valid")}
+        return {
+            **components,
+            "format": per_agent_share(self.history, self.n_agents, "format"),
+            "parsed": per_agent_share(self.history, self.n_agents, "valid"),
+        }
 
     def null_action(self, agent):
         """The action of an agent outside the coalition: None (each card says what it means)."""
@@ -220,19 +257,38 @@ class GameBase:
     def episode(self, group: int = 0) -> Episode:
         """The episode just played, as an `Episode` (after the env finished)."""
         if self.task is None or self._result is None:
-            raise RuntimeError(f"{self.name}: episode() called before the episode finished; play until every agent is done")
+            raise RuntimeError(
+                f"{self.name}: episode() called before the episode finished; play until every agent is done"
+            )
         reward, components = self._result
-        return Episode(game=self.name, task_seed=int(self.task_seed), group=group, agents=list(self.possible_agents),
-                       turns=list(self.history), reward=float(reward),
-                       components={k: [float(x) for x in v] for k, v in components.items()},
-                       info={"n_agents": self.n_agents, "difficulty": self.difficulty, "lazy_agents": list(self.lazy_agents)})
+        return Episode(
+            game=self.name,
+            task_seed=int(self.task_seed),
+            group=group,
+            agents=list(self.possible_agents),
+            turns=list(self.history),
+            reward=float(reward),
+            components={k: [float(x) for x in v] for k, v in components.items()},
+            info={"n_agents": self.n_agents, "difficulty": self.difficulty, "lazy_agents": list(self.lazy_agents)},
+        )
 
     def _new_seed(self, seed) -> int:
         return int(seed) if seed is not None else int(np.random.SeedSequence().generate_state(1)[0])
 
     def _record(self, agent: int, prompt: str, text: str, reading: Reading, parent: int | None = None, **info) -> int:
-        self.history.append(Turn(agent=agent, step=len(self.history), prompt=prompt, text=text, action=reading.action,
-                                 valid=reading.action is not None, format=reading.formatted, parent=parent, info=info))
+        self.history.append(
+            Turn(
+                agent=agent,
+                step=len(self.history),
+                prompt=prompt,
+                text=text,
+                action=reading.action,
+                valid=reading.action is not None,
+                format=reading.formatted,
+                parent=parent,
+                info=info,
+            )
+        )
         return len(self.history) - 1
 
     def render(self):
@@ -259,8 +315,10 @@ class GameBase:
     def action_universe(self) -> list:
         """Every action any agent can take in this game (its order is the tabular policy's
         columns). Games without a tabular form raise a one-line error."""
-        raise GameParamError(f"{self.name} has no tabular form: tabular members play games that define action_universe, "
-                             f"key_universe, observation_key and legal_actions (every built-in game does)")
+        raise GameParamError(
+            f"{self.name} has no tabular form: tabular members play games that define action_universe, "
+            f"key_universe, observation_key and legal_actions (every built-in game does)"
+        )
 
     def key_universe(self) -> list:
         """Every observation key (the tabular policy's rows), in a fixed order."""
@@ -315,7 +373,9 @@ class OneShotGame(GameBase, ParallelEnv):
             raise RuntimeError(f"{self.name}: step() after the episode ended; call reset() first")
         unknown = set(actions) - set(self.possible_agents)
         if unknown:
-            raise ValueError(f"{self.name}: actions for unknown agents {sorted(unknown)}; valid agents: {self.possible_agents}")
+            raise ValueError(
+                f"{self.name}: actions for unknown agents {sorted(unknown)}; valid agents: {self.possible_agents}"
+            )
         parsed = []
         for i, agent in enumerate(self.possible_agents):
             text = normalise_text(actions.get(agent, ""))
@@ -414,7 +474,9 @@ class TurnGame(GameBase, AECEnv):
         text = normalise_text(action)
         reading = self.read(agent, text, self._views[agent])
         parsed = reading.action
-        self._last_turn_of[agent] = self._record(agent, self._views[agent], text, reading, parent=ctx.get("parent_turn"))
+        self._last_turn_of[agent] = self._record(
+            agent, self._views[agent], text, reading, parent=ctx.get("parent_turn")
+        )
         ctx = dict(ctx, turn=self._last_turn_of[agent])
         self._advance(self.task, self.state, agent, ctx, parsed)
         self.infos[agent_name] = {"valid": parsed is not None}

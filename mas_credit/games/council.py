@@ -23,6 +23,7 @@ Card
     dummy (N=4: weights [2, 2, 2, 1], quota > 3.5). `pivotal_agents()` lists them.
   Version history: v0 first release.
 """
+
 from __future__ import annotations
 
 import itertools
@@ -32,11 +33,17 @@ import numpy as np
 
 from mas_credit.games.base import GameParamError, OneShotGame, mask_bits
 
-TOPICS = ["Which river feeds the valley?", "Which gate is safe to open?", "Which path leads to the camp?",
-          "Which seed grows in winter?", "Which key fits the archive?", "Which signal means retreat?"]
+TOPICS = [
+    "Which river feeds the valley?",
+    "Which gate is safe to open?",
+    "Which path leads to the camp?",
+    "Which seed grows in winter?",
+    "Which key fits the archive?",
+    "Which signal means retreat?",
+]
 _STRICT = re.compile(r"\bvote\s*:\s*([A-Da-d])\b", re.IGNORECASE)
 _TAGGED = re.compile(r"vote\s*(?:for)?\s*[:=]?\s*(?:option\s+)?\(?([A-Da-d])\b", re.IGNORECASE)
-_LONE = re.compile(r"\b(?:([B-D])|(A)(?!\s+[a-z]))\b")   # "A" before a lowercase word is the article
+_LONE = re.compile(r"\b(?:([B-D])|(A)(?!\s+[a-z]))\b")  # "A" before a lowercase word is the article
 
 
 class CouncilEnv(OneShotGame):
@@ -47,15 +54,23 @@ class CouncilEnv(OneShotGame):
         super().__init__(n_agents, difficulty, lazy_agents, render_mode)
         if weights is None:
             weights = [2.0] * (n_agents - 1) + [1.0]
-        if not isinstance(weights, (list, tuple)) or len(weights) != n_agents or not all(
-                isinstance(w, (int, float)) and not isinstance(w, bool) and w > 0 for w in weights):
-            raise GameParamError(f"{self.name}: weights must be a list of {n_agents} positive numbers (one per agent), got {weights!r}")
+        if (
+            not isinstance(weights, (list, tuple))
+            or len(weights) != n_agents
+            or not all(isinstance(w, (int, float)) and not isinstance(w, bool) and w > 0 for w in weights)
+        ):
+            raise GameParamError(
+                f"{self.name}: weights must be a list of {n_agents} positive numbers (one per agent), got {weights!r}"
+            )
         self.weights = np.array(weights, dtype=np.float64)
         total = float(self.weights[self.active].sum())
         if quota is None:
             self.quota = None
         elif isinstance(quota, bool) or not isinstance(quota, (int, float)) or not 0 < quota <= total:
-            raise GameParamError(f"{self.name}: quota must be a number in (0, {total}] (the non-lazy agents' total weight), got {quota!r}")
+            raise GameParamError(
+                f"{self.name}: quota must be a number in (0, {total}] (the non-lazy agents' total weight), got "
+                f"{quota!r}"
+            )
         else:
             self.quota = float(quota)
         self._total = total
@@ -74,8 +89,11 @@ class CouncilEnv(OneShotGame):
                 continue
             others = [j for j in range(self.n_agents) if j != i and self.active[j]]
             for r in range(len(others) + 1):
-                if any(not self._wins(sum(self.weights[list(s)])) and self._wins(sum(self.weights[list(s)]) + self.weights[i])
-                       for s in itertools.combinations(others, r)):
+                if any(
+                    not self._wins(sum(self.weights[list(s)]))
+                    and self._wins(sum(self.weights[list(s)]) + self.weights[i])
+                    for s in itertools.combinations(others, r)
+                ):
                     out.append(i)
                     break
         return out
@@ -86,8 +104,13 @@ class CouncilEnv(OneShotGame):
     def _make_task(self, rng):
         options = self._options()
         answer = options[int(rng.integers(len(options)))]
-        return {"question": TOPICS[int(rng.integers(len(TOPICS)))], "answer": answer,
-                "order": [[str(o) for o in rng.permutation([o for o in options if o != answer])] for _ in range(self.n_agents)]}
+        return {
+            "question": TOPICS[int(rng.integers(len(TOPICS)))],
+            "answer": answer,
+            "order": [
+                [str(o) for o in rng.permutation([o for o in options if o != answer])] for _ in range(self.n_agents)
+            ],
+        }
 
     def _prompt(self, task, agent):
         options = self._options()
@@ -95,9 +118,11 @@ class CouncilEnv(OneShotGame):
             brief = f"Your briefing says the answer is {task['answer']}."
         else:
             brief = f"Your briefing rules out {', '.join(task['order'][agent])}; the answer is the remaining option."
-        return (f"You are {self.possible_agents[agent]}, a council member with voting weight {self.weights[agent]:g}. "
-                f"Question: {task['question']} Options: {', '.join(options)}. {brief} "
-                f"A weighted majority of right votes is needed. Reply in the form 'VOTE: <letter>'.")
+        return (
+            f"You are {self.possible_agents[agent]}, a council member with voting weight {self.weights[agent]:g}. "
+            f"Question: {task['question']} Options: {', '.join(options)}. {brief} "
+            f"A weighted majority of right votes is needed. Reply in the form 'VOTE: <letter>'."
+        )
 
     def _parse_strict(self, agent, text):
         m = _STRICT.search(text)
@@ -117,7 +142,7 @@ class CouncilEnv(OneShotGame):
         return list(self._options())
 
     def observation_key(self, agent):
-        return self.task["answer"]                         # what the agent's briefing identifies
+        return self.task["answer"]  # what the agent's briefing identifies
 
     def expert_action(self, agent):
         return self.task["answer"]
@@ -136,7 +161,7 @@ class CouncilEnv(OneShotGame):
 
     def team_values(self, episode, masks):
         task = self.make_task(episode.task_seed)
-        correct = self._correct(task, self.actions_of(episode))              # [N]
-        present = mask_bits(masks, self.n_agents)                             # [M, N]
-        weight_for = (present & correct) @ self.weights                       # [M]
+        correct = self._correct(task, self.actions_of(episode))  # [N]
+        present = mask_bits(masks, self.n_agents)  # [M, N]
+        weight_for = (present & correct) @ self.weights  # [M]
         return self._wins(weight_for).astype(np.float64)

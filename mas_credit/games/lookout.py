@@ -17,6 +17,7 @@ Card
     leave-one-out gives 0 to all when k >= 2.
   Version history: v0 first release.
 """
+
 from __future__ import annotations
 
 import re
@@ -27,8 +28,11 @@ from mas_credit.games.base import OneShotGame, mask_bits
 
 GRID = {1: 5, 2: 6, 3: 8}
 N_DECOYS = {1: 2, 2: 4, 3: 7}
-DECOYS = {1: ["rock", "tree", "blue crate"], 2: ["rock", "blue flag", "red crate", "tree"],
-          3: ["red cloth", "orange flag", "red crate", "blue flag", "rock"]}
+DECOYS = {
+    1: ["rock", "tree", "blue crate"],
+    2: ["rock", "blue flag", "red crate", "tree"],
+    3: ["red cloth", "orange flag", "red crate", "blue flag", "rock"],
+}
 _STRICT = re.compile(r"\bfound\s*:\s*([A-Ha-h])([1-8])\b", re.IGNORECASE)
 _TAGGED = re.compile(r"found\s*[:=]?\s*(?:at\s+|in\s+)?([A-Ha-h])\s*([1-8])(?!\d)", re.IGNORECASE)
 _CELL = re.compile(r"\b([A-Ha-h])([1-8])\b")
@@ -58,9 +62,11 @@ class LookoutEnv(OneShotGame):
         return {"target": target, "reports": reports}
 
     def _prompt(self, task, agent):
-        return (f"You are {self.possible_agents[agent]}, one of {self.n_agents} lookouts searching for a red flag. "
-                f"The team succeeds if any lookout finds it. Your scan report: {'; '.join(task['reports'][agent])}. "
-                f"Reply with the flag's cell in the form 'FOUND: <cell>'.")
+        return (
+            f"You are {self.possible_agents[agent]}, one of {self.n_agents} lookouts searching for a red flag. "
+            f"The team succeeds if any lookout finds it. Your scan report: {'; '.join(task['reports'][agent])}. "
+            f"Reply with the flag's cell in the form 'FOUND: <cell>'."
+        )
 
     def _cell(self, m):
         if not m:
@@ -82,13 +88,13 @@ class LookoutEnv(OneShotGame):
         return self._cells()
 
     def key_universe(self):
-        return self._cells() + [None]                      # None: a broken scanner (lazy agent)
+        return self._cells() + [None]  # None: a broken scanner (lazy agent)
 
     def observation_key(self, agent):
         return self.task["target"] if self.active[agent] else None
 
     def legal_actions(self, agent):
-        return sorted(s.split(":")[0] for s in self.task["reports"][agent])      # the cells in its scan report
+        return sorted(s.split(":")[0] for s in self.task["reports"][agent])  # the cells in its scan report
 
     def expert_action(self, agent):
         return self.task["target"]
@@ -106,6 +112,6 @@ class LookoutEnv(OneShotGame):
 
     def team_values(self, episode, masks):
         task = self.make_task(episode.task_seed)
-        correct = self._correct(task, self.actions_of(episode))              # [N]
-        present = mask_bits(masks, self.n_agents)                             # [M, N]
+        correct = self._correct(task, self.actions_of(episode))  # [N]
+        present = mask_bits(masks, self.n_agents)  # [M, N]
         return np.any(present & correct, axis=1).astype(np.float64)

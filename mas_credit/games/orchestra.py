@@ -36,6 +36,7 @@ Card
            expert's move), ("compose", "guess") its own wrong values.
   Version history: v0 first release.
 """
+
 from __future__ import annotations
 
 import itertools
@@ -73,7 +74,10 @@ class OrchestraEnv(TurnGame):
     def __init__(self, n_agents=3, difficulty=1, lazy_agents=(), render_mode=None):
         super().__init__(n_agents, difficulty, lazy_agents, render_mode)
         if 0 in self.lazy_agents:
-            raise GameParamError(f"{self.name}: agent 0 is the main agent and cannot be lazy; list only sub-agents (1..{n_agents - 1}) in lazy_agents")
+            raise GameParamError(
+                f"{self.name}: agent 0 is the main agent and cannot be lazy; list only sub-agents "
+                f"(1..{n_agents - 1}) in lazy_agents"
+            )
         self.n_parts = N_PARTS[difficulty]
         self.max_calls = 2 * self.n_parts
 
@@ -94,8 +98,15 @@ class OrchestraEnv(TurnGame):
 
     # -- rules ------------------------------------------------------------------------
     def _init_state(self, task):
-        return {"queue": [(0, {"phase": "plan"})], "calls": [], "answers": [], "orig_answers": None,
-                "plan": None, "final": None, "sub_correct": {}}
+        return {
+            "queue": [(0, {"phase": "plan"})],
+            "calls": [],
+            "answers": [],
+            "orig_answers": None,
+            "plan": None,
+            "final": None,
+            "sub_correct": {},
+        }
 
     def _advance(self, task, state, agent, ctx, action):
         phase = ctx["phase"]
@@ -104,7 +115,9 @@ class OrchestraEnv(TurnGame):
             state["plan"] = plan
             for call, (sub, attr) in enumerate(plan or ()):
                 state["calls"].append((sub, attr))
-                state["queue"].append((sub, {"phase": "answer", "call": call, "attr": attr, "parent_turn": ctx.get("turn")}))
+                state["queue"].append(
+                    (sub, {"phase": "answer", "call": call, "attr": attr, "parent_turn": ctx.get("turn")})
+                )
             state["queue"].append((0, {"phase": "final"}))
         elif phase == "answer":
             answer = action[1] if action is not None and action[0] == "answer" else None
@@ -122,7 +135,9 @@ class OrchestraEnv(TurnGame):
         orig = state["orig_answers"] if state["orig_answers"] is not None else state["answers"]
         out = {}
         for attr, value in state["final"].items():
-            copied = [c for c, (sub, a) in enumerate(state["calls"]) if a == attr and c < len(orig) and orig[c] == value]
+            copied = [
+                c for c, (sub, a) in enumerate(state["calls"]) if a == attr and c < len(orig) and orig[c] == value
+            ]
             out[attr] = state["answers"][copied[-1]] if copied else value
         return out
 
@@ -140,35 +155,53 @@ class OrchestraEnv(TurnGame):
         # The answers the main agent received in the recorded episode, in call order,
         # tell which of its final values were copies of a call's answer.
         state = self._init_state(task)
-        state["orig_answers"] = [t.action[1] if t.action is not None and t.action[0] == "answer" and self.active[t.agent]
-                                 else None for t in episode.turns if t.agent != 0]
+        state["orig_answers"] = [
+            t.action[1] if t.action is not None and t.action[0] == "answer" and self.active[t.agent] else None
+            for t in episode.turns
+            if t.agent != 0
+        ]
         return state
 
     # -- text ---------------------------------------------------------------------------
     def _idle_view(self, task, agent):
         if agent == 0:
             return "You are agent_0, the main agent. Wait for your turn."
-        return f"You are {self.possible_agents[agent]}, a sub-agent. Your records: {'; '.join(task['records'][agent])}. Wait for a call."
+        records = "; ".join(task["records"][agent])
+        return f"You are {self.possible_agents[agent]}, a sub-agent. Your records: {records}. Wait for a call."
 
     def _prompt(self, task, state, agent, ctx):
         parts = " and ".join(f"the {a}" for a in task["attrs"])
         if ctx["phase"] == "plan":
-            directory = "; ".join(f"{self.possible_agents[i]} keeps records on "
-                                  f"{', '.join(sorted({a for a, o in task['owner'].items() if o == i} | {'other places'}))}"
-                                  for i in range(1, self.n_agents))
-            return (f"You are agent_0, the main agent. Question: what are {parts} of {task['place']}? "
-                    f"Sub-agents: {directory}. Call sub-agents for the parts, one call per line, in the form "
-                    f"'CALL agent_<k>: <attribute>'.")
+            directory = "; ".join(
+                f"{self.possible_agents[i]} keeps records on "
+                f"{', '.join(sorted({a for a, o in task['owner'].items() if o == i} | {'other places'}))}"
+                for i in range(1, self.n_agents)
+            )
+            return (
+                f"You are agent_0, the main agent. Question: what are {parts} of {task['place']}? "
+                f"Sub-agents: {directory}. Call sub-agents for the parts, one call per line, in the form "
+                f"'CALL agent_<k>: <attribute>'."
+            )
         if ctx["phase"] == "answer":
-            return (f"You are {self.possible_agents[agent]}. agent_0 asks you: what is the {ctx['attr']} of {task['place']}? "
-                    f"Your records: {'; '.join(task['records'][agent])}. Reply 'ANSWER: <value>' or 'ANSWER: unknown'.")
-        got = "; ".join(f"{self.possible_agents[sub]} said {attr} = {ans if ans is not None else '(no answer)'}"
-                        for (sub, attr), ans in zip(state["calls"], state["answers"])) or "no answers"
-        return (f"You are agent_0, the main agent. Question: what are {parts} of {task['place']}? Answers received: {got}. "
-                f"Compose the final answer in the form 'FINAL: <attribute>=<value>; <attribute>=<value>'.")
+            return (
+                f"You are {self.possible_agents[agent]}. agent_0 asks you: what is the {ctx['attr']} of "
+                f"{task['place']}? "
+                f"Your records: {'; '.join(task['records'][agent])}. Reply 'ANSWER: <value>' or 'ANSWER: unknown'."
+            )
+        got = (
+            "; ".join(
+                f"{self.possible_agents[sub]} said {attr} = {ans if ans is not None else '(no answer)'}"
+                for (sub, attr), ans in zip(state["calls"], state["answers"])
+            )
+            or "no answers"
+        )
+        return (
+            f"You are agent_0, the main agent. Question: what are {parts} of {task['place']}? Answers received: {got}. "
+            f"Compose the final answer in the form 'FINAL: <attribute>=<value>; <attribute>=<value>'."
+        )
 
     def _reads_names(self, agent):
-        return agent == 0                                  # the main agent's calls name sub-agents
+        return agent == 0  # the main agent's calls name sub-agents
 
     def _final(self, body):
         pairs = [(a.lower(), v.lower()) for a, v in _PAIR.findall(body) if a.lower() in ATTRIBUTES]
@@ -222,15 +255,20 @@ class OrchestraEnv(TurnGame):
     # -- the tabular form (module docstring) ---------------------------------------------
     def _routes(self):
         if not hasattr(self, "_route_list"):
-            self._route_list = [("route", subs) for subs in itertools.product(range(1, self.n_agents), repeat=self.n_parts)]
+            self._route_list = [
+                ("route", subs) for subs in itertools.product(range(1, self.n_agents), repeat=self.n_parts)
+            ]
         return self._route_list
 
     def action_universe(self):
-        return (self._routes() + [("reply", r) for r in ("record", "unknown", "wrong")]
-                + [("compose", c) for c in ("copy", "guess")])
+        return (
+            self._routes()
+            + [("reply", r) for r in ("record", "unknown", "wrong")]
+            + [("compose", c) for c in ("copy", "guess")]
+        )
 
     def key_universe(self):
-        return ([("plan", subs) for _, subs in self._routes()] + [("answer", True), ("answer", False)] + [("final",)])
+        return [("plan", subs) for _, subs in self._routes()] + [("answer", True), ("answer", False)] + [("final",)]
 
     def observation_key(self, agent):
         agent = self._idx(agent)
@@ -258,10 +296,16 @@ class OrchestraEnv(TurnGame):
             if body == "unknown":
                 return ("answer", "unknown")
             held = task["owner"].get(attr) == agent
-            return ("answer", task["truth"][attr] if body == "record" and held else wrong[0] if body == "record" else wrong[1])
+            return (
+                "answer",
+                task["truth"][attr] if body == "record" and held else wrong[0] if body == "record" else wrong[1],
+            )
         if body == "copy":
             return self.expert_action(agent)
-        return ("final", tuple(sorted((a, [v for v in ATTRIBUTES[a] if v != task["truth"][a]][0]) for a in task["attrs"])))
+        return (
+            "final",
+            tuple(sorted((a, [v for v in ATTRIBUTES[a] if v != task["truth"][a]][0]) for a in task["attrs"])),
+        )
 
     def wrong_action(self, agent, rng):
         agent = self._idx(agent)

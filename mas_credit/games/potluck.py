@@ -16,6 +16,7 @@ Card
     (1/m or 0); leave-one-out and every sound estimator agree.
   Version history: v0 first release.
 """
+
 from __future__ import annotations
 
 import re
@@ -24,10 +25,48 @@ import numpy as np
 
 from mas_credit.games.base import OneShotGame, mask_bits
 
-DISHES = ["bread", "cheese", "olives", "salad", "soup", "rice", "beans", "pasta", "curry", "pie",
-          "cake", "fruit", "nuts", "dumplings", "tacos", "sushi", "pickles", "hummus", "falafel", "noodles",
-          "stew", "chips", "cookies", "pudding", "lemonade", "tea", "coffee", "juice", "yogurt", "muffins",
-          "pancakes", "waffles", "omelette", "quiche", "risotto", "lasagna", "burritos", "samosas", "kebabs", "tofu"]
+DISHES = [
+    "bread",
+    "cheese",
+    "olives",
+    "salad",
+    "soup",
+    "rice",
+    "beans",
+    "pasta",
+    "curry",
+    "pie",
+    "cake",
+    "fruit",
+    "nuts",
+    "dumplings",
+    "tacos",
+    "sushi",
+    "pickles",
+    "hummus",
+    "falafel",
+    "noodles",
+    "stew",
+    "chips",
+    "cookies",
+    "pudding",
+    "lemonade",
+    "tea",
+    "coffee",
+    "juice",
+    "yogurt",
+    "muffins",
+    "pancakes",
+    "waffles",
+    "omelette",
+    "quiche",
+    "risotto",
+    "lasagna",
+    "burritos",
+    "samosas",
+    "kebabs",
+    "tofu",
+]
 _STRICT = re.compile(r"\bbring\s*:\s*(" + "|".join(DISHES) + r")\b", re.IGNORECASE)
 _TAGGED = re.compile(r"bring\s*[:=]?\s*(?:the\s+)?([a-z]+)", re.IGNORECASE)
 _ANY = re.compile(r"\b(" + "|".join(DISHES) + r")\b", re.IGNORECASE)
@@ -54,9 +93,11 @@ class PotluckEnv(OneShotGame):
         return {"needs": [str(x) for x in needs], "own": own, "items": [[str(x) for x in it] for it in items]}
 
     def _prompt(self, task, agent):
-        return (f"You are {self.possible_agents[agent]}, one of {self.n_agents} agents at a potluck. "
-                f"The party needs: {', '.join(task['needs'])}. You have: {', '.join(task['items'][agent])}. "
-                f"Bring the one dish of yours that the party needs. Reply in the form 'BRING: <dish>'.")
+        return (
+            f"You are {self.possible_agents[agent]}, one of {self.n_agents} agents at a potluck. "
+            f"The party needs: {', '.join(task['needs'])}. You have: {', '.join(task['items'][agent])}. "
+            f"Bring the one dish of yours that the party needs. Reply in the form 'BRING: <dish>'."
+        )
 
     def _parse_strict(self, agent, text):
         m = _STRICT.search(text)
@@ -76,7 +117,7 @@ class PotluckEnv(OneShotGame):
         return list(DISHES)
 
     def key_universe(self):
-        return list(DISHES) + [None]                       # None: a lazy agent, which holds no needed dish
+        return list(DISHES) + [None]  # None: a lazy agent, which holds no needed dish
 
     def observation_key(self, agent):
         return self.task["own"][agent]
@@ -102,6 +143,6 @@ class PotluckEnv(OneShotGame):
 
     def team_values(self, episode, masks):
         task = self.make_task(episode.task_seed)
-        correct = self._correct(task, self.actions_of(episode))              # [N]
-        present = mask_bits(masks, self.n_agents)                             # [M, N]
+        correct = self._correct(task, self.actions_of(episode))  # [N]
+        present = mask_bits(masks, self.n_agents)  # [M, N]
         return (present & correct).sum(axis=1) / len(task["needs"])

@@ -23,6 +23,7 @@ Card
     wrong, R = 0.2 and each of them gets -0.2/w: a harmful agent's credit is negative.
   Version history: v0 first release.
 """
+
 from __future__ import annotations
 
 import re
@@ -57,10 +58,12 @@ class RampartEnv(OneShotGame):
         else:
             a = task["addends"][agent]
             clue = f"Your segment's brace takes {a} plus {p - a} planks."
-        return (f"You are {self.possible_agents[agent]}, one of {self.n_agents} guards bracing a wall. "
-                f"The wall holds only as well as its weakest segment: a right brace makes a segment strong, "
-                f"a wrong one makes it weaker than leaving it alone. {clue} "
-                f"Reply with the number of planks in the form 'PLANKS: <n>'.")
+        return (
+            f"You are {self.possible_agents[agent]}, one of {self.n_agents} guards bracing a wall. "
+            f"The wall holds only as well as its weakest segment: a right brace makes a segment strong, "
+            f"a wrong one makes it weaker than leaving it alone. {clue} "
+            f"Reply with the number of planks in the form 'PLANKS: <n>'."
+        )
 
     def _parse_strict(self, agent, text):
         m = _STRICT.search(text)
@@ -97,7 +100,7 @@ class RampartEnv(OneShotGame):
 
     def _strengths(self, task, actions, present=None):
         """[M, N] segment strengths for [M, N] presence (None: everyone present)."""
-        acts = np.array([-1 if a is None else int(a) for a in actions])                  # [N]
+        acts = np.array([-1 if a is None else int(a) for a in actions])  # [N]
         braced = np.where(acts < 0, BASE, np.where(acts == np.array(task["planks"]), RIGHT, WRONG))
         present = np.ones((1, self.n_agents), bool) if present is None else present
         strength = np.where(present, braced[None, :], BASE)
@@ -109,4 +112,8 @@ class RampartEnv(OneShotGame):
 
     def team_values(self, episode, masks):
         task = self.make_task(episode.task_seed)
-        return self._strengths(task, self.actions_of(episode), mask_bits(masks, self.n_agents)).min(axis=1).astype(np.float64)
+        return (
+            self._strengths(task, self.actions_of(episode), mask_bits(masks, self.n_agents))
+            .min(axis=1)
+            .astype(np.float64)
+        )

@@ -24,6 +24,7 @@ Card
     the target: on success exact Shapley gives 1/m to each of the m non-lazy agents.
   Version history: v0 first release.
 """
+
 from __future__ import annotations
 
 import re
@@ -91,9 +92,11 @@ class RelayEnv(TurnGame):
         p = ctx["position"]
         source = "the start value" if p == 0 else f"the value from {self.possible_agents[self.order[p - 1]]}"
         last = " You are the last station: your result is the team's report." if p == self.n_agents - 1 else ""
-        return (f"You are {self.possible_agents[agent]}, station {p + 1} of {self.n_agents} in a relay. "
-                f"You receive {source}: {state['value']}. Your operation: {self._describe(task['ops'][agent])}.{last} "
-                f"Reply with the operation you apply in the form 'APPLY: +<n>' or 'APPLY: *<n>'.")
+        return (
+            f"You are {self.possible_agents[agent]}, station {p + 1} of {self.n_agents} in a relay. "
+            f"You receive {source}: {state['value']}. Your operation: {self._describe(task['ops'][agent])}.{last} "
+            f"Reply with the operation you apply in the form 'APPLY: +<n>' or 'APPLY: *<n>'."
+        )
 
     def _parse_strict(self, agent, text):
         m = _STRICT.search(text)
@@ -149,7 +152,7 @@ class RelayEnv(TurnGame):
         actions = [None] * self.n_agents
         for turn in episode.turns:
             actions[turn.agent] = tuple(turn.action) if turn.action is not None else None
-        present = mask_bits(masks, self.n_agents)                             # [M, N]
+        present = mask_bits(masks, self.n_agents)  # [M, N]
         value = np.full(len(present), task["x0"], dtype=object)  # [M]; exact big ints, no overflow
         for i in self.order:
             if self.active[i] and actions[i] is not None:

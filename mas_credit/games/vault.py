@@ -17,6 +17,7 @@ Card
     non-lazy agents and 0 to lazy ones; leave-one-out gives 1 to every non-lazy agent.
   Version history: v0 first release.
 """
+
 from __future__ import annotations
 
 import re
@@ -50,9 +51,11 @@ class VaultEnv(OneShotGame):
         else:
             a = task["addends"][agent]
             clue = f"Your digit is {a} plus {d - a}."
-        return (f"You are {self.possible_agents[agent]}, one of {self.n_agents} agents opening a vault. "
-                f"Each agent holds one digit of the code; the vault opens only if every agent reports its digit. "
-                f"{clue} Reply with your digit in the form 'DIGIT: <d>'.")
+        return (
+            f"You are {self.possible_agents[agent]}, one of {self.n_agents} agents opening a vault. "
+            f"Each agent holds one digit of the code; the vault opens only if every agent reports its digit. "
+            f"{clue} Reply with your digit in the form 'DIGIT: <d>'."
+        )
 
     def _parse_strict(self, agent, text):
         m = _STRICT.search(text)
@@ -91,6 +94,6 @@ class VaultEnv(OneShotGame):
 
     def team_values(self, episode, masks):
         task = self.make_task(episode.task_seed)
-        correct = self._correct(task, self.actions_of(episode))              # [N]
-        present = mask_bits(masks, self.n_agents)                             # [M, N]
+        correct = self._correct(task, self.actions_of(episode))  # [N]
+        present = mask_bits(masks, self.n_agents)  # [M, N]
         return np.all((present & correct) | ~self.active, axis=1).astype(np.float64)

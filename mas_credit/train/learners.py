@@ -16,6 +16,7 @@ Rows (one per trained turn): prompt, response (token ids; a tabular turn's "prom
 [key, *legal actions] and its "response" [chosen action], as indices), sampler_logprobs,
 adv, weight. This module must not know about games, estimators or rollouts.
 """
+
 from __future__ import annotations
 
 import torch
@@ -80,13 +81,24 @@ class PolicyLearner:
         epoch), ratio_dev_first (largest |ratio - 1| in the first epoch: 0), grad_norm,
         turns, tokens, the sampler/trainer gap |old - sampler| (gap_max, gap_mean; gap_sum
         for the iteration's mean), and adv_var (the weighted variance of the advantages)."""
-        stats = {"pg": 0.0, "kl": 0.0, "clip_frac": 0.0, "ratio_dev_first": 0.0, "grad_norm": 0.0, "turns": float(len(rows)),
-                 "tokens": 0.0, "gap_max": 0.0, "gap_mean": 0.0, "gap_sum": 0.0, "adv_var": 0.0}
+        stats = {
+            "pg": 0.0,
+            "kl": 0.0,
+            "clip_frac": 0.0,
+            "ratio_dev_first": 0.0,
+            "grad_norm": 0.0,
+            "turns": float(len(rows)),
+            "tokens": 0.0,
+            "gap_max": 0.0,
+            "gap_mean": 0.0,
+            "gap_sum": 0.0,
+            "adv_var": 0.0,
+        }
         if not rows:
             return stats
         self.begin()
         t = self.cfg
-        rows = sorted(rows, key=lambda r: (len(r["prompt"]), r["prompt"]))        # equal prompts share a micro-batch
+        rows = sorted(rows, key=lambda r: (len(r["prompt"]), r["prompt"]))  # equal prompts share a micro-batch
         normaliser = sum(r["weight"] * len(r["response"]) for r in rows)
         chunks = [self._chunk_inputs(chunk) for chunk in self.chunks(rows)]
         zero = torch.zeros((), device=self.device)
@@ -103,8 +115,17 @@ class PolicyLearner:
                     if t.tis_cap > 0:
                         chunk["tis"] = torch.exp(chunk["old"] - chunk["sampler"]).clamp(max=t.tis_cap)
                 ref = chunk["ref"] if self.kl_coef > 0 else logp.detach()
-                loss, part = policy_loss(logp, chunk["old"], ref, chunk["adv"].expand_as(logp), chunk["weight"] * mask,
-                                         t.clip_eps, self.kl_coef, normaliser, chunk.get("tis"))
+                loss, part = policy_loss(
+                    logp,
+                    chunk["old"],
+                    ref,
+                    chunk["adv"].expand_as(logp),
+                    chunk["weight"] * mask,
+                    t.clip_eps,
+                    self.kl_coef,
+                    normaliser,
+                    chunk.get("tis"),
+                )
                 loss.backward()
                 sums = {k: sums[k] + part[k] for k in sums}
                 if epoch == 0:
@@ -116,23 +137,35 @@ class PolicyLearner:
         adv = torch.tensor([r["adv"] for r in rows], dtype=torch.float64)
         weight = torch.tensor([r["weight"] for r in rows], dtype=torch.float64)
         mean = (adv * weight).sum() / weight.sum()
-        stats.update(pg=float(sums["pg"]), kl=float(sums["kl"]), clip_frac=float(sums["clipped"]) / response_tokens,
-                     ratio_dev_first=float(ratio_dev), grad_norm=float(grad_norm), tokens=float(response_tokens),
-                     gap_max=float(gap_max), gap_mean=float(gap_sum) / response_tokens, gap_sum=float(gap_sum),
-                     adv_var=float((weight * (adv - mean) ** 2).sum() / weight.sum()))
+        stats.update(
+            pg=float(sums["pg"]),
+            kl=float(sums["kl"]),
+            clip_frac=float(sums["clipped"]) / response_tokens,
+            ratio_dev_first=float(ratio_dev),
+            grad_norm=float(grad_norm),
+            tokens=float(response_tokens),
+            gap_max=float(gap_max),
+            gap_mean=float(gap_sum) / response_tokens,
+            gap_sum=float(gap_sum),
+            adv_var=float((weight * (adv - mean) ** 2).sum() / weight.sum()),
+        )
         return stats
 
     def _chunk_inputs(self, chunk: list[dict]) -> dict:
         """A micro-batch's fixed inputs, built once for every epoch and moved to the device in
         one copy each: pairs, sampler log-probs, advantage [M, 1], turn weight [M, 1], and
         reference log-probs [M, L] when kl_coef > 0 (each [M, L] right-padded with 0)."""
-        out = {"pairs": [(r["prompt"], r["response"]) for r in chunk],
-               "sampler": right_padded([r["sampler_logprobs"] for r in chunk], torch.float32).to(self.device),
-               "adv": torch.tensor([[r["adv"]] for r in chunk], dtype=torch.float32).to(self.device),
-               "weight": torch.tensor([[r["weight"]] for r in chunk], dtype=torch.float32).to(self.device)}
+        out = {
+            "pairs": [(r["prompt"], r["response"]) for r in chunk],
+            "sampler": right_padded([r["sampler_logprobs"] for r in chunk], torch.float32).to(self.device),
+            "adv": torch.tensor([[r["adv"]] for r in chunk], dtype=torch.float32).to(self.device),
+            "weight": torch.tensor([[r["weight"]] for r in chunk], dtype=torch.float32).to(self.device),
+        }
         if self.kl_coef > 0:
             if any("ref" not in r for r in chunk):
-                raise ValueError(f"learner {self.name}: kl_coef > 0 needs reference log-probs: call prepare_group first")
+                raise ValueError(
+                    f"learner {self.name}: kl_coef > 0 needs reference log-probs: call prepare_group first"
+                )
             out["ref"] = torch.nn.utils.rnn.pad_sequence([r["ref"].float() for r in chunk], batch_first=True)
         return out
 
@@ -190,13 +223,19 @@ class LLMLearner(PolicyLearner):
         for members in by_model.values():
             learner = members[0][0]
             rows = sorted((r for _, rs in members for r in rs), key=lambda r: (len(r["prompt"]), r["prompt"]))
-            budget = REFERENCE_BUDGET * learner.cfg.token_budget     # no gradients: no activations kept, so larger micro-batches
+            budget = (
+                REFERENCE_BUDGET * learner.cfg.token_budget
+            )  # no gradients: no activations kept, so larger micro-batches
             with torch.inference_mode(), learner.model.disable_adapter():
                 for chunk in token_chunks(rows, budget):
-                    ref, _ = response_logprobs(learner.model, [(r["prompt"], r["response"]) for r in chunk],
-                                               learner.temperature, learner.share_prompts)
+                    ref, _ = response_logprobs(
+                        learner.model,
+                        [(r["prompt"], r["response"]) for r in chunk],
+                        learner.temperature,
+                        learner.share_prompts,
+                    )
                     for m, r in enumerate(chunk):
-                        r["ref"] = ref[m, : len(r["response"])]                   # stays on the device: no copy back
+                        r["ref"] = ref[m, : len(r["response"])]  # stays on the device: no copy back
 
 
 REFERENCE_BUDGET = 4
@@ -231,7 +270,10 @@ class TabularLearner(PolicyLearner):
         return self.policy.logprobs(pairs), torch.ones((len(pairs), 1), dtype=torch.bool)
 
     def state_dict(self) -> dict:
-        return {"policy": self.policy.state_dict(), "optimizer": None if self._optimizer is None else self._optimizer.state_dict()}
+        return {
+            "policy": self.policy.state_dict(),
+            "optimizer": None if self._optimizer is None else self._optimizer.state_dict(),
+        }
 
     def load_state_dict(self, state: dict) -> None:
         self.policy.load_state_dict(state["policy"])
@@ -244,10 +286,10 @@ def make_learners(team, trained_agents: list[int], train_cfg) -> list[PolicyLear
     """The learners of a team's trained agents: one per LLM adapter (agents that share an
     adapter share its learner), one per tabular member. Frozen and scripted members have none."""
     learners = []
-    if isinstance(team, ModelTeam) and team.models:                    # an LLM team, or a mixed team with LLM members
-        adapters: dict[tuple[int, str], list[int]] = {}          # (model, adapter) -> the trained agents that play it
+    if isinstance(team, ModelTeam) and team.models:  # an LLM team, or a mixed team with LLM members
+        adapters: dict[tuple[int, str], list[int]] = {}  # (model, adapter) -> the trained agents that play it
         for agent in trained_agents:
-            if team.plays_adapter(agent):                                # a mixed team's LLM members only
+            if team.plays_adapter(agent):  # a mixed team's LLM members only
                 adapters.setdefault((team.model_index[agent], team.adapters[agent]), []).append(agent)
         learners += [LLMLearner(team, m, adapter, agents, train_cfg) for (m, adapter), agents in adapters.items()]
     for agent in trained_agents:

@@ -14,12 +14,15 @@ efficient RL framework secretly brings you off-policy RL training"), 1 when off.
 
 This module must not know about games, teams or estimators.
 """
+
 from __future__ import annotations
 
 import torch
 
 
-def response_logprobs(model, rows: list[tuple[list[int], list[int]]], temperature: float = 1.0, share_prompts: bool = True):
+def response_logprobs(
+    model, rows: list[tuple[list[int], list[int]]], temperature: float = 1.0, share_prompts: bool = True
+):
     """Log-probabilities of each row's response tokens after its prompt: logp [M, L], mask [M, L].
 
     Rows that share a prompt (the episodes of one task group, in one-shot games) have it
@@ -46,8 +49,8 @@ def _left_padded(sequences: list[list[int]], device):
     ids = torch.zeros((len(sequences), width), dtype=torch.long)
     attention = torch.zeros((len(sequences), width), dtype=torch.long)
     for m, seq in enumerate(sequences):
-        ids[m, width - len(seq):] = torch.tensor(seq)
-        attention[m, width - len(seq):] = 1
+        ids[m, width - len(seq) :] = torch.tensor(seq)
+        attention[m, width - len(seq) :] = 1
     return ids.to(device), attention.to(device)
 
 
@@ -65,11 +68,12 @@ def _one_pass_logprobs(model, rows, temperature):
     ids, attention = _left_padded([p + r for p, r in rows], device)
     width = ids.shape[1]
     position_ids = (attention.cumsum(dim=1) - 1).clamp(min=0)
-    logits = model(input_ids=ids, attention_mask=attention, position_ids=position_ids,
-                   logits_to_keep=longest + 1).logits                                       # [M, L+1, V]
+    logits = model(
+        input_ids=ids, attention_mask=attention, position_ids=position_ids, logits_to_keep=longest + 1
+    ).logits  # [M, L+1, V]
     # window position k predicts the token at absolute position width - longest + k
-    logp_all = torch.log_softmax(logits[:, :-1].float() / temperature, dim=-1)             # [M, L, V]
-    targets = ids[:, width - longest:]                                                       # [M, L]
+    logp_all = torch.log_softmax(logits[:, :-1].float() / temperature, dim=-1)  # [M, L, V]
+    targets = ids[:, width - longest :]  # [M, L]
     token_logp = logp_all.gather(-1, targets[:, :, None]).squeeze(-1)
     lengths = torch.tensor([len(r) for _, r in rows]).to(device)
     index = torch.arange(longest, device=device)
@@ -95,34 +99,53 @@ def _shared_prompt_logprobs(model, rows, temperature):
     prompts = list(dict.fromkeys(tuple(p) for p, _ in rows))
     slot = {p: k for k, p in enumerate(prompts)}
     ids, attention = _left_padded([list(p) for p in prompts], device)
-    out = model(input_ids=ids, attention_mask=attention, position_ids=(attention.cumsum(dim=1) - 1).clamp(min=0),
-                use_cache=True, logits_to_keep=1)
-    which = torch.tensor([slot[tuple(p)] for p, _ in rows]).to(device)                     # [M] row -> its prompt
+    out = model(
+        input_ids=ids,
+        attention_mask=attention,
+        position_ids=(attention.cumsum(dim=1) - 1).clamp(min=0),
+        use_cache=True,
+        logits_to_keep=1,
+    )
+    which = torch.tensor([slot[tuple(p)] for p, _ in rows]).to(device)  # [M] row -> its prompt
     # index_select, not indexing: its backward (index_add) is deterministic on CPU, so a resumed
     # run repeats an uninterrupted one bit for bit
-    first = out.logits[:, -1].index_select(0, which)                                           # [M, V] predicts token 0
+    first = out.logits[:, -1].index_select(0, which)  # [M, V] predicts token 0
     longest = max(len(r) for _, r in rows)
     lengths = torch.tensor([len(r) for _, r in rows]).to(device)
-    targets = right_padded([r for _, r in rows], torch.long).to(device)                      # [M, L]
-    logits = first[:, None]                                                                    # [M, 1, V]
+    targets = right_padded([r for _, r in rows], torch.long).to(device)  # [M, L]
+    logits = first[:, None]  # [M, 1, V]
     if longest > 1:
         cache = out.cache
-        cache.reorder_cache(which)                                        # index_select per layer: [U, ...] -> [M, ...]
-        rest = targets[:, : longest - 1]                                                       # inputs: tokens 0..L-2
+        cache.reorder_cache(which)  # index_select per layer: [U, ...] -> [M, ...]
+        rest = targets[:, : longest - 1]  # inputs: tokens 0..L-2
         rest_attention = (torch.arange(longest - 1, device=device)[None, :] < (lengths - 1)[:, None]).long()
         prompt_attention = attention.index_select(0, which)
         positions = prompt_attention.sum(dim=1, keepdim=True) + torch.arange(longest - 1, device=device)[None, :]
-        later = model(input_ids=rest, attention_mask=torch.cat([prompt_attention, rest_attention], dim=1),
-                      position_ids=positions, cache=cache, use_cache=True).logits   # [M, L-1, V]
+        later = model(
+            input_ids=rest,
+            attention_mask=torch.cat([prompt_attention, rest_attention], dim=1),
+            position_ids=positions,
+            cache=cache,
+            use_cache=True,
+        ).logits  # [M, L-1, V]
         logits = torch.cat([logits, later], dim=1)
-    logp_all = torch.log_softmax(logits.float() / temperature, dim=-1)                       # [M, L, V]
+    logp_all = torch.log_softmax(logits.float() / temperature, dim=-1)  # [M, L, V]
     logp = logp_all.gather(-1, targets[:, :, None]).squeeze(-1)
     mask = torch.arange(longest, device=device)[None, :] < lengths[:, None]
     return torch.where(mask, logp, torch.zeros_like(logp)), mask
 
 
-def policy_loss(logp: torch.Tensor, logp_old: torch.Tensor, logp_ref: torch.Tensor, advantage: torch.Tensor,
-                weight: torch.Tensor, clip_eps: float, kl_coef: float, normaliser: float, tis: torch.Tensor | None = None):
+def policy_loss(
+    logp: torch.Tensor,
+    logp_old: torch.Tensor,
+    logp_ref: torch.Tensor,
+    advantage: torch.Tensor,
+    weight: torch.Tensor,
+    clip_eps: float,
+    kl_coef: float,
+    normaliser: float,
+    tis: torch.Tensor | None = None,
+):
     """Token-level clipped surrogate plus KL; shapes [M, L] (advantage, weight, tis: [M, L] too;
     weight 0 = padding or a dropped turn). Returns (loss summed over these tokens / normaliser,
     stats): stats are 0-dim tensors on logp's device (pg, kl: this chunk's share of the loss
@@ -138,7 +161,10 @@ def policy_loss(logp: torch.Tensor, logp_old: torch.Tensor, logp_ref: torch.Tens
     loss = ((pg + kl_coef * kl) * weight).sum() / normaliser
     with torch.no_grad():
         on = weight > 0
-        stats = {"pg": (pg * weight).sum() / normaliser, "kl": (kl * weight).sum() / normaliser,
-                 "clipped": (((ratio - clipped).abs() > 1e-9) & on).sum(),
-                 "ratio_dev": torch.where(on, (ratio - 1).abs(), torch.zeros_like(ratio)).max()}
+        stats = {
+            "pg": (pg * weight).sum() / normaliser,
+            "kl": (kl * weight).sum() / normaliser,
+            "clipped": (((ratio - clipped).abs() > 1e-9) & on).sum(),
+            "ratio_dev": torch.where(on, (ratio - 1).abs(), torch.zeros_like(ratio)).max(),
+        }
     return loss, stats

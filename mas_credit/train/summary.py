@@ -2,6 +2,7 @@
 (greedy, held-out tasks) and curves of team success, each agent's correctness, the
 share of turns that parsed and each agent's credit. Rendered again by
 `mas-credit report RUN_DIR` on a training run."""
+
 from __future__ import annotations
 
 import json
@@ -34,20 +35,32 @@ def learning_metrics(train: list[dict], evals: list[dict], target: float) -> dic
     per_iteration = np.zeros(int(max(iterations.max(), max((r["iteration"] for r in train), default=-1) + 1)) + 1)
     for r in train:
         per_iteration[r["iteration"] + 1] += len(r["episode_turns"])
-    played = np.cumsum(per_iteration)                       # played[k]: episodes before the evaluation at iteration k
+    played = np.cumsum(per_iteration)  # played[k]: episodes before the evaluation at iteration k
     reached = np.flatnonzero(success >= target - 1e-12)
     span = iterations[-1] - iterations[0]
-    area = float(((success[1:] + success[:-1]) / 2 * np.diff(iterations)).sum())            # trapezoids
+    area = float(((success[1:] + success[:-1]) / 2 * np.diff(iterations)).sum())  # trapezoids
     auc = area / span if span > 0 else float(success[0])
-    return {"learn/target": float(target),
-            "learn/episodes_to_target": int(played[int(iterations[reached[0]])]) if len(reached) else None,
-            "learn/auc": auc, "learn/success_first": float(success[0]), "learn/success_last": float(success[-1]),
-            "learn/episodes": int(played[-1])}
+    return {
+        "learn/target": float(target),
+        "learn/episodes_to_target": int(played[int(iterations[reached[0]])]) if len(reached) else None,
+        "learn/auc": auc,
+        "learn/success_first": float(success[0]),
+        "learn/success_last": float(success[-1]),
+        "learn/episodes": int(played[-1]),
+    }
 
 
 # lines that may coincide (every agent's credit 0, say) stay visible: each agent its own style and marker size
-STYLES = [("-", "o", 7), ("--", "s", 5.5), (":", "^", 4), ("-.", "D", 3), ((0, (1, 3)), "v", 2.5), ((0, (5, 2)), "x", 2),
-          ((0, (3, 1, 1, 1)), "P", 1.5), ((0, (1, 1)), ".", 1)]
+STYLES = [
+    ("-", "o", 7),
+    ("--", "s", 5.5),
+    (":", "^", 4),
+    ("-.", "D", 3),
+    ((0, (1, 3)), "v", 2.5),
+    ((0, (5, 2)), "x", 2),
+    ((0, (3, 1, 1, 1)), "P", 1.5),
+    ((0, (1, 1)), ".", 1),
+]
 
 
 def line_style(k: int) -> dict:
@@ -67,25 +80,41 @@ def training_curves(train: list[dict], evals: list[dict]):
     fig, axes = plt.subplots(2, 2, figsize=(11, 7))
     (success, correct), (valid, credit) = axes
     eval_x = [r["iteration"] for r in evals]
-    train_x = [r["iteration"] + 1 for r in train]           # a training record ends its iteration
+    train_x = [r["iteration"] + 1 for r in train]  # a training record ends its iteration
     success_keys = [k for k in (evals[0] if evals else {}) if k.startswith("eval") and k.endswith("/success")]
     for k, key in enumerate(success_keys):
         game = key.removeprefix("eval").removesuffix("/success").strip("/")
         success.plot(eval_x, [r[key] for r in evals], label=f"greedy, held-out tasks {game}".strip(), **line_style(k))
     if train:
-        success.plot(train_x, [r["success"] for r in train], label="sampled (training episodes)", color="grey",
-                     **line_style(len(success_keys)))
+        success.plot(
+            train_x,
+            [r["success"] for r in train],
+            label="sampled (training episodes)",
+            color="grey",
+            **line_style(len(success_keys)),
+        )
     correct_keys = [k for k in (evals[0] if evals else {}) if "/correct/" in k]
     for k, key in enumerate(correct_keys):
-        correct.plot(eval_x, [r[key] for r in evals], label=key.removeprefix("eval/").replace("correct/", ""), **line_style(k))
+        correct.plot(
+            eval_x, [r[key] for r in evals], label=key.removeprefix("eval/").replace("correct/", ""), **line_style(k)
+        )
     if train:
         valid.plot(train_x, [r["valid_turns"] for r in train], label="turns that parsed", **line_style(0))
     credit_keys = sorted(k for k in (train[0] if train else {}) if k.startswith("credit/"))
     for k, key in enumerate(credit_keys):
         credit.plot(train_x, [r[key] for r in train], label=key.split("/")[-1], **line_style(k))
-    labels = [(success, "team success"), (correct, "greedy correctness"), (valid, "share of turns"),
-              (credit, f"mean credit ({credit_keys[0].split('/')[1]})" if credit_keys else "mean credit")]
-    titles = ["team success", "each agent's correctness (greedy, held-out)", "valid turns (sampled)", "credit per agent"]
+    labels = [
+        (success, "team success"),
+        (correct, "greedy correctness"),
+        (valid, "share of turns"),
+        (credit, f"mean credit ({credit_keys[0].split('/')[1]})" if credit_keys else "mean credit"),
+    ]
+    titles = [
+        "team success",
+        "each agent's correctness (greedy, held-out)",
+        "valid turns (sampled)",
+        "credit per agent",
+    ]
     for (ax, ylabel), title in zip(labels, titles):
         ax.set_xlabel("iteration")
         ax.set_ylabel(ylabel)
@@ -109,37 +138,58 @@ def _target(run_dir: Path) -> float:
 def render_training(run_dir: str | Path, plots: bool = True) -> str:
     run_dir = Path(run_dir)
     train, evals = read_metrics(run_dir)
-    keys = [k for k in (evals[0] if evals else {}) if k.startswith("eval") and ("success" in k or "reward" in k or "correct" in k)]
-    lines = [f"# Training run: {run_dir.name}", "",
-             f"{len(train)} iterations; evaluation is greedy decoding on held-out tasks.", "",
-             "| iteration | " + " | ".join(keys) + " |", "|---|" + "---|" * len(keys)]
+    keys = [
+        k
+        for k in (evals[0] if evals else {})
+        if k.startswith("eval") and ("success" in k or "reward" in k or "correct" in k)
+    ]
+    lines = [
+        f"# Training run: {run_dir.name}",
+        "",
+        f"{len(train)} iterations; evaluation is greedy decoding on held-out tasks.",
+        "",
+        "| iteration | " + " | ".join(keys) + " |",
+        "|---|" + "---|" * len(keys),
+    ]
     for record in evals:
         lines.append(f"| {record['iteration']} | " + " | ".join(f"{record.get(k, math.nan):.3f}" for k in keys) + " |")
     if train:
         credit_keys = sorted(k for k in train[0] if k.startswith("credit/"))
         first, last = train[0], train[-1]
-        lines += ["", f"Sampled training episodes: success {first['success']:.3f} in iteration 0, {last['success']:.3f} in the "
-                  f"last; turns that parsed {first['valid_turns']:.3f}, then {last['valid_turns']:.3f}.",
-                  "Mean credit per agent over the last iteration: "
-                  + ", ".join(f"{k.split('/')[-1]} {train[-1][k]:.3f}" for k in credit_keys),
-                  f"Time per iteration: {sum(r['time/iteration_s'] for r in train) / len(train):.1f} s "
-                  f"(rollout {sum(r['time/rollout_s'] for r in train) / len(train):.1f} s, update "
-                  f"{sum(r['time/update_s'] for r in train) / len(train):.1f} s)."]
-        if "train/logprob_gap_max" in train[0]:                # runs from before the trainer recomputed old log-probs lack it
-            lines.append(f"Sampler vs trainer log-probabilities of the trained turns (the ratio uses the trainer's): largest gap "
-                         f"{max(r['train/logprob_gap_max'] for r in train):.4f} nats, mean "
-                         f"{sum(r['train/logprob_gap_mean'] for r in train) / len(train):.4f} nats per token.")
+        lines += [
+            "",
+            f"Sampled training episodes: success {first['success']:.3f} in iteration 0, {last['success']:.3f} in the "
+            f"last; turns that parsed {first['valid_turns']:.3f}, then {last['valid_turns']:.3f}.",
+            "Mean credit per agent over the last iteration: "
+            + ", ".join(f"{k.split('/')[-1]} {train[-1][k]:.3f}" for k in credit_keys),
+            f"Time per iteration: {sum(r['time/iteration_s'] for r in train) / len(train):.1f} s "
+            f"(rollout {sum(r['time/rollout_s'] for r in train) / len(train):.1f} s, update "
+            f"{sum(r['time/update_s'] for r in train) / len(train):.1f} s).",
+        ]
+        if "train/logprob_gap_max" in train[0]:  # runs from before the trainer recomputed old log-probs lack it
+            lines.append(
+                "Sampler vs trainer log-probabilities of the trained turns (the ratio uses the trainer's): largest "
+                "gap "
+                f"{max(r['train/logprob_gap_max'] for r in train):.4f} nats, mean "
+                f"{sum(r['train/logprob_gap_mean'] for r in train) / len(train):.4f} nats per token."
+            )
         learning = learning_metrics(train, evals, _target(run_dir))
         if learning:
             write_text(run_dir / "learning.json", json.dumps(learning, indent=1))
             reached = learning["learn/episodes_to_target"]
-            lines.append(f"Learning: greedy success {learning['learn/success_first']:.3f} -> {learning['learn/success_last']:.3f}; "
-                         f"area under the success curve {learning['learn/auc']:.3f}; greedy success reached "
-                         f"{learning['learn/target']:g} after " + (f"{reached} training episodes." if reached is not None else
-                         f"no evaluation within {learning['learn/episodes']} training episodes."))
+            lines.append(
+                f"Learning: greedy success {learning['learn/success_first']:.3f} -> "
+                f"{learning['learn/success_last']:.3f}; "
+                f"area under the success curve {learning['learn/auc']:.3f}; greedy success reached "
+                f"{learning['learn/target']:g} after "
+                + (
+                    f"{reached} training episodes."
+                    if reached is not None
+                    else f"no evaluation within {learning['learn/episodes']} training episodes."
+                )
+            )
         lines += ["", "![curves](curves.png)", ""]
-    if (run_dir / "run.json").is_file():                  # written when the run finishes
-
+    if (run_dir / "run.json").is_file():  # written when the run finishes
         lines.append(write_checklist(run_dir))
     text = "\n".join(lines)
     write_text(run_dir / "summary.md", text)

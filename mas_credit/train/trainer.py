@@ -23,6 +23,7 @@ continues a killed run to the same result. At the end, `learning.json` holds the
 metrics (mas_credit.train.summary.learning_metrics). Training uses the first of the
 experiment's seeds. This module must not define losses or estimators.
 """
+
 from __future__ import annotations
 
 import json
@@ -40,10 +41,9 @@ from mas_credit.config import ExperimentConfig, check_memory, load_resolved, to_
 from mas_credit.counterfactual import fill_needs
 from mas_credit.estimators import get_estimator
 from mas_credit.games import make_game
-from mas_credit.outputs import RunDirError, atomic_path, claim_run_dir, write_text
+from mas_credit.outputs import RunDirError, atomic_path, claim_run_dir, is_metric_record, write_text
 from mas_credit.rollout import collect, collect_tree
 from mas_credit.train.learners import make_learners
-from mas_credit.outputs import is_metric_record
 from mas_credit.types import CreditBatch, resolve_device
 
 EVAL_SALT = 0xE7A1
@@ -65,12 +65,13 @@ class Trainer:
         self.learners = make_learners(self.team, trained, cfg.train)
         self.iteration = 0
         self.metric_lines = 0
-        self.wall_s = 0.0              # over every session of the run (a resumed run adds to it)
-        self.last_eval: dict = {}      # the latest greedy evaluation (the progress bar shows it)
+        self.wall_s = 0.0  # over every session of the run (a resumed run adds to it)
+        self.last_eval: dict = {}  # the latest greedy evaluation (the progress bar shows it)
         self.writer = None
         if cfg.train.tensorboard:
             try:
                 from torch.utils.tensorboard import SummaryWriter
+
                 self.writer = SummaryWriter(str(self.run_dir / "tensorboard"))
             except ImportError:
                 self.writer = None
@@ -80,9 +81,12 @@ class Trainer:
         """An LLM team's every adapter's LoRA weights, frozen ones included (copies)."""
         out = {}
         for m, model in enumerate(self.team.models):
-            for adapter in sorted(set(self.team.adapters[a] for a in range(self.n_agents) if self.team.model_index[a] == m)):
-                out[f"{m}/{adapter}"] = {n: p.detach().clone() for n, p in model.named_parameters()
-                                         if "lora_" in n and f".{adapter}." in n}
+            for adapter in sorted(
+                set(self.team.adapters[a] for a in range(self.n_agents) if self.team.model_index[a] == m)
+            ):
+                out[f"{m}/{adapter}"] = {
+                    n: p.detach().clone() for n, p in model.named_parameters() if "lora_" in n and f".{adapter}." in n
+                }
         return out
 
     # -- one iteration --------------------------------------------------------------------
@@ -107,25 +111,41 @@ class Trainer:
         credit_s = time.perf_counter() - credit_start
         advantage = credit.advantage.detach().cpu()
         weight = credit.turn_weight.detach().cpu() if credit.turn_weight is not None else torch.ones_like(advantage)
-        record = {"kind": "train", "iteration": iteration, "game": game.name,
-                  "reward": float(np.mean([ep.reward for ep in episodes])),
-                  "success": float(np.mean([ep.reward >= 1.0 for ep in episodes])),
-                  "valid_turns": float(np.mean([t.valid for ep in episodes for t in ep.turns])),
-                  "episode_turns": [len(ep.turns) for ep in episodes],                     # for the checklist's length spread
-                  "episode_tokens": [sum(len(t.response_ids or []) for t in ep.turns) for ep in episodes],
-                  **{k: float(v) for k, v in costs.items()}}
+        record = {
+            "kind": "train",
+            "iteration": iteration,
+            "game": game.name,
+            "reward": float(np.mean([ep.reward for ep in episodes])),
+            "success": float(np.mean([ep.reward >= 1.0 for ep in episodes])),
+            "valid_turns": float(np.mean([t.valid for ep in episodes for t in ep.turns])),
+            "episode_turns": [len(ep.turns) for ep in episodes],  # for the checklist's length spread
+            "episode_tokens": [sum(len(t.response_ids or []) for t in ep.turns) for ep in episodes],
+            **{k: float(v) for k, v in costs.items()},
+        }
         credit_cpu = credit.credit.detach().cpu()
         for i in range(self.n_agents):
             acted = batch.acted[:, i].cpu()
             record[f"credit/{self.est_label}/agent_{i}"] = float(credit_cpu[acted, i].mean()) if acted.any() else 0.0
         update_start = time.perf_counter()
-        learner_rows = {learner: [{"prompt": t.prompt_ids, "response": t.response_ids, "sampler_logprobs": t.logprobs,
-                                   "adv": float(advantage[b, k]), "weight": float(weight[b, k])}
-                                  for b, ep in enumerate(episodes) for k, t in enumerate(ep.turns)
-                                  if t.agent in learner.agents and t.response_ids and t.logprobs and float(weight[b, k]) > 0]
-                        for learner in self.learners}
+        learner_rows = {
+            learner: [
+                {
+                    "prompt": t.prompt_ids,
+                    "response": t.response_ids,
+                    "sampler_logprobs": t.logprobs,
+                    "adv": float(advantage[b, k]),
+                    "weight": float(weight[b, k]),
+                }
+                for b, ep in enumerate(episodes)
+                for k, t in enumerate(ep.turns)
+                if t.agent in learner.agents and t.response_ids and t.logprobs and float(weight[b, k]) > 0
+            ]
+            for learner in self.learners
+        }
         prepare_start = time.perf_counter()
-        for kind in dict.fromkeys(type(learner) for learner in self.learners):   # e.g. one reference pass for all LLM adapters
+        for kind in dict.fromkeys(
+            type(learner) for learner in self.learners
+        ):  # e.g. one reference pass for all LLM adapters
             kind.prepare_group({learner: rows for learner, rows in learner_rows.items() if type(learner) is kind})
         record["time/prepare_s"] = time.perf_counter() - prepare_start
         gaps = []
@@ -146,7 +166,9 @@ class Trainer:
 
     # -- evaluation -------------------------------------------------------------------------
     def evaluate(self, iteration: int) -> dict:
-        seeds = [int(s) for s in np.random.SeedSequence([self.seed, EVAL_SALT]).generate_state(self.cfg.train.eval_tasks)]
+        seeds = [
+            int(s) for s in np.random.SeedSequence([self.seed, EVAL_SALT]).generate_state(self.cfg.train.eval_tasks)
+        ]
         record = {"kind": "eval", "iteration": iteration}
         self.team.greedy = True
         try:
@@ -156,8 +178,9 @@ class Trainer:
                 record[f"{prefix}/success"] = float(np.mean([ep.reward >= 1.0 for ep in episodes]))
                 record[f"{prefix}/reward"] = float(np.mean([ep.reward for ep in episodes]))
                 for i in range(self.n_agents):
-                    record[f"{prefix}/correct/agent_{i}"] = float(np.mean([ep.components.get("correct", [math.nan] * self.n_agents)[i]
-                                                                         for ep in episodes]))
+                    record[f"{prefix}/correct/agent_{i}"] = float(
+                        np.mean([ep.components.get("correct", [math.nan] * self.n_agents)[i] for ep in episodes])
+                    )
         finally:
             self.team.greedy = False
         return record
@@ -170,13 +193,17 @@ class Trainer:
         if self.writer is not None:
             for key, value in record.items():
                 if isinstance(value, (int, float)) and key not in ("iteration",):
-                    self.writer.add_scalar(key, value, record["iteration"])                # eval keys start with eval/
+                    self.writer.add_scalar(key, value, record["iteration"])  # eval keys start with eval/
             self.writer.flush()
 
     def checkpoint(self) -> None:
-        state = {"iteration": self.iteration, "metric_lines": self.metric_lines, "wall_s": self._wall(),
-                 "learners": {learner.name: learner.state_dict() for learner in self.learners},
-                 "torch_rng": torch.get_rng_state()}
+        state = {
+            "iteration": self.iteration,
+            "metric_lines": self.metric_lines,
+            "wall_s": self._wall(),
+            "learners": {learner.name: learner.state_dict() for learner in self.learners},
+            "torch_rng": torch.get_rng_state(),
+        }
         with atomic_path(self.run_dir / "checkpoint" / "state.pt") as tmp:
             torch.save(state, tmp)
 
@@ -186,17 +213,27 @@ class Trainer:
             state = torch.load(path, weights_only=False)
             learners = {learner.name: state["learners"][learner.name] for learner in self.learners}
         except Exception as err:  # noqa: BLE001 - a cut or garbled file raises EOFError, RuntimeError, UnpicklingError, ...
-            raise RunDirError(f"{path} is damaged ({type(err).__name__}), so the run cannot resume; train it again "
-                              f"(mas-credit train EXPERIMENT --out {self.run_dir} --overwrite)") from None
+            raise RunDirError(
+                f"{path} is damaged ({type(err).__name__}), so the run cannot resume; train it again "
+                f"(mas-credit train EXPERIMENT --out {self.run_dir} --overwrite)"
+            ) from None
         for learner in self.learners:
             learner.load_state_dict(learners[learner.name])
         torch.set_rng_state(state["torch_rng"])
-        self.iteration, self.metric_lines, self.wall_s = state["iteration"], state["metric_lines"], state.get("wall_s", 0.0)
+        self.iteration, self.metric_lines, self.wall_s = (
+            state["iteration"],
+            state["metric_lines"],
+            state.get("wall_s", 0.0),
+        )
         metrics = self.run_dir / "metrics.jsonl"
-        lines = metrics.read_text(errors="replace").splitlines()[: self.metric_lines]   # what came after the checkpoint goes
+        lines = metrics.read_text(errors="replace").splitlines()[
+            : self.metric_lines
+        ]  # what came after the checkpoint goes
         if len(lines) < self.metric_lines or not all(is_metric_record(line) for line in lines):
-            raise RunDirError(f"{metrics}: its first {self.metric_lines} lines (the records up to the last checkpoint) are "
-                              f"damaged or missing, so the run cannot resume; train it again with --overwrite")
+            raise RunDirError(
+                f"{metrics}: its first {self.metric_lines} lines (the records up to the last checkpoint) are "
+                f"damaged or missing, so the run cannot resume; train it again with --overwrite"
+            )
         with atomic_path(self.run_dir / "metrics.jsonl") as tmp:
             tmp.write_text("".join(line + "\n" for line in lines))
 
@@ -212,8 +249,15 @@ class Trainer:
             (self.run_dir / "metrics.jsonl").write_text("")
             self.last_eval = self.evaluate(0)
             self.log(self.last_eval)
-        bar = tqdm(range(self.iteration, t.iterations), initial=self.iteration, total=t.iterations, desc="train",
-                   unit="it", disable=not self.progress, leave=True)   # a finished bar ends its line
+        bar = tqdm(
+            range(self.iteration, t.iterations),
+            initial=self.iteration,
+            total=t.iterations,
+            desc="train",
+            unit="it",
+            disable=not self.progress,
+            leave=True,
+        )  # a finished bar ends its line
         for iteration in bar:
             record = self.step(iteration)
             self.log(record)
@@ -226,9 +270,15 @@ class Trainer:
                 self.checkpoint()
         bar.close()
         description = describe_team(self.team)
-        write_run_record(self.run_dir, "train", self._wall(), description,
-                         {description["device"].split(":")[0], resolve_device(self.est_cfg.device).type})
+        write_run_record(
+            self.run_dir,
+            "train",
+            self._wall(),
+            description,
+            {description["device"].split(":")[0], resolve_device(self.est_cfg.device).type},
+        )
         from mas_credit.train.summary import render_training
+
         render_training(self.run_dir, plots=t.plots)
         return self.run_dir
 
@@ -243,12 +293,18 @@ def progress_fields(record: dict, last_eval: dict) -> dict:
     return fields
 
 
-def train(cfg: ExperimentConfig, out_dir: str | Path | None = None, progress: bool = True, overwrite: bool = False) -> Path:
+def train(
+    cfg: ExperimentConfig, out_dir: str | Path | None = None, progress: bool = True, overwrite: bool = False
+) -> Path:
     """Train from scratch; returns the run folder (see `claim_run_dir`: a folder holding another
     run is refused unless `overwrite`; a taken default folder gets a suffix)."""
-    check_memory(cfg, 1, cfg.name)                       # one iteration's episodes are held at a time
-    run_dir = claim_run_dir(Path(out_dir) if out_dir is not None else Path(cfg.output_dir) / cfg.name, "train",
-                            overwrite=overwrite, default=out_dir is None)
+    check_memory(cfg, 1, cfg.name)  # one iteration's episodes are held at a time
+    run_dir = claim_run_dir(
+        Path(out_dir) if out_dir is not None else Path(cfg.output_dir) / cfg.name,
+        "train",
+        overwrite=overwrite,
+        default=out_dir is None,
+    )
     return Trainer(cfg, run_dir, progress).run()
 
 

@@ -11,6 +11,7 @@ Card
   Null action / counterfactual: an absent agent reports nothing.
   Credit structure: threshold (k of n).
 """
+
 from __future__ import annotations
 
 import re
@@ -36,15 +37,20 @@ class TallyEnv(OneShotGame):
     def __init__(self, n_agents=3, difficulty=1, lazy_agents=(), render_mode=None, quota=2):
         super().__init__(n_agents, difficulty, lazy_agents, render_mode)
         if not isinstance(quota, int) or not 1 <= quota <= int(self.active.sum()):
-            raise GameParamError(f"{self.name}: quota must be an integer in [1, {int(self.active.sum())}], got {quota!r}")
+            raise GameParamError(
+                f"{self.name}: quota must be an integer in [1, {int(self.active.sum())}], got {quota!r}"
+            )
         self.quota = quota
 
     def _make_task(self, rng):
         return {"numbers": [int(x) for x in rng.integers(1, 10, size=self.n_agents)]}
 
     def _prompt(self, task, agent):
-        return (f"You are {self.possible_agents[agent]}. The team scores if at least {self.quota} agents report their number. "
-                f"Your number is {task['numbers'][agent]}. Reply in the form 'NUMBER: <n>'.")
+        return (
+            f"You are {self.possible_agents[agent]}. The team scores if at least {self.quota} agents report their "
+            "number. "
+            f"Your number is {task['numbers'][agent]}. Reply in the form 'NUMBER: <n>'."
+        )
 
     def _parse_strict(self, agent, text):
         m = _STRICT.search(text)
@@ -57,7 +63,7 @@ class TallyEnv(OneShotGame):
     def render_action(self, agent, action):
         return f"NUMBER: {action}"
 
-    def action_universe(self):                  # the tabular form: mixed teams' tabular members can learn tally
+    def action_universe(self):  # the tabular form: mixed teams' tabular members can learn tally
         return list(range(1, 10))
 
     def observation_key(self, agent):
@@ -86,15 +92,22 @@ class LastWordConfig(BaseConfig):
     eps: float = EPS
 
 
-@register_estimator("last_word", LastWordConfig, lambda cfg, n: Needs(groups=True),
-                    granularity="multi-agent", family="baseline (an example plug-in)")
+@register_estimator(
+    "last_word",
+    LastWordConfig,
+    lambda cfg, n: Needs(groups=True),
+    granularity="multi-agent",
+    family="baseline (an example plug-in)",
+)
 def last_word(batch: CreditBatch, cfg: LastWordConfig) -> Credit:
     """All of R to the agent of each episode's last turn."""
-    last = ((batch.turn_agent >= 0).sum(dim=1) - 1).clamp(min=0)                           # [B]
-    agent = batch.turn_agent.gather(1, last[:, None]).clamp(min=0)                         # [B, 1]
+    last = ((batch.turn_agent >= 0).sum(dim=1) - 1).clamp(min=0)  # [B]
+    agent = batch.turn_agent.gather(1, last[:, None]).clamp(min=0)  # [B, 1]
     credit = torch.zeros((batch.batch_size, batch.n_agents), dtype=batch.reward.dtype, device=batch.device)
     credit.scatter_(1, agent, batch.reward[:, None])
-    return Credit(credit=credit, advantage=to_turns(agent_norm(credit, batch.group, batch.acted, cfg.eps), batch.turn_agent))
+    return Credit(
+        credit=credit, advantage=to_turns(agent_norm(credit, batch.group, batch.acted, cfg.eps), batch.turn_agent)
+    )
 
 
 class ReaderTeam:
@@ -130,5 +143,9 @@ def _check_reader(options: dict, n_agents: int) -> None:
         raise ValueError(f"care must be a probability in [0, 1], got {care!r}")
 
 
-READER = TeamKind(name="reader", build=lambda options, n_agents, seed: ReaderTeam(n_agents, float(options.get("care", 0.9)), seed),
-                  check=_check_reader, description="reads the last digit of its prompt, answers it with probability care")
+READER = TeamKind(
+    name="reader",
+    build=lambda options, n_agents, seed: ReaderTeam(n_agents, float(options.get("care", 0.9)), seed),
+    check=_check_reader,
+    description="reads the last digit of its prompt, answers it with probability care",
+)
