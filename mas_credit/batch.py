@@ -22,6 +22,7 @@ from __future__ import annotations
 import itertools
 import json
 import math
+import multiprocessing
 import os
 import platform
 import re
@@ -30,11 +31,30 @@ import signal
 import threading
 import time
 import traceback
+from concurrent.futures import ProcessPoolExecutor, as_completed
+from concurrent.futures.process import BrokenProcessPool
 from pathlib import Path
 
-from mas_credit.config import BatchConfig, ConfigError
-from mas_credit.outputs import claim_run_dir, read_costs, save_figure, write_json, write_parquet, write_text
-from mas_credit.report import RANGES, cell_text, mean_ci
+import numpy as np
+import pandas as pd
+import torch
+from tqdm import tqdm
+
+from mas_credit.config import BatchConfig, ConfigError, load_experiment, load_resolved, validate_train
+from mas_credit.games import GameParamError
+from mas_credit.outputs import (
+    claim_run_dir,
+    read_costs,
+    read_metrics,
+    save_figure,
+    write_json,
+    write_parquet,
+    write_text,
+)
+from mas_credit.report import RANGES, cell_text, mean_ci, score
+from mas_credit.studies import run_study
+from mas_credit.train.summary import learning_metrics, line_style
+from mas_credit.train.trainer import resume, train
 
 STUDY_TABLE = [
     "rmse",
@@ -103,8 +123,6 @@ def finished(run: dict) -> bool:
 
 # -- one run ---------------------------------------------------------------------------------
 def _one_line(err: BaseException) -> str:
-    from mas_credit.games import GameParamError
-
     text = (str(err).strip().splitlines() or [""])[0]
     return text if isinstance(err, (ConfigError, GameParamError)) else f"{type(err).__name__}: {text}"
 
@@ -113,19 +131,13 @@ def execute_run(run: dict, threads: int | None = None) -> dict:
     """Run one cell of a batch in its own folder and write its result.json. A failure of the
     run is caught and recorded (with the traceback in error.txt); it never propagates."""
     if threads:
-        import torch
-
         torch.set_num_threads(threads)
     run_dir = Path(run["run_dir"])
     run_dir.mkdir(parents=True, exist_ok=True)
     start = time.perf_counter()
     try:
-        from mas_credit.config import load_experiment, validate_train
-
         cfg = load_experiment(run["base"], run["overrides"])
         if run["mode"] == "train":
-            from mas_credit.train.trainer import resume, train
-
             validate_train(cfg, run["base"])
             if (run_dir / "checkpoint" / "state.pt").is_file():
                 resume(run_dir, progress=False)
@@ -133,8 +145,6 @@ def execute_run(run: dict, threads: int | None = None) -> dict:
                 shutil.rmtree(run_dir)
                 train(cfg, out_dir=run_dir, progress=False)
         else:
-            from mas_credit.studies import run_study
-
             shutil.rmtree(run_dir)  # what an earlier, failed or killed, try left
             run_study(cfg, out_dir=run_dir, progress=False)
         result = {"status": "ok", "error": "", "rows": run_rows(run_dir, run["mode"])}
@@ -151,19 +161,12 @@ def run_rows(run_dir: Path, mode: str) -> list[dict]:
     """What a finished run contributes to the batch table."""
     run = json.loads((run_dir / "run.json").read_text())
     if mode == "study":
-        import pandas as pd
-
-        from mas_credit.report import score
-
         frame = pd.read_parquet(run_dir / "credit.parquet")
         per_seed = score(frame, read_costs(run_dir)["records"])
         return [
             {**{k: (v.item() if hasattr(v, "item") else v) for k, v in row.items()}, "run_wall_s": run["wall_s"]}
             for row in per_seed.to_dict("records")
         ]
-    from mas_credit.config import load_resolved
-    from mas_credit.outputs import read_metrics
-    from mas_credit.train.summary import learning_metrics
 
     cfg = load_resolved(run_dir / "config.yaml")
     train, evals = read_metrics(run_dir)
@@ -211,7 +214,6 @@ def _worker_init(parent: int) -> None:
     the whole process group), and the worker exits as soon as its parent is gone (killed,
     even with SIGKILL), instead of finishing the queue on its own."""
     signal.signal(signal.SIGINT, signal.SIG_IGN)
-    from tqdm import tqdm
 
     tqdm.set_lock(threading.RLock())  # not tqdm's default multiprocessing lock, which a stopped worker would leak
 
@@ -228,9 +230,6 @@ def run_local(runs: list[dict], workers: int, on_result) -> None:
         for run in runs:
             on_result(execute_run(run))
         return
-    import multiprocessing
-    from concurrent.futures import ProcessPoolExecutor, as_completed
-    from concurrent.futures.process import BrokenProcessPool
 
     # spawn: a forked child would inherit the parent's torch thread pools
     pool = ProcessPoolExecutor(
@@ -373,7 +372,6 @@ def run_batch(
 # -- the report ------------------------------------------------------------------------------
 def batch_frame(batch_dir: Path):
     """One row per (run, game, estimator, seed) of every run in batch.json, from the run folders."""
-    import pandas as pd
 
     meta = json.loads((batch_dir / "batch.json").read_text())
     rows = []
@@ -410,7 +408,6 @@ def _cell_keys(frame, meta) -> list[str]:
 
 def summarise_cells(frame, keys: list[str], metrics: list[str]):
     """Per cell: the number of seeds, and the mean and 95% CI half-width of each metric across them."""
-    import pandas as pd
 
     rows = []
     ok = frame[frame["status"] == "ok"]
@@ -567,10 +564,6 @@ def learning_curves(batch_dir: Path, ok, keys: list[str]):
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
-    import numpy as np
-
-    from mas_credit.outputs import read_metrics
-    from mas_credit.train.summary import line_style
 
     group_keys = [k for k in keys if k != "estimator"]
     estimators = list(dict.fromkeys(ok["estimator"]))
@@ -676,7 +669,6 @@ def _plots(batch_dir: Path, cells, keys, metrics) -> None:
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
-    import numpy as np
 
     labels = [" / ".join(str(row[k]) for k in keys) for _, row in cells.iterrows()]
     for m in metrics:

@@ -22,12 +22,16 @@ from __future__ import annotations
 
 import json
 import math
+import os
 import platform
 from pathlib import Path
 
 import numpy as np
+import torch
 import yaml
 
+from mas_credit.estimators import get_estimator
+from mas_credit.games import make_game
 from mas_credit.outputs import read_costs, read_metrics, write_json
 
 STUDY_METRIC = (
@@ -43,9 +47,6 @@ TRAIN_METRIC = (
 
 def device_info(devices) -> dict:
     """The hardware a run used: `devices` are the torch device types it ran on (e.g. {"cpu", "cuda"})."""
-    import os
-
-    import torch
 
     info = {
         "types": sorted(set(devices)),
@@ -81,8 +82,6 @@ def _spread(values) -> dict | None:
 
 
 def _tasks(cfg: dict, kind: str) -> dict:
-    from mas_credit.games import make_game
-
     games = []
     for g in cfg["games"]:
         game = make_game(
@@ -122,8 +121,6 @@ def _tasks(cfg: dict, kind: str) -> dict:
 
 
 def _methods(cfg: dict) -> list[dict]:
-    from mas_credit.estimators import get_estimator
-
     out = []
     for e in cfg["estimators"]:
         est = get_estimator(e["name"])
@@ -172,7 +169,6 @@ def _study_parts(run_dir: Path, cfg: dict, wall_s: float) -> tuple[dict, dict]:
 
 
 def _train_parts(run_dir: Path, cfg: dict, wall_s: float) -> tuple[dict, dict]:
-
     train, _ = read_metrics(run_dir)
     label = cfg["estimators"][0].get("label") or cfg["estimators"][0]["name"]
     o = {

@@ -24,6 +24,7 @@ the valid choices; the CLI turns it into exit code 2.
 from __future__ import annotations
 
 import copy
+import importlib.util
 import itertools
 import json
 import math
@@ -36,6 +37,12 @@ from typing import Any, Dict, List
 import yaml
 from omegaconf import OmegaConf
 from omegaconf.errors import ConfigKeyError, OmegaConfBaseException, ValidationError
+
+from mas_credit.agents import check_critic, check_team, game_kwargs, plain_members
+from mas_credit.agents.kinds import plugged_kind
+from mas_credit.agents.tabular import learner_members
+from mas_credit.estimators import get_estimator
+from mas_credit.games import GameParamError, make_game, resolve_game_name
 
 GROUPS = {"games": "games", "team": "agents", "estimators": "estimators"}  # experiment key -> option folder
 
@@ -402,22 +409,16 @@ def _registered(folder: str, ref: str) -> dict | None:
     plug-in's entry point) or named as package.module:Object; None otherwise."""
     try:
         if folder == "games":
-            from mas_credit.games import resolve_game_name
-
             return {
                 "name": ref if ":" in ref else resolve_game_name(ref),
                 "label": ref.rpartition(":")[2] if ":" in ref else ref,
             }
         if folder == "estimators":
-            from mas_credit.estimators import get_estimator
-
             return {
                 "name": ref if ":" in ref else get_estimator(ref).name,
                 "label": ref.rpartition(":")[2] if ":" in ref else ref,
             }
         if folder == "agents":
-            from mas_credit.agents.kinds import plugged_kind
-
             return {"kind": ref} if plugged_kind(ref) is not None else None
     except ValueError as err:
         if ":" in ref:
@@ -570,7 +571,6 @@ def check_memory(cfg: ExperimentConfig, seeds: int, where: str = "experiment") -
 
 def validate_train(cfg: ExperimentConfig, where: str = "experiment") -> None:
     """The rules `mas-credit train` adds, checked before any model loads."""
-    from mas_credit.estimators import get_estimator
 
     if cfg.team.kind not in ("llm", "vllm", "mixed"):
         raise ConfigError(
@@ -578,9 +578,6 @@ def validate_train(cfg: ExperimentConfig, where: str = "experiment") -> None:
             f"{cfg.team.kind}; e.g. team=smollm_trio"
         )
     if cfg.team.kind == "mixed":
-        from mas_credit.agents import plain_members
-        from mas_credit.agents.tabular import learner_members
-
         learners = learner_members(plain_members(cfg.team.members))
         if not learners:
             raise ConfigError(
@@ -648,8 +645,6 @@ def validate_train(cfg: ExperimentConfig, where: str = "experiment") -> None:
 
 def validate(cfg: ExperimentConfig, where: str, root: Path) -> None:
     """Cross-field rules, each with the fix in its message."""
-    from mas_credit.agents import check_team, game_kwargs
-    from mas_credit.games import GameParamError, make_game
 
     if not cfg.games:
         raise ConfigError(
@@ -685,8 +680,6 @@ def validate(cfg: ExperimentConfig, where: str, root: Path) -> None:
                 f"n_agents={g.n_agents}; "
                 f"give one skill per agent or set games.{i}.n_agents={len(cfg.team.skills)}"
             )
-    from mas_credit.agents import check_critic
-    from mas_credit.estimators import get_estimator
 
     fanouts = set()
     for i, e in enumerate(cfg.estimators):
@@ -837,8 +830,6 @@ def load_batch(path: str | Path, overrides: list[str] = ()) -> BatchConfig:
     if e.gpus_per_run < 0:
         raise ConfigError(f"{where}: executor.gpus_per_run must be >= 0, got {e.gpus_per_run}")
     if e.kind == "ray":
-        import importlib.util
-
         if importlib.util.find_spec("ray") is None:
             raise ConfigError(
                 f"{where}: executor.kind ray needs Ray: pip install -e '.[ray]' (or use executor.kind=local)"

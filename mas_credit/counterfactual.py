@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from mas_credit.agents.critic import fill_critic
 from mas_credit.agents.protocol import ActResult
 from mas_credit.rollout import NULL, POLICY, PlannedRun, fresh_env, run_plans
 from mas_credit.types import COUNTERFACTUAL_MODES as MODES
@@ -196,7 +197,6 @@ def _alternative_plan(by_agent, agent, first_turn, resample_after):
 def fill_needs(game, episodes, needs, team=None, critic=None) -> dict[str, float]:
     """Compute everything an estimator declared in its `Needs`, and nothing more;
     returns the summed cost counters."""
-    from mas_credit.agents.critic import fill_critic
 
     total: dict[str, float] = {}
 

@@ -24,8 +24,11 @@ import math
 from pathlib import Path
 
 import numpy as np
+import pandas as pd
 from scipy.stats import t as student_t
 
+from mas_credit.checklist import write_checklist
+from mas_credit.config import load_resolved
 from mas_credit.outputs import RunDirError, read_costs, save_figure, write_text
 
 TRUTH = "ground truth"
@@ -101,7 +104,6 @@ def episode_scores(
 
 def score(frame, costs: list[dict]):
     """Per (game, estimator, seed): the mean of each score over episodes, and the costs per episode."""
-    import pandas as pd
 
     records = []
     cost_of = {(c["game"], c["seed"], c["estimator"]): c for c in costs}
@@ -137,7 +139,6 @@ def score(frame, costs: list[dict]):
 
 def summarise(per_seed):
     """Per (game, estimator): mean and 95% CI half-width of every score and cost over seeds."""
-    import pandas as pd
 
     rows = []
     for (game, estimator), part in per_seed.groupby(["game", "estimator"], sort=False):
@@ -203,7 +204,6 @@ def fell_back_words(summary, game: str) -> list[str]:
 
 def _estimator_names(run_dir: Path) -> list[str]:
     """The estimators a study ran (by name, whatever their labels)."""
-    from mas_credit.config import load_resolved
 
     try:
         return [e.name for e in load_resolved(run_dir / "config.yaml").estimators]
@@ -213,7 +213,6 @@ def _estimator_names(run_dir: Path) -> list[str]:
 
 def render(run_dir: str | Path) -> str:
     """(Re)write `summary.md` and the PNG plots of a run from its saved results; returns the summary text."""
-    import pandas as pd
 
     run_dir = Path(run_dir)
     for name in ("credit.parquet", "costs.json"):
@@ -276,8 +275,6 @@ def render(run_dir: str | Path) -> str:
         + ["", "![error against cost](error_vs_cost.png)", ""]
     )
     if (run_dir / "run.json").is_file():  # studies made before the checklist existed have none
-        from mas_credit.checklist import write_checklist
-
         text.append(write_checklist(run_dir))
     out = "\n".join(text)
     write_text(run_dir / "summary.md", out)

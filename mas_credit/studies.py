@@ -19,6 +19,7 @@ from __future__ import annotations
 import time
 from pathlib import Path
 
+import pandas as pd
 import torch
 from tqdm import tqdm
 
@@ -30,7 +31,7 @@ from mas_credit.estimators import get_estimator
 from mas_credit.estimators.shapley import coalition_halves, exact_shapley
 from mas_credit.games import make_game
 from mas_credit.outputs import check_run_dir, staged_run_dir, write_json, write_jsonl, write_parquet, write_text
-from mas_credit.report import TRUTH
+from mas_credit.report import TRUTH, render
 from mas_credit.rollout import collect, collect_tree
 from mas_credit.types import CreditBatch, Episode, resolve_device
 
@@ -74,7 +75,6 @@ def run_study(
         overwrite=overwrite,
         default=out_dir is None,
     )
-    from mas_credit.report import render
 
     with staged_run_dir(run_dir, "study") as work:
         _run_study(cfg, work, progress)
@@ -83,8 +83,6 @@ def run_study(
 
 
 def _run_study(cfg: ExperimentConfig, run_dir: Path, progress: bool) -> Path:
-    import pandas as pd
-
     run_start = time.perf_counter()
     estimators = []
     for e in cfg.estimators:

@@ -1,7 +1,8 @@
 """The package's layering (docs/architecture.md, "Layers"): every import of a mas_credit
 module, function-level ones included, goes to the same layer or one above, and the
 modules form no import circle (a package's own registration pattern aside: a submodule
-importing its package's __init__ to register itself)."""
+importing its package's __init__ to register itself); and nothing else is imported inside a
+function but the lazy backends."""
 
 import ast
 from pathlib import Path
@@ -84,3 +85,22 @@ def test_no_import_circles():
     for m in sorted(edges):
         if m not in state:
             visit(m)
+
+
+LAZY = ("transformers", "peft", "vllm", "ray", "huggingface_hub", "torch.utils.tensorboard", "matplotlib")
+"""what may be imported inside a function: optional or heavy backends, and matplotlib (choosing its backend is a
+side effect only drawing should have); `cli` imports each verb's modules when the verb runs (start-up time)"""
+
+
+def test_function_level_imports_are_only_the_lazy_backends():
+    bad = []
+    for path in sorted(ROOT.rglob("*.py")):
+        if module_name(path) == "mas_credit.cli":
+            continue
+        for node in ast.walk(ast.parse(path.read_text())):
+            if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef)):
+                for sub in ast.walk(node):
+                    names = [sub.module] if isinstance(sub, ast.ImportFrom) else []
+                    names += [a.name for a in sub.names] if isinstance(sub, ast.Import) else []
+                    bad += [f"{module_name(path)}:{sub.lineno} {n}" for n in names if not n.startswith(LAZY)]
+    assert not bad, f"function-level imports of modules that can be imported at the top: {bad}"

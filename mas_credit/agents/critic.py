@@ -26,6 +26,9 @@ from dataclasses import dataclass
 from typing import Protocol
 
 import numpy as np
+import torch
+
+from mas_credit.estimators.shapley import exact_shapley
 
 CARD_CHARS = 1500
 
@@ -233,10 +236,6 @@ class ScriptedCritic:
         )
 
     def _shares(self, request, rng) -> np.ndarray:
-        import torch
-
-        from mas_credit.estimators.shapley import exact_shapley
-
         ep, game = request.episode, request.game
         n = ep.n_agents
         if rng.random() >= self.accuracy:

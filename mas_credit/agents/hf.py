@@ -25,6 +25,8 @@ from pathlib import Path
 
 import torch
 
+from mas_credit.types import resolve_device
+
 # peft asks transformers 5 for `is_gradient_checkpointing` on every adapter it adds; the
 # deprecation is theirs, not the user's, and would otherwise print on every LLM command.
 warnings.filterwarnings("ignore", message=r".*is_gradient_checkpointing.*", category=FutureWarning)
@@ -170,8 +172,6 @@ class LoadedModel:
 def load_model(ref: str = DEFAULT_MODEL, device: str | torch.device | None = None, dtype=None) -> LoadedModel:
     """Load a causal LM and its tokenizer for batched, left-padded generation."""
     from transformers import AutoModelForCausalLM, AutoTokenizer
-
-    from mas_credit.types import resolve_device
 
     check_model_ref(ref)
     device = resolve_device(device)

@@ -32,6 +32,7 @@ import numpy as np
 import torch
 
 from mas_credit.agents.kinds import LEARNER_KINDS, MEMBER_KINDS, check_options, plugged_kind, plugged_kinds
+from mas_credit.agents.llm import LLMTeam
 from mas_credit.agents.protocol import ActRequest, ActResult
 from mas_credit.agents.scripted import ScriptedTeam
 
@@ -207,7 +208,6 @@ class MixedTeam:
         if self.llm_members:
             if llm_cfg is None:
                 raise ValueError("a mixed team with LLM members needs the team's LLM settings (load it with load_team)")
-            from mas_credit.agents.llm import LLMTeam
 
             self.llm = LLMTeam(llm_cfg, n, sequential)  # one adapter per agent; the LLM members play theirs
             self.cfg, self.models, self.model_index, self.adapters = (

@@ -10,6 +10,7 @@ records. This module imports vllm only when a team is built.
 
 from __future__ import annotations
 
+from mas_credit.agents.hf import DEFAULT_MODEL, default_model_path
 from mas_credit.agents.llm import LLMTeam, build_topology, check_llm_team, request_seed
 from mas_credit.agents.protocol import ActRequest, ActResult
 from mas_credit.games.base import normalise_text
@@ -23,7 +24,6 @@ class VLLMTeam:
             from vllm import LLM
         except ImportError:
             raise ValueError("team.kind vllm needs the vllm extra and a CUDA GPU: pip install -e .[vllm]") from None
-        from mas_credit.agents.hf import DEFAULT_MODEL, default_model_path
 
         check_llm_team(cfg, n_agents, sequential)
         self.cfg, self._n_agents, self.seed = cfg, n_agents, int(cfg.seed)

@@ -26,6 +26,7 @@ import torch
 from omegaconf import OmegaConf
 from omegaconf.errors import ConfigKeyError, ValidationError
 
+from mas_credit.plugins import load_object, load_plugins
 from mas_credit.types import Credit, CreditBatch, resolve_device
 
 
@@ -160,8 +161,6 @@ def register_estimator(
 
 
 def _plugins() -> None:
-    from mas_credit.plugins import load_plugins
-
     load_plugins("estimators", lambda obj: None)  # register_estimator already ran on import
 
 
@@ -169,8 +168,6 @@ def get_estimator(name: str) -> Estimator:
     """The estimator registered as `name`; `package.module:function` imports that module
     (its `register_estimator` registers it; see `mas_credit.plugins`)."""
     if name not in _REGISTRY and ":" in name:
-        from mas_credit.plugins import load_object
-
         fn = load_object(name)
         found = next((est for est in _REGISTRY.values() if est.fn is fn or est is fn), None)
         if found is None:

@@ -16,6 +16,7 @@ from mas_credit.games.potluck import PotluckEnv
 from mas_credit.games.rampart import RampartEnv
 from mas_credit.games.relay import RelayEnv
 from mas_credit.games.vault import VaultEnv
+from mas_credit.plugins import PluginError, load_object, load_plugins
 
 _REGISTRY: dict[str, type[GameBase]] = {}
 
@@ -39,8 +40,6 @@ for _cls in (VaultEnv, PotluckEnv, LookoutEnv, CouncilEnv, RelayEnv, OrchestraEn
 
 
 def _plugins() -> None:
-    from mas_credit.plugins import load_plugins
-
     load_plugins("games", register_game)
 
 
@@ -56,8 +55,6 @@ def resolve_game_name(name: str) -> str:
     if name in _REGISTRY:
         return name
     if ":" in name:
-        from mas_credit.plugins import PluginError, load_object
-
         try:
             cls = load_object(name)
         except PluginError as err:

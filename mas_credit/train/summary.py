@@ -12,6 +12,7 @@ from pathlib import Path
 import numpy as np
 
 from mas_credit.checklist import write_checklist
+from mas_credit.config import TrainConfig, load_resolved
 from mas_credit.outputs import read_metrics, save_figure, write_text
 
 
@@ -129,7 +130,6 @@ def training_curves(train: list[dict], evals: list[dict]):
 
 def _target(run_dir: Path) -> float:
     """The run's train.success_target (its config.yaml), the default where it has none."""
-    from mas_credit.config import TrainConfig, load_resolved
 
     path = run_dir / "config.yaml"
     return float(load_resolved(path).train.success_target) if path.is_file() else TrainConfig().success_target

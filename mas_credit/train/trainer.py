@@ -44,6 +44,7 @@ from mas_credit.games import make_game
 from mas_credit.outputs import RunDirError, atomic_path, claim_run_dir, is_metric_record, write_text
 from mas_credit.rollout import collect, collect_tree
 from mas_credit.train.learners import make_learners
+from mas_credit.train.summary import render_training
 from mas_credit.types import CreditBatch, resolve_device
 
 EVAL_SALT = 0xE7A1
@@ -277,7 +278,6 @@ class Trainer:
             description,
             {description["device"].split(":")[0], resolve_device(self.est_cfg.device).type},
         )
-        from mas_credit.train.summary import render_training
 
         render_training(self.run_dir, plots=t.plots)
         return self.run_dir
