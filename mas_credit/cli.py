@@ -291,6 +291,8 @@ TEAM_KIND_HELP = {
     "llm": "language models, transformers backend, a LoRA adapter per agent",
     "vllm": "the llm team served by vLLM in this process (GPU)",
     "mixed": "one member of its own kind per agent (team.members: scripted, tabular, llm or a plug-in kind)",
+    "openai": "a model behind an OpenAI-compatible server (team.params or a member's keys: base_url, model, ...); "
+    "never learns",
 }
 
 
@@ -304,6 +306,20 @@ def cmd_teams(args) -> int:
         plugged = TEAM_KIND_HELP.get(kind) is None
         described = TEAM_KIND_HELP.get(kind) or "plug-in: " + (plugged_kind(kind).description or "no description")
         print(f"{kind:<{width}}{described}" + ("; options in team.params, or a member's own keys" if plugged else ""))
+    return 0
+
+
+def cmd_serve_check(args) -> int:
+    from mas_credit.agents.served import ServedClient, served_settings
+
+    try:
+        settings = served_settings({"base_url": args.url, "model": "-", "api_key_env": args.api_key_env}, "serve-check")
+    except ValueError as err:
+        raise UsageError(str(err)) from None
+    models = ServedClient(settings).models()
+    print(f"{args.url} serves {len(models)} model(s):")
+    for model in models:
+        print(f"  {model}")
     return 0
 
 
@@ -413,10 +429,18 @@ def build_parser() -> argparse.ArgumentParser:
 
     teams = sub.add_parser("teams", help="list the team kinds (built in and from plug-ins)")
     teams.set_defaults(func=cmd_teams)
+
+    serve = sub.add_parser("serve-check", help="check that an OpenAI-compatible server answers, and list its models")
+    serve.add_argument("url", help="the server's root, e.g. http://127.0.0.1:8000/v1")
+    serve.add_argument(
+        "--api-key-env", default="", help="the environment variable that holds its API key (default: none)"
+    )
+    serve.set_defaults(func=cmd_serve_check)
     return parser
 
 
 def main(argv: list[str] | None = None) -> int:
+    from mas_credit.agents.served import ServedError
     from mas_credit.batch import BatchInterrupted
     from mas_credit.config import ConfigError
     from mas_credit.games import GameParamError
@@ -436,7 +460,7 @@ def main(argv: list[str] | None = None) -> int:
         code = args.func(args)
         sys.stdout.flush()  # inside the try: a reader that went away shows up here
         return code
-    except (UsageError, ConfigError, GameParamError, RunDirError) as err:
+    except (UsageError, ConfigError, GameParamError, RunDirError, ServedError) as err:
         print(f"mas-credit: error: {err}", file=sys.stderr)
         return EXIT_USAGE
     except BatchInterrupted as err:

@@ -149,11 +149,27 @@ class CriticConfig:
     """The critic that scores episodes for llm_mca."""
 
     kind: str = "scripted"
-    """scripted: knows the exact Shapley shares and answers them with probability `accuracy` | llm: a language model"""
+    """scripted: knows the exact Shapley shares and answers them with probability `accuracy` | llm: a language model
+    in this process | openai: a model behind an OpenAI-compatible server (vllm serve, SGLang, transformers serve)"""
     model: str = "smollm2"
-    """llm: the critic's model (as team.model)"""
+    """llm: the critic's model (as team.model) | openai: the model id the server serves"""
     max_new_tokens: int = 64
-    """llm, decoding free: token cap of the critic's answer"""
+    """llm, decoding free; openai: token cap of the critic's answer"""
+    base_url: str = ""
+    """openai: the server's OpenAI-compatible root, e.g. http://127.0.0.1:8000/v1"""
+    api_key_env: str = ""
+    """openai: the name of the environment variable holding the API key ("" = none); never the key itself"""
+    max_concurrency: int = 4
+    """openai: requests in flight at once"""
+    timeout_s: float = 60.0
+    """openai: seconds one request may take before it counts as failed (and is retried)"""
+    max_retries: int = 3
+    """openai: retries of a failed request (connection, timeout, HTTP 429/5xx, malformed answer), with backoff"""
+    temperature: float = 0.0
+    """openai: sampling temperature (0 = greedy)"""
+    cache: bool = True
+    """openai: keep answers on disk by (model, prompt, sampling settings) under $MAS_CREDIT_CACHE (default
+    ~/.cache/mas-credit), so a re-rendered or resumed study does not pay twice"""
     decoding: str = "structured"
     """llm: structured (the keys are written for it, it chooses only each share's digits: always parses) | free"""
     batch_size: int = 16
@@ -167,6 +183,7 @@ class CriticConfig:
     malformed_rate: float = 0.05
     """scripted: probability of an answer with no shares (counted critic/fallback)"""
     seed: int = 0
+    """scripted: its random generator; openai: the request seed (where the server supports it; -1 = none sent)"""
 
 
 @dataclass(frozen=True)
@@ -587,8 +604,8 @@ def validate_train(cfg: ExperimentConfig, where: str = "experiment") -> None:
         not_learners = [a for a in cfg.train.trained_agents if a not in learners]
         if not_learners:
             raise ConfigError(
-                f"{where}: train.trained_agents {not_learners} are scripted or frozen members, which never learn; "
-                f"list learners only ({learners}) or leave it empty"
+                f"{where}: train.trained_agents {not_learners} are scripted, frozen, served or plug-in members, which "
+                f"never learn; list learners only ({learners}) or leave it empty"
             )
         if len(cfg.games) != 1 and any(plain_members(cfg.team.members)[i]["kind"] == "tabular" for i in learners):
             raise ConfigError(

@@ -58,6 +58,9 @@ COLUMN_HELP = {
     "ms_per_episode": "wall time of its counterfactuals plus the estimator, per episode (ms)",
 }
 
+SERVED_FAILED = {"critic": "those episodes fell back to uniform shares", "team": "those turns played the null action"}
+"""what a served model's failed call (after its retries) became"""
+
 
 def mean_ci(values) -> tuple[float, float]:
     """Mean and the half-width of its 95% confidence interval (NaN with one value)."""
@@ -245,7 +248,14 @@ def render(run_dir: str | Path) -> str:
         f"{meta['group_size']} episodes per game and seed"
         + (f" (tree fan-out {meta['fanout']})" if meta["fanout"] else "")
         + f"; rollouts took {rollout_s:.2f} s in all"
-        + (f"; {invalid} of {turns} answers did not parse and played the null action." if turns else "."),
+        + (f"; {invalid} of {turns} answers did not parse and played the null action." if turns else ".")
+        + "".join(
+            f" Served model ({name}): {c['calls']} calls, {c['retries']} retries, {c['failures']} failed after their "
+            f"retries ({SERVED_FAILED['critic' if name == 'critic' else 'team']})"
+            + (f", {c['cached']} answers from the cache" if "cached" in c else "")
+            + f", {c['prompt_tokens'] + c['completion_tokens']} tokens."
+            for name, c in meta.get("served", {}).items()
+        ),
         "Every estimator ran on the same episodes and is scored against the exact Shapley value of the replayed "
         "coalition values. Cells are the mean over seeds ± the half-width of a 95% confidence interval "
         "(Student t; no ± with one seed; an interval that leaves a metric's range is shown cut to it, in brackets; "

@@ -23,7 +23,7 @@ import pandas as pd
 import torch
 from tqdm import tqdm
 
-from mas_credit.agents import describe_team, game_kwargs, load_critic, load_team
+from mas_credit.agents import describe_team, game_kwargs, load_critic, load_team, served_counts
 from mas_credit.checklist import write_run_record
 from mas_credit.config import ExperimentConfig, check_memory, to_yaml
 from mas_credit.counterfactual import fill_coalitions, fill_needs
@@ -103,7 +103,7 @@ def _run_study(cfg: ExperimentConfig, run_dir: Path, progress: bool) -> Path:
     rows, costs, records = [], [], []
     devices = set()
     teams: dict = {}  # an LLM team is loaded once per team size, not once per game and seed
-    critic = load_critic(cfg.critic)
+    critic = load_critic(cfg.critic) if any(est.needs(ecfg, 3).critic for _, est, ecfg in estimators) else None
     game_seeds = [(g, seed) for g in cfg.games for seed in cfg.seeds]
     bar = tqdm(
         game_seeds, desc=f"study {cfg.name}", unit="game-seed", disable=not progress, leave=True
@@ -209,6 +209,7 @@ def _run_study(cfg: ExperimentConfig, run_dir: Path, progress: bool) -> Path:
             "fanout": list(fanout) if fanout else None,
             "seeds": list(cfg.seeds),
             "records": costs,
+            "served": served_counts({"critic": critic, **{f"team of {n}": t for (n, _), t in teams.items()}}),
         },
     )
     team = next(iter(teams.values()))

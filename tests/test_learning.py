@@ -238,7 +238,7 @@ BAD = [
     (["train.success_target=1.5"], "train.success_target must be in (0, 1]"),
     (
         ["team=tabular_pair_noisy", "train.trained_agents=[0,2]"],
-        "train.trained_agents [2] are scripted or frozen members",
+        "train.trained_agents [2] are scripted, frozen, served or plug-in members",
     ),
 ]
 

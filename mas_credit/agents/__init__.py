@@ -17,11 +17,12 @@ from mas_credit.agents.kinds import BUILTIN_KINDS, check_options, plugged_kind, 
 from mas_credit.agents.llm import LLMCritic, LLMTeam, check_llm_team, turn_order
 from mas_credit.agents.protocol import ActRequest, ActResult, ModelTeam, Policy, Team, TeamKind
 from mas_credit.agents.scripted import ScriptedTeam
+from mas_credit.agents.served import ServedCritic, ServedError, ServedSettings, ServedTeam, served_settings
 from mas_credit.agents.tabular import MixedTeam, check_members
 from mas_credit.agents.vllm_backend import VLLMTeam
 from mas_credit.games import game_params
 
-CRITIC_KINDS = ("scripted", "llm")
+CRITIC_KINDS = ("scripted", "llm", "openai")
 
 
 def team_kinds() -> list[str]:
@@ -111,8 +112,26 @@ def game_kwargs(game_cfg, team_cfg) -> dict:
     return kwargs
 
 
+def critic_settings(cfg) -> ServedSettings:
+    """A served critic's settings from its `CriticConfig` (one-line errors)."""
+    fields_ = (
+        "base_url",
+        "model",
+        "api_key_env",
+        "max_concurrency",
+        "timeout_s",
+        "max_retries",
+        "temperature",
+        "max_new_tokens",
+        "seed",
+    )
+    return served_settings({name: getattr(cfg, name) for name in fields_}, "critic")
+
+
 def check_critic(cfg) -> None:
-    if cfg.kind == "scripted":
+    if cfg.kind == "openai":
+        critic_settings(cfg)
+    elif cfg.kind == "scripted":
         ScriptedCritic(accuracy=cfg.accuracy, style=cfg.style, malformed_rate=cfg.malformed_rate, seed=cfg.seed)
     elif cfg.kind == "llm":
         check_model_ref(cfg.model)
@@ -127,6 +146,8 @@ def check_critic(cfg) -> None:
 def load_critic(cfg):
     """Build the llm_mca critic from a `CriticConfig`."""
     check_critic(cfg)
+    if cfg.kind == "openai":
+        return ServedCritic(critic_settings(cfg), cache=cfg.cache)
     if cfg.kind == "llm":
         return LLMCritic(
             cfg.model,
@@ -136,6 +157,18 @@ def load_critic(cfg):
             show_actions=cfg.show_actions,
         )
     return ScriptedCritic(accuracy=cfg.accuracy, style=cfg.style, malformed_rate=cfg.malformed_rate, seed=cfg.seed)
+
+
+def served_counts(users: dict) -> dict:
+    """{name: counters} of the served models among `users` (teams and critics; a mixed team's
+    served members are summed): calls, retries, failures, tokens (and the critic's cached answers)."""
+    out = {}
+    for name, user in users.items():
+        served = [user] if isinstance(user, (ServedTeam, ServedCritic)) else []
+        served += [m for m in user.plugged.values() if isinstance(m, ServedTeam)] if isinstance(user, MixedTeam) else []
+        if served:
+            out[name] = {key: sum(s.counts.get(key, 0) for s in served) for key in served[0].counts}
+    return out
 
 
 def describe_team(team) -> dict:
@@ -166,6 +199,15 @@ def describe_team(team) -> dict:
             "kind": "mixed",
             "name": f"mixed team ({kinds}) of {llm['name']}",
             "tabular_parameters": sum(sizes),
+        }
+    if isinstance(team, ServedTeam):
+        s = team.settings
+        return {
+            "kind": "openai",
+            "name": f"served model {s.model} at {s.base_url}",
+            "parameters": None,
+            "adapter_parameters": 0,
+            "device": "server",
         }
     if team.kind not in BUILTIN_KINDS:
         described = getattr(plugged_kind(team.kind), "description", "")
@@ -204,6 +246,7 @@ def describe_team(team) -> dict:
 
 
 __all__ = [
+    "ServedError",
     "describe_team",
     "ScriptedTeam",
     "ScriptedCritic",

@@ -8,6 +8,7 @@ or one member of a mixed team (`members: [{kind: reader, care: 0.8}, {kind: tabu
 from __future__ import annotations
 
 from mas_credit.agents.protocol import TeamKind
+from mas_credit.agents.served import OPENAI
 from mas_credit.plugins import PluginError, load_object, load_plugins
 
 BUILTIN_KINDS = ("scripted", "llm", "vllm", "mixed")
@@ -16,6 +17,8 @@ MEMBER_KINDS = ("scripted", "tabular", "llm")
 """the built-in kinds of a mixed team's members"""
 LEARNER_KINDS = ("tabular", "llm")
 """the member kinds that can learn (when not frozen); plug-in kinds only play"""
+SERVED_KINDS = {"openai": OPENAI}
+"""built-in kinds written as `TeamKind`s: a whole team (`team.params`) or a mixed team's member"""
 _PLUGGED: dict[str, TeamKind] = {}
 
 
@@ -24,7 +27,7 @@ def register_team_kind(kind: TeamKind) -> TeamKind:
     another kind under a taken (or built-in) name raises."""
     if not isinstance(kind, TeamKind):
         raise PluginError(f"a team kind plug-in must be a mas_credit.agents.TeamKind, got {type(kind).__name__}")
-    if kind.name in BUILTIN_KINDS + MEMBER_KINDS:
+    if kind.name in BUILTIN_KINDS + MEMBER_KINDS + tuple(SERVED_KINDS):
         raise PluginError(f"team kind '{kind.name}' is built into mas-credit; give the plug-in kind another name")
     held = _PLUGGED.get(kind.name)
     if held is not None and held != kind:
@@ -36,8 +39,9 @@ def register_team_kind(kind: TeamKind) -> TeamKind:
 
 
 def plugged_kinds() -> list[str]:
+    """The kinds written as `TeamKind`s: the served ones, then the plug-ins'."""
     load_plugins("teams", register_team_kind)
-    return sorted(_PLUGGED)
+    return [*SERVED_KINDS, *sorted(_PLUGGED)]
 
 
 def plugged_kind(name: str) -> TeamKind | None:
@@ -49,7 +53,7 @@ def plugged_kind(name: str) -> TeamKind | None:
             raise PluginError(f"'{name}' is a {type(kind).__name__}, not a mas_credit.agents.TeamKind")
         return register_team_kind(kind)
     load_plugins("teams", register_team_kind)
-    return _PLUGGED.get(name)
+    return SERVED_KINDS.get(name) or _PLUGGED.get(name)
 
 
 def check_options(kind: TeamKind, options: dict, n_agents: int, where: str) -> None:
