@@ -150,6 +150,11 @@ BAD = [
     ("name: x\ngame: [vault\n", [], "not valid YAML"),
     (
         "name: x\ngame: vault\nteam: scripted_trio\n",
+        ["critic.kind=openai", "critic.base_url=localhost:8000"],
+        "critic: base_url must be the server's http(s) URL, e.g. http://127.0.0.1:8000/v1; got 'localhost:8000'",
+    ),
+    (
+        "name: x\ngame: vault\nteam: scripted_trio\n",
         ["name.first=2"],
         "override 'name.first=2': 'name' is a value, not a section",
     ),

@@ -24,7 +24,7 @@ import pytest
 
 from mas_credit.agents import load_team
 from mas_credit.agents.hf import default_model_path
-from mas_credit.agents.served import ServedClient, ServedCritic, served_settings
+from mas_credit.agents.served import AnswerCache, ServedClient, ServedCritic, served_settings
 from mas_credit.config import ConfigError, load_experiment, validate_train
 from mas_credit.games import make_game
 from mas_credit.rollout import collect
@@ -410,3 +410,21 @@ def test_a_real_served_critic_study_and_a_served_teammate_run_end_to_end(served_
         "Served model (team of 3): 2 calls, 0 retries, 0 failed after their retries (those turns played the null "
         "action)" in (run / "summary.md").read_text()
     )
+
+
+WRITER = """
+import sys
+from mas_credit.agents.served import AnswerCache
+cache = AnswerCache(sys.argv[1])
+for k in range(200):
+    cache.put(f"{sys.argv[2]}-{k}", "x" * k)
+    assert cache.get(f"{sys.argv[2]}-{k}") == "x" * k
+"""
+
+
+def test_the_answer_cache_is_shared_safely_by_processes_writing_at_once(tmp_path):
+    path = tmp_path / "critic.sqlite"
+    writers = [subprocess.Popen([sys.executable, "-c", WRITER, str(path), name], cwd=ROOT) for name in ("a", "b", "c")]
+    assert [w.wait(timeout=120) for w in writers] == [0, 0, 0]
+    cache = AnswerCache(path)
+    assert all(cache.get(f"{name}-{k}") == "x" * k for name in "abc" for k in range(200))

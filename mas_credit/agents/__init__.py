@@ -125,7 +125,7 @@ def critic_settings(cfg) -> ServedSettings:
         "max_new_tokens",
         "seed",
     )
-    return served_settings({name: getattr(cfg, name) for name in fields_}, "critic")
+    return served_settings({name: getattr(cfg, name) for name in fields_})
 
 
 def check_critic(cfg) -> None:

@@ -66,12 +66,13 @@ class ServedSettings:
     """the request's seed, where the server supports it (-1 = none sent)"""
 
 
-def served_settings(options: dict, where: str) -> ServedSettings:
-    """Settings from a mapping, with one-line errors that name `where` and the fix."""
+def served_settings(options: dict, where: str = "") -> ServedSettings:
+    """Settings from a mapping, with one-line errors that name the setting (after `where: `) and the fix."""
+    where = f"{where}: " if where else ""
     valid = [f.name for f in fields(ServedSettings)]
     unknown = sorted(set(options) - set(valid))
     if unknown:
-        raise ValueError(f"{where}: unknown option {', '.join(unknown)}; valid options: {', '.join(valid)}")
+        raise ValueError(f"{where}unknown option {', '.join(unknown)}; valid options: {', '.join(valid)}")
     values = {}
     for f in fields(ServedSettings):
         if f.name not in options:
@@ -79,21 +80,21 @@ def served_settings(options: dict, where: str) -> ServedSettings:
         value, want = options[f.name], type(f.default)
         ok = isinstance(value, (int, float) if want is float else want) and not isinstance(value, bool)
         if not ok:
-            raise ValueError(f"{where}: {f.name} must be {want.__name__} (like {f.default!r}), got {value!r}")
+            raise ValueError(f"{where}{f.name} must be {want.__name__} (like {f.default!r}), got {value!r}")
         values[f.name] = want(value)
     settings = ServedSettings(**values)
     if not settings.base_url.startswith(("http://", "https://")):
         raise ValueError(
-            f"{where}: base_url must be the server's http(s) URL, e.g. http://127.0.0.1:8000/v1; "
+            f"{where}base_url must be the server's http(s) URL, e.g. http://127.0.0.1:8000/v1; "
             f"got {settings.base_url!r}"
         )
     if not settings.model:
         raise ValueError(
-            f"{where}: model is empty; name the served model (mas-credit serve-check {settings.base_url} lists them)"
+            f"{where}model is empty; name the served model (mas-credit serve-check {settings.base_url} lists them)"
         )
     if settings.api_key_env and settings.api_key_env not in os.environ:
         raise ValueError(
-            f"{where}: api_key_env names ${settings.api_key_env}, which is not set; export it "
+            f"{where}api_key_env names ${settings.api_key_env}, which is not set; export it "
             f"(the key itself never goes in a YAML)"
         )
     if (
@@ -102,7 +103,7 @@ def served_settings(options: dict, where: str) -> ServedSettings:
         or settings.timeout_s <= 0
         or settings.max_new_tokens < 1
     ):
-        raise ValueError(f"{where}: max_concurrency and max_new_tokens must be >= 1, max_retries >= 0, timeout_s > 0")
+        raise ValueError(f"{where}max_concurrency and max_new_tokens must be >= 1, max_retries >= 0, timeout_s > 0")
     return settings
 
 
@@ -259,7 +260,6 @@ class ServedTeam:
         self.client = ServedClient(settings)
         if check_ready:
             self.client.check_ready()
-        self.greedy = False
         self.calls = 0
 
     @property
@@ -282,12 +282,12 @@ class ServedTeam:
 
 
 def _check_member(options: dict, n_agents: int) -> None:
-    served_settings(options, "openai")
+    served_settings(options)
 
 
 OPENAI = TeamKind(
     name="openai",
-    build=lambda options, n, seed: ServedTeam(served_settings(options, "openai"), n, seed),
+    build=lambda options, n, seed: ServedTeam(served_settings(options), n, seed),
     check=_check_member,
     description="a model behind an OpenAI-compatible server (never learns)",
 )
