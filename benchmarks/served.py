@@ -8,13 +8,9 @@ Usage: python benchmarks/served.py [--episodes 16] [--max-new-tokens 32] [--port
 from __future__ import annotations
 
 import argparse
-import os
-import signal
-import subprocess
 import sys
 import tempfile
 import time
-import urllib.request
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -23,38 +19,11 @@ sys.path.insert(0, str(ROOT))
 from mas_credit.agents import ScriptedTeam  # noqa: E402
 from mas_credit.agents.critic import fill_critic  # noqa: E402
 from mas_credit.agents.hf import default_model_path  # noqa: E402
-from mas_credit.agents.served import ServedCritic, served_settings  # noqa: E402
+from mas_credit.agents.served import ServedCritic, local_server, served_settings  # noqa: E402
 from mas_credit.config import load_experiment  # noqa: E402
 from mas_credit.games import make_game  # noqa: E402
 from mas_credit.rollout import collect  # noqa: E402
 from mas_credit.studies import run_study  # noqa: E402
-
-
-def start_server(folder: Path, port: int) -> subprocess.Popen:
-    server = subprocess.Popen(
-        [
-            str(Path(sys.executable).parent / "transformers"),
-            "serve",
-            "--host",
-            "127.0.0.1",
-            "--port",
-            str(port),
-            "--continuous-batching",
-            str(folder),
-        ],
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-        start_new_session=True,
-    )
-    deadline = time.time() + 180
-    while time.time() < deadline:
-        try:
-            urllib.request.urlopen(f"http://127.0.0.1:{port}/v1/models", timeout=2).read()
-            return server
-        except OSError:
-            time.sleep(1)
-    os.killpg(server.pid, signal.SIGTERM)
-    raise SystemExit("transformers serve did not start within 180 s")
 
 
 def main():
@@ -64,11 +33,9 @@ def main():
     parser.add_argument("--port", type=int, default=8765)
     args = parser.parse_args()
     folder, _ = default_model_path()
-    url = f"http://127.0.0.1:{args.port}/v1"
     game = make_game("vault", n_agents=3)
     episodes = collect(game, ScriptedTeam([0.9, 0.8, 0.7]), n_tasks=args.episodes // 2, group_size=2, seed=0)
-    server = start_server(folder, args.port)
-    try:
+    with local_server(folder, args.port) as url:
         base = {"base_url": url, "model": str(folder), "max_new_tokens": args.max_new_tokens, "timeout_s": 600.0}
         warm = ServedCritic(served_settings(base, "bench"), cache=False)
         fill_critic(game, warm, episodes[:1])  # the first call loads the model
@@ -116,9 +83,6 @@ def main():
                 walls[kind] = time.perf_counter() - start
                 print(f"study with the {kind} critic ({args.episodes} episodes): {walls[kind]:.1f} s")
         print(f"served / in-process study wall time: {walls['openai'] / walls['llm']:.2f}x")
-    finally:
-        os.killpg(server.pid, signal.SIGTERM)
-        server.wait(timeout=30)
 
 
 if __name__ == "__main__":

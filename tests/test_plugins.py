@@ -46,31 +46,21 @@ executor: {kind: local, workers: 2}
 """
 
 
+def pip_install_target(src: Path, site: Path) -> Path:
+    """`pip install --target site src` (not editable, no dependencies, no index), as a user would."""
+    pip = [sys.executable, "-m", "pip", "install", "-q", "--no-deps", "--no-build-isolation", "--no-index"]
+    out = subprocess.run(pip + ["--target", str(site), str(src)], capture_output=True, text=True)
+    assert out.returncode == 0, out.stderr
+    return site
+
+
 @pytest.fixture(scope="module")
 def plugin(tmp_path_factory):
     """(source folder, installed site folder): pip-installed with --target, as a user would."""
     tmp = tmp_path_factory.mktemp("plugin")
     src = tmp / "src"
     shutil.copytree(ROOT / "examples" / "mas_credit_tally", src, ignore=shutil.ignore_patterns("build", "*.egg-info"))
-    out = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "pip",
-            "install",
-            "-q",
-            "--no-deps",
-            "--no-build-isolation",
-            "--no-index",
-            "--target",
-            str(tmp / "site"),
-            str(src),
-        ],
-        capture_output=True,
-        text=True,
-    )
-    assert out.returncode == 0, out.stderr
-    return src, tmp / "site"
+    return src, pip_install_target(src, tmp / "site")
 
 
 def run(args, cwd, pythonpath, **env):
@@ -269,24 +259,7 @@ def test_a_non_editable_install_ships_the_option_folders(tmp_path):
     shutil.copytree(ROOT / "mas_credit", src / "mas_credit", ignore=shutil.ignore_patterns("__pycache__"))
     for name in ("pyproject.toml", "README.md"):
         shutil.copy(ROOT / name, src / name)
-    out = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "pip",
-            "install",
-            "-q",
-            "--no-deps",
-            "--no-build-isolation",
-            "--no-index",
-            "--target",
-            str(tmp_path / "site"),
-            str(src),
-        ],
-        capture_output=True,
-        text=True,
-    )
-    assert out.returncode == 0, out.stderr
+    pip_install_target(src, tmp_path / "site")
     shutil.rmtree(src)
     work = tmp_path / "work"
     work.mkdir()

@@ -7,24 +7,18 @@ default model. Nothing here reaches beyond 127.0.0.1."""
 import json
 import os
 import re
-import shutil
-import signal
-import socket
 import subprocess
 import sys
-import tempfile
 import threading
 import time
-import urllib.request
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from pathlib import Path
 
 import pandas as pd
 import pytest
 
 from mas_credit.agents import load_team
 from mas_credit.agents.hf import default_model_path
-from mas_credit.agents.served import AnswerCache, ServedClient, ServedCritic, served_settings
+from mas_credit.agents.served import AnswerCache, ServedClient, ServedCritic, local_server, served_settings
 from mas_credit.config import ConfigError, load_experiment, validate_train
 from mas_credit.games import make_game
 from mas_credit.rollout import collect
@@ -327,50 +321,12 @@ def test_bad_served_settings_are_one_line_errors(options, message):
         served_settings({"base_url": "http://127.0.0.1:8000/v1", "model": "m", **options}, "critic")
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 @pytest.fixture(scope="module")
 def served_smollm2():
     """`transformers serve` with the default model (SmolLM2) on 127.0.0.1, ready; stopped afterwards."""
-    if shutil.which("transformers", path=str(Path(sys.executable).parent)) is None:
-        pytest.skip("transformers serve is not installed (the serve extra: pip install -e .[serve])")
     folder, _ = default_model_path()
-    port = free_port()
-    log = tempfile.TemporaryFile()
-    server = subprocess.Popen(
-        [
-            str(Path(sys.executable).parent / "transformers"),
-            "serve",
-            "--host",
-            "127.0.0.1",
-            "--port",
-            str(port),
-            "--continuous-batching",
-            str(folder),
-        ],
-        stdout=log,
-        stderr=subprocess.STDOUT,
-        start_new_session=True,
-    )
-    url = f"http://127.0.0.1:{port}/v1"
-    deadline = time.time() + 180
-    while True:
-        try:
-            urllib.request.urlopen(f"{url}/models", timeout=2).read()
-            break
-        except OSError:
-            if server.poll() is not None or time.time() > deadline:
-                log.seek(0)
-                os.killpg(server.pid, signal.SIGTERM)
-                pytest.fail(f"transformers serve did not start: {log.read().decode()[-2000:]}")
-            time.sleep(1)
-    yield url, str(folder)
-    os.killpg(server.pid, signal.SIGTERM)
-    server.wait(timeout=30)
+    with local_server(folder) as url:
+        yield url, str(folder)
 
 
 @pytest.mark.slow
@@ -428,3 +384,53 @@ def test_the_answer_cache_is_shared_safely_by_processes_writing_at_once(tmp_path
     assert [w.wait(timeout=120) for w in writers] == [0, 0, 0]
     cache = AnswerCache(path)
     assert all(cache.get(f"{name}-{k}") == "x" * k for name in "abc" for k in range(200))
+
+
+def test_a_batch_of_a_served_team_with_a_served_critic_shares_the_cache_across_workers(fake, tmp_path):
+    """A scripted evaluation batch of a served team (nothing trained), 2 worker processes; the
+    second batch over the same runs answers every critic call from the shared disk cache."""
+    server = fake()
+    served = f"{{base_url: '{server.url}', model: fake-model}}"
+    spec = {
+        "name": "served",
+        "base": str(QUICK),
+        "mode": "study",
+        "overrides": [
+            "game=vault",
+            "n_tasks=2",
+            "group_size=2",
+            "estimators=[llm_mca]",
+            f"team={{use: openai, params: {served}}}",
+            "critic.kind=openai",
+            f"critic.base_url={server.url}",
+            "critic.model=fake-model",
+        ],
+        "grid": {"seeds": [[0], [1]]},
+        "executor": {"kind": "local", "workers": 2},
+    }
+    (tmp_path / "batch.yaml").write_text(json.dumps(spec))
+    env = dict(os.environ, MAS_CREDIT_CACHE=str(tmp_path / "cache"))
+    for out in ("first", "second"):
+        done = subprocess.run(
+            [
+                sys.executable,
+                "-m",
+                "mas_credit.cli",
+                "batch",
+                str(tmp_path / "batch.yaml"),
+                "--out",
+                str(tmp_path / out),
+                "--no-progress",
+            ],
+            capture_output=True,
+            text=True,
+            cwd=ROOT,
+            env=env,
+        )
+        assert done.returncode == 0, done.stderr + done.stdout
+    costs = [json.loads(p.read_text())["served"] for p in sorted((tmp_path / "second").rglob("costs.json"))]
+    assert len(costs) == 2 and all(c["critic"]["cached"] == 4 and c["critic"]["calls"] == 0 for c in costs)
+    assert all(c["team of 3"]["calls"] == 3 * 4 and c["team of 3"]["failures"] == 0 for c in costs)
+    critic_calls = [r for r in server.requests if "response_format" in r]
+    assert len(critic_calls) == 2 * 4  # the first batch's only
+    assert "| vault | llm_mca | 2 |" in (tmp_path / "second" / "batch.md").read_text()

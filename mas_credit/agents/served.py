@@ -23,10 +23,17 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import signal
+import socket
 import sqlite3
+import subprocess
+import sys
+import tempfile
 import threading
 import time
+import urllib.request
 from concurrent.futures import ThreadPoolExecutor
+from contextlib import contextmanager
 from dataclasses import dataclass, fields
 from pathlib import Path
 
@@ -339,3 +346,45 @@ class ServedCritic:
             if self.cache is not None and not answer.failed:
                 self.cache.put(keys[i], answer.text)
         return [f"{r.marker} {t}" if t else "" for r, t in zip(requests, texts)]
+
+
+@contextmanager
+def local_server(model_folder: str | Path, port: int = 0, startup_s: float = 180.0):
+    """`transformers serve --continuous-batching` of a local model folder on 127.0.0.1 (a free
+    port unless `port` is given), yielding its base_url once it answers; stopped on exit. The
+    tests and `benchmarks/served.py` use it (it needs the serve extra). The model id is the
+    folder's path."""
+    exe = Path(sys.executable).parent / "transformers"
+    if not exe.exists():
+        raise ServedError(f"{exe} not found: install the serve extra (pip install -e '.[serve]')")
+    if not port:
+        with socket.socket() as s:
+            s.bind(("127.0.0.1", 0))
+            port = s.getsockname()[1]
+    url = f"http://127.0.0.1:{port}/v1"
+    with tempfile.TemporaryFile() as log:
+        server = subprocess.Popen(
+            [str(exe), "serve", "--host", "127.0.0.1", "--port", str(port), "--continuous-batching", str(model_folder)],
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
+        try:
+            deadline = time.time() + startup_s
+            while True:
+                try:
+                    urllib.request.urlopen(f"{url}/models", timeout=2).read()
+                    break
+                except OSError:
+                    if server.poll() is not None or time.time() > deadline:
+                        log.seek(0)
+                        tail = log.read().decode(errors="replace").strip().splitlines()[-1:] or ["no output"]
+                        raise ServedError(
+                            f"transformers serve did not start at {url} within {startup_s:.0f} s: {tail[0]}"
+                        )
+                    time.sleep(1)
+            yield url
+        finally:
+            if server.poll() is None:
+                os.killpg(server.pid, signal.SIGTERM)
+            server.wait(timeout=30)
