@@ -263,6 +263,11 @@ def test_an_unreachable_server_is_a_one_line_error(tmp_path):
 
 def test_serve_check_lists_the_models(fake):
     server = fake()
+    with pytest.raises(
+        ValueError, match=f"the server at {re.escape(server.url)} does not serve 'other'; it serves: fake-model"
+    ):
+        ServedClient(settings(server.url, model="other")).check_ready()
+    ServedClient(settings(server.url, model="fake-model:my_lora")).check_ready()  # SGLang's base:adapter ids
     out = subprocess.run(
         [sys.executable, "-m", "mas_credit.cli", "serve-check", server.url], capture_output=True, text=True, cwd=ROOT
     )

@@ -168,8 +168,8 @@ class ServedClient:
 
     def check_ready(self) -> None:
         """At start: the server answers and serves `model`."""
-        served = self.models()
-        if self.settings.model not in served:
+        served, model = self.models(), self.settings.model
+        if model not in served and model.rpartition(":")[0] not in served:  # SGLang names an adapter base:lora
             raise ServedError(
                 f"the server at {self.settings.base_url} does not serve '{self.settings.model}'; "
                 f"it serves: {', '.join(served) or 'nothing'}"
