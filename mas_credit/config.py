@@ -24,6 +24,7 @@ the valid choices; the CLI turns it into exit code 2.
 from __future__ import annotations
 
 import copy
+import functools
 import importlib.util
 import itertools
 import json
@@ -369,10 +370,17 @@ def _read_yaml(path: Path) -> dict:
     return data
 
 
+@functools.cache
+def typed_defaults(schema: type):
+    """OmegaConf's typed config of a dataclass's defaults, built once per class (`merge` never
+    changes its inputs; building it is most of a merge's cost)."""
+    return OmegaConf.structured(schema)
+
+
 def _check_against(schema, data: dict, where: str, prefix: str = ""):
     """Merge `data` into the dataclass `schema` with OmegaConf; one-line errors."""
     try:
-        return OmegaConf.merge(OmegaConf.structured(schema), data)
+        return OmegaConf.merge(typed_defaults(schema), data)
     except ConfigKeyError as err:
         key = f"{prefix}{err.full_key}"
         valid = ", ".join(f.name for f in fields(schema) if not f.name.startswith("_"))
@@ -412,13 +420,20 @@ def load_option(root: Path, folder: str, ref: Any, where: str, sources: dict | N
             f"{where}: unknown option '{ref}' (no file {folder}/{ref}.yaml); valid options: "
             f"{', '.join(list_options(root, folder))}"
         )
-    base = _read_yaml(path)
+    base = copy.deepcopy(_option_file(str(path), path.stat().st_mtime_ns, folder))
     if sources is not None:
         sources[where] = f"{ref}: {path}"
-    _check_against(OPTION_SCHEMA[folder], base, str(path))
     if "label" in {f.name for f in fields(OPTION_SCHEMA[folder])}:
         base.setdefault("label", ref)
     return _merge(base, overrides, where)
+
+
+@functools.lru_cache(maxsize=1024)
+def _option_file(path: str, mtime_ns: int, folder: str) -> dict:
+    """An option file, read and checked against its dataclass once per version of the file."""
+    base = _read_yaml(Path(path))
+    _check_against(OPTION_SCHEMA[folder], base, path)
+    return base
 
 
 def _registered(folder: str, ref: str) -> dict | None:

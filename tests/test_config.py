@@ -10,6 +10,7 @@ from pathlib import Path
 import pytest
 from omegaconf import OmegaConf
 
+from mas_credit.cli import main
 from mas_credit.config import (
     OPTION_SCHEMA,
     SHIPPED,
@@ -234,12 +235,14 @@ def run_cli(*args, cwd=ROOT):
     "a config mistake: unknown key or option, wrong type, empty file, bad YAML",
     "one line `mas-credit: error: <file>: ...` naming the key or file and the fix; exit 2",
 )
-def test_cli_exit_code_2_with_one_line(tmp_path, text, overrides, message):
+def test_cli_exit_code_2_with_one_line(tmp_path, capsys, text, overrides, message):
+    """The CLI's entry point in this process (a subprocess per case costs 4 s of imports; the
+    study and config show tests run the real command line)."""
     path = write(tmp_path, text)
-    out = run_cli("config", "show", str(path), *overrides)
-    assert out.returncode == 2, out.stderr
-    assert out.stderr.startswith("mas-credit: error: ") and out.stderr.count("\n") == 1
-    assert message in out.stderr and "Traceback" not in out.stderr
+    assert main(["config", "show", str(path), *overrides]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("mas-credit: error: ") and err.count("\n") == 1
+    assert message in err and "Traceback" not in err
 
 
 @pytest.mark.reliability(

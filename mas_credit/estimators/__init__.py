@@ -18,6 +18,7 @@ Registering a name twice raises; an unknown name lists the valid ones.
 from __future__ import annotations
 
 import dataclasses
+import functools
 import sys
 from dataclasses import dataclass, fields
 from typing import Any, Callable
@@ -99,7 +100,7 @@ class Estimator:
         """The Config from knob values, type-checked and coerced by OmegaConf (YAML's 1 for a
         float knob, a list for a tuple); its errors become one line naming the knob."""
         try:
-            return OmegaConf.to_object(OmegaConf.merge(OmegaConf.structured(self.Config), values))
+            return OmegaConf.to_object(OmegaConf.merge(_typed_defaults(self.Config), values))
         except ConfigKeyError:
             valid = [f.name for f in fields(self.Config)]
             unknown = sorted(set(values) - set(valid))
@@ -122,6 +123,12 @@ class Estimator:
         batch = batch.to(resolve_device(cfg.device))
         with torch.no_grad():
             return self.fn(batch, cfg)
+
+
+@functools.cache
+def _typed_defaults(config: type):
+    """OmegaConf's typed config of an estimator Config's defaults, built once per class."""
+    return OmegaConf.structured(config)
 
 
 _REGISTRY: dict[str, Estimator] = {}
