@@ -41,6 +41,7 @@ from omegaconf.errors import ConfigKeyError, OmegaConfBaseException, ValidationE
 
 from mas_credit.agents import check_critic, check_team, game_kwargs, plain_members
 from mas_credit.agents.kinds import plugged_kind
+from mas_credit.agents.served import ServedSettings
 from mas_credit.agents.tabular import learner_members
 from mas_credit.estimators import get_estimator
 from mas_credit.games import GameParamError, make_game, resolve_game_name
@@ -160,13 +161,13 @@ class CriticConfig:
     """openai: the server's OpenAI-compatible root, e.g. http://127.0.0.1:8000/v1"""
     api_key_env: str = ""
     """openai: the name of the environment variable holding the API key ("" = none); never the key itself"""
-    max_concurrency: int = 4
+    max_concurrency: int = ServedSettings.max_concurrency
     """openai: requests in flight at once"""
-    timeout_s: float = 60.0
+    timeout_s: float = ServedSettings.timeout_s
     """openai: seconds one request may take before it counts as failed (and is retried)"""
-    max_retries: int = 3
+    max_retries: int = ServedSettings.max_retries
     """openai: retries of a failed request (connection, timeout, HTTP 429/5xx, malformed answer), with backoff"""
-    temperature: float = 0.0
+    temperature: float = ServedSettings.temperature
     """openai: sampling temperature (0 = greedy)"""
     cache: bool = True
     """openai: keep answers on disk by (model, prompt, sampling settings) under $MAS_CREDIT_CACHE (default
