@@ -76,10 +76,11 @@ def _check(game, team, n_tasks, seed, task_seeds) -> list[int]:
     return seeds
 
 
-def fresh_env(game, task_seed: int):
-    """A copy of `game` reset to the task of `task_seed` (the game object itself is untouched)."""
+def fresh_env(game, task_seed: int, options: dict | None = None):
+    """A copy of `game` reset to the task of `task_seed` (the game object itself is untouched);
+    `options` go to `reset` (e.g. the messages to block in an edge counterfactual)."""
     env = copy.copy(game)
-    env.reset(seed=int(task_seed))
+    env.reset(seed=int(task_seed), options=options)
     return env
 
 

@@ -57,6 +57,18 @@ class Turn:
 
 
 @dataclass
+class Message:
+    """One message on an edge of the team's topology: `sender` wrote it in turn `turn` (its
+    index in `Episode.turns`) and `receiver` was to read `text`. The players of edge credit
+    (mas_credit.edges) are an episode's messages, in the order they were sent."""
+
+    sender: int
+    receiver: int
+    turn: int
+    text: str
+
+
+@dataclass
 class Episode:
     """One joint trajectory of a team in a game.
 
@@ -67,6 +79,11 @@ class Episode:
     critic's raw text, parsed shares and whether the parse fell back. All three are
     filled lazily by `mas_credit.counterfactual`. `info["tree_path"]` (tree fan-out
     rollouts only) is the child index taken at each branching turn.
+
+    `messages` lists every message the agents sent, as edges (games with messages only).
+    `edge_values` maps an edge bitmask (bit m = message m delivered; the others replaced by
+    an empty message) to the team value; `edge_critic` holds the critic's shares per
+    message. Both are filled lazily by `mas_credit.edges`.
     """
 
     game: str
@@ -80,6 +97,9 @@ class Episode:
     alternative_values: dict[int, float] = field(default_factory=dict)
     critic: dict | None = None
     info: dict = field(default_factory=dict)
+    messages: list[Message] = field(default_factory=list)
+    edge_values: dict[int, float] = field(default_factory=dict)
+    edge_critic: dict | None = None
 
     @property
     def n_agents(self) -> int:
@@ -97,6 +117,7 @@ class Episode:
         data = asdict(self)
         data["coalition_values"] = {str(k): v for k, v in self.coalition_values.items()}
         data["alternative_values"] = {str(k): v for k, v in self.alternative_values.items()}
+        data["edge_values"] = {str(k): v for k, v in self.edge_values.items()}
         return _jsonable(data)
 
     @classmethod
@@ -105,6 +126,8 @@ class Episode:
         data["turns"] = [Turn(**t) for t in data["turns"]]
         data["coalition_values"] = {int(k): v for k, v in data.get("coalition_values", {}).items()}
         data["alternative_values"] = {int(k): v for k, v in data.get("alternative_values", {}).items()}
+        data["messages"] = [Message(**m) for m in data.get("messages", [])]
+        data["edge_values"] = {int(k): v for k, v in data.get("edge_values", {}).items()}
         return cls(**data)
 
 
@@ -383,3 +406,129 @@ class Credit:
             dict(self.metrics),
             None if self.turn_weight is None else self.turn_weight.cpu(),
         )
+
+
+MAX_EDGES = 16
+"""most messages per episode that edge credit handles (its value table is [B, 2**E])"""
+
+
+@dataclass
+class EdgeBatch:
+    """A batch of B episodes whose players are their E messages (edges), as tensors on one device.
+
+    Every episode of a batch sent the same number of messages E (the game's topology fixes it).
+    Shapes and what NaN / the masks mean:
+      reward         [B]          team reward R_b
+      group          [B]   long   episodes of the same task share a group id (0..G-1)
+      edge_values    [B, 2**E]    v(E') for edge bitmask E' (bit m = message m delivered, the others
+                                  replaced by an empty message); NaN = not evaluated
+      sender         [B, E] long  agent that sent message m
+      receiver       [B, E] long  agent that was to read it
+      edge_turn      [B, E] long  index (in Episode.turns) of the turn that sent it
+      critic_share   [B, E]       the critic's share per message; NaN = no critic ran
+      critic_fallback [B] bool    True: the critic's answer did not parse (uniform shares)
+    `n_agents` is the team size (for informing credit per agent).
+    """
+
+    reward: torch.Tensor
+    group: torch.Tensor
+    edge_values: torch.Tensor
+    sender: torch.Tensor
+    receiver: torch.Tensor
+    edge_turn: torch.Tensor
+    critic_share: torch.Tensor
+    critic_fallback: torch.Tensor
+    n_agents: int
+
+    @property
+    def batch_size(self) -> int:
+        return self.reward.shape[0]
+
+    @property
+    def n_edges(self) -> int:
+        return self.sender.shape[1]
+
+    @property
+    def device(self) -> torch.device:
+        return self.reward.device
+
+    @classmethod
+    def from_episodes(
+        cls, episodes: list[Episode], device: str | torch.device | None = None, dtype: torch.dtype = torch.float64
+    ) -> "EdgeBatch":
+        if not episodes:
+            raise ValueError("EdgeBatch.from_episodes needs at least one episode (got an empty list)")
+        counts = sorted({len(ep.messages) for ep in episodes})
+        if len(counts) > 1 or counts[0] == 0:
+            raise ValueError(
+                f"EdgeBatch.from_episodes needs episodes that each sent the same number (>= 1) of messages; got "
+                f"{counts} (edge credit is for games with messages, e.g. briefing_v0 or telephone_v0)"
+            )
+        n_edges = counts[0]
+        if n_edges > MAX_EDGES:
+            raise ValueError(
+                f"episodes sent {n_edges} messages; edge credit handles at most {MAX_EDGES} per episode "
+                f"(its value table is [B, 2**E]); use a smaller team"
+            )
+        group_ids: dict[int, int] = {}
+        group = [group_ids.setdefault(ep.group, len(group_ids)) for ep in episodes]
+        values = torch.full((len(episodes), 1 << n_edges), float("nan"), dtype=dtype)
+        critic_share = torch.full((len(episodes), n_edges), float("nan"), dtype=dtype)
+        critic_fallback = torch.zeros(len(episodes), dtype=torch.bool)
+        for b, ep in enumerate(episodes):
+            if ep.edge_values:
+                masks = torch.tensor(list(ep.edge_values.keys()), dtype=torch.long)
+                values[b, masks] = torch.tensor(list(ep.edge_values.values()), dtype=dtype)
+            if ep.edge_critic and ep.edge_critic.get("shares") is not None:
+                critic_share[b] = torch.tensor(ep.edge_critic["shares"], dtype=dtype)
+                critic_fallback[b] = bool(ep.edge_critic.get("fallback", False))
+        batch = cls(
+            reward=torch.tensor([ep.reward for ep in episodes], dtype=dtype),
+            group=torch.tensor(group, dtype=torch.long),
+            edge_values=values,
+            sender=torch.tensor([[m.sender for m in ep.messages] for ep in episodes], dtype=torch.long),
+            receiver=torch.tensor([[m.receiver for m in ep.messages] for ep in episodes], dtype=torch.long),
+            edge_turn=torch.tensor([[m.turn for m in ep.messages] for ep in episodes], dtype=torch.long),
+            critic_share=critic_share,
+            critic_fallback=critic_fallback,
+            n_agents=episodes[0].n_agents,
+        )
+        return batch.to(device) if device is not None else batch
+
+    def to(self, device: str | torch.device) -> "EdgeBatch":
+        device = resolve_device(device)
+        return EdgeBatch(
+            **{
+                name: getattr(self, name).to(device)
+                for name in (
+                    "reward",
+                    "group",
+                    "edge_values",
+                    "sender",
+                    "receiver",
+                    "edge_turn",
+                    "critic_share",
+                    "critic_fallback",
+                )
+            },
+            n_agents=self.n_agents,
+        )
+
+
+@dataclass
+class EdgeCredit:
+    """What an edge estimator returns: credit [B, E] per message (what studies score against
+    exact edge Shapley) and its cost counters / fallback counts."""
+
+    credit: torch.Tensor
+    metrics: dict[str, float] = field(default_factory=dict)
+
+    def cpu(self) -> "EdgeCredit":
+        return EdgeCredit(self.credit.cpu(), dict(self.metrics))
+
+
+def informing_credit(edge_credit: torch.Tensor, sender: torch.Tensor, n_agents: int) -> torch.Tensor:
+    """[B, E] credit per message, [B, E] its sender -> [B, N]: each agent's informing credit,
+    the summed credit of the messages it sent (0 for an agent that sent none)."""
+    out = torch.zeros((edge_credit.shape[0], n_agents), dtype=edge_credit.dtype, device=edge_credit.device)
+    return out.scatter_add_(1, sender, edge_credit)

@@ -316,7 +316,7 @@ class LLMCritic:
             chunk = requests[start : start + self.batch_size]
             chats = [[{"role": "system", "content": self.SYSTEM}, {"role": "user", "content": r.prompt}] for r in chunk]
             starts = [f"{r.marker} {{" for r in chunk]
-            patterns = [self._pattern(r.episode.agents) for r in chunk] if self.decoding == "structured" else None
+            patterns = [self._pattern(r.keys) for r in chunk] if self.decoding == "structured" else None
             budget = max(len(p.slots) for p in patterns) + 1 if patterns else self.max_new_tokens
             self.calls += len(chats)
             gens = generate(

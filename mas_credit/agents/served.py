@@ -335,7 +335,7 @@ class ServedCritic:
 
     def score(self, requests) -> list[str]:
         chats = [[{"role": "system", "content": self.SYSTEM}, {"role": "user", "content": r.prompt}] for r in requests]
-        formats = [self.response_format(list(r.episode.agents)) for r in requests]
+        formats = [self.response_format(r.keys) for r in requests]
         keys = [AnswerCache.key(self.settings, c, f) for c, f in zip(chats, formats)]
         texts = [self.cache.get(k) if self.cache else None for k in keys]
         todo = [i for i, t in enumerate(texts) if t is None]

@@ -200,6 +200,7 @@ from mas_credit.estimators import (  # noqa: E402,F401
     c3,
     coma,
     dr_mas,
+    edges,
     grpo,
     llm_mca,
     loo,

@@ -9,12 +9,14 @@ from __future__ import annotations
 import inspect
 
 from mas_credit.games.base import GameBase, GameParamError, normalise_text
+from mas_credit.games.briefing import BriefingEnv
 from mas_credit.games.council import CouncilEnv
 from mas_credit.games.lookout import LookoutEnv
 from mas_credit.games.orchestra import OrchestraEnv
 from mas_credit.games.potluck import PotluckEnv
 from mas_credit.games.rampart import RampartEnv
 from mas_credit.games.relay import RelayEnv
+from mas_credit.games.telephone import TelephoneEnv
 from mas_credit.games.vault import VaultEnv
 from mas_credit.plugins import PluginError, load_object, load_plugins
 
@@ -35,7 +37,17 @@ def register_game(cls: type[GameBase]) -> type[GameBase]:
     return cls
 
 
-for _cls in (VaultEnv, PotluckEnv, LookoutEnv, CouncilEnv, RelayEnv, OrchestraEnv, RampartEnv):
+for _cls in (
+    VaultEnv,
+    PotluckEnv,
+    LookoutEnv,
+    CouncilEnv,
+    RelayEnv,
+    OrchestraEnv,
+    RampartEnv,
+    BriefingEnv,
+    TelephoneEnv,
+):
     register_game(_cls)
 
 

@@ -8,6 +8,7 @@ The contract every game keeps beyond the PettingZoo API (see docs/architecture.m
   render_action(agent, action) -> text     canonical text; parse(render(a)) == a
   make_task(task_seed)                     deterministic in the seed
   team_value(episode, mask) / team_values(episode, masks)
+  edge_values(episode, masks)              games with messages: v of delivered message sets
   credit_structure                         additive | AND | OR | threshold | chain | hierarchical
 
 Every game treats an unparseable action exactly like the null action, so "what a
@@ -34,7 +35,7 @@ from gymnasium.spaces import Dict as DictSpace
 from gymnasium.spaces import Text
 from pettingzoo import AECEnv, ParallelEnv
 
-from mas_credit.types import Episode, Turn
+from mas_credit.types import Episode, Message, Turn
 
 CHARSET = string.printable
 _CHARSET_SET = frozenset(CHARSET)
@@ -270,6 +271,20 @@ class GameBase:
             reward=float(reward),
             components={k: [float(x) for x in v] for k, v in components.items()},
             info={"n_agents": self.n_agents, "difficulty": self.difficulty, "lazy_agents": list(self.lazy_agents)},
+            messages=list(self._messages()),
+        )
+
+    def _messages(self) -> list[Message]:
+        """The messages of the episode just played (games with messages override it)."""
+        return []
+
+    def edge_values(self, episode: Episode, masks) -> np.ndarray:
+        """[M] team values when only the messages in each edge bitmask are delivered (bit m =
+        `episode.messages[m]`); the others are replaced by an empty message. Games without
+        messages have no edges."""
+        raise GameParamError(
+            f"{self.name} sends no messages, so it has no edge credit; use a game with messages "
+            f"(briefing_v0, telephone_v0)"
         )
 
     def _new_seed(self, seed) -> int:
@@ -426,9 +441,12 @@ class TurnGame(GameBase, AECEnv):
         self._result = None
 
     def reset(self, seed=None, options=None):
+        """`options={"blocked_messages": keys}` replaces the messages with those
+        `message_keys` by an empty message (edge counterfactuals, mas_credit.edges)."""
         self.task_seed = self._new_seed(seed)
         self.task = self.make_task(self.task_seed)
         self.state = self._init_state(self.task)
+        self.state["blocked"] = frozenset(tuple(k) for k in (options or {}).get("blocked_messages", ()))
         self.history = []
         self._result = None
         self._last_turn_of: dict[int, int] = {}
@@ -483,24 +501,76 @@ class TurnGame(GameBase, AECEnv):
         self._next_turn()
         self._accumulate_rewards()
 
-    def _replay(self, task, episode, mask):
+    def _replay(self, task, episode, mask, blocked=frozenset()):
         recorded: dict[int, list] = {}
         for turn in episode.turns:
-            recorded.setdefault(turn.agent, []).append(turn.action)
+            recorded.setdefault(turn.agent, []).append(turn)
         used = {i: 0 for i in range(self.n_agents)}
         state = self._replay_state(task, episode)
+        state["blocked"] = frozenset(blocked)
+        position = 0
         while state["queue"]:
             agent, ctx = state["queue"].pop(0)
             k = used[agent]
             used[agent] += 1
             mine = recorded.get(agent, [])
-            action = mine[k] if (mask >> agent) & 1 and k < len(mine) else self.null_action(agent)
+            if (mask >> agent) & 1 and k < len(mine):
+                action = self._reread(task, state, agent, mine[k])
+            else:
+                action = self.null_action(agent)
+            state["position"] = position
             self._advance(task, state, agent, dict(ctx, turn=None), action)
+            position += 1
         return float(self._outcome(task, state)[0])
+
+    def _reread(self, task, state, agent: int, turn: Turn):
+        """The action a kept agent plays in a replay: its recorded one. A game whose agents
+        answer from the messages they read overrides it, so a receiver that acted on its
+        messages acts on the messages of the replay (module docstring of mas_credit.edges)."""
+        return turn.action
+
+    # -- messages (edges) --------------------------------------------------------------
+    def _send(self, state, sender: int, receiver: int, text: str, ctx) -> bool:
+        """Record a message from `sender` to `receiver` and say whether it is delivered (False:
+        its key was blocked, and the receiver must read an empty message instead)."""
+        messages = state.setdefault("messages", [])
+        occurrence = sum(1 for m in messages if (m.sender, m.receiver) == (sender, receiver))
+        turn = ctx.get("turn")
+        messages.append(Message(sender, receiver, int(state.get("position", 0) if turn is None else turn), text))
+        return (sender, receiver, occurrence) not in state.get("blocked", ())
+
+    def _messages(self) -> list[Message]:
+        return list(self.state.get("messages", [])) if getattr(self, "state", None) else []
+
+    def edge_values(self, episode: Episode, masks) -> np.ndarray:
+        if not episode.messages:
+            return super().edge_values(episode, masks)
+        task = self.make_task(episode.task_seed)
+        keys = message_keys(episode.messages)
+        full = (1 << self.n_agents) - 1
+        return np.array(
+            [
+                self._replay(task, episode, full, {key for m, key in enumerate(keys) if not (int(mask) >> m) & 1})
+                for mask in np.asarray(masks)
+            ],
+            dtype=np.float64,
+        )
 
     def _replay_state(self, task, episode) -> dict:
         """Initial state for a replay of `episode` (a game may note recorded facts here)."""
         return self._init_state(task)
+
+
+def message_keys(messages: list[Message]) -> list[tuple[int, int, int]]:
+    """Each message's key (sender, receiver, occurrence: how many earlier messages went from that
+    sender to that receiver). A key names the same edge in a replay and in a re-run."""
+    seen: dict[tuple[int, int], int] = {}
+    keys = []
+    for m in messages:
+        k = seen.get((m.sender, m.receiver), 0)
+        seen[(m.sender, m.receiver)] = k + 1
+        keys.append((m.sender, m.receiver, k))
+    return keys
 
 
 def play_texts(env, seed: int, texts_for) -> "GameBase":

@@ -1,0 +1,216 @@
+"""Communication credit: messages as edges, exact ground truth per edge, edge estimators,
+informing credit, the replay and resample modes."""
+
+import itertools
+import math
+
+import numpy as np
+import pytest
+import torch
+
+from mas_credit.agents import ScriptedTeam
+from mas_credit.agents.critic import ScriptedCritic
+from mas_credit.edges import fill_edge_needs, fill_edge_values
+from mas_credit.estimators.edges import get_edge_estimator, list_edge_estimators
+from mas_credit.games import GameParamError, make_game
+from mas_credit.games.briefing import ROOM, clue_roles
+from mas_credit.rollout import collect
+from mas_credit.types import EdgeBatch, Episode, informing_credit
+
+DEVICES = ["cpu", pytest.param("cuda", marks=pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA"))]
+
+
+def brute_force_edge_shapley(game, episode):
+    """Shapley over the messages by enumerating every ordering of them: the slow, obvious definition,
+    each value replayed on its own (`team_value`-style, one edge set at a time)."""
+    n_edges = len(episode.messages)
+    value = {mask: game.edge_values(episode, [mask])[0] for mask in range(1 << n_edges)}
+    phi = np.zeros(n_edges)
+    for order in itertools.permutations(range(n_edges)):
+        mask = 0
+        for m in order:
+            phi[m] += value[mask | (1 << m)] - value[mask]
+            mask |= 1 << m
+    return phi / math.factorial(n_edges)
+
+
+def edge_credit(game, episodes, name="edge_shapley", cfg=None, team=None, critic=None, device="cpu"):
+    est = get_edge_estimator(name)
+    cfg = {"device": device, **(cfg or {})}
+    fill_edge_needs(game, episodes, est.needs(cfg, len(episodes[0].messages)), team=team, critic=critic)
+    return est(EdgeBatch.from_episodes(episodes), cfg).cpu().credit.numpy()
+
+
+@pytest.mark.parametrize("name", ["briefing", "telephone"])
+@pytest.mark.parametrize("n_agents", [2, 3, 4, 5, 6, 7])  # 1 to 6 edges
+def test_edge_shapley_equals_brute_force_permutations(name, n_agents):
+    game = make_game(name, n_agents=n_agents, difficulty=2)
+    team = ScriptedTeam([0.7] * n_agents, malformed_rate=0.1, seed=n_agents)
+    episodes = collect(game, team, n_tasks=3 if n_agents < 7 else 2, group_size=2, seed=5)
+    assert all(len(ep.messages) == n_agents - 1 for ep in episodes)
+    phi = edge_credit(game, episodes)
+    for b, ep in enumerate(episodes):
+        np.testing.assert_allclose(phi[b], brute_force_edge_shapley(game, ep), atol=1e-12)
+
+
+@pytest.mark.parametrize("method", ["exact", "sampled"])
+@pytest.mark.parametrize("name", ["briefing", "telephone"])
+def test_edge_credit_sums_to_all_messages_minus_none(name, method):
+    game = make_game(name, n_agents=7)
+    episodes = collect(game, ScriptedTeam([0.8] * 7, malformed_rate=0.1), n_tasks=6, group_size=2, seed=3)
+    phi = edge_credit(game, episodes, cfg={"method": method, "budget": 24})
+    for b, ep in enumerate(episodes):
+        v_all, v_none = game.edge_values(ep, [(1 << 6) - 1, 0])
+        assert v_all == ep.reward
+        assert phi[b].sum() == pytest.approx(v_all - v_none, abs=1e-12)
+    assert np.abs(phi).sum() > 0
+
+
+def test_the_distractor_gets_exactly_zero_and_redundant_informants_split_equally():
+    game = make_game("briefing", n_agents=5)  # informants: digit 1, digit 1, digit 2, room
+    assert game.roles == [0, 0, 1, ROOM] and game.distractors == [3]
+    episodes = collect(game, ScriptedTeam([1.0] * 5), n_tasks=6, group_size=1, seed=0)
+    phi = edge_credit(game, episodes)
+    assert np.all(phi[:, 3] == 0.0)  # exactly, not up to rounding
+    np.testing.assert_array_equal(phi[:, 0], phi[:, 1])
+    np.testing.assert_allclose(phi, [[0.25, 0.25, 0.5, 0.0]] * 6)
+    # leave-one-edge-out misses both redundant messages (dropping either alone changes nothing)
+    np.testing.assert_allclose(edge_credit(game, episodes, "edge_loo"), [[0.0, 0.0, 0.5, 0.0]] * 6)
+    # with noisy informants the distractor's message is still a null player, episode by episode
+    noisy = collect(game, ScriptedTeam([0.6] * 5, malformed_rate=0.2, seed=1), n_tasks=20, seed=1)
+    assert np.all(edge_credit(game, noisy)[:, 3] == 0.0)
+
+
+def test_a_chain_of_messages_splits_success_equally():
+    game = make_game("telephone", n_agents=5, difficulty=3)
+    episodes = collect(game, ScriptedTeam([1.0] * 5), n_tasks=5, seed=2)
+    assert all(ep.reward == 1.0 for ep in episodes)
+    np.testing.assert_allclose(edge_credit(game, episodes), 0.25)
+    np.testing.assert_allclose(edge_credit(game, episodes, "edge_loo"), 1.0)  # every message is needed
+
+
+@pytest.mark.parametrize("name,n_agents", [("briefing", 5), ("briefing", 7), ("telephone", 4), ("telephone", 6)])
+def test_replay_and_resample_agree_for_a_deterministic_team(name, n_agents):
+    game = make_game(name, n_agents=n_agents)
+    # every member's answer is a function of what it read (a lazy informant always sends nothing)
+    team = ScriptedTeam([1.0] * n_agents, lazy=[1] if name == "briefing" else [])
+    replayed = collect(game, team, n_tasks=4, group_size=2, seed=7)
+    resampled = collect(game, team, n_tasks=4, group_size=2, seed=7)
+    fill_edge_values(game, replayed, "all")
+    counts = fill_edge_values(game, resampled, "all", mode="resample", team=team, k=2)
+    assert counts["cf/edge_evals"] == len(resampled) * (1 << (n_agents - 1))
+    for a, b in zip(replayed, resampled):
+        assert a.edge_values == b.edge_values
+    assert any(v != a.reward for a in replayed for v in a.edge_values.values())  # the edges matter
+
+
+def test_resample_re_runs_the_receivers_from_the_changed_transcript():
+    """Blocking the distractor's message re-runs the decider (turns after the blocked one are
+    drawn afresh): with a decider right half the time, v is a mean over its k re-runs, while
+    the replay keeps each recorded answer."""
+    game = make_game("briefing", n_agents=3)  # informants: digit 1, room; decider
+    team = ScriptedTeam([1.0, 1.0, 0.5], seed=3)
+    episodes = collect(game, team, n_tasks=8, seed=1)
+    fill_edge_values(game, episodes, [0b01], mode="resample", team=team, k=8)
+    resampled = [ep.edge_values[0b01] for ep in episodes]
+    assert all(v * 8 == round(v * 8) for v in resampled)
+    assert any(0.0 < v < 1.0 for v in resampled)
+    assert [float(v) for v in (game.edge_values(ep, [0b01])[0] for ep in episodes)] == [ep.reward for ep in episodes]
+
+
+def test_informing_credit_is_the_sum_over_each_senders_messages():
+    credit = torch.tensor([[0.1, 0.2, 0.3, 0.4], [1.0, -1.0, 0.5, 0.0]], dtype=torch.float64)
+    sender = torch.tensor([[0, 0, 2, 1], [2, 2, 0, 0]])
+    out = informing_credit(credit, sender, 4)
+    ref = torch.zeros(2, 4, dtype=torch.float64)
+    for b in range(2):
+        for m in range(4):
+            ref[b, sender[b, m]] += credit[b, m]
+    torch.testing.assert_close(out, ref)
+
+
+@pytest.mark.parametrize("device", DEVICES)
+def test_every_edge_estimator_runs_on_its_device_and_agrees_with_the_cpu(device):
+    game = make_game("briefing", n_agents=6)
+    team = ScriptedTeam([0.7] * 6, malformed_rate=0.1)
+    for name in list_edge_estimators():
+        episodes = collect(game, team, n_tasks=4, group_size=2, seed=9)
+        cpu = edge_credit(game, episodes, name, critic=ScriptedCritic(accuracy=0.7), team=team)
+        est = get_edge_estimator(name)
+        out = est(EdgeBatch.from_episodes(episodes), {"device": device})
+        assert out.credit.device.type == device
+        np.testing.assert_allclose(out.cpu().credit.numpy(), cpu, atol=1e-12)
+
+
+def test_edge_critic_fallbacks_are_uniform_and_counted():
+    game = make_game("briefing", n_agents=5)
+    episodes = collect(game, ScriptedTeam([1.0] * 5), n_tasks=8, seed=0)
+    counts = fill_edge_needs(
+        game, episodes, get_edge_estimator("edge_critic").needs(None, 4), critic=ScriptedCritic(malformed_rate=0.5)
+    )
+    fell_back = [ep.edge_critic["fallback"] for ep in episodes]
+    assert counts["edge_critic/calls"] == 8 and counts["edge_critic/fallback"] == sum(fell_back) > 0
+    credit = get_edge_estimator("edge_critic")(EdgeBatch.from_episodes(episodes), {"device": "cpu"})
+    for b, ep in enumerate(episodes):
+        if fell_back[b]:
+            np.testing.assert_allclose(credit.credit[b].numpy(), ep.reward / 4)
+        else:
+            np.testing.assert_allclose(credit.credit[b].numpy(), [0.25, 0.25, 0.5, 0.0], atol=1e-6)
+    assert credit.metrics["edge_critic/fallback"] == sum(fell_back)
+
+
+def test_the_critic_prompt_lists_every_message_under_its_id():
+    from mas_credit.agents.critic import build_message_prompt, parse_shares
+
+    game = make_game("telephone", n_agents=3)
+    ep = collect(game, ScriptedTeam([1.0] * 3), n_tasks=1)[0]
+    prompt, marker = build_message_prompt(game, ep)
+    assert 'm0: agent_0 -> agent_1 (sent in turn 0): "the value is' in prompt and "m1: agent_1 -> agent_2" in prompt
+    shares, flags = parse_shares(f'{marker} {{"m0": 0.25, "m1": 0.75}}', ["m0", "m1"], [True, True], marker)
+    assert shares == [0.25, 0.75] and flags["strict"]
+
+
+def test_missing_edge_values_and_games_without_messages_are_one_line_errors():
+    game = make_game("briefing", n_agents=4)
+    episodes = collect(game, ScriptedTeam([1.0] * 4), n_tasks=2)
+    with pytest.raises(ValueError, match="needs edge values that episode 0 lacks; fill them first"):
+        get_edge_estimator("edge_shapley")(EdgeBatch.from_episodes(episodes), {"device": "cpu"})
+    vault = make_game("vault", n_agents=3)
+    plain = collect(vault, ScriptedTeam([1.0] * 3), n_tasks=2)
+    with pytest.raises(ValueError, match="use a game with messages"):
+        fill_edge_values(vault, plain, "all")
+    with pytest.raises(ValueError, match="each sent the same number"):
+        EdgeBatch.from_episodes(plain)
+    with pytest.raises(ValueError, match="unknown edge estimator 'edge_nope'; valid edge estimators: edge_critic"):
+        get_edge_estimator("edge_nope")
+    with pytest.raises(GameParamError, match="redundant must be true or false"):
+        make_game("briefing", redundant="yes")
+
+
+def test_messages_and_edge_values_survive_the_json_round_trip():
+    game = make_game("briefing", n_agents=4)
+    ep = collect(game, ScriptedTeam([1.0] * 4), n_tasks=1)[0]
+    fill_edge_values(game, [ep], "loo")
+    back = Episode.from_dict(ep.to_dict())
+    assert back.messages == ep.messages and back.edge_values == ep.edge_values
+
+
+@pytest.mark.parametrize("n_informants", range(1, 8))
+def test_clue_roles_put_redundancy_and_a_distractor_where_there_is_room(n_informants):
+    roles = clue_roles(n_informants)
+    assert len(roles) == n_informants and roles[0] == 0
+    assert (roles.count(ROOM) == 1) == (n_informants >= 2)
+    assert (roles.count(0) == 2) == (n_informants >= 3)
+    facts = [r for r in roles if r != ROOM]
+    assert sorted(set(facts)) == list(range(max(facts) + 1))
+
+
+def test_agent_coalitions_replay_the_decider_as_a_reader():
+    """An absent informant's digit is lost, because the decider answers what its messages imply."""
+    game = make_game("briefing", n_agents=4)  # digit 1, digit 1, room
+    ep = collect(game, ScriptedTeam([1.0] * 4), n_tasks=1)[0]
+    full = 0b1111
+    assert game.team_value(ep, full) == 1.0
+    assert game.team_value(ep, full & ~0b1) == 1.0  # the redundant informant still tells digit 1
+    assert game.team_value(ep, full & ~0b11) == 0.0
+    assert game.team_value(ep, full & ~0b100) == 1.0  # the distractor
