@@ -27,7 +27,13 @@ import torch
 
 from mas_credit.estimators import Estimator, Needs
 from mas_credit.estimators.common import BaseConfig, CounterfactualConfig, check_choice
-from mas_credit.estimators.shapley import ShapleyKnobs, exact_shapley, sample_permutations, sampled_shapley, shapley_masks
+from mas_credit.estimators.shapley import (
+    ShapleyKnobs,
+    exact_shapley,
+    sample_permutations,
+    sampled_shapley,
+    shapley_masks,
+)
 from mas_credit.types import EdgeBatch, EdgeCredit
 
 _EDGE_REGISTRY: dict[str, Estimator] = {}
@@ -41,7 +47,13 @@ def register_edge_estimator(name: str, config: type, needs: Callable[[Any, int],
         if held is not None and held.fn is not fn and held.fn.__qualname__ != fn.__qualname__:
             raise ValueError(f"edge estimator '{name}' is already registered; pick another name")
         _EDGE_REGISTRY[name] = Estimator(
-            name=name, fn=fn, Config=config, needs_rule=needs, doc=fn.__doc__ or "", granularity="message", family=family
+            name=name,
+            fn=fn,
+            Config=config,
+            needs_rule=needs,
+            doc=fn.__doc__ or "",
+            granularity="message",
+            family=family,
         )
         return fn
 

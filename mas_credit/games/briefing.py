@@ -120,7 +120,7 @@ class BriefingEnv(TurnGame):
         return (
             f"You are {me}, the decider. Open a lock whose code has {self.n_facts} digit(s). "
             f"The informants' messages:\n" + "\n".join(lines) + "\n"
-            f"Reply with the code in the form 'CODE: " + " ".join(f"<d{f + 1}>" for f in range(self.n_facts)) + "'."
+            "Reply with the code in the form 'CODE: " + " ".join(f"<d{f + 1}>" for f in range(self.n_facts)) + "'."
         )
 
     def decide(self, inbox: dict) -> tuple:
