@@ -44,7 +44,9 @@ from mas_credit.agents.kinds import plugged_kind
 from mas_credit.agents.served import ServedSettings
 from mas_credit.agents.tabular import learner_members
 from mas_credit.estimators import get_estimator
+from mas_credit.estimators.edges import get_edge_estimator
 from mas_credit.games import GameParamError, make_game, resolve_game_name
+from mas_credit.types import COUNTERFACTUAL_MODES, MAX_EDGES
 
 GROUPS = {"games": "games", "team": "agents", "estimators": "estimators"}  # experiment key -> option folder
 
@@ -228,6 +230,29 @@ class TrainConfig:
     later)"""
     tensorboard: bool = True
     """also write TensorBoard event files (when the tensorboard package is installed)"""
+    informing_credit: float = 0.0
+    """games with messages: weight of informing credit in the advantage. Each message's credit (the first of
+    edges.estimators, default exact edge Shapley), centred within its task group, times this weight, is added to
+    the advantage of the turn that sent it; 0 = off (agent-level credit alone)"""
+
+
+@dataclass(frozen=True)
+class EdgesConfig:
+    """Communication credit (games with messages: briefing, telephone): the players are the messages."""
+
+    estimators: List[EstimatorConfig] = field(default_factory=list)
+    """edge estimators a study scores against exact edge Shapley (names or {name, label, device, params}; see
+    `mas-credit estimators`): edge_shapley, edge_loo, edge_critic, edge_uniform; empty = no edge credit"""
+    mode: str = "replay"
+    """how the ground truth's edge values are obtained: replay (receivers that answered what their messages imply
+    answer what the replayed ones imply; scripted teams) | resample (receivers act again from the changed
+    transcript; LLM teams)"""
+    samples: int = 1
+    """resample: re-runs per edge value of the ground truth"""
+    exact_up_to: int = 10
+    """the ground truth is exact Shapley over at most this many messages per episode, sampled beyond"""
+    budget: int = 512
+    """sampled ground truth: most edge sets evaluated per episode"""
 
 
 @dataclass(frozen=True)
@@ -241,6 +266,7 @@ class ExperimentConfig:
     estimators: List[EstimatorConfig] = field(default_factory=lambda: [EstimatorConfig()])
     critic: CriticConfig = field(default_factory=CriticConfig)
     train: TrainConfig = field(default_factory=TrainConfig)
+    edges: EdgesConfig = field(default_factory=EdgesConfig)
     seeds: List[int] = field(default_factory=lambda: [0])
     """one independent repetition per seed (mean and 95% CI across seeds)"""
     n_tasks: int = 8
@@ -557,6 +583,7 @@ def load_experiment(
         OmegaConf.to_object(_check_against(EstimatorConfig, e, where, f"estimators.{i}."))
         for i, e in enumerate(resolved.pop("estimators", [{}]))
     ]
+    _edge_entries(resolved, where)
     cfg = replace(
         OmegaConf.to_object(_check_against(ExperimentConfig, resolved, where)), games=games, estimators=estimators
     )
@@ -577,9 +604,21 @@ def load_resolved(path: str | Path) -> ExperimentConfig:
         OmegaConf.to_object(_check_against(EstimatorConfig, e, where, f"estimators.{i}."))
         for i, e in enumerate(raw.pop("estimators", [{}]))
     ]
+    _edge_entries(raw, where)
     cfg = replace(OmegaConf.to_object(_check_against(ExperimentConfig, raw, where)), games=games, estimators=estimators)
     validate(cfg, where, path.parent)
     return cfg
+
+
+def _edge_entries(raw: dict, where: str) -> None:
+    """`edges.estimators` may name an edge estimator by its name alone (`[edge_shapley, edge_loo]`)."""
+    edges = raw.get("edges")
+    if not isinstance(edges, dict) or "estimators" not in edges:
+        return
+    items = edges["estimators"]
+    if not isinstance(items, list):
+        raise ConfigError(f"{where}: edges.estimators must be a list, e.g. [edge_shapley, edge_loo], got {items!r}")
+    edges["estimators"] = [{"name": item} if isinstance(item, str) else item for item in items]
 
 
 KB_PER_EPISODE_AND_ESTIMATOR = 4.2
@@ -751,6 +790,45 @@ def validate(cfg: ExperimentConfig, where: str, root: Path) -> None:
         check_critic(cfg.critic)
     except ValueError as err:
         raise ConfigError(f"{where}: critic: {err}") from None
+    validate_edges(cfg, where)
+
+
+def validate_edges(cfg: ExperimentConfig, where: str) -> None:
+    """The rules of communication credit (`edges`, `train.informing_credit`)."""
+    e = cfg.edges
+    if not (e.estimators or cfg.train.informing_credit):
+        return
+    for i, g in enumerate(cfg.games):
+        game = make_game(g.name, **game_kwargs(g, cfg.team))
+        if not game.sends_messages:
+            what = "edges.estimators" if e.estimators else "train.informing_credit"
+            raise ConfigError(
+                f"{where}: {what} credits messages, but games.{i} ({game.name}) sends none; use a game with messages "
+                f"(briefing, telephone) or remove {what}"
+            )
+    for i, est_cfg in enumerate(e.estimators):
+        try:
+            get_edge_estimator(est_cfg.name).make_config(est_cfg)
+        except ValueError as err:
+            raise ConfigError(f"{where}: edges.estimators.{i}: {err}") from None
+    labels = [x.label or x.name for x in e.estimators]
+    twice = sorted({label for label in labels if labels.count(label) > 1})
+    if twice:
+        raise ConfigError(
+            f"{where}: edges.estimators {twice} appear more than once; give each a distinct label (e.g. "
+            f"{{name: {twice[0]}, label: {twice[0]}_2}})"
+        )
+    if e.mode not in COUNTERFACTUAL_MODES:
+        raise ConfigError(
+            f"{where}: edges.mode '{e.mode}' is not valid; valid choices: {', '.join(COUNTERFACTUAL_MODES)}"
+        )
+    if e.samples < 1 or not 1 <= e.exact_up_to <= MAX_EDGES:
+        raise ConfigError(
+            f"{where}: edges.samples must be >= 1 and edges.exact_up_to in [1, {MAX_EDGES}] (got {e.samples}, "
+            f"{e.exact_up_to})"
+        )
+    if cfg.train.informing_credit < 0:
+        raise ConfigError(f"{where}: train.informing_credit must be >= 0 (0 = off), got {cfg.train.informing_credit}")
 
 
 TEAM_FIELDS = {

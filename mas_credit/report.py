@@ -284,6 +284,8 @@ def render(run_dir: str | Path) -> str:
         + [f"- **{k}**: {v}" for k, v in COLUMN_HELP.items()]
         + ["", "![error against cost](error_vs_cost.png)", ""]
     )
+    if (run_dir / "edges.parquet").is_file():
+        text += edge_section(run_dir, frame, meta)
     if (run_dir / "run.json").is_file():  # studies made before the checklist existed have none
         text.append(write_checklist(run_dir))
     out = "\n".join(text)
@@ -364,4 +366,160 @@ def _plots(run_dir: Path, frame, summary, games) -> None:
     ax.set_ylabel("RMSE against exact Shapley")
     ax.set_title("error against cost (colour: estimator; marker: game)")
     save_figure(run_dir / "error_vs_cost.png", fig)
+    plt.close(fig)
+
+
+# -- communication credit (edges.parquet) ----------------------------------------------------
+EDGE_METRICS = ["rmse", "kendall_tau", "distractor_credit", "null_credit", "efficiency_gap"]
+EDGE_COSTS = ["edge_evals_per_episode", "critic_calls_per_episode", "ms_per_episode"]
+EDGE_HELP = {
+    "rmse": "root mean squared error of the credit per message against exact edge Shapley, per episode",
+    "kendall_tau": "Kendall tau-b rank agreement with exact edge Shapley over the messages",
+    "distractor_credit": "mean |credit| of the distractor informant's messages (sound = 0)",
+    "null_credit": "mean |credit| of null messages (every marginal contribution 0; sound = 0)",
+    "efficiency_gap": "|sum of credit - (v(all messages) - v(no messages))|",
+    "edge_evals_per_episode": "distinct edge-set evaluations the estimator needed, per episode",
+    "critic_calls_per_episode": "critic calls, per episode",
+    "ms_per_episode": "wall time of its counterfactuals plus the estimator, per episode (ms)",
+}
+
+
+def edge_scores(edges, costs: list[dict]):
+    """Per (game, estimator, seed): the mean over episodes of each edge score, and the costs per episode."""
+    records = []
+    cost_of = {(c["game"], c["seed"], c["estimator"]): c for c in costs}
+    for (game, estimator, seed), part in edges.groupby(["game", "estimator", "seed"], sort=False):
+        part = part.sort_values(["episode", "edge"])
+        n_edges = part["edge"].nunique()
+        credit, truth = (part[k].to_numpy().reshape(-1, n_edges) for k in ("credit", "truth"))
+        first = part.groupby("episode", sort=True).first()
+        flagged = {}
+        for key, column in (("distractor_credit", "distractor"), ("null_credit", "null_edge")):
+            mask = part[column].to_numpy().reshape(-1, n_edges).astype(bool)
+            flagged[key] = np.abs(credit)[mask].mean() if mask.any() else math.nan
+        gain = first["reward"].to_numpy() - first["v_none"].to_numpy()
+        cost = cost_of[(game, seed, estimator)]
+        episodes = cost["episodes"]
+        tau = kendall_tau_b(credit, truth)
+        records.append(
+            {
+                "game": game,
+                "estimator": estimator,
+                "seed": seed,
+                "rmse": float(np.sqrt(((credit - truth) ** 2).mean(axis=1)).mean()),
+                "kendall_tau": float(np.nanmean(tau)) if np.isfinite(tau).any() else math.nan,
+                **flagged,
+                "efficiency_gap": float(np.abs(credit.sum(axis=1) - gain).mean()),
+                "edge_evals_per_episode": cost["edge_evals"] / episodes,
+                "critic_calls_per_episode": cost["critic_calls"] / episodes,
+                "ms_per_episode": 1e3 * cost["wall_s"] / episodes,
+                "fallback": cost["critic_fallback"] / episodes,
+            }
+        )
+    return pd.DataFrame(records)
+
+
+def acting_and_informing(frame, edges, game: str):
+    """Per agent of `game`: mean acting credit (exact Shapley over agents) and mean informing credit
+    (the summed exact edge Shapley of its messages, and each edge estimator's), over episodes and seeds."""
+    agents = frame[(frame["game"] == game)]
+    agents = agents[agents["estimator"] == agents["estimator"].iloc[0]]
+    acting = agents.groupby("agent")["truth"].mean()
+    part = edges[edges["game"] == game]
+    out = pd.DataFrame({"acting": acting})
+    first = part["estimator"].iloc[0]
+    per_episode = part[part["estimator"] == first].groupby(["seed", "episode", "sender"])["truth"].sum()
+    out["informing (exact)"] = _per_agent_mean(per_episode, acting.index, part)
+    for est in dict.fromkeys(part["estimator"]):
+        sums = part[part["estimator"] == est].groupby(["seed", "episode", "sender"])["credit"].sum()
+        out[f"informing ({est})"] = _per_agent_mean(sums, acting.index, part)
+    return out
+
+
+def _per_agent_mean(sums, agents, part):
+    """Mean over every (seed, episode) of each agent's summed credit (0 for an agent that sent nothing)."""
+    n_episodes = len(part.groupby(["seed", "episode"]))
+    totals = sums.groupby(level="sender").sum()
+    return pd.Series([float(totals.get(a, 0.0)) / n_episodes for a in agents], index=agents)
+
+
+def edge_section(run_dir: Path, frame, meta) -> list[str]:
+    """The summary's communication-credit part: per game, the edge estimators against exact edge
+    Shapley and each agent's acting and informing credit; draws `edges_<game>.png`."""
+    edges = pd.read_parquet(run_dir / "edges.parquet")
+    per_seed = edge_scores(edges, meta.get("edge_records", []))
+    text = [
+        "# Communication credit (the players are the messages)",
+        "",
+        "Each edge estimator ran on the same episodes and is scored against exact Shapley over the messages "
+        "(v(E') = the team value when only the messages in E' are delivered, the others replaced by an empty "
+        "message). Mean over seeds ± the half-width of a 95% confidence interval.",
+        "",
+    ]
+    heads = ["estimator", "seeds", *EDGE_METRICS, "fallback", *EDGE_COSTS]
+    for game in dict.fromkeys(edges["game"]):
+        exact = bool(edges[edges["game"] == game]["truth_exact"].all())
+        text += [f"## {game}: credit per message" + ("" if exact else " (ground truth sampled)"), ""]
+        text += ["| " + " | ".join(heads) + " |", "|" + "---|" * len(heads)]
+        for estimator, part in per_seed[per_seed["game"] == game].groupby("estimator", sort=False):
+            cells = [f"`{estimator}`", str(len(part))]
+            for key in EDGE_METRICS + ["fallback"]:
+                bounds = (-1.0, 1.0) if key == "kendall_tau" else (0.0, math.inf)
+                cells.append(cell_text(*mean_ci(part[key].to_numpy()), bounds=bounds))
+            cells += [cell_text(float(part[key].mean()), math.nan, 2) for key in EDGE_COSTS]
+            text.append("| " + " | ".join(cells) + " |")
+        split = acting_and_informing(frame, edges, game)
+        text += [
+            "",
+            f"Acting and informing credit per agent ({game}; mean over episodes and seeds): acting = exact Shapley "
+            "over the agents (their own actions); informing = the summed credit of the messages each agent sent.",
+            "",
+            "| agent | " + " | ".join(split.columns) + " |",
+            "|---|" + "---|" * len(split.columns),
+        ]
+        text += [
+            f"| agent_{a} | " + " | ".join(f"{v:.3f}" for v in row.to_numpy()) + " |" for a, row in split.iterrows()
+        ]
+        text += ["", f"![credit per message](edges_{game}.png)", ""]
+        _edge_plot(run_dir, edges[edges["game"] == game], game)
+    text += ["### Columns (messages)", ""] + [f"- **{k}**: {v}" for k, v in EDGE_HELP.items()] + [""]
+    return text
+
+
+def _edge_plot(run_dir: Path, part, game: str) -> None:
+    """The topology drawn with networkx, one panel per estimator (the first: exact edge Shapley),
+    each edge coloured by its mean credit over episodes and seeds."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    import networkx as nx
+
+    estimators = list(dict.fromkeys(part["estimator"]))
+    panels = [("exact edge Shapley", part[part["estimator"] == estimators[0]], "truth")]
+    panels += [(est, part[part["estimator"] == est], "credit") for est in estimators]
+    means = [p.groupby(["sender", "receiver"])[col].sum() / len(p.groupby(["seed", "episode"])) for _, p, col in panels]
+    top = max(max(abs(float(m.max())), abs(float(m.min()))) for m in means) or 1.0
+    agents = sorted(set(part["sender"]) | set(part["receiver"]))
+    graph = nx.DiGraph()
+    graph.add_nodes_from(agents)
+    graph.add_edges_from(means[0].index)
+    pos = nx.circular_layout(graph)
+    fig, axes = plt.subplots(1, len(panels), figsize=(3.2 * len(panels), 3.4), squeeze=False)
+    cmap = plt.get_cmap("coolwarm")
+    for ax, (title, _, _), mean in zip(axes[0], panels, means):
+        edges = list(mean.index)
+        colours = [cmap(0.5 + 0.5 * float(mean[e]) / top) for e in edges]
+        nx.draw_networkx_nodes(graph, pos, ax=ax, node_color="#dddddd", node_size=500)
+        nx.draw_networkx_labels(graph, pos, ax=ax, labels={a: f"a{a}" for a in agents}, font_size=8)
+        nx.draw_networkx_edges(
+            graph, pos, ax=ax, edgelist=edges, edge_color=colours, width=3, arrows=True, node_size=500
+        )
+        nx.draw_networkx_edge_labels(
+            graph, pos, ax=ax, edge_labels={e: f"{float(mean[e]):.2f}" for e in edges}, font_size=7
+        )
+        ax.set_title(title, fontsize=9)
+        ax.set_axis_off()
+    fig.suptitle(f"{game}: mean credit per message edge (blue < 0 < red)", fontsize=10, y=1.03)
+    save_figure(run_dir / f"edges_{game}.png", fig)
     plt.close(fig)

@@ -27,13 +27,15 @@ from mas_credit.agents import describe_team, game_kwargs, load_critic, load_team
 from mas_credit.checklist import write_run_record
 from mas_credit.config import ExperimentConfig, check_memory, to_yaml
 from mas_credit.counterfactual import fill_coalitions, fill_needs
+from mas_credit.edges import fill_edge_needs
 from mas_credit.estimators import get_estimator
+from mas_credit.estimators.edges import get_edge_estimator
 from mas_credit.estimators.shapley import coalition_halves, exact_shapley
 from mas_credit.games import make_game
 from mas_credit.outputs import check_run_dir, staged_run_dir, write_json, write_jsonl, write_parquet, write_text
 from mas_credit.report import TRUTH, render
 from mas_credit.rollout import collect, collect_tree
-from mas_credit.types import CreditBatch, Episode, resolve_device
+from mas_credit.types import CreditBatch, EdgeBatch, Episode, resolve_device
 
 
 def _copies(episodes: list[Episode]) -> list[Episode]:
@@ -42,6 +44,7 @@ def _copies(episodes: list[Episode]) -> list[Episode]:
     for ep in episodes:
         copy = Episode.from_dict(ep.to_dict())
         copy.coalition_values, copy.alternative_values, copy.critic = {}, {}, None
+        copy.edge_values, copy.edge_critic = {}, None
         out.append(copy)
     return out
 
@@ -103,7 +106,13 @@ def _run_study(cfg: ExperimentConfig, run_dir: Path, progress: bool) -> Path:
     rows, costs, records = [], [], []
     devices = set()
     teams: dict = {}  # an LLM team is loaded once per team size, not once per game and seed
-    critic = load_critic(cfg.critic) if any(est.needs(ecfg, 3).critic for _, est, ecfg in estimators) else None
+    edge_estimators = []
+    for e in cfg.edges.estimators:
+        est = get_edge_estimator(e.name)
+        edge_estimators.append((e.label or e.name, est, est.make_config(e)))
+    wants_critic = any(est.needs(ecfg, 3).critic for _, est, ecfg in estimators + edge_estimators)
+    critic = load_critic(cfg.critic) if wants_critic else None
+    edge_rows, edge_costs = [], []
     game_seeds = [(g, seed) for g in cfg.games for seed in cfg.seeds]
     bar = tqdm(
         game_seeds, desc=f"study {cfg.name}", unit="game-seed", disable=not progress, leave=True
@@ -193,9 +202,15 @@ def _run_study(cfg: ExperimentConfig, run_dir: Path, progress: bool) -> Path:
                     **{f"metric/{k}": float(v) for k, v in out.metrics.items()},
                 }
             )
+        if edge_estimators:
+            out_rows, out_costs = _edge_study(cfg, game, team, episodes, critic, edge_estimators, base)
+            edge_rows += out_rows
+            edge_costs += out_costs
     bar.close()
 
     frame = pd.DataFrame(rows)
+    if edge_rows:
+        write_parquet(run_dir / "edges.parquet", pd.DataFrame(edge_rows))
     write_text(run_dir / "config.yaml", to_yaml(cfg))
     write_jsonl(run_dir / "episodes.jsonl", records)
     write_parquet(run_dir / "credit.parquet", frame)
@@ -209,6 +224,7 @@ def _run_study(cfg: ExperimentConfig, run_dir: Path, progress: bool) -> Path:
             "fanout": list(fanout) if fanout else None,
             "seeds": list(cfg.seeds),
             "records": costs,
+            "edge_records": edge_costs,
             "served": served_counts({"critic": critic, **{f"team of {n}": t for (n, _), t in teams.items()}}),
         },
     )
@@ -218,3 +234,82 @@ def _run_study(cfg: ExperimentConfig, run_dir: Path, progress: bool) -> Path:
         run_dir, "study", time.perf_counter() - run_start, description, devices | {description["device"].split(":")[0]}
     )
     return run_dir
+
+
+def edge_truth(cfg: ExperimentConfig, game, team, episodes: list[Episode]):
+    """Exact Shapley over each episode's messages (sampled within `edges.budget` beyond
+    `edges.exact_up_to` messages), from edge values in `edges.mode`. Returns (phi [B, E], the
+    batch it was computed from, null edges [B, E] bool (None when sampled), whether it is exact)."""
+    n_edges = len(episodes[0].messages) if episodes else 0
+    exact = n_edges <= cfg.edges.exact_up_to
+    truth_cfg = {
+        "method": "exact" if exact else "sampled",
+        "budget": cfg.edges.budget,
+        "counterfactual": cfg.edges.mode,
+        "samples": cfg.edges.samples,
+        "device": "cpu",
+    }
+    est = get_edge_estimator("edge_shapley")
+    eps = _copies(episodes)
+    fill_edge_needs(game, eps, est.needs(truth_cfg, n_edges), team=team)
+    batch = EdgeBatch.from_episodes(eps)
+    phi = est(batch, truth_cfg).credit
+    return phi, batch, null_players(batch.edge_values) if exact else None, exact
+
+
+def _edge_study(cfg, game, team, episodes, critic, edge_estimators, base) -> tuple[list[dict], list[dict]]:
+    """The edge estimators of one (game, seed) against the edge ground truth: one row per episode,
+    message and estimator, and one cost record per estimator."""
+    truth, truth_batch, nulls, exact = edge_truth(cfg, game, team, episodes)
+    distractors = set(getattr(game, "distractors", ()))
+    rows, costs = [], []
+    n_edges = truth_batch.n_edges
+    for label, est, ecfg in edge_estimators:
+        eps = _copies(episodes)
+        start = time.perf_counter()
+        counts = fill_edge_needs(game, eps, est.needs(ecfg, n_edges), team=team, critic=critic)
+        fill_s = time.perf_counter() - start
+        batch = EdgeBatch.from_episodes(eps)
+        device = resolve_device(ecfg.device)
+        _sync(device)
+        start = time.perf_counter()
+        out = est(batch, ecfg)
+        _sync(device)
+        est_s = time.perf_counter() - start
+        credit = out.credit.detach().to("cpu", torch.float64)
+        for b, ep in enumerate(eps):
+            for m, msg in enumerate(ep.messages):
+                rows.append(
+                    {
+                        **base,
+                        "episode": b,
+                        "edge": m,
+                        "sender": msg.sender,
+                        "receiver": msg.receiver,
+                        "turn": msg.turn,
+                        "estimator": label,
+                        "credit": float(credit[b, m]),
+                        "truth": float(truth[b, m]),
+                        "truth_exact": exact,
+                        "null_edge": bool(nulls[b, m]) if nulls is not None else False,
+                        "distractor": msg.sender in distractors,
+                        "reward": float(ep.reward),
+                        "v_none": float(truth_batch.edge_values[b, 0]),  # every truth has the empty edge set
+                    }
+                )
+        costs.append(
+            {
+                **base,
+                "estimator": label,
+                "episodes": len(eps),
+                "fill_s": fill_s,
+                "estimator_s": est_s,
+                "wall_s": fill_s + est_s,
+                "device": device.type,
+                "edge_evals": counts.get("cf/edge_evals", 0.0),
+                "llm_calls": counts.get("cf/llm_calls", 0.0),
+                "critic_calls": counts.get("edge_critic/calls", 0.0),
+                "critic_fallback": counts.get("edge_critic/fallback", 0.0),
+            }
+        )
+    return rows, costs

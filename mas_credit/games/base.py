@@ -141,6 +141,8 @@ class GameBase:
     max_reward: ClassVar[float] = 1.0
     """the team reward when every agent plays its expert action (the game's best outcome);
     the conformance tests check it"""
+    sends_messages: ClassVar[bool] = False
+    """the agents send messages (`Episode.messages`), so the game has edge credit (mas_credit.edges)"""
     min_agents: ClassVar[int] = 2
     max_agents: ClassVar[int] = 8
     max_difficulty: ClassVar[int] = 3

@@ -66,6 +66,7 @@ def clue_roles(n_informants: int, redundant: bool = True, distractor: bool = Tru
 class BriefingEnv(TurnGame):
     name = "briefing_v0"
     credit_structure = "informing"
+    sends_messages = True
 
     def __init__(self, n_agents=5, difficulty=1, lazy_agents=(), render_mode=None, redundant=True, distractor=True):
         super().__init__(n_agents, difficulty, lazy_agents, render_mode)

@@ -27,6 +27,7 @@ from mas_credit.games.relay import RelayEnv, apply_op
 class TelephoneEnv(RelayEnv):
     name = "telephone_v0"
     credit_structure = "chain"
+    sends_messages = True
 
     def __init__(self, n_agents=3, difficulty=1, lazy_agents=(), render_mode=None, order=None):
         super().__init__(n_agents, difficulty, lazy_agents, render_mode, order)
