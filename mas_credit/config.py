@@ -679,6 +679,11 @@ def validate_train(cfg: ExperimentConfig, where: str = "experiment") -> None:
             f"{where}: estimator '{e.label or e.name}' normalises advantages within task groups, but group_size is "
             f"{cfg.group_size}; set group_size >= 2 (e.g. group_size=4)"
         )
+    if cfg.train.informing_credit > 0 and cfg.group_size < 2:
+        raise ConfigError(
+            f"{where}: train.informing_credit centres each message's credit within its task group, but group_size "
+            f"is {cfg.group_size}; set group_size >= 2 (e.g. group_size=4)"
+        )
     t = cfg.train
     sizes = {g.n_agents for g in cfg.games}
     bad = [a for a in t.trained_agents if not all(0 <= a < n for n in sizes)]

@@ -39,13 +39,15 @@ from mas_credit.agents import describe_team, game_kwargs, load_critic, load_team
 from mas_credit.checklist import write_run_record
 from mas_credit.config import ExperimentConfig, check_memory, load_resolved, to_yaml
 from mas_credit.counterfactual import fill_needs
+from mas_credit.edges import fill_edge_needs
 from mas_credit.estimators import get_estimator
+from mas_credit.estimators.edges import get_edge_estimator
 from mas_credit.games import make_game
 from mas_credit.outputs import RunDirError, atomic_path, claim_run_dir, is_metric_record, write_text
 from mas_credit.rollout import collect, collect_tree
 from mas_credit.train.learners import make_learners
 from mas_credit.train.summary import render_training
-from mas_credit.types import CreditBatch, resolve_device
+from mas_credit.types import CreditBatch, EdgeBatch, informing_credit, resolve_device
 
 EVAL_SALT = 0xE7A1
 
@@ -61,7 +63,12 @@ class Trainer:
         self.estimator, self.est_label = get_estimator(e.name), e.label or e.name
         self.est_cfg = self.estimator.make_config(e)
         self.needs = self.estimator.needs(self.est_cfg, self.n_agents)
-        self.critic = load_critic(cfg.critic) if self.needs.critic else None
+        self.informing = float(cfg.train.informing_credit)
+        edge = cfg.edges.estimators[0] if cfg.edges.estimators else None
+        self.edge_estimator = get_edge_estimator(edge.name if edge else "edge_shapley")
+        self.edge_cfg = self.edge_estimator.make_config(edge)
+        wants_critic = self.needs.critic or (self.informing > 0 and self.edge_estimator.needs(self.edge_cfg, 1).critic)
+        self.critic = load_critic(cfg.critic) if wants_critic else None
         trained = list(cfg.train.trained_agents) or self.team.learner_agents()
         self.learners = make_learners(self.team, trained, cfg.train)
         self.iteration = 0
@@ -109,8 +116,11 @@ class Trainer:
         costs = fill_needs(game, episodes, self.needs, team=self.team, critic=self.critic)
         batch = CreditBatch.from_episodes(episodes)
         credit = self.estimator(batch, self.est_cfg)
-        credit_s = time.perf_counter() - credit_start
         advantage = credit.advantage.detach().cpu()
+        informing = {}
+        if self.informing > 0:
+            advantage, informing = self.add_informing(game, episodes, advantage)
+        credit_s = time.perf_counter() - credit_start
         weight = credit.turn_weight.detach().cpu() if credit.turn_weight is not None else torch.ones_like(advantage)
         record = {
             "kind": "train",
@@ -122,6 +132,7 @@ class Trainer:
             "episode_turns": [len(ep.turns) for ep in episodes],  # for the checklist's length spread
             "episode_tokens": [sum(len(t.response_ids or []) for t in ep.turns) for ep in episodes],
             **{k: float(v) for k, v in costs.items()},
+            **informing,
         }
         credit_cpu = credit.credit.detach().cpu()
         for i in range(self.n_agents):
@@ -164,6 +175,29 @@ class Trainer:
         record["time/iteration_s"] = time.perf_counter() - start
         record["time/tokens_per_s"] = (self.team.tokens - tokens0) / max(rollout_s, 1e-9)
         return record
+
+    def add_informing(self, game, episodes, advantage: torch.Tensor) -> tuple[torch.Tensor, dict]:
+        """advantage [B, T] plus, at the turn that sent each message, `train.informing_credit` x that
+        message's credit centred within its task group (the mean over the group's episodes of the
+        same message slot is subtracted, as a baseline). Returns it and the metrics: the edge
+        estimator's costs and `informing/agent_<i>` (mean informing credit per agent)."""
+        n_edges = len(episodes[0].messages)
+        costs = fill_edge_needs(
+            game, episodes, self.edge_estimator.needs(self.edge_cfg, n_edges), team=self.team, critic=self.critic
+        )
+        edges = EdgeBatch.from_episodes(episodes)
+        edge_credit = self.edge_estimator(edges, self.edge_cfg).credit.detach().cpu().to(advantage.dtype)  # [B, E]
+        edges = edges.to("cpu")
+        n_groups = int(edges.group.max()) + 1
+        total = torch.zeros((n_groups, n_edges), dtype=edge_credit.dtype).index_add_(0, edges.group, edge_credit)
+        count = torch.zeros(n_groups, dtype=edge_credit.dtype).index_add_(0, edges.group, torch.ones_like(edges.reward))
+        centred = edge_credit - (total / count[:, None])[edges.group]  # [B, E]
+        out = advantage.clone()
+        rows = torch.arange(edges.batch_size)[:, None].expand(-1, n_edges)
+        out.index_put_((rows.reshape(-1), edges.edge_turn.reshape(-1)), self.informing * centred.reshape(-1), True)
+        per_agent = informing_credit(edge_credit, edges.sender, self.n_agents).mean(dim=0)
+        metrics = {f"edges/{key.split('/', 1)[1]}": value for key, value in costs.items()}  # cf/llm_calls -> edges/...
+        return out, {**metrics, **{f"informing/agent_{i}": float(per_agent[i]) for i in range(self.n_agents)}}
 
     # -- evaluation -------------------------------------------------------------------------
     def evaluate(self, iteration: int) -> dict:
