@@ -340,6 +340,7 @@ def run_batch(
         "base": cfg.base,
         "mode": cfg.mode,
         "grid": {k: list(v) for k, v in cfg.grid.items()},
+        "paired": {k: _show(v) for k, v in cfg.paired.items()},
         "extra_grids": [{k: list(v) for k, v in g.items()} for g in cfg.extra_grids],
         "grid_keys": list(cfg.grid),
         "executor": {"kind": cfg.executor.kind, "workers": cfg.executor.workers, "address": cfg.executor.address},
@@ -492,7 +493,10 @@ def render_batch(batch_dir: str | Path) -> str:
         lines.append("No run finished.")
     curves = learning_curves(batch_dir, ok, keys) if meta["mode"] == "train" and len(ok) else None
     if meta["mode"] == "train" and len(ok) and (ok["estimator"] == "grpo").any():
-        lines += _versus_grpo_section(ok, keys)
+        lines += _versus_value_section(ok, keys, "estimator", "grpo", title="grpo")
+    for key, value in meta.get("paired", {}).items():
+        if meta["mode"] == "train" and len(ok) and f"grid/{key}" in ok:
+            lines += _versus_value_section(ok, keys, f"grid/{key}", value)
     if curves is not None:
         lines += [
             "",
@@ -519,41 +523,44 @@ PAIRED = ("auc", "eval_success")
 """training metrics compared with grpo seed by seed"""
 
 
-def _versus_grpo_section(ok, keys: list[str]) -> list[str]:
-    """Each estimator against grpo in the same cell, paired by seed: the mean difference of the
-    learning metrics and its 95% CI, and a plain verdict (better / worse: the CI excludes 0)."""
-    group_keys = [k for k in keys if k != "estimator"]
+def _versus_value_section(ok, keys: list[str], column: str, reference: str, title: str = "") -> list[str]:
+    """Every other value of one column against its `reference` value (each estimator against grpo;
+    the batch's `paired` grid keys), in the same cell and seed: the mean difference of the learning
+    metrics, its 95% CI and a plain verdict (better / worse: the CI excludes 0)."""
+    group_keys = [k for k in keys if k != column]
     metrics = [m for m in PAIRED if m in ok]
+    name = column.removeprefix("grid/")
+    title = title or f"{name} = {reference}"
     lines = [
         "",
-        "## Against grpo (paired by seed)",
+        f"## Against {title} (paired by seed)",
         "",
-        "Difference to grpo in the same cell and seed, mean ± 95% CI; better / worse when the CI excludes 0.",
+        f"Difference to {title} in the same cell and seed, mean ± 95% CI; better / worse when the CI excludes 0.",
         "",
         "| "
-        + " | ".join([k.removeprefix("grid/") for k in group_keys] + ["estimator"] + [f"Δ {m}" for m in metrics])
+        + " | ".join([k.removeprefix("grid/") for k in group_keys] + [name] + [f"Δ {m}" for m in metrics])
         + " | verdict (auc) |",
         "|" + "---|" * (len(group_keys) + 2 + len(metrics)),
     ]
     for cell, part in ok.groupby(group_keys, sort=False) if group_keys else [((), ok)]:
         cell = cell if isinstance(cell, tuple) else (cell,)
-        base = part[part["estimator"] == "grpo"].set_index(REPLICATE)
-        for estimator, rows in part[part["estimator"] != "grpo"].groupby("estimator", sort=False):
+        base = part[part[column] == reference].set_index(REPLICATE)
+        for value, rows in part[part[column] != reference].groupby(column, sort=False):
             rows = rows.set_index(REPLICATE)
             common = rows.index.intersection(base.index)
             diffs = {m: mean_ci((rows.loc[common, m] - base.loc[common, m]).to_numpy(dtype=float)) for m in metrics}
-            mean, half = diffs.get("auc", (math.nan, math.nan))
-            verdict = (
-                ("better" if mean - half > 0 else "worse" if mean + half < 0 else "no clear difference")
-                if half == half
-                else "–"
-            )
             lines.append(
                 "| "
-                + " | ".join([str(c) for c in cell] + [estimator] + [cell_text(*diffs[m]) for m in metrics])
-                + f" | {verdict} ({len(common)} seeds) |"
+                + " | ".join([str(c) for c in cell] + [str(value)] + [cell_text(*diffs[m]) for m in metrics])
+                + f" | {_verdict(*diffs.get('auc', (math.nan, math.nan)))} ({len(common)} seeds) |"
             )
     return lines
+
+
+def _verdict(mean: float, half: float) -> str:
+    if half != half:
+        return "–"
+    return "better" if mean - half > 0 else "worse" if mean + half < 0 else "no clear difference"
 
 
 def learning_curves(batch_dir: Path, ok, keys: list[str]):

@@ -314,6 +314,9 @@ class BatchConfig:
     [{game: [orchestra], estimators: [[m_grpo]], seeds: [[0], [1]]}]); no combination may repeat one already listed"""
     overrides: List[str] = field(default_factory=list)
     """key=value overrides applied to every run before its grid values"""
+    paired: Dict[str, Any] = field(default_factory=dict)
+    """train mode: grid key -> a reference value; batch.md compares every other value of that key with it, seed
+    by seed, in the same cell (e.g. {train.informing_credit: 0.0}: with against without informing credit)"""
     executor: ExecutorConfig = field(default_factory=ExecutorConfig)
     output_dir: str = "runs"
 
@@ -953,4 +956,10 @@ def load_batch(path: str | Path, overrides: list[str] = ()) -> BatchConfig:
     for ov in cfg.overrides:
         if "=" not in ov:
             raise ConfigError(f"{where}: overrides entry '{ov}' must look like key=value (e.g. n_tasks=16)")
+    for key, value in cfg.paired.items():
+        if key not in cfg.grid or value not in cfg.grid[key]:
+            raise ConfigError(
+                f"{where}: paired.{key} must name a grid key and one of its values (grid keys: "
+                f"{', '.join(cfg.grid) or 'none'}), got {key}: {value!r}"
+            )
     return cfg

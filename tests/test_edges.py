@@ -2,6 +2,7 @@
 informing credit, the replay and resample modes."""
 
 import itertools
+import json
 import math
 
 import numpy as np
@@ -214,3 +215,202 @@ def test_agent_coalitions_replay_the_decider_as_a_reader():
     assert game.team_value(ep, full & ~0b1) == 1.0  # the redundant informant still tells digit 1
     assert game.team_value(ep, full & ~0b11) == 0.0
     assert game.team_value(ep, full & ~0b100) == 1.0  # the distractor
+
+
+# -- studies, configs and training ---------------------------------------------------------------
+EDGE_STUDY = """
+name: edge_study
+game: briefing
+team: {use: scripted_trio, skills: [0.8, 0.8, 0.8, 0.8, 1.0], malformed_rate: 0.1}
+estimators: [shapley]
+edges:
+  estimators:
+    - edge_shapley
+    - {name: edge_shapley, label: edge_sampled, params: {method: sampled, budget: 6}}
+    - edge_loo
+    - edge_critic
+    - edge_uniform
+seeds: [0, 1]
+n_tasks: 6
+group_size: 2
+"""
+
+
+def write_experiment(tmp_path, text=EDGE_STUDY):
+    path = tmp_path / "edge_study.yaml"
+    path.write_text(text)
+    return path
+
+
+@pytest.fixture(scope="module")
+def edge_study(tmp_path_factory):
+    from mas_credit.config import load_experiment
+    from mas_credit.studies import run_study
+
+    root = tmp_path_factory.mktemp("edges")
+    return run_study(load_experiment(write_experiment(root)), out_dir=root / "run", progress=False)
+
+
+def test_a_study_scores_edge_estimators_against_exact_edge_shapley(edge_study):
+    import pandas as pd
+
+    edges = pd.read_parquet(edge_study / "edges.parquet")
+    assert set(edges["estimator"]) == {"edge_shapley", "edge_sampled", "edge_loo", "edge_critic", "edge_uniform"}
+    assert len(edges) == 5 * 2 * 12 * 4  # estimators x seeds x episodes x messages
+    assert edges["truth_exact"].all()
+    exact = edges[edges["estimator"] == "edge_shapley"]
+    np.testing.assert_array_equal(exact["credit"].to_numpy(), exact["truth"].to_numpy())
+    assert (exact[exact["distractor"]]["truth"] == 0.0).all() and exact["distractor"].sum() == 24
+    summary = (edge_study / "summary.md").read_text()
+    assert "# Communication credit (the players are the messages)" in summary
+    assert "| `edge_shapley` | 2 | 0.000 ± 0.000 | 1.000 ± 0.000 | 0.000 ± 0.000 | 0.000 ± 0.000 |" in summary
+    uniform = next(line for line in summary.splitlines() if line.startswith("| `edge_uniform` |"))
+    assert not uniform.split(" | ")[4].startswith("0.000")  # uniform credits the distractor
+    assert "| agent | acting | informing (exact) | informing (edge_shapley) |" in summary
+    assert "| agent_3 | 0.000 | 0.000 | 0.000 |" in summary  # the distractor: no acting, no informing credit
+    assert (edge_study / "edges_briefing.png").stat().st_size > 10_000
+    costs = json.loads((edge_study / "costs.json").read_text())["edge_records"]
+    assert {c["estimator"]: c["edge_evals"] for c in costs if c["seed"] == 0}["edge_shapley"] == 12 * 16
+
+
+def test_informing_credit_in_the_report_is_each_senders_summed_edge_truth(edge_study):
+    import pandas as pd
+
+    from mas_credit.report import acting_and_informing
+
+    frame, edges = pd.read_parquet(edge_study / "credit.parquet"), pd.read_parquet(edge_study / "edges.parquet")
+    split = acting_and_informing(frame, edges, "briefing")
+    truth = edges[edges["estimator"] == "edge_shapley"]
+    for agent in range(5):
+        per_episode = [
+            truth[(truth["seed"] == s) & (truth["episode"] == e) & (truth["sender"] == agent)]["truth"].sum()
+            for s in (0, 1)
+            for e in range(12)
+        ]
+        assert split.loc[agent, "informing (exact)"] == pytest.approx(np.mean(per_episode))
+    acting = frame[(frame["estimator"] == "shapley")].groupby("agent")["truth"].mean()
+    np.testing.assert_allclose(split["acting"].to_numpy(), acting.to_numpy())
+
+
+def test_more_messages_than_exact_up_to_give_a_sampled_ground_truth(tmp_path):
+    from mas_credit.config import load_experiment
+    from mas_credit.studies import run_study
+
+    path = write_experiment(tmp_path)
+    cfg = load_experiment(path, ["edges.exact_up_to=3", "seeds=[0]", "edges.estimators=[edge_loo]"])
+    run = run_study(cfg, out_dir=tmp_path / "run", progress=False)
+    import pandas as pd
+
+    assert not pd.read_parquet(run / "edges.parquet")["truth_exact"].any()
+    assert "## briefing: credit per message (ground truth sampled)" in (run / "summary.md").read_text()
+
+
+EDGE_BAD = [
+    (
+        ["game={use: vault, n_agents: 5}"],
+        "edges.estimators credits messages, but games.0 (vault_v0) sends none; use a game with messages",
+    ),
+    (["edges.estimators=[edge_nope]"], "edges.estimators.0: unknown edge estimator 'edge_nope'"),
+    (["edges.estimators=[edge_loo,edge_loo]"], "edges.estimators ['edge_loo'] appear more than once"),
+    (["edges.mode=guess"], "edges.mode 'guess' is not valid; valid choices: replay, resample"),
+    (["edges.exact_up_to=40"], "edges.exact_up_to in [1, 16]"),
+    (
+        ["edges.estimators=[{name: edge_critic, params: {baseline: zero}}]"],
+        "baseline 'zero' is not valid; valid choices: empty, none",
+    ),
+]
+
+
+@pytest.mark.parametrize("overrides,message", EDGE_BAD)
+def test_edge_config_mistakes_are_one_line_errors(tmp_path, capsys, overrides, message):
+    from mas_credit.cli import main
+
+    assert main(["config", "show", str(write_experiment(tmp_path)), *overrides]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("mas-credit: error: ") and err.count("\n") == 1 and message in err, err
+
+
+def test_informing_credit_needs_groups_and_a_game_with_messages():
+    from mas_credit.config import ConfigError, load_experiment, validate_train
+
+    from .test_studies import ROOT
+
+    run = ROOT / "experiments" / "learn_informing_run.yaml"
+    with pytest.raises(ConfigError, match="informing_credit centres each message's credit within its task group"):
+        overrides = [
+            "train.informing_credit=1",
+            "group_size=1",
+            "estimators=[{use: shapley, params: {normalise: none}}]",
+        ]
+        validate_train(load_experiment(run, overrides))
+    with pytest.raises(ConfigError, match="train.informing_credit credits messages, but games.0 .potluck_v0. sends"):
+        load_experiment(run, ["train.informing_credit=1", "game=potluck", "team=tabular_trio"])
+
+
+def test_informing_credit_lands_on_the_turns_that_sent_each_message():
+    """The trainer's vectorised addition against a loop over episodes and messages."""
+    from mas_credit.config import load_experiment
+    from mas_credit.train.trainer import Trainer
+
+    from .test_studies import ROOT
+
+    cfg = load_experiment(
+        ROOT / "experiments" / "learn_informing_run.yaml", ["train.informing_credit=0.5", "n_tasks=3"]
+    )
+    trainer = Trainer(cfg, "/nonexistent", progress=False)
+    game, episodes = trainer.collect(0)
+    advantage = torch.randn(len(episodes), 5, dtype=torch.float64)
+    out, metrics = trainer.add_informing(game, episodes, advantage)
+    phi = {b: brute_force_edge_shapley(game, ep) for b, ep in enumerate(episodes)}
+    ref = advantage.clone()
+    for b, ep in enumerate(episodes):
+        mates = [c for c, other in enumerate(episodes) if other.group == ep.group]
+        for m, msg in enumerate(ep.messages):
+            ref[b, msg.turn] += 0.5 * (phi[b][m] - np.mean([phi[c][m] for c in mates]))
+    torch.testing.assert_close(out, ref)
+    assert not torch.equal(out, advantage)
+    assert metrics["edges/edge_evals"] == len(episodes) * 16 and metrics["informing/agent_4"] == 0.0
+    informing = np.mean(
+        [sum(phi[b][m] for m, msg in enumerate(ep.messages) if msg.sender == 2) for b, ep in enumerate(episodes)]
+    )
+    assert metrics["informing/agent_2"] == pytest.approx(informing)
+
+
+def test_a_training_run_with_informing_credit_logs_it_and_learns(tmp_path):
+    from mas_credit.config import load_experiment, validate_train
+    from mas_credit.outputs import read_metrics
+    from mas_credit.train.trainer import train
+
+    from .test_studies import ROOT
+
+    cfg = load_experiment(
+        ROOT / "experiments" / "learn_informing_run.yaml", ["train.informing_credit=1.0", "train.iterations=8"]
+    )
+    validate_train(cfg)
+    run = train(cfg, tmp_path / "run", progress=False)
+    trained, evaluated = read_metrics(run)
+    assert all("informing/agent_2" in r and r["edges/edge_evals"] == 32 * 16 for r in trained)
+    evals = [r["eval/success"] for r in evaluated]
+    assert evals[-1] > evals[0] + 0.3
+
+
+def test_a_training_batch_compares_informing_credit_with_agent_level_credit_alone_seed_by_seed(tmp_path):
+    from mas_credit.batch import run_batch
+    from mas_credit.config import load_batch
+
+    from .test_studies import ROOT
+
+    batch = tmp_path / "b.yaml"
+    batch.write_text(
+        f"name: b\nbase: {ROOT / 'experiments' / 'learn_informing_run.yaml'}\nmode: train\n"
+        "grid: {train.informing_credit: [0.0, 1.0], seeds: [[0], [1]]}\n"
+        "overrides: [train.iterations=3, train.eval_every=3, n_tasks=4]\n"
+        "paired: {train.informing_credit: 0.0}\nexecutor: {kind: local, workers: 1}\n"
+    )
+    out = run_batch(load_batch(batch), out_dir=tmp_path / "out", progress=False)
+    text = (out / "batch.md").read_text()
+    assert "## Against train.informing_credit = 0.0 (paired by seed)" in text
+    row = next(line for line in text.splitlines() if line.startswith("| briefing | grpo | 1.0 |"))
+    assert row.endswith("(2 seeds) |")
+    with pytest.raises(Exception, match="paired.train.lr must name a grid key and one of its values"):
+        load_batch(batch, ["paired={train.lr: 1.0}"])
