@@ -154,24 +154,51 @@ def cmd_play(args) -> int:
         f"sum of Shapley = {float(phi.sum()):.3f} = R - v(empty)   (shapley is the exact ground truth; "
         f"the other columns are estimators; llm_mca's critic is the scripted one with the study defaults)"
     )
+    if episode.messages:
+        _print_messages(game, episode)
     return 0
+
+
+def _print_messages(game, episode) -> None:
+    """`play` on a game with messages: each message (edge) with its exact edge Shapley credit."""
+    from mas_credit.edges import fill_edge_values
+    from mas_credit.estimators.edges import get_edge_estimator
+    from mas_credit.types import EdgeBatch
+
+    fill_edge_values(game, [episode], "all")
+    credit = get_edge_estimator("edge_shapley")(EdgeBatch.from_episodes([episode]), {"device": "cpu"}).credit[0]
+    names = episode.agents
+    print(
+        f"\nMessages (edges; v(all) = {episode.edge_values[(1 << len(episode.messages)) - 1]:.3f}, "
+        f"v(none) = {episode.edge_values[0]:.3f}):"
+    )
+    for m, msg in enumerate(episode.messages):
+        print(
+            f"m{m}  {names[msg.sender]} -> {names[msg.receiver]} (turn {msg.turn}): {msg.text!r:<36}"
+            f"edge Shapley {float(credit[m]):.3f}"
+        )
 
 
 def cmd_estimators(args) -> int:
     from mas_credit.estimators import get_estimator, list_estimators
+    from mas_credit.estimators.edges import get_edge_estimator, list_edge_estimators
 
-    for name in list_estimators():
-        est = get_estimator(name)
+    names = list_estimators() + list_edge_estimators()
+    width = max(len(n) for n in names) + 2
+    for name in names:
+        edge = name in list_edge_estimators()
+        est = get_edge_estimator(name) if edge else get_estimator(name)
         needs = est.needs(None, 3)
         wants = [
-            f"coalitions:{needs.kind}" if needs.kind else "",
+            f"{'edge sets' if edge else 'coalitions'}:{needs.kind}" if needs.kind else "",
             f"alternatives:{needs.alternatives}" if needs.alternatives else "",
             "critic" if needs.critic else "",
             f"tree:{list(needs.tree_fanout)}" if needs.tree_fanout else "",
         ]
         summary = est.doc.strip().splitlines()[0].removeprefix(f"`{name}`: ")
-        print(f"{name:<9}{summary}")
-        print(f"{'':<9}needs: {', '.join(w for w in wants if w) or 'nothing beyond the episodes'}")
+        players = " (per message: games with messages, listed under edges.estimators)" if edge else ""
+        print(f"{name:<{width}}{summary}{players}")
+        print(f"{'':<{width}}needs: {', '.join(w for w in wants if w) or 'nothing beyond the episodes'}")
     return 0
 
 

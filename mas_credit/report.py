@@ -409,7 +409,7 @@ def edge_scores(edges, costs: list[dict]):
                 "rmse": float(np.sqrt(((credit - truth) ** 2).mean(axis=1)).mean()),
                 "kendall_tau": float(np.nanmean(tau)) if np.isfinite(tau).any() else math.nan,
                 **flagged,
-                "efficiency_gap": float(np.abs(credit.sum(axis=1) - gain).mean()),
+                "efficiency_gap": float(np.round(np.abs(credit.sum(axis=1) - gain), 12).mean()),  # not float noise
                 "edge_evals_per_episode": cost["edge_evals"] / episodes,
                 "critic_calls_per_episode": cost["critic_calls"] / episodes,
                 "ms_per_episode": 1e3 * cost["wall_s"] / episodes,

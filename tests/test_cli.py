@@ -116,6 +116,7 @@ def test_estimators_lists_each_with_its_needs(capsys):
     out = capsys.readouterr().out
     assert all(f"{name} " in out for name in list_estimators())
     assert "needs: coalitions:all" in out and "needs: coalitions:empty, critic" in out
+    assert "edge_shapley  credit [B, E]" in out and "needs: edge sets:all" in out  # the edge estimators too
 
 
 def test_play_with_an_llm_team_file(capsys):

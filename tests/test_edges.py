@@ -414,3 +414,13 @@ def test_a_training_batch_compares_informing_credit_with_agent_level_credit_alon
     assert row.endswith("(2 seeds) |")
     with pytest.raises(Exception, match="paired.train.lr must name a grid key and one of its values"):
         load_batch(batch, ["paired={train.lr: 1.0}"])
+
+
+def test_play_shows_each_message_with_its_edge_credit(capsys):
+    from mas_credit.cli import main
+
+    assert main(["play", "briefing", "--n-agents", "5", "--skills", "1,1,1,1,1", "--estimators", "loo"]) == 0
+    out = capsys.readouterr().out
+    assert "Messages (edges; v(all) = 1.000, v(none) = 0.000):" in out
+    assert "m0  agent_0 -> agent_4 (turn 0): 'digit 1 of the code is" in out and out.count("edge Shapley 0.250") == 2
+    assert "m3  agent_3 -> agent_4 (turn 3): 'the room number is" in out and "edge Shapley 0.000" in out

@@ -13,7 +13,7 @@ LAYERS = [
     ["mas_credit.plugins", "mas_credit.outputs"],
     ["mas_credit.games", "mas_credit.estimators"],
     ["mas_credit.agents"],
-    ["mas_credit.rollout", "mas_credit.counterfactual"],
+    ["mas_credit.rollout", "mas_credit.counterfactual", "mas_credit.edges"],
     ["mas_credit.config"],
     ["mas_credit.report", "mas_credit.checklist", "mas_credit.studies", "mas_credit.train", "mas_credit.batch"],
     ["mas_credit.cli"],

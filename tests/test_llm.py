@@ -80,20 +80,36 @@ def test_smollm2_team_plays_vault_end_to_end(device):
 @pytest.mark.slow
 def test_smollm2_critic_answers_parse_strictly_on_every_shipped_game():
     """Structured decoding: the keys are written for it, it picks only the digits, so every
-    answer of the real default model parses strictly (free decoding: 0 of 32 did)."""
-    from mas_credit.agents.critic import fill_critic
+    answer of the real default model parses strictly (free decoding: 0 of 32 did), for shares
+    per agent on every shipped game and shares per message on the games with messages. One
+    batched `score` call for all of them."""
+    from mas_credit.agents.critic import (
+        CriticRequest,
+        build_message_prompt,
+        build_prompt,
+        message_names,
+        parse_shares,
+    )
     from mas_credit.config import CriticConfig
     from mas_credit.games import list_games
 
     critic = load_critic(CriticConfig(kind="llm", model="smollm2", batch_size=8))
+    requests = []
     for name in list_games():
         game = make_game(name, n_agents=3)
-        episodes = collect(game, load_team(load_team_config("scripted_trio")), n_tasks=2, group_size=1, seed=0)
-        counts = fill_critic(game, critic, episodes)
-        assert counts["critic/fallback"] == 0 and counts["critic/lenient"] == 0, name
-        for ep in episodes:
-            assert ep.critic["strict"] and sum(ep.critic["shares"]) == pytest.approx(1.0), (name, ep.critic["text"])
-    assert critic.calls == 2 * len(list_games())
+        for ep in collect(game, load_team(load_team_config("scripted_trio")), n_tasks=2, group_size=1, seed=0):
+            prompt, marker = build_prompt(game, ep)
+            requests.append(CriticRequest(prompt, ep, game, marker))
+            if game.sends_messages:
+                prompt, marker = build_message_prompt(game, ep)
+                requests.append(CriticRequest(prompt, ep, game, marker, names=message_names(ep)))
+    texts = critic.score(requests)
+    assert critic.calls == len(requests) == 2 * len(list_games()) + 4
+    for request, text in zip(requests, texts):
+        acted = [True] * len(request.keys)
+        shares, flags = parse_shares(text, request.keys, acted, request.marker)
+        assert flags["strict"] and not flags["fallback"], (request.game.name, request.keys, text)
+        assert sum(shares) == pytest.approx(1.0)
 
 
 SHARE_ANSWER = re.compile(

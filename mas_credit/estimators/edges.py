@@ -44,8 +44,11 @@ def register_edge_estimator(name: str, config: type, needs: Callable[[Any, int],
 
     def wrap(fn):
         held = _EDGE_REGISTRY.get(name)
-        if held is not None and held.fn is not fn and held.fn.__qualname__ != fn.__qualname__:
-            raise ValueError(f"edge estimator '{name}' is already registered; pick another name")
+        if held is not None and (held.fn.__module__, held.fn.__qualname__) != (fn.__module__, fn.__qualname__):
+            raise ValueError(
+                f"edge estimator '{name}' is already registered by {held.fn.__module__}.{held.fn.__qualname__}; "
+                f"pick another name"
+            )
         _EDGE_REGISTRY[name] = Estimator(
             name=name,
             fn=fn,
