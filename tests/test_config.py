@@ -102,7 +102,7 @@ BAD = [
     (
         "name: x\ngame: vaultt\nteam: scripted_trio\n",
         [],
-        "unknown option 'vaultt' (no file games/vaultt.yaml); valid options: council",
+        "unknown option 'vaultt' (no file games/vaultt.yaml); valid options: briefing, council",
     ),
     ("name: x\ngame: vault\nteam: trio\n", [], "unknown option 'trio'"),
     ("name: x\ngame: vault\nteam: scripted_trio\nestimators: [sharpp]\n", [], "unknown option 'sharpp'"),

@@ -123,7 +123,7 @@ def test_package_module_object_references_need_no_install(plugin, tmp_path):
     missing = run(["study", "named.yaml", "--out", "missing"], tmp_path, tmp_path)
     assert (
         missing.returncode == 2
-        and "unknown option 'tally' (no file games/tally.yaml); valid options: council" in missing.stderr
+        and "unknown option 'tally' (no file games/tally.yaml); valid options: briefing, council" in missing.stderr
     )
 
 

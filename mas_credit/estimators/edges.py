@@ -26,7 +26,7 @@ from typing import Any, Callable
 import torch
 
 from mas_credit.estimators import Estimator, Needs
-from mas_credit.estimators.common import BaseConfig, CounterfactualConfig, check_choice
+from mas_credit.estimators.common import CounterfactualConfig, check_cf, check_choice
 from mas_credit.estimators.shapley import (
     ShapleyKnobs,
     exact_shapley,
@@ -133,12 +133,15 @@ def edge_loo(batch: EdgeBatch, cfg: CounterfactualConfig) -> EdgeCredit:
 
 # -- edge_critic and edge_uniform ------------------------------------------------------------
 @dataclass
-class EdgeCriticConfig(BaseConfig):
+class EdgeCriticConfig(CounterfactualConfig):
+    """`counterfactual` and `samples` say how v(all) and v(no messages) are obtained (baseline empty)."""
+
     baseline: str = "empty"
     """empty: credit = share x (v(all messages) - v(no messages)) | none: credit = share x R"""
 
     def check(self):
         check_choice("edge_critic", "baseline", self.baseline, ("empty", "none"))
+        check_cf("edge_critic", self)
 
 
 def _gain(batch: EdgeBatch, baseline: str, estimator: str) -> torch.Tensor:
@@ -153,7 +156,11 @@ def _gain(batch: EdgeBatch, baseline: str, estimator: str) -> torch.Tensor:
     "edge_critic",
     EdgeCriticConfig,
     lambda cfg, n_edges: Needs(
-        coalitions=((1 << n_edges) - 1, 0) if cfg.baseline == "empty" else (), kind="critic", critic=True
+        coalitions=((1 << n_edges) - 1, 0) if cfg.baseline == "empty" else (),
+        kind="critic",
+        mode=cfg.counterfactual,
+        k=cfg.samples,
+        critic=True,
     ),
     family="model-based (LLM critic per message)",
 )
@@ -171,14 +178,19 @@ def edge_critic(batch: EdgeBatch, cfg: EdgeCriticConfig) -> EdgeCredit:
 
 
 @dataclass
-class EdgeUniformConfig(BaseConfig):
-    pass
+class EdgeUniformConfig(CounterfactualConfig):
+    """`counterfactual` and `samples` say how v(all) and v(no messages) are obtained."""
+
+    def check(self):
+        check_cf("edge_uniform", self)
 
 
 @register_edge_estimator(
     "edge_uniform",
     EdgeUniformConfig,
-    lambda cfg, n_edges: Needs(coalitions=((1 << n_edges) - 1, 0), kind="uniform"),
+    lambda cfg, n_edges: Needs(
+        coalitions=((1 << n_edges) - 1, 0), kind="uniform", mode=cfg.counterfactual, k=cfg.samples
+    ),
     family="baseline (equal split)",
 )
 def edge_uniform(batch: EdgeBatch, cfg: EdgeUniformConfig) -> EdgeCredit:
