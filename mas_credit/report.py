@@ -23,6 +23,7 @@ from __future__ import annotations
 import math
 from pathlib import Path
 
+import networkx as nx
 import numpy as np
 import pandas as pd
 from scipy.stats import t as student_t
@@ -493,7 +494,6 @@ def _edge_plot(run_dir: Path, part, game: str) -> None:
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
-    import networkx as nx
 
     estimators = list(dict.fromkeys(part["estimator"]))
     panels = [("exact edge Shapley", part[part["estimator"] == estimators[0]], "truth")]

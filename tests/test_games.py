@@ -196,23 +196,28 @@ def test_task_is_a_function_of_the_seed(game_name):
 @pytest.mark.parametrize("name", [n for n in list_games() if n != "orchestra_v0"])
 def test_batched_team_values_equal_rerunning_the_env(name):
     """Slow reference: for each mask, re-run the env through the PettingZoo API with the
-    recorded texts of agents in the mask and empty text (null action) for the others.
-    (orchestra's copy-aware replay is checked by hand in test_credit_structure.)"""
+    recorded texts of agents in the mask and empty text (null action) for the others; a
+    reader (briefing's decider, whose turn records `followed`: it answered what its messages
+    imply) answers what the re-run's messages imply. (orchestra's copy-aware replay is
+    checked by hand in test_credit_structure.)"""
     n_agents = 4
     game = make_game(name, n_agents=n_agents, difficulty=2, lazy_agents=[1])
     team = ScriptedTeam([0.8, 0.7, 0.9, 0.6], malformed_rate=0.1)
     for episode in collect(game, team, n_tasks=6, group_size=2, seed=0):
-        texts = {}
+        texts, reads = {}, {}
         for turn in episode.turns:
             texts.setdefault(turn.agent, []).append(turn.text)
+            reads[turn.agent] = bool(turn.info.get("followed"))
         fast = game.team_values(episode, np.arange(1 << n_agents))
         for mask in range(1 << n_agents):
-            env = play_texts(
-                make_game(name, n_agents=n_agents, difficulty=2, lazy_agents=[1]),
-                episode.task_seed,
-                lambda i, k: texts[i][k] if (mask >> i) & 1 else "",
-            )
-            assert fast[mask] == env.episode().reward, (name, mask)
+            env = make_game(name, n_agents=n_agents, difficulty=2, lazy_agents=[1])
+
+            def text_for(i, k):
+                if not (mask >> i) & 1:
+                    return ""
+                return env.render_action(i, env.expert_action(i)) if reads[i] else texts[i][k]
+
+            assert fast[mask] == play_texts(env, episode.task_seed, text_for).episode().reward, (name, mask)
             assert game.team_value(episode, mask) == fast[mask]
 
 
