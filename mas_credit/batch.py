@@ -492,7 +492,7 @@ def render_batch(batch_dir: str | Path) -> str:
     else:
         lines.append("No run finished.")
     curves = learning_curves(batch_dir, ok, keys) if meta["mode"] == "train" and len(ok) else None
-    if meta["mode"] == "train" and len(ok) and (ok["estimator"] == "grpo").any():
+    if meta["mode"] == "train" and len(ok) and (ok["estimator"] == "grpo").any() and (ok["estimator"] != "grpo").any():
         lines += _versus_value_section(ok, keys, "estimator", "grpo", title="grpo")
     for key, value in meta.get("paired", {}).items():
         if meta["mode"] == "train" and len(ok) and f"grid/{key}" in ok:

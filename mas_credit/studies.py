@@ -17,6 +17,7 @@ then `summary.md` and the plots (`mas_credit.report`). This module must not form
 from __future__ import annotations
 
 import time
+from functools import partial
 from pathlib import Path
 
 import pandas as pd
@@ -52,6 +53,21 @@ def _copies(episodes: list[Episode]) -> list[Episode]:
 def _sync(device: torch.device) -> None:
     if device.type == "cuda":
         torch.cuda.synchronize(device)
+
+
+def _timed(eps, fill, batch_type, est, ecfg):
+    """Fill what `est` needs on `eps`, batch them and run it on its device; returns the batch,
+    its output, the cost counters and the seconds of each part (the device synchronised)."""
+    start = time.perf_counter()
+    counts = fill(eps)
+    fill_s = time.perf_counter() - start
+    batch = batch_type.from_episodes(eps)
+    device = resolve_device(ecfg.device)
+    _sync(device)
+    start = time.perf_counter()
+    out = est(batch, ecfg)
+    _sync(device)
+    return batch, out, counts, fill_s, time.perf_counter() - start, device
 
 
 def null_players(values: torch.Tensor) -> torch.Tensor:
@@ -156,17 +172,9 @@ def _run_study(cfg: ExperimentConfig, run_dir: Path, progress: bool) -> Path:
 
         for label, est, ecfg in estimators:
             eps = _copies(episodes)
-            start = time.perf_counter()
-            counts = fill_needs(game, eps, est.needs(ecfg, game.n_agents), team=team, critic=critic)
-            fill_s = time.perf_counter() - start
-            batch = CreditBatch.from_episodes(eps)
-            device = resolve_device(ecfg.device)
+            fill = partial(fill_needs, game, needs=est.needs(ecfg, game.n_agents), team=team, critic=critic)
+            batch, out, counts, fill_s, est_s, device = _timed(eps, fill, CreditBatch, est, ecfg)
             devices.add(device.type)
-            _sync(device)
-            start = time.perf_counter()
-            out = est(batch, ecfg)
-            _sync(device)
-            est_s = time.perf_counter() - start
             credit = out.credit.detach().to("cpu", torch.float64)
             for b in range(len(eps)):
                 for i in range(game.n_agents):
@@ -266,16 +274,8 @@ def _edge_study(cfg, game, team, episodes, critic, edge_estimators, base) -> tup
     n_edges = truth_batch.n_edges
     for label, est, ecfg in edge_estimators:
         eps = _copies(episodes)
-        start = time.perf_counter()
-        counts = fill_edge_needs(game, eps, est.needs(ecfg, n_edges), team=team, critic=critic)
-        fill_s = time.perf_counter() - start
-        batch = EdgeBatch.from_episodes(eps)
-        device = resolve_device(ecfg.device)
-        _sync(device)
-        start = time.perf_counter()
-        out = est(batch, ecfg)
-        _sync(device)
-        est_s = time.perf_counter() - start
+        fill = partial(fill_edge_needs, game, needs=est.needs(ecfg, n_edges), team=team, critic=critic)
+        _, out, counts, fill_s, est_s, device = _timed(eps, fill, EdgeBatch, est, ecfg)
         credit = out.credit.detach().to("cpu", torch.float64)
         for b, ep in enumerate(eps):
             for m, msg in enumerate(ep.messages):

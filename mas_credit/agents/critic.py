@@ -101,7 +101,6 @@ def build_prompt(game, episode, show_actions: bool = False) -> tuple[str, str]:
         f"[turn {t.step}] {names[t.agent]} wrote: {json.dumps(t.text)}{read_as(t) if show_actions else ''}"
         for t in episode.turns
     ]
-    example = "{" + ", ".join(f'"{name}": {1.0 / len(names):.2f}' for name in names) + "}"
     body = (
         "You are the credit critic of a cooperative team game.\n"
         f"Game card:\n{game_card(game)}\n\n"
@@ -111,10 +110,17 @@ def build_prompt(game, episode, show_actions: bool = False) -> tuple[str, str]:
         + "\n".join(lines)
         + f"\n\nTeam reward: {episode.reward:.4g}\n"
     )
+    return _ask_for_shares(body, "agent", names)
+
+
+def _ask_for_shares(body: str, what: str, keys: list[str]) -> tuple[str, str]:
+    """The prompt's end: the marker (a hash of everything before it) and the answer format, one
+    JSON object mapping every key to its share."""
     marker = "CREDIT-" + hashlib.blake2b(body.encode(), digest_size=5).hexdigest().upper()
+    example = "{" + ", ".join(f'"{key}": {1.0 / len(keys):.2f}' for key in keys) + "}"
     return (
-        body + f"Answer in one line: first the marker {marker}, then one JSON object that maps every agent "
-        f"({', '.join(names)}) to its share, such as {example}."
+        body + f"Answer in one line: first the marker {marker}, then one JSON object that maps every {what} "
+        f"({', '.join(keys)}) to its share, such as {example}."
     ), marker
 
 
@@ -133,7 +139,6 @@ def build_message_prompt(game, episode) -> tuple[str, str]:
         f"{mid}: {names[m.sender]} -> {names[m.receiver]} (sent in turn {m.turn}): {json.dumps(m.text)}"
         for mid, m in zip(ids, episode.messages)
     ]
-    example = "{" + ", ".join(f'"{mid}": {1.0 / len(ids):.2f}' for mid in ids) + "}"
     body = (
         "You are the credit critic of a cooperative team game. You judge the messages the agents sent.\n"
         f"Game card:\n{game_card(game)}\n\n"
@@ -145,11 +150,7 @@ def build_message_prompt(game, episode) -> tuple[str, str]:
         + "\n".join(messages)
         + f"\n\nTeam reward: {episode.reward:.4g}\n"
     )
-    marker = "CREDIT-" + hashlib.blake2b(body.encode(), digest_size=5).hexdigest().upper()
-    return (
-        body + f"Answer in one line: first the marker {marker}, then one JSON object that maps every message "
-        f"({', '.join(ids)}) to its share, such as {example}."
-    ), marker
+    return _ask_for_shares(body, "message", ids)
 
 
 _AFTER = re.compile(r"\s*[:=]?\s*(?:```(?:json)?\s*)?")
