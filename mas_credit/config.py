@@ -760,6 +760,12 @@ def validate(cfg: ExperimentConfig, where: str, root: Path) -> None:
                 f"n_agents={g.n_agents}; "
                 f"give one skill per agent or set games.{i}.n_agents={len(cfg.team.skills)}"
             )
+        if (cfg.edges.estimators or cfg.train.informing_credit) and not game.sends_messages:
+            what = "edges.estimators" if cfg.edges.estimators else "train.informing_credit"
+            raise ConfigError(
+                f"{where}: {what} credits messages, but games.{i} ({game.name}) sends none; use a game with messages "
+                f"(briefing, telephone) or remove {what}"
+            )
 
     fanouts = set()
     for i, e in enumerate(cfg.estimators):
@@ -802,18 +808,11 @@ def validate(cfg: ExperimentConfig, where: str, root: Path) -> None:
 
 
 def validate_edges(cfg: ExperimentConfig, where: str) -> None:
-    """The rules of communication credit (`edges`, `train.informing_credit`)."""
+    """The rules of communication credit (`edges`, `train.informing_credit`); `validate` checks that
+    every game sends messages, as it builds them."""
     e = cfg.edges
     if not (e.estimators or cfg.train.informing_credit):
         return
-    for i, g in enumerate(cfg.games):
-        game = make_game(g.name, **game_kwargs(g, cfg.team))
-        if not game.sends_messages:
-            what = "edges.estimators" if e.estimators else "train.informing_credit"
-            raise ConfigError(
-                f"{where}: {what} credits messages, but games.{i} ({game.name}) sends none; use a game with messages "
-                f"(briefing, telephone) or remove {what}"
-            )
     for i, est_cfg in enumerate(e.estimators):
         try:
             get_edge_estimator(est_cfg.name).make_config(est_cfg)

@@ -18,7 +18,7 @@ from mas_credit.games.briefing import ROOM, clue_roles
 from mas_credit.rollout import collect
 from mas_credit.types import EdgeBatch, Episode, informing_credit
 
-DEVICES = ["cpu", pytest.param("cuda", marks=pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA"))]
+from .devices import DEVICES
 
 
 def brute_force_edge_shapley(game, episode):

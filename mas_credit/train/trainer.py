@@ -187,7 +187,6 @@ class Trainer:
         )
         edges = EdgeBatch.from_episodes(episodes)
         edge_credit = self.edge_estimator(edges, self.edge_cfg).credit.detach().cpu().to(advantage.dtype)  # [B, E]
-        edges = edges.to("cpu")
         n_groups = int(edges.group.max()) + 1
         total = torch.zeros((n_groups, n_edges), dtype=edge_credit.dtype).index_add_(0, edges.group, edge_credit)
         count = torch.zeros(n_groups, dtype=edge_credit.dtype).index_add_(0, edges.group, torch.ones_like(edges.reward))
