@@ -13,7 +13,7 @@ run: setup
 test: setup
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/ruff format --check .
-	$(VENV)/bin/python -m pytest
+	$(VENV)/bin/python -m pytest -n auto --maxprocesses 8
 
 bench: setup
 	$(VENV)/bin/python benchmarks/team_value.py

@@ -1,9 +1,13 @@
 #!/usr/bin/env bash
-# Every GPU figure in one command, on a machine with CUDA (about 9 minutes on one H100; the suite alone
-# needed more than 330 s with 8 workers there at commit e65994f):
-#   1. the whole suite (pytest-xdist workers where installed), and the CUDA-marked tests' results on their own;
+# Every GPU figure in one command, on a machine with CUDA (expected about 5 minutes on one H100: the
+# suite takes about 7 minutes on 2 CPU cores with 2 workers; it ran past 330 s at commit e65994f,
+# when 8 workers each took every core's torch threads):
+#   1. the whole suite on pytest-xdist workers (each with its share of the CPU threads, tests/conftest.py),
+#      the CUDA-marked tests' results counted on their own; a test running past 150 s dumps every
+#      thread's stack into the log, and on a timeout the tests that never finished are listed;
 #   2. the estimator benchmark (CPU vs CUDA), the rollout benchmark (team, one raw generate,
-#      the naive loop: tokens/s), the trainer benchmark (update / raw forward + backward), and
+#      the naive loop: tokens/s), the trainer benchmark (update / raw forward + backward, with
+#      --profile: operator calls, kernel launches and top operators of each), and
 #      the training quickstart's wall time, and one run of the LLM learning study
 #      (experiments/learn_llm_run.yaml, unchanged) with its wall time.
 # Each step runs under its own timeout and writes LOGDIR/<step>.log; this prints each step's
@@ -35,16 +39,27 @@ $py -c "import torch, transformers; print('torch', torch.__version__, 'cuda', to
 $py -c "from mas_credit.agents.hf import default_model_path; print('model cache', *default_model_path())" | tee -a "$summary"
 
 workers=()
-$py -c "import xdist" 2>/dev/null && workers=(-n 8)         # 8 workers: 16 were slower on a 16-core H100 machine
-# the whole suite in one run (CUDA-marked tests included); the CUDA-marked ones are then counted on their own
+$py -c "import xdist" 2>/dev/null && workers=(-n auto --maxprocesses 8)   # as `make test`; 16 workers were slower
+# the whole suite in one run (CUDA-marked tests included), a line per finished test; the CUDA-marked ones are then
+# counted on their own
+$py -m pytest -p no:cacheprovider --collect-only 2>/dev/null | grep "::" > /tmp/mas-credit-all-ids.txt
 $py -m pytest -p no:cacheprovider --collect-only -m cuda 2>/dev/null | grep "::" > /tmp/mas-credit-cuda-ids.txt
-step tests 380 $py -m pytest -p no:cacheprovider -rs "${workers[@]}" --junitxml=/tmp/mas-credit-junit.xml
+rm -f /tmp/mas-credit-junit.xml
+step tests 300 $py -m pytest -p no:cacheprovider -o "addopts=--durations=25" -o faulthandler_timeout=150 -v -rs \
+  "${workers[@]}" --junitxml=/tmp/mas-credit-junit.xml
 grep -E "passed|failed" "$out/tests.log" | tail -n 1 | sed 's/^/whole suite: /' >> "$summary"
-$py - /tmp/mas-credit-junit.xml /tmp/mas-credit-cuda-ids.txt >> "$summary" 2>&1 <<'EOF'
-import collections, sys, xml.etree.ElementTree as ET
-cuda = {line.strip() for line in open(sys.argv[2]) if line.strip()}
+$py - /tmp/mas-credit-junit.xml /tmp/mas-credit-cuda-ids.txt /tmp/mas-credit-all-ids.txt "$out/tests.log" \
+  >> "$summary" 2>&1 <<'EOF'
+import collections, os, re, sys, xml.etree.ElementTree as ET
+junit, cuda_ids, all_ids, log = sys.argv[1:]
+cuda = {line.strip() for line in open(cuda_ids) if line.strip()}
+if not os.path.exists(junit):  # cut by the timeout: which tests never reported a result
+    done = set(re.findall(r"(?:PASSED|FAILED|SKIPPED|ERROR|XFAIL|XPASS) (\S+::.*?) *$", open(log).read(), re.M))
+    left = [t for t in (line.strip() for line in open(all_ids)) if t and t not in done]
+    print(f"the suite did not finish: {len(done)} tests reported, {len(left)} did not:", *left[:40], sep="\n  ")
+    sys.exit()
 outcome = collections.Counter()
-for case in ET.parse(sys.argv[1]).iter("testcase"):
+for case in ET.parse(junit).iter("testcase"):
     node = case.get("classname").replace(".", "/") + ".py::" + case.get("name")
     if node in cuda:
         kind = next((c.tag for c in case if c.tag in ("failure", "error", "skipped")), "passed")
@@ -55,8 +70,8 @@ EOF
 step estimators 30 $py benchmarks/estimators.py --tasks 128 --repeats 7
 step rollout 45 $py benchmarks/rollout.py --episodes 32 --skip-gguf
 grep -E "tokens/s|team rollout|raw model.generate|naive loop|team / raw" "$out/rollout.log" >> "$summary"
-step train 40 $py benchmarks/train.py
-grep -E "update|per agent" "$out/train.log" >> "$summary"
+step train 60 $py benchmarks/train.py --profile
+grep -E "update|per agent|^profile" "$out/train.log" >> "$summary"
 rm -rf /tmp/mas-credit-gpu-quickstart
 step quickstart 60 $py -m mas_credit.cli train experiments/quickstart.yaml --out /tmp/mas-credit-gpu-quickstart --no-progress
 grep -E "trained in" "$out/quickstart.log" >> "$summary"

@@ -15,7 +15,13 @@ One iteration of episodes is collected once; then we time
 each the median of --repeats runs, in the same process (CUDA synchronised before and after
 each run). Per agent, an update costs update + reference / (trained adapters); target: that
 is at most 1.2x raw. Against "raw shared" the ratio is the trainer's own overhead.
-Usage: python benchmarks/train.py [--repeats 3] [--kl-coef 0.02]
+
+--profile adds one torch.profiler run of each (raw, update with the trainer's choice, reference):
+how many aten operator calls and CUDA kernel launches it makes, and its top operators by
+self time (CUDA time where there is a GPU). At this model size a GPU pass is bound by
+launches, so the counts say where an update's time goes beyond raw's.
+Usage: python benchmarks/train.py [--repeats 3] [--kl-coef 0.02] [--profile] [OVERRIDE ...]
+       (OVERRIDEs are experiment overrides, e.g. team.model=tiny for the tiny random Llama)
 """
 
 from __future__ import annotations
@@ -52,13 +58,36 @@ def median_time(fn, repeats):
     return statistics.median(times)
 
 
+LAUNCHES = ("cudaLaunchKernel", "cudaLaunchKernelExC", "cuLaunchKernel", "cuLaunchKernelEx")
+
+
+def profile_counts(label, fn, rows=8):
+    """Profile one run of fn: print its aten operator calls, kernel launches and top operators."""
+    from torch.profiler import ProfilerActivity, profile
+
+    cuda = torch.cuda.is_available()
+    synchronize()
+    with profile(activities=[ProfilerActivity.CPU] + ([ProfilerActivity.CUDA] if cuda else [])) as prof:
+        fn()
+        synchronize()
+    events = prof.key_averages()
+    ops = sum(e.count for e in events if e.key.startswith("aten::"))
+    launches = sum(e.count for e in events if e.key in LAUNCHES)
+    print(f"profile {label}: {ops} aten operator calls, {launches} CUDA kernel launches")
+    print(events.table(sort_by="self_cuda_time_total" if cuda else "self_cpu_time_total", row_limit=rows))
+
+
 def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--experiment", default="experiments/train_trio.yaml")
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--kl-coef", type=float, default=0.02)
+    parser.add_argument("--profile", action="store_true", help="also profile one run of each (operator counts)")
+    parser.add_argument("overrides", nargs="*", help="experiment overrides, e.g. team.model=tiny")
     args = parser.parse_args()
-    cfg = load_experiment(args.experiment, [f"train.kl_coef={args.kl_coef}", "train.tensorboard=false"])
+    cfg = load_experiment(
+        args.experiment, [f"train.kl_coef={args.kl_coef}", "train.tensorboard=false", *args.overrides]
+    )
     trainer = Trainer(cfg, Path("/tmp/mas-credit-bench-train"), progress=False)
     _, episodes = trainer.collect(0)
     learner_rows = {
@@ -117,6 +146,14 @@ def main():
             for p, s in zip(params, snapshot):
                 p.copy_(s)
     t_update = t_updates[chosen]
+    if args.profile:
+        profile_counts("raw forward + backward", lambda: raw(False))
+        profile_counts(f"update (prompts shared: {chosen})", lambda: learner.update(rows))
+        with torch.no_grad():
+            for p, s in zip(params, snapshot):
+                p.copy_(s)
+        if cfg.train.kl_coef > 0:
+            profile_counts("reference pass", lambda: LLMLearner.prepare_group(learner_rows))
     share = t_reference / len(learner_rows)
     print(
         f"raw forward + backward {t_raw:.3f} s (with shared prompts {t_raw_shared:.3f} s); trainer update "

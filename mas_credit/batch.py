@@ -43,6 +43,7 @@ from tqdm import tqdm
 from mas_credit.config import BatchConfig, ConfigError, load_experiment, load_resolved, validate_train
 from mas_credit.games import GameParamError
 from mas_credit.outputs import (
+    BatchInterrupted,
     claim_run_dir,
     read_costs,
     read_metrics,
@@ -200,11 +201,6 @@ def run_rows(run_dir: Path, mode: str) -> list[dict]:
 
 
 # -- executors -----------------------------------------------------------------------------------
-class BatchInterrupted(Exception):
-    """Ctrl-C stopped a batch: queued runs were cancelled, running ones stopped, the partial
-    report written. The message is the one line the CLI prints."""
-
-
 def _threads(workers: int) -> int:
     return max(1, (os.cpu_count() or 1) // workers)
 

@@ -468,10 +468,9 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     from mas_credit.agents.served import ServedError
-    from mas_credit.batch import BatchInterrupted
     from mas_credit.config import ConfigError
     from mas_credit.games import GameParamError
-    from mas_credit.outputs import RunDirError
+    from mas_credit.outputs import BatchInterrupted, RunDirError
 
     parser = build_parser()
     args = parser.parse_args(argv)

@@ -68,6 +68,12 @@ class RunDirError(ValueError):
     that names the folder and the fix."""
 
 
+class BatchInterrupted(Exception):
+    """Ctrl-C stopped a batch: queued runs were cancelled, running ones stopped, the partial
+    report written. The message is the one line the CLI prints. (Here, not in `batch`, so the
+    CLI can catch it without importing pandas for every verb.)"""
+
+
 def run_kind(run_dir: str | Path) -> str | None:
     """What a folder holds: study, train or batch (from kind.json, or for folders made
     before it existed, from their files); None for an empty folder or one holding other files."""

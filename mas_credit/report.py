@@ -26,7 +26,7 @@ from pathlib import Path
 import networkx as nx
 import numpy as np
 import pandas as pd
-from scipy.stats import t as student_t
+from scipy.special import stdtrit  # Student t quantiles (scipy.stats, which also has them, takes 1 s to import)
 
 from mas_credit.checklist import write_checklist
 from mas_credit.config import load_resolved
@@ -70,7 +70,7 @@ def mean_ci(values) -> tuple[float, float]:
         return math.nan, math.nan
     if len(values) == 1:
         return float(values[0]), math.nan
-    t = float(student_t.ppf(0.975, len(values) - 1))  # two-sided 95%, exact at any number of seeds
+    t = float(stdtrit(len(values) - 1, 0.975))  # two-sided 95%, exact at any number of seeds
     return float(values.mean()), float(t * values.std(ddof=1) / math.sqrt(len(values)))
 
 

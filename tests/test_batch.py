@@ -157,14 +157,12 @@ def test_a_bad_override_fails_its_run_and_the_others_finish(tmp_path, capsys):
         ({"colour": "blue"}, "unknown key 'colour'"),
     ],
 )
-def test_batch_config_mistakes_exit_2_with_one_line(tmp_path, changes, message):
+def test_batch_config_mistakes_exit_2_with_one_line(tmp_path, changes, message, run_main):
     path = write_batch(tmp_path, **changes)
     with pytest.raises(ConfigError, match=re.escape(message)):
         load_batch(path)
-    proc = subprocess.run(
-        CLI + ["batch", str(path), "--out", str(tmp_path / "out")], cwd=ROOT, capture_output=True, text=True
-    )
-    assert proc.returncode == 2 and message in proc.stderr and len(proc.stderr.strip().splitlines()) == 1
+    code, _, err = run_main("batch", path, "--out", tmp_path / "out")
+    assert code == 2 and message in err and len(err.strip().splitlines()) == 1
     assert not (tmp_path / "out").exists()
 
 

@@ -38,15 +38,16 @@ def test_play_every_game(game, capsys):
         (["play", "vault", "--estimators", "loo,sharpp"], "unknown estimator 'sharpp'; valid estimators: c3, coma"),
     ],
 )
-def test_play_bad_input_exit_2(args, message):
-    out = subprocess.run([sys.executable, "-m", "mas_credit.cli", *args], capture_output=True, text=True)
-    assert out.returncode == 2
-    assert message in out.stderr and out.stderr.count("\n") == 1
+def test_play_bad_input_exit_2(run_main, args, message):
+    code, _, err = run_main(*args)
+    assert code == 2
+    assert message in err and err.count("\n") == 1
 
 
 def test_unknown_verb_exit_2():
+    """The real command line: argparse's error is the interpreter's exit code."""
     out = subprocess.run([sys.executable, "-m", "mas_credit.cli", "fly"], capture_output=True, text=True)
-    assert out.returncode == 2
+    assert out.returncode == 2 and "invalid choice: 'fly'" in out.stderr
 
 
 def test_games_lists_every_game(capsys):
@@ -125,19 +126,11 @@ def test_play_with_an_llm_team_file(capsys):
     assert "agent_0       llm" in out and "Team reward R" in out
 
 
-def test_play_team_errors_exit_2():
-    out = subprocess.run(
-        [sys.executable, "-m", "mas_credit.cli", "play", "vault", "--team", "tiny_trio", "--skills", "1,1,1"],
-        capture_output=True,
-        text=True,
-    )
-    assert out.returncode == 2 and "drop them when you give --team" in out.stderr
-    out = subprocess.run(
-        [sys.executable, "-m", "mas_credit.cli", "play", "vault", "--team", "tiny_quartet"],
-        capture_output=True,
-        text=True,
-    )
-    assert out.returncode == 2 and "unknown option 'tiny_quartet'" in out.stderr
+def test_play_team_errors_exit_2(run_main):
+    code, _, err = run_main("play", "vault", "--team", "tiny_trio", "--skills", "1,1,1")
+    assert code == 2 and "drop them when you give --team" in err
+    code, _, err = run_main("play", "vault", "--team", "tiny_quartet")
+    assert code == 2 and "unknown option 'tiny_quartet'" in err
 
 
 def test_the_study_header_starts_its_own_line_after_the_progress_bar(tmp_path):

@@ -248,21 +248,22 @@ def test_cli_exit_code_2_with_one_line(tmp_path, capsys, text, overrides, messag
 @pytest.mark.reliability(
     "a config file that is not UTF-8", "`<file>: not UTF-8 text (byte 9); save the file as UTF-8`; exit 2"
 )
-def test_a_config_that_is_not_utf8_is_one_line(tmp_path):
+def test_a_config_that_is_not_utf8_is_one_line(tmp_path, run_main):
     path = write(tmp_path, "")
     path.write_bytes(b"name: caf\xe9\ngame: vault\n")
     with pytest.raises(ConfigError, match=r"exp.yaml: not UTF-8 text \(byte 9\); save the file as UTF-8"):
         load_experiment(path)
-    out = run_cli("study", str(path))
-    assert out.returncode == 2 and out.stderr.count("\n") == 1 and "not UTF-8" in out.stderr
+    code, _, err = run_main("study", path)
+    assert code == 2 and err.count("\n") == 1 and "not UTF-8" in err
 
 
-def test_cli_missing_file():
-    out = run_cli("config", "show", "experiments/nope.yaml")
-    assert out.returncode == 2 and "config file not found" in out.stderr and "nope.yaml" in out.stderr
+def test_cli_missing_file(run_main):
+    code, _, err = run_main("config", "show", ROOT / "experiments" / "nope.yaml")
+    assert code == 2 and "config file not found" in err and "nope.yaml" in err
 
 
-def test_cli_config_show_prints_resolved_config():
+def test_cli_config_show_prints_resolved_config(run_main):
+    """The real command line once (from the repository root, a relative path), then in this process."""
     out = run_cli("config", "show", "experiments/demo.yaml", "n_tasks=5")
     assert out.returncode == 0, out.stderr
     assert "n_tasks: 5" in out.stdout and "name: lookout_v0" in out.stdout and "malformed_rate: 0.05" in out.stdout
@@ -270,7 +271,7 @@ def test_cli_config_show_prints_resolved_config():
 
     team = yaml.safe_load(out.stdout)["team"]  # a scripted team: no LLM fields
     assert set(team) == {"kind", "skills", "lazy", "saboteurs", "malformed_rate", "seed"}
-    mixed = yaml.safe_load(run_cli("config", "show", "experiments/quickstart.yaml").stdout)["team"]
+    mixed = yaml.safe_load(run_main("config", "show", ROOT / "experiments" / "quickstart.yaml")[1])["team"]
     assert {"members", "lora_r", "answer_prefix", "temperature"} <= set(mixed) and "skills" not in mixed
 
 
@@ -333,3 +334,19 @@ def test_a_numbered_cuda_device_is_a_valid_estimator_device():
     estimator's check when it runs)."""
     cfg = load_experiment(ROOT / "experiments" / "demo.yaml", ["estimators=[{use: shapley, device: 'cuda:1'}]"])
     assert cfg.estimators[0].device == "cuda:1"
+
+
+@pytest.mark.parametrize("spelled", ["on", "off", "auto"])
+def test_share_prompts_on_and_off_survive_yaml_booleans(tmp_path, spelled):
+    """YAML 1.1 reads `on`/`off` as booleans: on the command line, in a file and in a run's
+    resolved config.yaml they still mean the documented choices."""
+    from mas_credit.config import load_resolved, to_yaml, validate_train
+
+    base = ROOT / "experiments" / "train_trio.yaml"
+    from_cli = load_experiment(base, [f"train.share_prompts={spelled}"])
+    path = write(tmp_path, base.read_text() + f"  share_prompts: {spelled}\n")
+    from_file = load_experiment(path)
+    (tmp_path / "config.yaml").write_text(to_yaml(from_cli))
+    for cfg in (from_cli, from_file, load_resolved(tmp_path / "config.yaml")):
+        assert cfg.train.share_prompts == spelled
+        validate_train(cfg, "exp.yaml")

@@ -112,20 +112,16 @@ def test_same_seed_same_credit(small_study, tmp_path):
     assert not pd.read_parquet(other / "credit.parquet")["credit"].equals(a["credit"])
 
 
-def test_report_renders_again_from_saved_results(small_study, tmp_path):
+def test_report_renders_again_from_saved_results(small_study, tmp_path, run_main):
     before = (small_study / "summary.md").read_text()
     for name in ("summary.md", "error_vs_cost.png", "credit_vault.png"):
         (small_study / name).unlink()
-    out = subprocess.run(
-        [sys.executable, "-m", "mas_credit.cli", "report", str(small_study)], capture_output=True, text=True
-    )
-    assert out.returncode == 0, out.stderr
+    code, _, err = run_main("report", small_study)
+    assert code == 0, err
     assert (small_study / "summary.md").read_text() == before
     assert (small_study / "credit_vault.png").stat().st_size > 1000
-    missing = subprocess.run(
-        [sys.executable, "-m", "mas_credit.cli", "report", str(tmp_path)], capture_output=True, text=True
-    )
-    assert missing.returncode == 2 and "has no credit.parquet" in missing.stderr and missing.stderr.count("\n") == 1
+    code, _, err = run_main("report", tmp_path)
+    assert code == 2 and "has no credit.parquet" in err and err.count("\n") == 1
 
 
 def test_an_interrupted_study_leaves_no_half_written_file(tmp_path, monkeypatch):
@@ -180,15 +176,10 @@ BAD = [
 
 
 @pytest.mark.parametrize("overrides,message", BAD)
-def test_bad_studies_give_one_line_errors(overrides, message, tmp_path):
-    out = subprocess.run(
-        [sys.executable, "-m", "mas_credit.cli", "study", str(QUICK), *overrides, "--out", str(tmp_path / "x")],
-        capture_output=True,
-        text=True,
-        cwd=ROOT,
-    )
-    assert out.returncode == 2, out.stderr
-    assert message in out.stderr and out.stderr.startswith("mas-credit: error: ") and out.stderr.count("\n") == 1
+def test_bad_studies_give_one_line_errors(overrides, message, tmp_path, run_main):
+    code, _, err = run_main("study", QUICK, *overrides, "--out", tmp_path / "x")
+    assert code == 2, err
+    assert message in err and err.startswith("mas-credit: error: ") and err.count("\n") == 1
     assert not (tmp_path / "x").exists()
 
 

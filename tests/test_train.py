@@ -4,8 +4,6 @@ before any model loads; the loss against a plain recomputation."""
 
 import json
 import math
-import subprocess
-import sys
 
 import numpy as np
 import pytest
@@ -182,27 +180,25 @@ BAD = [
 
 
 @pytest.mark.parametrize("overrides,message", BAD)
-def test_config_mistakes_fail_before_any_model_loads(overrides, message, tmp_path):
-    out = subprocess.run(
-        [sys.executable, "-m", "mas_credit.cli", "train", str(QUICK), *overrides, "--out", str(tmp_path / "x")],
-        capture_output=True,
-        text=True,
-        cwd=ROOT,
-        env={"MAS_CREDIT_CACHE": str(tmp_path / "no-cache"), "PATH": "/usr/bin:/bin", "HOME": str(tmp_path)},
-    )
-    assert out.returncode == 2, out.stderr
-    assert message in out.stderr and out.stderr.startswith("mas-credit: error: ") and out.stderr.count("\n") == 1
+def test_config_mistakes_fail_before_any_model_loads(overrides, message, tmp_path, monkeypatch, run_main):
+    import mas_credit.agents.hf as hf
+    import mas_credit.agents.llm as llm
+
+    def no_model(*args, **kwargs):
+        raise AssertionError("a model was loaded before the config was checked")
+
+    for module in (hf, llm):
+        monkeypatch.setattr(module, "load_model", no_model)
+    monkeypatch.setenv("MAS_CREDIT_CACHE", str(tmp_path / "no-cache"))
+    code, _, err = run_main("train", QUICK, *overrides, "--out", tmp_path / "x")
+    assert code == 2, err
+    assert message in err and err.startswith("mas-credit: error: ") and err.count("\n") == 1
     assert not (tmp_path / "no-cache").exists() and not (tmp_path / "x").exists()
 
 
-def test_resume_needs_a_checkpoint(tmp_path):
-    out = subprocess.run(
-        [sys.executable, "-m", "mas_credit.cli", "train", "--resume", str(tmp_path)],
-        capture_output=True,
-        text=True,
-        cwd=ROOT,
-    )
-    assert out.returncode == 2 and "has no checkpoint/state.pt" in out.stderr
+def test_resume_needs_a_checkpoint(tmp_path, run_main):
+    code, _, err = run_main("train", "--resume", tmp_path)
+    assert code == 2 and "has no checkpoint/state.pt" in err
 
 
 @pytest.mark.parametrize("tis_cap", [0.0, 1.5])
