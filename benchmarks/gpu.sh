@@ -70,7 +70,7 @@ EOF
 step estimators 30 $py benchmarks/estimators.py --tasks 128 --repeats 7
 step rollout 45 $py benchmarks/rollout.py --episodes 32 --skip-gguf
 grep -E "tokens/s|team rollout|raw model.generate|naive loop|team / raw" "$out/rollout.log" >> "$summary"
-step train 60 $py benchmarks/train.py --profile
+step train 60 $py benchmarks/train.py --repeats 9 --profile   # medians of 9: GPU timings of 0.1 s vary
 grep -E "update|per agent|^profile" "$out/train.log" >> "$summary"
 rm -rf /tmp/mas-credit-gpu-quickstart
 step quickstart 60 $py -m mas_credit.cli train experiments/quickstart.yaml --out /tmp/mas-credit-gpu-quickstart --no-progress
