@@ -230,15 +230,15 @@ class TrainConfig:
     later)"""
     tensorboard: bool = True
     """also write TensorBoard event files (when the tensorboard package is installed)"""
+    informing_credit: float = 0.0
+    """games with messages: weight of informing credit in the advantage. Each message's credit (the first of
+    edges.estimators, default exact edge Shapley), centred within its task group, times this weight, is added to
+    the advantage of the turn that sent it; 0 = off (agent-level credit alone)"""
 
     def __post_init__(self):
         # YAML 1.1 reads `on`/`off` as booleans, which reach this str field as "True"/"False"
         spelled = {"True": "on", "False": "off"}.get(str(self.share_prompts), self.share_prompts)
         object.__setattr__(self, "share_prompts", spelled)
-    informing_credit: float = 0.0
-    """games with messages: weight of informing credit in the advantage. Each message's credit (the first of
-    edges.estimators, default exact edge Shapley), centred within its task group, times this weight, is added to
-    the advantage of the turn that sent it; 0 = off (agent-level credit alone)"""
 
 
 @dataclass(frozen=True)
