@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Every GPU figure in one command, on a machine with CUDA (expected about 5 minutes on one H100: the
-# suite takes about 7 minutes on 2 CPU cores with 2 workers; it ran past 330 s at commit e65994f,
+# suite takes about 8 minutes on 2 CPU cores with 2 workers; it ran past 330 s at commit e65994f,
 # when 8 workers each took every core's torch threads):
 #   1. the whole suite on pytest-xdist workers (each with its share of the CPU threads, tests/conftest.py),
 #      the CUDA-marked tests' results counted on their own; a test running past 150 s dumps every
