@@ -619,14 +619,22 @@ def load_resolved(path: str | Path) -> ExperimentConfig:
 
 
 def _edge_entries(raw: dict, where: str) -> None:
-    """`edges.estimators` may name an edge estimator by its name alone (`[edge_shapley, edge_loo]`)."""
+    """`edges.estimators` may name an edge estimator by its name alone (`[edge_shapley, edge_loo]`, or a
+    plug-in's `package.module:function`)."""
     edges = raw.get("edges")
     if not isinstance(edges, dict) or "estimators" not in edges:
         return
     items = edges["estimators"]
     if not isinstance(items, list):
         raise ConfigError(f"{where}: edges.estimators must be a list, e.g. [edge_shapley, edge_loo], got {items!r}")
-    edges["estimators"] = [{"name": item} if isinstance(item, str) else item for item in items]
+
+    def entry(item):
+        if not isinstance(item, str):
+            return item
+        # a plug-in reference (package.module:function) is labelled by its function's name, as agent estimators are
+        return {"name": item, "label": item.rpartition(":")[2]} if ":" in item else {"name": item}
+
+    edges["estimators"] = [entry(item) for item in items]
 
 
 KB_PER_EPISODE_AND_ESTIMATOR = 4.2

@@ -7,11 +7,13 @@ worker processes, Ray tasks), because lookups load them, not a startup hook:
       [project.entry-points."mas_credit.games"]       tally = "my_pkg:TallyEnv"
       [project.entry-points."mas_credit.estimators"]  last_word = "my_pkg.credit:last_word"
       [project.entry-points."mas_credit.teams"]       reader = "my_pkg:READER"
-  (a game class, an estimator registered with `register_estimator`, a `TeamKind`, or a
-  module whose import registers them); once it is installed, `game: tally_v0`,
-  `estimators: [last_word]` or `team: {kind: reader}` find it;
-- a `package.module:Object` reference anywhere a game, estimator or team kind is named in
-  YAML (`game: {use: "my_pkg:TallyEnv"}`, `team: {kind: "my_pkg:READER"}`); the module
+      [project.entry-points."mas_credit.edge_estimators"]  first_word = "my_pkg:first_word"
+  (a game class, an estimator registered with `register_estimator`, a `TeamKind`, an edge
+  estimator registered with `estimators.edges.register_edge_estimator`, or a module whose
+  import registers them); once it is installed, `game: tally_v0`, `estimators: [last_word]`,
+  `team: {kind: reader}` or `edges: {estimators: [first_word]}` find it;
+- a `package.module:Object` reference anywhere a game, estimator, edge estimator or team kind
+  is named in YAML (`game: {use: "my_pkg:TallyEnv"}`, `team: {kind: "my_pkg:READER"}`); the module
   must be importable in every process.
 
 Registering the same object twice is a no-op; two different objects under one name is an
@@ -24,7 +26,12 @@ from __future__ import annotations
 import importlib
 from importlib.metadata import entry_points
 
-GROUPS = {"games": "mas_credit.games", "estimators": "mas_credit.estimators", "teams": "mas_credit.teams"}
+GROUPS = {
+    "games": "mas_credit.games",
+    "estimators": "mas_credit.estimators",
+    "teams": "mas_credit.teams",
+    "edge_estimators": "mas_credit.edge_estimators",
+}
 _loaded: set[str] = set()
 
 

@@ -21,6 +21,7 @@ from mas_credit.agents.kinds import plugged_kind
 from mas_credit.agents.tabular import MixedTeam
 from mas_credit.config import SHIPPED, ConfigError, load_experiment, validate_train
 from mas_credit.estimators import _REGISTRY as estimators_registry
+from mas_credit.estimators.edges import _EDGE_REGISTRY as edge_registry
 from mas_credit.games import _REGISTRY as games_registry
 from mas_credit.games import make_game
 from mas_credit.plugins import PluginError
@@ -75,7 +76,8 @@ def test_an_installed_plugin_runs_through_study_batch_and_report_from_outside_th
     (tmp_path / "batch.yaml").write_text(BATCH)
     games = run(["games"], tmp_path, site)
     assert games.returncode == 0 and "tally_v0" in games.stdout and "quota" in games.stdout
-    assert "last_word" in run(["estimators"], tmp_path, site).stdout
+    listed = run(["estimators"], tmp_path, site).stdout
+    assert "last_word" in listed and "first_word" in listed  # the edge estimator's entry point too
     study = run(["study", "exp.yaml", "--out", "out/study", "--no-progress"], tmp_path, site)
     assert study.returncode == 0, study.stderr
     frame = pd.read_parquet(tmp_path / "out" / "study" / "credit.parquet")
@@ -182,7 +184,7 @@ def test_a_plugged_team_kind_plays_as_a_team_and_from_the_cli(plugin, tmp_path):
 def tally(plugin, monkeypatch):
     """The example package importable in this process (its entry points are not installed
     here); what it registers is removed afterwards, so later tests see the built-ins only."""
-    registries = [games_registry, estimators_registry, kinds_registry]
+    registries = [games_registry, estimators_registry, kinds_registry, edge_registry]
     before = [dict(r) for r in registries]
     monkeypatch.syspath_prepend(str(plugin[0]))
     import mas_credit_tally
@@ -201,6 +203,39 @@ def tally_cfg(tmp_path, members: str, *overrides):
         .replace("[shapley, last_word]", "[sharp]")
     )
     return load_experiment(tmp_path / "exp.yaml", [f"team.members={members}", "train.plots=false", *overrides])
+
+
+def test_an_edge_estimator_plugs_in_by_reference_and_runs_in_a_study(tally, tmp_path, run_main):
+    """An outside edge estimator named `package.module:function` in `edges.estimators` runs beside
+    exact edge Shapley and is labelled by its function's name; a reference to something that is
+    not a registered edge estimator, or an unknown name, is a one-line error."""
+    (tmp_path / "exp.yaml").write_text(
+        """name: plug_edges
+game: briefing
+team: {use: scripted_trio, skills: [0.8, 0.8, 0.8, 0.8, 0.9]}
+estimators: [shapley]
+edges: {estimators: [edge_shapley, "mas_credit_tally:first_word"]}
+seeds: [0]
+n_tasks: 2
+group_size: 2
+"""
+    )
+    code, _, err = run_main("study", tmp_path / "exp.yaml", "--out", tmp_path / "out", "--no-progress")
+    assert code == 0, err
+    edges = pd.read_parquet(tmp_path / "out" / "edges.parquet")
+    assert set(edges["estimator"]) == {"edge_shapley", "first_word"}
+    first = edges[edges["estimator"] == "first_word"].sort_values(["episode", "edge"])
+    exact = edges[edges["estimator"] == "edge_shapley"].groupby("episode")["truth"].sum()  # v(all) - v(none)
+    assert (first[first["edge"] > 0]["credit"] == 0).all()
+    gains = first[first["edge"] == 0].set_index("episode")["credit"]
+    assert gains.to_numpy() == pytest.approx(exact.loc[gains.index].to_numpy(), abs=1e-12)
+    assert (gains != 0).any(), "the check needs an episode whose messages matter"
+    for ref, message in (
+        ("mas_credit_tally:last_word", "'mas_credit_tally:last_word' is not a registered edge estimator"),
+        ("first_wurd", "unknown edge estimator 'first_wurd'; valid edge estimators: edge_critic, edge_loo"),
+    ):
+        code, _, err = run_main("study", tmp_path / "exp.yaml", f"edges.estimators=[{ref}]", "--out", tmp_path / "x")
+        assert code == 2 and message in err and err.count("\n") == 1
 
 
 def test_a_plugged_member_plays_its_agent_in_a_mixed_team_and_never_learns(tally, tmp_path):

@@ -167,31 +167,32 @@ def register_estimator(
     return wrap
 
 
-def _plugins() -> None:
-    load_plugins("estimators", lambda obj: None)  # register_estimator already ran on import
+def lookup(registry: dict, name: str, group: str, what: str, decorator: str) -> Estimator:
+    """The estimator registered as `name` in `registry` (agent or edge estimators): a
+    `package.module:function` reference imports that module, whose `decorator` registers it; a
+    name not yet registered loads the entry points of plug-in group `group` first (see
+    `mas_credit.plugins`); an unknown one lists the valid names."""
+    if name not in registry and ":" in name:
+        fn = load_object(name)
+        found = next((est for est in registry.values() if est.fn is fn or est is fn), None)
+        if found is None:
+            raise ValueError(f"'{name}' is not a registered {what}; decorate it with {decorator}(name, Config, needs)")
+        return found
+    if name not in registry:
+        load_plugins(group, lambda obj: None)  # the decorator already ran on import
+    if name not in registry:
+        raise ValueError(f"unknown {what} '{name}'; valid {what}s: {', '.join(sorted(registry))}")
+    return registry[name]
 
 
 def get_estimator(name: str) -> Estimator:
     """The estimator registered as `name`; `package.module:function` imports that module
     (its `register_estimator` registers it; see `mas_credit.plugins`)."""
-    if name not in _REGISTRY and ":" in name:
-        fn = load_object(name)
-        found = next((est for est in _REGISTRY.values() if est.fn is fn or est is fn), None)
-        if found is None:
-            raise ValueError(
-                f"'{name}' is not a registered estimator; decorate it with "
-                f"mas_credit.estimators.register_estimator(name, Config, needs)"
-            )
-        return found
-    if name not in _REGISTRY:
-        _plugins()
-    if name not in _REGISTRY:
-        raise ValueError(f"unknown estimator '{name}'; valid estimators: {', '.join(list_estimators())}")
-    return _REGISTRY[name]
+    return lookup(_REGISTRY, name, "estimators", "estimator", "mas_credit.estimators.register_estimator")
 
 
 def list_estimators() -> list[str]:
-    _plugins()
+    load_plugins("estimators", lambda obj: None)
     return sorted(_REGISTRY)
 
 

@@ -2,7 +2,9 @@
 
 Each is one pure function `(batch: EdgeBatch, cfg) -> EdgeCredit` (credit [B, E]) with a typed
 config and a `needs` rule over the E messages, registered by name in its own registry (an edge
-estimator is not an agent estimator: `get_edge_estimator`, `list_edge_estimators`):
+estimator is not an agent estimator: `get_edge_estimator`, `list_edge_estimators`; outside
+packages add theirs with `register_edge_estimator` and entry-point group
+`mas_credit.edge_estimators`, see `mas_credit.plugins`):
 
   edge_shapley   exact Shapley over the messages (2**E edge sets; the ground truth), or sampled
                  (Castro et al. 2009 permutations with antithetic pairs within `budget`), the
@@ -25,7 +27,7 @@ from typing import Any, Callable
 
 import torch
 
-from mas_credit.estimators import Estimator, Needs
+from mas_credit.estimators import Estimator, Needs, lookup
 from mas_credit.estimators.common import CounterfactualConfig, check_cf, check_choice
 from mas_credit.estimators.shapley import (
     ShapleyKnobs,
@@ -34,6 +36,7 @@ from mas_credit.estimators.shapley import (
     sampled_shapley,
     shapley_masks,
 )
+from mas_credit.plugins import load_plugins
 from mas_credit.types import EdgeBatch, EdgeCredit
 
 _EDGE_REGISTRY: dict[str, Estimator] = {}
@@ -64,12 +67,15 @@ def register_edge_estimator(name: str, config: type, needs: Callable[[Any, int],
 
 
 def get_edge_estimator(name: str) -> Estimator:
-    if name not in _EDGE_REGISTRY:
-        raise ValueError(f"unknown edge estimator '{name}'; valid edge estimators: {', '.join(list_edge_estimators())}")
-    return _EDGE_REGISTRY[name]
+    """The edge estimator registered as `name`: a built-in, a plug-in's (entry-point group
+    `mas_credit.edge_estimators`), or `package.module:function` (see `mas_credit.plugins`)."""
+    return lookup(
+        _EDGE_REGISTRY, name, "edge_estimators", "edge estimator", "mas_credit.estimators.edges.register_edge_estimator"
+    )
 
 
 def list_edge_estimators() -> list[str]:
+    load_plugins("edge_estimators", lambda obj: None)
     return sorted(_EDGE_REGISTRY)
 
 

@@ -1,4 +1,5 @@
-"""An example plug-in: a game (tally_v0), an estimator (last_word) and a team kind (reader).
+"""An example plug-in: a game (tally_v0), an estimator (last_word), a team kind (reader) and an
+edge estimator (first_word, for games with messages).
 
 tally_v0 — quota game: the team scores 1 when at least `quota` agents report their own
 number right.
@@ -22,9 +23,10 @@ import torch
 
 from mas_credit.agents import ActRequest, ActResult, TeamKind
 from mas_credit.estimators import Needs, register_estimator
-from mas_credit.estimators.common import EPS, BaseConfig, agent_norm, to_turns
+from mas_credit.estimators.common import EPS, BaseConfig, CounterfactualConfig, agent_norm, to_turns
+from mas_credit.estimators.edges import edge_table, register_edge_estimator
 from mas_credit.games.base import GameParamError, OneShotGame, mask_bits
-from mas_credit.types import Credit, CreditBatch
+from mas_credit.types import Credit, CreditBatch, EdgeBatch, EdgeCredit
 
 _STRICT = re.compile(r"\bnumber\s*:\s*(\d)\b", re.IGNORECASE)
 _LONE = re.compile(r"(?<!\d)(\d)(?!\d)")
@@ -108,6 +110,20 @@ def last_word(batch: CreditBatch, cfg: LastWordConfig) -> Credit:
     return Credit(
         credit=credit, advantage=to_turns(agent_norm(credit, batch.group, batch.acted, cfg.eps), batch.turn_agent)
     )
+
+
+@register_edge_estimator(
+    "first_word",
+    CounterfactualConfig,
+    lambda cfg, n_edges: Needs(coalitions=((1 << n_edges) - 1, 0), kind="ends", mode=cfg.counterfactual, k=cfg.samples),
+    family="baseline (an example plug-in)",
+)
+def first_word(batch: EdgeBatch, cfg: CounterfactualConfig) -> EdgeCredit:
+    """All of v(all messages) - v(no messages) to each episode's first message."""
+    values = edge_table(batch, [(1 << batch.n_edges) - 1, 0], "first_word")  # [B, 2]
+    credit = torch.zeros((batch.batch_size, batch.n_edges), dtype=values.dtype, device=batch.device)
+    credit[:, 0] = values[:, 0] - values[:, 1]
+    return EdgeCredit(credit)
 
 
 class ReaderTeam:
