@@ -77,9 +77,13 @@ step quickstart 60 $py -m mas_credit.cli train experiments/quickstart.yaml --out
 grep -E "trained in" "$out/quickstart.log" >> "$summary"
 cp /tmp/mas-credit-gpu-quickstart/metrics.jsonl "$out/quickstart_metrics.jsonl" 2>/dev/null
 $py - "$out/quickstart_metrics.jsonl" >> "$summary" 2>&1 <<'EOF'
-import json, sys
+import json, os, sys
+if not os.path.exists(sys.argv[1]):
+    sys.exit("quickstart: no metrics.jsonl (the run did not get that far; see quickstart.log)")
 rows = [json.loads(line) for line in open(sys.argv[1])]
 train = [r for r in rows if r["kind"] == "train"]
+if not train:
+    sys.exit("quickstart: no training iteration finished (see quickstart.log)")
 evals = [(r["iteration"], r.get("eval/success")) for r in rows if r["kind"] == "eval"]
 print("quickstart greedy success by iteration:", evals)
 print("quickstart sampler/trainer log-prob gap per iteration: max", max(r["train/logprob_gap_max"] for r in train),
