@@ -189,9 +189,11 @@ class LLMLearner(PolicyLearner):
         self.name = f"{model_index}/{adapter}"
         self.model = team.models[model_index]
         self.params = [p for n, p in self.model.named_parameters() if "lora_" in n and f".{adapter}." in n]
-        # fused: one kernel for the whole step over every LoRA tensor (a GPU update is bound by kernel launches)
-        self.optimizer = torch.optim.AdamW(self.params, lr=train_cfg.lr, weight_decay=0.0, fused=True)
         self.device = next(self.model.parameters()).device
+        # fused: one kernel for the whole step over every LoRA tensor (a GPU update is bound by kernel launches);
+        # torch's default elsewhere
+        fused = True if self.device.type in ("cuda", "cpu") else None
+        self.optimizer = torch.optim.AdamW(self.params, lr=train_cfg.lr, weight_decay=0.0, fused=fused)
         self.kl_coef = train_cfg.kl_coef
         self.temperature = team.cfg.temperature if team.cfg.temperature > 0 else 1.0
         # encoding each distinct prompt once wins on a CPU and loses on a GPU (benchmarks/train.py measures both)
