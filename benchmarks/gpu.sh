@@ -42,12 +42,14 @@ workers=()
 $py -c "import xdist" 2>/dev/null && workers=(-n auto --maxprocesses 8)   # as `make test`; 16 workers were slower
 # the whole suite in one run (CUDA-marked tests included), a line per finished test; the CUDA-marked ones are then
 # counted on their own
-$py -m pytest -p no:cacheprovider --collect-only 2>/dev/null | grep "::" > /tmp/mas-credit-all-ids.txt
 $py -m pytest -p no:cacheprovider --collect-only -m cuda 2>/dev/null | grep "::" > /tmp/mas-credit-cuda-ids.txt
 rm -f /tmp/mas-credit-junit.xml
 step tests 300 $py -m pytest -p no:cacheprovider -o "addopts=--durations=25" -o faulthandler_timeout=150 -v -rs \
   "${workers[@]}" --junitxml=/tmp/mas-credit-junit.xml
 grep -E "passed|failed" "$out/tests.log" | tail -n 1 | sed 's/^/whole suite: /' >> "$summary"
+: > /tmp/mas-credit-all-ids.txt   # every test's id, collected only when the suite was cut (to list the unfinished)
+[ -f /tmp/mas-credit-junit.xml ] || $py -m pytest -p no:cacheprovider --collect-only 2>/dev/null | grep "::" \
+  > /tmp/mas-credit-all-ids.txt
 $py - /tmp/mas-credit-junit.xml /tmp/mas-credit-cuda-ids.txt /tmp/mas-credit-all-ids.txt "$out/tests.log" \
   >> "$summary" 2>&1 <<'EOF'
 import collections, os, re, sys, xml.etree.ElementTree as ET
