@@ -39,7 +39,7 @@ def cmd_play(args) -> int:
     import yaml
 
     from mas_credit.agents import ScriptedTeam, game_kwargs, load_critic, load_team
-    from mas_credit.config import CriticConfig, GameConfig, load_team_config
+    from mas_credit.config import MAX_SEED, CriticConfig, GameConfig, load_team_config
     from mas_credit.counterfactual import fill_coalitions, fill_needs
     from mas_credit.estimators import get_estimator
     from mas_credit.estimators.shapley import exact_shapley
@@ -47,6 +47,8 @@ def cmd_play(args) -> int:
     from mas_credit.rollout import collect
     from mas_credit.types import CreditBatch
 
+    if not 0 <= args.seed <= MAX_SEED:
+        raise UsageError(f"--seed must be an integer in [0, {MAX_SEED}], got {args.seed}")
     params = {}
     for item in args.param or []:
         if "=" not in item:

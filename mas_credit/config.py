@@ -331,6 +331,7 @@ EXECUTORS = ("local", "ray")
 OPTION_SCHEMA = {"games": GameConfig, "agents": TeamConfig, "estimators": EstimatorConfig}
 DEVICES = ("auto", "cpu", "cuda")
 SHARE_PROMPTS = ("auto", "on", "off")
+MAX_SEED = 2**32 - 1  # numpy's generators take no negative seed; parquet and torch take no unbounded one
 
 
 # -- discovery -----------------------------------------------------------------------
@@ -421,7 +422,10 @@ def _check_against(schema, data: dict, where: str, prefix: str = ""):
         valid = ", ".join(f.name for f in fields(schema) if not f.name.startswith("_"))
         raise ConfigError(f"{where}: unknown key '{key}'; valid keys: {valid}") from None
     except ValidationError as err:
-        raise ConfigError(f"{where}: key '{prefix}{err.full_key}': {str(err).splitlines()[0]}") from None
+        key, message = f"{prefix}{err.full_key}", str(err).splitlines()[0]
+        if "is not a ListConfig" in message:  # a scalar where a list belongs (seeds=5)
+            message = f"expected a list, got {err.value!r}; write it in brackets, e.g. {key}=[{err.value}]"
+        raise ConfigError(f"{where}: key '{key}': {message}") from None
     except OmegaConfBaseException as err:
         raise ConfigError(f"{where}: {str(err).splitlines()[0]}") from None
 
@@ -435,8 +439,10 @@ def load_option(root: Path, folder: str, ref: Any, where: str, sources: dict | N
         overrides = dict(ref)
         ref = overrides.pop("use", None)
         if ref is None:
+            glued = [str(k) for k in overrides if ":" in str(k)]  # YAML reads {use:sharp} as the key 'use:sharp'
+            hint = f" ('{glued[0]}' needs a space after its colon)" if glued else ""
             raise ConfigError(
-                f"{where}: a mapping here needs 'use: <option>' naming a file in {folder}/; "
+                f"{where}: a mapping here needs 'use: <option>' naming a file in {folder}/{hint}; "
                 f"valid options: {', '.join(list_options(root, folder))}"
             )
     if not isinstance(ref, str):
@@ -554,6 +560,10 @@ def compose(path: str | Path, overrides: list[str] = (), root: Path | None = Non
     path = Path(path)
     raw = _read_yaml(path)
     root = root or find_config_root(path.parent)
+    if "grid" in raw or "base" in raw:
+        raise ConfigError(
+            f"{path} is a batch file (it has base: or grid:), not an experiment; run it with mas-credit batch"
+        )
     if "game" in raw:
         if "games" in raw:
             raise ConfigError(f"{path}: give either 'game' (one) or 'games' (a list), not both")
@@ -745,6 +755,20 @@ def validate(cfg: ExperimentConfig, where: str, root: Path) -> None:
         )
     if not cfg.seeds:
         raise ConfigError(f"{where}: seeds is empty; give at least one seed, e.g. seeds: [0]")
+    bad_seeds = [s for s in cfg.seeds if not 0 <= s <= MAX_SEED]
+    if bad_seeds:
+        raise ConfigError(f"{where}: seeds {bad_seeds} are out of range; a seed is an integer in [0, {MAX_SEED}]")
+    named = {"team.seed": cfg.team.seed}
+    if cfg.critic.kind == "scripted":  # an openai critic sends its seed to the server (-1: none)
+        named["critic.seed"] = cfg.critic.seed
+    for name, seed in named.items():
+        if not 0 <= seed <= MAX_SEED:
+            raise ConfigError(f"{where}: {name} must be an integer in [0, {MAX_SEED}], got {seed}")
+    if not cfg.estimators:  # a study scores them, a training run learns from one; edge credit sits beside them
+        raise ConfigError(
+            f"{where}: estimators is empty; name at least one option from estimators/ "
+            f"({', '.join(list_options(root, 'estimators'))}), e.g. estimators: [shapley]"
+        )
     if cfg.n_tasks < 1 or cfg.group_size < 1:
         raise ConfigError(
             f"{where}: n_tasks and group_size must be >= 1 (got n_tasks={cfg.n_tasks}, group_size={cfg.group_size})"
@@ -919,6 +943,11 @@ def load_batch(path: str | Path, overrides: list[str] = ()) -> BatchConfig:
     The base experiment is not composed here: a run whose grid values break it fails on its own."""
     path = Path(path)
     raw = _read_yaml(path)
+    if not {"base", "grid"} & set(raw) and {"game", "games", "team", "estimators"} & set(raw):
+        raise ConfigError(
+            f"{path} is an experiment, not a batch file (it has no base: or grid:); run it with mas-credit study or "
+            f"mas-credit train, or name it as base: in a batch file"
+        )
     for ov in overrides:
         raw = apply_override(raw, ov)
     where = str(path)

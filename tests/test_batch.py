@@ -166,6 +166,24 @@ def test_batch_config_mistakes_exit_2_with_one_line(tmp_path, changes, message, 
     assert not (tmp_path / "out").exists()
 
 
+@pytest.mark.parametrize(
+    "verb,file,message",
+    [
+        (
+            "batch",
+            "study_quickstart.yaml",
+            "is an experiment, not a batch file (it has no base: or grid:); run it with",
+        ),
+        ("study", "batch_quickstart.yaml", "is a batch file (it has base: or grid:), not an experiment; run it with"),
+        ("train", "learn_llm.yaml", "is a batch file (it has base: or grid:), not an experiment; run it with"),
+    ],
+)
+def test_a_file_given_to_the_wrong_verb_says_which_verb_runs_it(run_main, tmp_path, verb, file, message):
+    code, _, err = run_main(verb, ROOT / "experiments" / file, "--out", tmp_path / "out")
+    assert code == 2 and message in err and len(err.strip().splitlines()) == 1
+    assert not (tmp_path / "out").exists()
+
+
 def test_every_run_writes_its_checklist(uninterrupted):
     run_dir = uninterrupted / "runs" / "estimators-sharp__seeds-1"
     items = json.loads((run_dir / "checklist.json").read_text())

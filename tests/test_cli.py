@@ -35,6 +35,7 @@ def test_play_every_game(game, capsys):
         (["play", "vault", "--n-agents", "12"], "n_agents must be an integer in [2, 8]"),
         (["play", "council", "--param", "weights=[1]"], "weights must be a list of 3"),
         (["play", "vault", "--malformed", "2"], "malformed_rate must be in [0, 1]"),
+        (["play", "vault", "--seed", "-1"], "--seed must be an integer in [0, 4294967295], got -1"),
         (["play", "vault", "--estimators", "loo,sharpp"], "unknown estimator 'sharpp'; valid estimators: c3, coma"),
     ],
 )

@@ -190,6 +190,36 @@ BAD = [
         ["team.topology=[[0,5]]"],
         "team.topology edge [0, 5] must be [from, to] with agents in 0..2",
     ),
+    (
+        "name: x\ngame: vault\nteam: scripted_trio\n",
+        ["estimators=[]"],
+        "estimators is empty; name at least one option from estimators/ (c3, ",
+    ),
+    (
+        "name: x\ngame: vault\nteam: scripted_trio\n",
+        ["seeds=5"],
+        "key 'seeds': expected a list, got 5; write it in brackets, e.g. seeds=[5]",
+    ),
+    (
+        "name: x\ngame: vault\nteam: scripted_trio\n",
+        ["estimators=[{use:sharp}]"],
+        "needs 'use: <option>' naming a file in estimators/ ('use:sharp' needs a space after its colon)",
+    ),
+    (
+        "name: x\ngame: vault\nteam: scripted_trio\n",
+        ["seeds=[0,-1,4294967296]"],
+        "seeds [-1, 4294967296] are out of range; a seed is an integer in [0, 4294967295]",
+    ),
+    (
+        "name: x\ngame: vault\nteam: scripted_trio\n",
+        ["team.seed=-1"],
+        "team.seed must be an integer in [0, 4294967295], got -1",
+    ),
+    (
+        "name: x\ngame: vault\nteam: scripted_trio\n",
+        ["critic.seed=-3"],
+        "critic.seed must be an integer in [0, 4294967295], got -3",
+    ),
     ("- just\n- a list\n", [], "must be a mapping"),
     ("", [], "exp.yaml: the file is empty; give its keys (experiments/demo.yaml shows an experiment)"),
     ("# nothing but a comment\n", [], "the file is empty"),
