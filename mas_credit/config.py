@@ -388,11 +388,33 @@ def list_options(root, folder: str) -> list[str]:
     return as_config_path(root).options(folder)
 
 
+class _UniqueKeyLoader(yaml.SafeLoader):
+    """Safe YAML that refuses a key given twice in one mapping (PyYAML would keep the last one silently)."""
+
+    def construct_mapping(self, node, deep=False):
+        first_line: dict = {}
+        for key_node, _ in node.value:
+            key = self.construct_object(key_node, deep=deep)
+            try:
+                seen = key in first_line
+            except TypeError:  # an unhashable key: the base loader explains it
+                continue
+            if seen:
+                raise yaml.constructor.ConstructorError(
+                    None,
+                    None,
+                    f"key '{key}' is given twice (first on line {first_line[key] + 1}); keep one",
+                    key_node.start_mark,
+                )
+            first_line[key] = key_node.start_mark.line
+        return super().construct_mapping(node, deep)
+
+
 def _read_yaml(path: Path) -> dict:
     if not path.is_file():
         raise ConfigError(f"config file not found: {path}")
     try:
-        data = yaml.safe_load(path.read_text(encoding="utf-8"))
+        data = yaml.load(path.read_text(encoding="utf-8"), Loader=_UniqueKeyLoader)
     except UnicodeDecodeError as err:
         raise ConfigError(f"{path}: not UTF-8 text (byte {err.start}); save the file as UTF-8") from None
     except yaml.YAMLError as err:
@@ -746,9 +768,19 @@ def validate_train(cfg: ExperimentConfig, where: str = "experiment") -> None:
         )
 
 
+def check_run_name(name: str, where: str) -> None:
+    """A run's name is one folder under output_dir: no path in it."""
+    if not name or name in (".", "..") or "/" in name or "\\" in name:
+        raise ConfigError(
+            f"{where}: name '{name}' must be a plain folder name (outputs go to <output_dir>/<name>/), without / or "
+            f"\\; e.g. name: my_study"
+        )
+
+
 def validate(cfg: ExperimentConfig, where: str, root: Path) -> None:
     """Cross-field rules, each with the fix in its message."""
 
+    check_run_name(cfg.name, where)
     if not cfg.games:
         raise ConfigError(
             f"{where}: games is empty; name at least one option from games/ ({', '.join(list_options(root, 'games'))})"
@@ -969,6 +1001,7 @@ def load_batch(path: str | Path, overrides: list[str] = ()) -> BatchConfig:
         repeat = next(c for c in combos if combos.count(c) > 1)
         raise ConfigError(f"{where}: the grids list the run {repeat} more than once; remove it from extra_grids")
     cfg = OmegaConf.to_object(_check_against(BatchConfig, raw, where))
+    check_run_name(cfg.name, where)
     if not cfg.base:
         raise ConfigError(
             f"{where}: base is empty; name the experiment every run starts from, e.g. base: study_quickstart.yaml"

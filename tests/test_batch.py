@@ -155,6 +155,7 @@ def test_a_bad_override_fails_its_run_and_the_others_finish(tmp_path, capsys):
         ),
         ({"extra_grids": [{"estimators": [], "seeds": [[1]]}]}, "extra_grids.0.estimators is empty"),
         ({"colour": "blue"}, "unknown key 'colour'"),
+        ({"name": ".."}, "name '..' must be a plain folder name (outputs go to <output_dir>/<name>/)"),
     ],
 )
 def test_batch_config_mistakes_exit_2_with_one_line(tmp_path, changes, message, run_main):
@@ -177,6 +178,10 @@ def test_batch_config_mistakes_exit_2_with_one_line(tmp_path, changes, message, 
         ("study", "batch_quickstart.yaml", "is a batch file (it has base: or grid:), not an experiment; run it with"),
         ("train", "learn_llm.yaml", "is a batch file (it has base: or grid:), not an experiment; run it with"),
     ],
+)
+@pytest.mark.reliability(
+    "a batch file given to `study` or `train`, or an experiment given to `batch`",
+    "one line saying which command runs it; exit 2, nothing written",
 )
 def test_a_file_given_to_the_wrong_verb_says_which_verb_runs_it(run_main, tmp_path, verb, file, message):
     code, _, err = run_main(verb, ROOT / "experiments" / file, "--out", tmp_path / "out")

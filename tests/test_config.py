@@ -220,6 +220,14 @@ BAD = [
         ["critic.seed=-3"],
         "critic.seed must be an integer in [0, 4294967295], got -3",
     ),
+    (
+        "name: x\ngame: vault\ngame: lookout\n",
+        [],
+        "exp.yaml: not valid YAML (line 3): key 'game' is given twice (first on line 2); keep one",
+    ),
+    ("name: x\ngames: [{use: vault, difficulty: 1, difficulty: 2}]\n", [], "key 'difficulty' is given twice"),
+    ("name: ../../elsewhere\ngame: vault\n", [], "name '../../elsewhere' must be a plain folder name (outputs go to"),
+    ("name: x\ngame: vault\n", ["name=.."], "name '..' must be a plain folder name"),
     ("- just\n- a list\n", [], "must be a mapping"),
     ("", [], "exp.yaml: the file is empty; give its keys (experiments/demo.yaml shows an experiment)"),
     ("# nothing but a comment\n", [], "the file is empty"),
@@ -262,7 +270,8 @@ def run_cli(*args, cwd=ROOT):
 
 @pytest.mark.parametrize("text,overrides,message", BAD)
 @pytest.mark.reliability(
-    "a config mistake: unknown key or option, wrong type, empty file, bad YAML",
+    "a config mistake: unknown key or option, wrong type, empty file, bad YAML, a key given twice, a run name "
+    "with a path in it, a seed out of range",
     "one line `mas-credit: error: <file>: ...` naming the key or file and the fix; exit 2",
 )
 def test_cli_exit_code_2_with_one_line(tmp_path, capsys, text, overrides, message):
