@@ -613,8 +613,17 @@ def load_experiment(
     """Compose, type-check, validate and freeze an experiment (`sources`: see `compose`)."""
     path = Path(path)
     root = root or find_config_root(path.parent)
-    resolved = compose(path, overrides, root, sources)
-    where = str(path)
+    return _typed_experiment(compose(path, overrides, root, sources), str(path), root)
+
+
+def load_resolved(path: str | Path) -> ExperimentConfig:
+    """An experiment from a run's resolved `config.yaml` (what `to_yaml` wrote), validated and frozen."""
+    path = Path(path)
+    return _typed_experiment(_read_yaml(path), str(path), path.parent)
+
+
+def _typed_experiment(resolved: dict, where: str, root: Path) -> ExperimentConfig:
+    """A composed experiment (every option resolved to its fields) type-checked, validated and frozen."""
     games = [
         OmegaConf.to_object(_check_against(GameConfig, g, where, f"games.{i}."))
         for i, g in enumerate(resolved.pop("games", [{}]))
@@ -628,25 +637,6 @@ def load_experiment(
         OmegaConf.to_object(_check_against(ExperimentConfig, resolved, where)), games=games, estimators=estimators
     )
     validate(cfg, where, root)
-    return cfg
-
-
-def load_resolved(path: str | Path) -> ExperimentConfig:
-    """An experiment from a run's resolved `config.yaml` (what `to_yaml` wrote), validated and frozen."""
-    path = Path(path)
-    raw = _read_yaml(path)
-    where = str(path)
-    games = [
-        OmegaConf.to_object(_check_against(GameConfig, g, where, f"games.{i}."))
-        for i, g in enumerate(raw.pop("games", [{}]))
-    ]
-    estimators = [
-        OmegaConf.to_object(_check_against(EstimatorConfig, e, where, f"estimators.{i}."))
-        for i, e in enumerate(raw.pop("estimators", [{}]))
-    ]
-    _edge_entries(raw, where)
-    cfg = replace(OmegaConf.to_object(_check_against(ExperimentConfig, raw, where)), games=games, estimators=estimators)
-    validate(cfg, where, path.parent)
     return cfg
 
 
