@@ -31,7 +31,7 @@ import json
 import math
 import os
 import re
-from dataclasses import dataclass, field, fields, replace
+from dataclasses import dataclass, field, fields, is_dataclass, replace
 from pathlib import Path
 from typing import Any, Dict, List
 
@@ -441,7 +441,8 @@ def _check_against(schema, data: dict, where: str, prefix: str = ""):
         return OmegaConf.merge(typed_defaults(schema), data)
     except ConfigKeyError as err:
         key = f"{prefix}{err.full_key}"
-        valid = ", ".join(f.name for f in fields(schema) if not f.name.startswith("_"))
+        where_it_is = err.object_type if is_dataclass(err.object_type) else schema  # edges.x: EdgesConfig
+        valid = ", ".join(f.name for f in fields(where_it_is) if not f.name.startswith("_"))
         raise ConfigError(f"{where}: unknown key '{key}'; valid keys: {valid}") from None
     except ValidationError as err:
         key, message = f"{prefix}{err.full_key}", str(err).splitlines()[0]
@@ -729,6 +730,9 @@ def validate_train(cfg: ExperimentConfig, where: str = "experiment") -> None:
         raise ConfigError(
             f"{where}: train.trained_agents {bad} are not agents of the team (valid: 0..{min(sizes) - 1})"
         )
+    twice = sorted({a for a in t.trained_agents if t.trained_agents.count(a) > 1})
+    if twice:
+        raise ConfigError(f"{where}: train.trained_agents lists agents {twice} more than once; list each agent once")
     if (
         t.iterations < 1
         or t.epochs < 1

@@ -228,6 +228,11 @@ BAD = [
     ("name: x\ngames: [{use: vault, difficulty: 1, difficulty: 2}]\n", [], "key 'difficulty' is given twice"),
     ("name: ../../elsewhere\ngame: vault\n", [], "name '../../elsewhere' must be a plain folder name (outputs go to"),
     ("name: x\ngame: vault\n", ["name=.."], "name '..' must be a plain folder name"),
+    (
+        "name: x\ngame: vault\n",
+        ["edges.mode=replay", "edges.counterfactual=x"],
+        "unknown key 'edges.counterfactual'; valid keys: estimators, mode",
+    ),
     ("- just\n- a list\n", [], "must be a mapping"),
     ("", [], "exp.yaml: the file is empty; give its keys (experiments/demo.yaml shows an experiment)"),
     ("# nothing but a comment\n", [], "the file is empty"),

@@ -168,6 +168,8 @@ BAD = [
     (["estimators=[sharpp]"], "unknown option 'sharpp'"),
     (["group_size=1", "estimators=[grpo]"], "normalises advantages within task groups, but group_size is 1"),
     (["train.trained_agents=[0,5]"], "train.trained_agents [5] are not agents of the team"),
+    (["train.trained_agents=[0,2,0]"], "train.trained_agents lists agents [0] more than once; list each agent once"),
+    (["train.lrr=0.1"], "unknown key 'train.lrr'; valid keys: iterations, lr, clip_eps"),
     (["estimators=[grpo,sharp]"], "train uses one estimator but 2 are listed"),
     (
         ["team=scripted_trio"],
