@@ -54,6 +54,9 @@ def cmd_play(args) -> int:
         if "=" not in item:
             raise UsageError(f"--param must look like key=value (e.g. --param weights=[2,2,1]), got '{item}'")
         key, value = item.split("=", 1)
+        flag = {"n_agents": "--n-agents", "difficulty": "--difficulty", "lazy_agents": "--lazy"}.get(key)
+        if flag:
+            raise UsageError(f"--param {key}=...: give {key} with {flag} instead")
         params[key] = yaml.safe_load(value)
     from mas_credit.games import GameParamError, resolve_game_name
 
@@ -479,6 +482,14 @@ def main(argv: list[str] | None = None) -> int:
     if getattr(args, "config_dir", None):
         from mas_credit.config import CONFIG_PATH_ENV
 
+        missing = [d for d in args.config_dir if not Path(d).is_dir()]
+        if missing:
+            print(
+                f"mas-credit: error: --config-dir {missing[0]} is not a folder; give a folder that holds games/, "
+                "agents/ or estimators/",
+                file=sys.stderr,
+            )
+            return 2
         # through the environment, so batch workers and Ray tasks search the same folders
         dirs = [str(Path(d).resolve()) for d in args.config_dir]
         os.environ[CONFIG_PATH_ENV] = os.pathsep.join(

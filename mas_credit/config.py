@@ -955,6 +955,10 @@ def _check_grid(where: str, name: str, grid) -> None:
             )
         if not values:
             raise ConfigError(f"{where}: {name}.{key} is empty; give at least one value, e.g. {key}: [value]")
+        texts = [json.dumps(v) for v in values]
+        twice = next((t for t in texts if texts.count(t) > 1), None)
+        if twice is not None:
+            raise ConfigError(f"{where}: {name}.{key} lists {twice} more than once; list each value once")
         linked = key.split(",")
         bad = [v for v in values if len(linked) > 1 and not (isinstance(v, list) and len(v) == len(linked))]
         if bad:

@@ -138,6 +138,7 @@ def test_a_bad_override_fails_its_run_and_the_others_finish(tmp_path, capsys):
         ({"base": "nowhere.yaml"}, "base 'nowhere.yaml' not found"),
         ({"mode": "evaluate"}, "mode 'evaluate' is not valid; valid choices: study, train"),
         ({"grid": {"seeds": []}}, "grid.seeds is empty"),
+        ({"grid": {"seeds": [[0], [1], [0]]}}, "grid.seeds lists [0] more than once; list each value once"),
         (
             {"grid": {"games.0.n_agents,team.skills": [[3, [1, 1, 1]], [4]]}},
             "grid.games.0.n_agents,team.skills links 2 keys, so each value must be a list of 2 (one per key), got [4]",

@@ -6,6 +6,8 @@ import pytest
 from mas_credit.cli import main
 from mas_credit.config import SHIPPED
 
+from .test_studies import ROOT
+
 
 def test_play_prints_transcript_reward_and_shapley(capsys):
     assert main(["play", "vault", "--n-agents", "3", "--lazy", "2", "--skills", "1,1,1", "--seed", "4"]) == 0
@@ -36,6 +38,7 @@ def test_play_every_game(game, capsys):
         (["play", "council", "--param", "weights=[1]"], "weights must be a list of 3"),
         (["play", "vault", "--malformed", "2"], "malformed_rate must be in [0, 1]"),
         (["play", "vault", "--seed", "-1"], "--seed must be an integer in [0, 4294967295], got -1"),
+        (["play", "vault", "--param", "difficulty=2"], "--param difficulty=...: give difficulty with --difficulty"),
         (["play", "vault", "--estimators", "loo,sharpp"], "unknown estimator 'sharpp'; valid estimators: c3, coma"),
     ],
 )
@@ -43,6 +46,14 @@ def test_play_bad_input_exit_2(run_main, args, message):
     code, _, err = run_main(*args)
     assert code == 2
     assert message in err and err.count("\n") == 1
+
+
+def test_a_config_dir_that_is_not_a_folder_exit_2(run_main, tmp_path):
+    code, _, err = run_main("config", "show", ROOT / "experiments" / "demo.yaml", "--config-dir", tmp_path / "nope")
+    assert code == 2 and err == (
+        f"mas-credit: error: --config-dir {tmp_path / 'nope'} is not a folder; give a folder that holds games/, "
+        "agents/ or estimators/\n"
+    )
 
 
 def test_unknown_verb_exit_2():
