@@ -795,6 +795,11 @@ def validate(cfg: ExperimentConfig, where: str, root: Path) -> None:
             f"{where}: estimators is empty; name at least one option from estimators/ "
             f"({', '.join(list_options(root, 'estimators'))}), e.g. estimators: [shapley]"
         )
+    if not cfg.max_memory_gb > 0:
+        raise ConfigError(
+            f"{where}: max_memory_gb must be > 0 (the memory, in GB, a study's episodes may take), got "
+            f"{cfg.max_memory_gb:g}"
+        )
     if cfg.n_tasks < 1 or cfg.group_size < 1:
         raise ConfigError(
             f"{where}: n_tasks and group_size must be >= 1 (got n_tasks={cfg.n_tasks}, group_size={cfg.group_size})"

@@ -134,7 +134,8 @@ def _mark(run_dir: Path, kind: str, shown: Path | None = None) -> None:
         write_json(run_dir / KIND_FILE, {"kind": kind})
     except OSError as err:
         raise RunDirError(
-            f"cannot write to {shown or run_dir} ({err.strerror or err}); give --out a writable folder"
+            f"cannot write to {shown or run_dir} ({err.strerror or err}); give --out a writable folder (or set "
+            f"output_dir to one)"
         ) from None
 
 

@@ -233,6 +233,7 @@ BAD = [
         ["edges.mode=replay", "edges.counterfactual=x"],
         "unknown key 'edges.counterfactual'; valid keys: estimators, mode",
     ),
+    ("name: x\ngame: vault\n", ["max_memory_gb=0"], "max_memory_gb must be > 0 (the memory, in GB, a study's"),
     ("- just\n- a list\n", [], "must be a mapping"),
     ("", [], "exp.yaml: the file is empty; give its keys (experiments/demo.yaml shows an experiment)"),
     ("# nothing but a comment\n", [], "the file is empty"),

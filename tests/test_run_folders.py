@@ -112,7 +112,8 @@ def test_folders_a_run_cannot_use_are_refused_even_with_overwrite(tmp_path, caps
 
 @pytest.mark.reliability(
     "`--out` cannot be written (under a file, read-only)",
-    "`cannot write to <folder> (...); give --out a writable folder`, exit 2, before any compute",
+    "`cannot write to <folder> (...); give --out a writable folder (or set output_dir to one)`, exit 2, before any "
+    "compute",
 )
 def test_an_unwritable_folder_fails_before_any_work(tmp_path, capsys, monkeypatch):
     import mas_credit.studies as studies
@@ -121,7 +122,7 @@ def test_an_unwritable_folder_fails_before_any_work(tmp_path, capsys, monkeypatc
     (tmp_path / "file").write_text("x")
     code, err = cli(capsys, "study", STUDY, "--out", str(tmp_path / "file" / "run"))
     assert code == 2 and err.startswith(f"mas-credit: error: cannot write to {tmp_path / 'file' / 'run'} (")
-    assert err.endswith("); give --out a writable folder")
+    assert err.endswith("); give --out a writable folder (or set output_dir to one)")
     with pytest.raises(RunDirError, match="cannot write to"):
         claim_run_dir(tmp_path / "file" / "batch", "batch")
 
