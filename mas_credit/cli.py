@@ -471,6 +471,22 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _search_config_dirs(config_dirs: list[str]) -> None:
+    """Put the --config-dir folders first on the option search path, through the environment, so
+    batch workers and Ray tasks search the same folders."""
+    from mas_credit.config import CONFIG_PATH_ENV
+
+    missing = [d for d in config_dirs if not Path(d).is_dir()]
+    if missing:
+        raise UsageError(
+            f"--config-dir {missing[0]} is not a folder; give a folder that holds games/, agents/ or estimators/"
+        )
+    dirs = [str(Path(d).resolve()) for d in config_dirs]
+    os.environ[CONFIG_PATH_ENV] = os.pathsep.join(
+        dirs + [p for p in os.environ.get(CONFIG_PATH_ENV, "").split(os.pathsep) if p]
+    )
+
+
 def main(argv: list[str] | None = None) -> int:
     from mas_credit.agents.served import ServedError
     from mas_credit.config import ConfigError
@@ -479,23 +495,9 @@ def main(argv: list[str] | None = None) -> int:
 
     parser = build_parser()
     args = parser.parse_args(argv)
-    if getattr(args, "config_dir", None):
-        from mas_credit.config import CONFIG_PATH_ENV
-
-        missing = [d for d in args.config_dir if not Path(d).is_dir()]
-        if missing:
-            print(
-                f"mas-credit: error: --config-dir {missing[0]} is not a folder; give a folder that holds games/, "
-                "agents/ or estimators/",
-                file=sys.stderr,
-            )
-            return 2
-        # through the environment, so batch workers and Ray tasks search the same folders
-        dirs = [str(Path(d).resolve()) for d in args.config_dir]
-        os.environ[CONFIG_PATH_ENV] = os.pathsep.join(
-            dirs + [p for p in os.environ.get(CONFIG_PATH_ENV, "").split(os.pathsep) if p]
-        )
     try:
+        if getattr(args, "config_dir", None):
+            _search_config_dirs(args.config_dir)
         code = args.func(args)
         sys.stdout.flush()  # inside the try: a reader that went away shows up here
         return code
