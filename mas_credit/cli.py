@@ -208,7 +208,7 @@ def cmd_estimators(args) -> int:
 
 
 def cmd_config_show(args) -> int:
-    from mas_credit.config import find_config_root, load_experiment, to_yaml
+    from mas_credit.config import ConfigError, find_config_root, load_experiment, to_yaml, validate_train
 
     sources: dict = {}
     cfg = load_experiment(args.experiment, args.overrides, sources=sources)
@@ -218,6 +218,11 @@ def cmd_config_show(args) -> int:
     )
     for where, source in sources.items():
         print(f"# {where.split(': ', 1)[-1]} <- {source}")
+    if cfg.team.kind in ("llm", "vllm", "mixed"):  # a team that may learn: say what `train` alone would refuse
+        try:
+            validate_train(cfg, args.experiment)
+        except ConfigError as err:
+            print(f"# mas-credit train would refuse this config (study would run it): {err}")
     print(to_yaml(cfg, only_used=True), end="")
     return 0
 

@@ -320,6 +320,19 @@ def test_cli_config_show_prints_resolved_config(run_main):
     assert {"members", "lora_r", "answer_prefix", "temperature"} <= set(mixed) and "skills" not in mixed
 
 
+def test_config_show_says_what_train_would_refuse(run_main):
+    """train.* is checked only by `train`; `config show` of a team that learns says what it would
+    refuse, as a comment (the config is still valid for a study, so the exit code stays 0)."""
+    quickstart = ROOT / "experiments" / "quickstart.yaml"
+    code, out, _ = run_main("config", "show", quickstart, "train.lr=-1")
+    refusals = [line for line in out.splitlines() if line.startswith("# mas-credit train would refuse")]
+    assert code == 0 and len(refusals) == 1 and "train.lr, clip_eps and max_grad_norm must be > 0" in refusals[0]
+    assert "lr: -1" in out
+    for path in (quickstart, ROOT / "experiments" / "demo.yaml"):  # a valid training config; a scripted study
+        code, out, _ = run_main("config", "show", path)
+        assert code == 0 and "would refuse" not in out
+
+
 def test_no_option_file_repeats_a_default():
     """The dataclasses hold every default: an option file gives its identity (a game's or an
     estimator's `name`, a team's `kind`), what it changes, and its citation in comments.
