@@ -63,6 +63,8 @@ STUDY_TABLE = [
     "top_agent",
     "null_credit",
     "efficiency_gap",
+    "wrong_paid",
+    "right_charged",
     "fallback",
     "evals_per_episode",
     "llm_calls_per_episode",

@@ -33,9 +33,11 @@ from mas_credit.config import load_resolved
 from mas_credit.outputs import RunDirError, read_costs, save_figure, write_text
 
 TRUTH = "ground truth"
-METRICS = ["rmse", "kendall_tau", "top_agent", "null_credit", "efficiency_gap"]
+METRICS = ["rmse", "kendall_tau", "top_agent", "null_credit", "efficiency_gap", "wrong_paid", "right_charged"]
 RATES = ["fallback"]
 FELL_BACK = 0.5
+SIGN_TOL = 1e-9
+"""credit within this of 0 is neither paid nor charged (float noise of an exact 0)"""
 """a row whose fallback rate is above this is marked: its scores are mostly its fallback's"""
 COSTS = [
     "evals_per_episode",
@@ -50,6 +52,9 @@ COLUMN_HELP = {
     "top_agent": "share of episodes whose most-credited agent is a top agent of exact Shapley",
     "null_credit": "mean |credit| given to null players (agents whose every marginal contribution is 0; sound = 0)",
     "efficiency_gap": "|sum of credit - (R - v(empty))| (0 = the credit decomposes the reward)",
+    "wrong_paid": "share of wrong answers (the game's `correct` component 0) given positive credit, over episodes "
+    "with one; exact Shapley can pay one where a wrong step stands in for an absent agent's (relay)",
+    "right_charged": "share of right answers (`correct` 1) given negative credit, over episodes with one",
     "fallback": "share of episodes on which the estimator ran on its fallback (llm_mca: unreadable critic answer, "
     "uniform shares); † marks a row above 0.5",
     "evals_per_episode": "distinct coalition evaluations the estimator needed, per episode",
@@ -88,21 +93,36 @@ def kendall_tau_b(credit: np.ndarray, truth: np.ndarray) -> np.ndarray:
 
 
 def episode_scores(
-    credit: np.ndarray, truth: np.ndarray, reward: np.ndarray, v_empty: np.ndarray, null: np.ndarray
+    credit: np.ndarray,
+    truth: np.ndarray,
+    reward: np.ndarray,
+    v_empty: np.ndarray,
+    null: np.ndarray,
+    correct: np.ndarray | None = None,
 ) -> dict:
-    """[E, N] arrays (reward, v_empty: [E]) -> per-episode score arrays [E] (NaN = undefined)."""
+    """[E, N] arrays (reward, v_empty: [E]) -> per-episode score arrays [E] (NaN = undefined).
+    `correct` [E, N]: each agent's `correct` component (1 right, 0 wrong; a share in between, or
+    NaN where the game gives none, counts as neither)."""
     top = credit.argmax(axis=1)
     truth_top = np.isclose(truth[np.arange(len(truth)), top], truth.max(axis=1), atol=1e-9)
     all_tied = np.isclose(truth.max(axis=1), truth.min(axis=1), atol=1e-9)
     null_sum, null_count = (np.abs(credit) * null).sum(1), null.sum(1)
     with np.errstate(invalid="ignore", divide="ignore"):
         null_credit = np.where(null_count > 0, null_sum / np.maximum(null_count, 1), np.nan)
+    correct = np.full(credit.shape, np.nan) if correct is None else correct
+    wrong, right = correct == 0, correct == 1  # NaN compares False: neither
+    paid, charged = credit > SIGN_TOL, credit < -SIGN_TOL
+    with np.errstate(invalid="ignore", divide="ignore"):
+        wrong_paid = np.where(wrong.any(1), (paid & wrong).sum(1) / wrong.sum(1), np.nan)
+        right_charged = np.where(right.any(1), (charged & right).sum(1) / right.sum(1), np.nan)
     return {
         "rmse": np.sqrt(((credit - truth) ** 2).mean(axis=1)),
         "kendall_tau": kendall_tau_b(credit, truth),
         "top_agent": np.where(all_tied, np.nan, truth_top.astype(float)),
         "null_credit": null_credit,
         "efficiency_gap": np.abs(credit.sum(axis=1) - (reward - v_empty)),
+        "wrong_paid": wrong_paid,
+        "right_charged": right_charged,
     }
 
 
@@ -115,6 +135,8 @@ def score(frame, costs: list[dict]):
         part = part.sort_values(["episode", "agent"])
         n_agents = part["agent"].nunique()
         shaped = {k: part[k].to_numpy().reshape(-1, n_agents) for k in ("credit", "truth", "null_player")}
+        # a study written before `correct` was recorded has no such column: the two scores are "–"
+        correct = part["correct"].to_numpy(float).reshape(-1, n_agents) if "correct" in part else None
         first = part.groupby("episode", sort=True).first()
         scores = episode_scores(
             shaped["credit"],
@@ -122,6 +144,7 @@ def score(frame, costs: list[dict]):
             first["reward"].to_numpy(),
             first["v_empty"].to_numpy(),
             shaped["null_player"].astype(bool),
+            correct,
         )
         cost = cost_of[(game, seed, estimator)]
         episodes = cost["episodes"]
@@ -161,6 +184,8 @@ RANGES = {
     "top_agent": (0.0, 1.0),
     "null_credit": (0.0, math.inf),
     "efficiency_gap": (0.0, math.inf),
+    "wrong_paid": (0.0, 1.0),
+    "right_charged": (0.0, 1.0),
     "eval_success_before": (0.0, 1.0),
     "eval_success": (0.0, 1.0),
     "eval_gain": (-1.0, 1.0),

@@ -16,6 +16,7 @@ then `summary.md` and the plots (`mas_credit.report`). This module must not form
 
 from __future__ import annotations
 
+import math
 import time
 from functools import partial
 from pathlib import Path
@@ -158,6 +159,7 @@ def _run_study(cfg: ExperimentConfig, run_dir: Path, progress: bool) -> Path:
             records.append({"game": game_label, "seed": int(seed), "episode": b, **ep.to_dict()})
         base = {"game": game_label, "seed": int(seed)}
         turns = [t for ep in episodes for t in ep.turns]
+        correct = [ep.components.get("correct", [math.nan] * game.n_agents) for ep in episodes]  # [B][N]
         costs.append(
             {
                 **base,
@@ -191,6 +193,7 @@ def _run_study(cfg: ExperimentConfig, run_dir: Path, progress: bool) -> Path:
                             "v_empty": float(v_empty[b]),
                             "acted": bool(batch.acted[b, i]),
                             "null_player": bool(nulls[b, i]),
+                            "correct": float(correct[b][i]),
                         }
                     )
             costs.append(

@@ -112,6 +112,29 @@ def test_chain_success_gives_equal_shares_and_early_changes_propagate():
     assert all(game.team_value(ep, 0b1110) == 0.0 for ep in episodes)
 
 
+def test_chain_failure_lets_a_wrong_step_stand_in_for_an_absent_one():
+    """In a failed chain episode a wrong operation can make up for an absent agent's: agent 0 adds
+    a0 + a1 instead of a0, so the value overshoots by a1 and the team fails, but without agent 1
+    the replay hits the target. Exact Shapley then pays the wrong agent 0 and charges the right
+    agent 1 (their shares still sum to R - v(empty) = 0), and leave-one-out charges agent 1 too.
+    This is why Shapley credit learns slower than grpo on relay (README, learning studies)."""
+    game = make_game("relay", n_agents=3, difficulty=1)  # difficulty 1: every operation is "add a"
+    game.reset(seed=7)
+    a = [k for _, k in game.task["ops"]]
+    for text in (f"APPLY: +{a[0] + a[1]}", f"APPLY: +{a[1]}", f"APPLY: +{a[2]}"):
+        game.step(text)
+    episode = game.episode()
+    assert episode.reward == 0.0 and episode.components["correct"] == [0.0, 1.0, 1.0]
+    assert game.team_value(episode, 0b101) == 1.0  # agent 1 absent: agent 0's extra a1 stands in for it
+    phi = shapley_of(game, [episode])[0]
+    assert phi[0] > 0 > phi[1] and phi.sum() == pytest.approx(0.0)
+    np.testing.assert_allclose(phi, [1 / 6, -1 / 3, 1 / 6])  # v = 1 only for {0, 2}: +-1/6 and -1/3
+    np.testing.assert_allclose(loo_of(game, episode), [0.0, -1.0, 0.0])
+    # with agent 0 right and agent 1 wrong, the coalition {0, 2} misses the target: nothing stands in
+    right = collect(game, ScriptedTeam([1.0, 0.0, 1.0], seed=0), n_tasks=1, seed=0, task_seeds=[7])[0]
+    assert right.reward == 0.0 and game.team_value(right, 0b101) == 0.0
+
+
 def test_hierarchical_main_is_a_veto_player_and_copied_answers_follow_the_replay():
     game = make_game("orchestra", n_agents=3, difficulty=1)
     episodes = perfect(game, n_tasks=10)

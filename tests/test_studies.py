@@ -56,7 +56,8 @@ def test_the_study_writes_every_output(small_study):
     summary = (small_study / "summary.md").read_text()
     assert "| `shapley` | 2 | 0.000 ± 0.000 |" in summary and "## lookout" in summary and "- **rmse**:" in summary
     assert (
-        "| estimator | seeds | rmse | kendall_tau | top_agent | null_credit | efficiency_gap | fallback | "
+        "| estimator | seeds | rmse | kendall_tau | top_agent | null_credit | efficiency_gap | wrong_paid | "
+        "right_charged | fallback | "
         "evals_per_episode |" in summary
     )
     assert "critic for llm_mca" not in summary  # llm_mca did not run
@@ -259,3 +260,51 @@ def test_kendall_tau_b_and_the_confidence_interval_equal_scipy():
         mean, half = mean_ci(values)
         assert mean == pytest.approx(values.mean())
         assert half == pytest.approx(student_t.ppf(0.975, n - 1) * values.std(ddof=1) / np.sqrt(n), rel=1e-12)
+
+
+def test_wrong_paid_and_right_charged_equal_a_plain_loop():
+    """Reference: count, episode by episode, the wrong answers given credit > 0 and the right ones
+    given credit < 0; a share of right (orchestra's main agent) or NaN (no component) counts as neither."""
+    import numpy as np
+
+    from mas_credit.report import SIGN_TOL, episode_scores
+
+    rng = np.random.default_rng(1)
+    credit = rng.choice([-1.0, -1e-12, 0.0, 1e-12, 0.5], size=(300, 4))
+    correct = rng.choice([0.0, 1.0, 0.5, np.nan], size=(300, 4))
+    zeros = np.zeros(300)
+    ours = episode_scores(credit, credit, zeros, zeros, np.zeros((300, 4), bool), correct)
+    for b in range(300):
+        wrong = [i for i in range(4) if correct[b, i] == 0]
+        right = [i for i in range(4) if correct[b, i] == 1]
+        paid = sum(credit[b, i] > SIGN_TOL for i in wrong) / len(wrong) if wrong else float("nan")
+        charged = sum(credit[b, i] < -SIGN_TOL for i in right) / len(right) if right else float("nan")
+        for key, ref in (("wrong_paid", paid), ("right_charged", charged)):
+            assert (np.isnan(ours[key][b]) and np.isnan(ref)) or ours[key][b] == pytest.approx(ref), (key, b)
+    none = episode_scores(credit, credit, zeros, zeros, np.zeros((300, 4), bool))  # a game without `correct`
+    assert np.isnan(none["wrong_paid"]).all() and np.isnan(none["right_charged"]).all()
+
+
+def test_exact_shapley_pays_wrong_answers_in_a_chain_and_never_in_an_additive_game(tmp_path):
+    """relay: a wrong step can stand in for an absent agent's, so exact Shapley pays some wrong
+    answers and charges some right ones; potluck (additive): never. grpo pays every wrong answer of
+    a rewarded potluck episode, where the team reward is the share of right dishes."""
+    done = run_study(
+        load_experiment(
+            QUICK,
+            ["seeds=[0]", "n_tasks=40", "games=[relay,potluck]", "estimators=[shapley,grpo]", "team.skills=[.5,.5,.8]"],
+        ),
+        out_dir=tmp_path / "s",
+        progress=False,
+    )
+    frame = pd.read_parquet(done / "credit.parquet")
+    assert set(frame["correct"]) == {0.0, 1.0}
+    per_seed = score(frame, json.loads((done / "costs.json").read_text())["records"]).set_index(["game", "estimator"])
+    assert per_seed.loc[("relay", "shapley"), "wrong_paid"] > 0.05
+    assert per_seed.loc[("relay", "shapley"), "right_charged"] > 0
+    assert per_seed.loc[("potluck", "shapley"), ["wrong_paid", "right_charged"]].tolist() == [0.0, 0.0]
+    assert per_seed.loc[("potluck", "grpo"), "wrong_paid"] > 0.5
+    assert "wrong_paid | right_charged" in (done / "summary.md").read_text()
+    # a credit.parquet written before `correct` was recorded still scores, with the two columns empty
+    old = score(frame.drop(columns="correct"), json.loads((done / "costs.json").read_text())["records"])
+    assert old["wrong_paid"].isna().all() and (old["rmse"].to_numpy() == per_seed["rmse"].to_numpy()).all()

@@ -22,6 +22,9 @@ Card
   Credit structure: chain. Assigned operations strictly increase the value, so
     leaving out any of them (or replacing it by another of the same kind) misses
     the target: on success exact Shapley gives 1/m to each of the m non-lazy agents.
+    On failure a wrong operation can stand in for an absent agent's (adding a0 + a1 in
+    place of a0 hits the target when agent 1 is left out), so exact Shapley can pay a
+    wrong agent and charge a right one, and leave-one-out can charge a right one.
   Version history: v0 first release.
 """
 
