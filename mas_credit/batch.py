@@ -199,6 +199,8 @@ def run_rows(run_dir: Path, mode: str) -> list[dict]:
     for key in train[0] if train else {}:
         if key.startswith(f"credit/{label}/"):  # mean over the iterations
             row[f"credit_{key.rsplit('/', 1)[-1]}"] = sum(r[key] for r in train) / len(train)
+        if key.startswith("loss/") and key.endswith("/adv_var"):  # each learner's advantage variance, mean too
+            row[f"adv_var_{key.split('/')[1]}"] = sum(r[key] for r in train) / len(train)
     return [row]
 
 
@@ -441,7 +443,7 @@ def render_batch(batch_dir: str | Path) -> str:
             "eval_reward",
             "train_reward_last",
         ]
-        + sorted(c for c in frame if c.startswith(("eval_correct_agent_", "credit_agent_")))
+        + sorted(c for c in frame if c.startswith(("eval_correct_agent_", "credit_agent_", "adv_var_agent_")))
     )
     metrics = [m for m in metrics if m in frame]
     keys = _cell_keys(frame, meta)

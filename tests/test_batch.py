@@ -12,6 +12,7 @@ import sys
 import time
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 import pytest
 import yaml
@@ -261,12 +262,16 @@ def test_a_training_batch_reports_evaluation_and_credit_per_cell(tmp_path):
         )
         assert row["eval_gain"] == evals[-1]["eval/success"] - evals[0]["eval/success"]
         assert {f"credit_agent_{i}" for i in range(3)} <= set(frame.columns)
+        records = [json.loads(line) for line in (run_dir / "metrics.jsonl").read_text().splitlines()]
+        train = [r for r in records if r["kind"] == "train"]
+        for i in range(3):  # each learner's advantage variance, mean over the iterations
+            assert row[f"adv_var_agent_{i}"] == pytest.approx(np.mean([r[f"loss/agent_{i}/adv_var"] for r in train]))
         assert [row[f"eval_correct_agent_{i}"] for i in range(3)] == [
             evals[-1][f"eval/correct/agent_{i}"] for i in range(3)
         ]
         assert json.loads((run_dir / "checklist.json").read_text())["kind"] == "train"
     text = (out / "batch.md").read_text()
-    assert "| vault | grpo | 1 |" in text and "eval_success_before" in text
+    assert "| vault | grpo | 1 |" in text and "eval_success_before" in text and "adv_var_agent_2" in text
 
 
 def alive_children(pid):
