@@ -36,9 +36,9 @@ TRUTH = "ground truth"
 METRICS = ["rmse", "kendall_tau", "top_agent", "null_credit", "efficiency_gap", "wrong_paid", "right_charged"]
 RATES = ["fallback"]
 FELL_BACK = 0.5
+"""a row whose fallback rate is above this is marked: its scores are mostly its fallback's"""
 SIGN_TOL = 1e-9
 """credit within this of 0 is neither paid nor charged (float noise of an exact 0)"""
-"""a row whose fallback rate is above this is marked: its scores are mostly its fallback's"""
 COSTS = [
     "evals_per_episode",
     "llm_calls_per_episode",
