@@ -39,10 +39,15 @@ FILES = [
 ]
 
 
+def quick_study(out_dir, overrides):
+    """The study quickstart with these overrides, run into `out_dir`; returns its folder."""
+    return run_study(load_experiment(QUICK, overrides), out_dir=out_dir, progress=False)
+
+
 @pytest.fixture(scope="module")
 def small_study(tmp_path_factory):
     out = tmp_path_factory.mktemp("study") / "small"
-    run_study(load_experiment(QUICK, SMALL), out_dir=out, progress=False)
+    quick_study(out, SMALL)
     return out
 
 
@@ -71,12 +76,9 @@ def test_intervals_stay_in_each_metrics_range_and_the_critic_is_named_only_when_
     assert cell_text(0.9, 0.3, bounds=RANGES["top_agent"]) == "0.900 [0.600, 1.000]"
     assert cell_text(0.5, 0.1, bounds=RANGES["top_agent"]) == "0.500 ± 0.100"
     assert cell_text(0.02, 0.05, bounds=RANGES["rmse"]) == "0.020 [0.000, 0.070]"
-    done = run_study(
-        load_experiment(
-            QUICK, ["seeds=[0,1]", "n_tasks=2", "games=[vault]", "estimators=[shapley,{use: llm_mca, label: critic}]"]
-        ),
-        out_dir=tmp_path / "s",
-        progress=False,
+    done = quick_study(
+        tmp_path / "s",
+        ["seeds=[0,1]", "n_tasks=2", "games=[vault]", "estimators=[shapley,{use: llm_mca, label: critic}]"],
     )
     assert "critic for llm_mca: scripted" in (done / "summary.md").read_text()
 
@@ -102,14 +104,10 @@ def test_known_contrasts(small_study):
 
 
 def test_same_seed_same_credit(small_study, tmp_path):
-    again = run_study(load_experiment(QUICK, SMALL), out_dir=tmp_path / "again", progress=False)
+    again = quick_study(tmp_path / "again", SMALL)
     a, b = pd.read_parquet(small_study / "credit.parquet"), pd.read_parquet(again / "credit.parquet")
     pd.testing.assert_frame_equal(a, b)
-    other = run_study(
-        load_experiment(QUICK, SMALL[:-1] + ["team.malformed_rate=0", "seeds=[5]"]),
-        out_dir=tmp_path / "other",
-        progress=False,
-    )
+    other = quick_study(tmp_path / "other", SMALL[:-1] + ["team.malformed_rate=0", "seeds=[5]"])
     assert not pd.read_parquet(other / "credit.parquet")["credit"].equals(a["credit"])
 
 
@@ -210,13 +208,9 @@ def test_study_cli_end_to_end(tmp_path):
 def test_a_critic_that_always_falls_back_is_marked_and_compared_with_uniform(tmp_path):
     """llm_mca whose every critic answer is unreadable: the table shows its fallback rate,
     marks the row, says so in words, and shows `uniform` (its fallback) beside it."""
-    done = run_study(
-        load_experiment(
-            QUICK,
-            ["seeds=[0,1]", "n_tasks=2", "games=[vault]", "estimators=[shapley,llm_mca]", "critic.malformed_rate=1.0"],
-        ),
-        out_dir=tmp_path / "s",
-        progress=False,
+    done = quick_study(
+        tmp_path / "s",
+        ["seeds=[0,1]", "n_tasks=2", "games=[vault]", "estimators=[shapley,llm_mca]", "critic.malformed_rate=1.0"],
     )
     summary = (done / "summary.md").read_text()
     row = next(line for line in summary.splitlines() if line.startswith("| `llm_mca` †"))
@@ -230,12 +224,8 @@ def test_a_critic_that_always_falls_back_is_marked_and_compared_with_uniform(tmp
         for e in ("llm_mca", "uniform")
     )
     assert (llm == uni).all()  # a critic that always falls back *is* uniform
-    honest = run_study(
-        load_experiment(
-            QUICK, ["seeds=[0]", "n_tasks=2", "games=[vault]", "estimators=[llm_mca]", "critic.malformed_rate=0.0"]
-        ),
-        out_dir=tmp_path / "h",
-        progress=False,
+    honest = quick_study(
+        tmp_path / "h", ["seeds=[0]", "n_tasks=2", "games=[vault]", "estimators=[llm_mca]", "critic.malformed_rate=0.0"]
     )
     assert "†" not in (honest / "summary.md").read_text().split("## Columns")[0]
 
@@ -289,13 +279,9 @@ def test_exact_shapley_pays_wrong_answers_in_a_chain_and_never_in_an_additive_ga
     """relay: a wrong step can stand in for an absent agent's, so exact Shapley pays some wrong
     answers and charges some right ones; potluck (additive): never. grpo pays every wrong answer of
     a rewarded potluck episode, where the team reward is the share of right dishes."""
-    done = run_study(
-        load_experiment(
-            QUICK,
-            ["seeds=[0]", "n_tasks=40", "games=[relay,potluck]", "estimators=[shapley,grpo]", "team.skills=[.5,.5,.8]"],
-        ),
-        out_dir=tmp_path / "s",
-        progress=False,
+    done = quick_study(
+        tmp_path / "s",
+        ["seeds=[0]", "n_tasks=40", "games=[relay,potluck]", "estimators=[shapley,grpo]", "team.skills=[.5,.5,.8]"],
     )
     frame = pd.read_parquet(done / "credit.parquet")
     assert set(frame["correct"]) == {0.0, 1.0}
