@@ -298,16 +298,18 @@ def cmd_report(args) -> int:
     from mas_credit.report import render
     from mas_credit.train.summary import render_training
 
+    written = "summary.md"
     try:
         if (Path(args.run_dir) / "batch.json").is_file():
             print(render_batch(args.run_dir))
+            written = "batch.md"
         elif (Path(args.run_dir) / "metrics.jsonl").is_file() and not (Path(args.run_dir) / "credit.parquet").is_file():
             print(render_training(args.run_dir))
         else:
             print(render(args.run_dir))
     except FileNotFoundError as err:
         raise UsageError(str(err)) from None
-    print(f"rewrote {args.run_dir}/summary.md and its plots")
+    print(f"rewrote {args.run_dir}/{written} and its plots")
     return 0
 
 

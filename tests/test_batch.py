@@ -227,10 +227,11 @@ def test_every_run_writes_its_checklist(uninterrupted):
     )
 
 
-def test_report_rerenders_a_batch(uninterrupted, tmp_path):
+def test_report_rerenders_a_batch(uninterrupted, tmp_path, capsys):
     before = (uninterrupted / "batch.md").read_text()
     (uninterrupted / "batch.md").unlink()
     assert main(["report", str(uninterrupted)]) == 0
+    assert capsys.readouterr().out.endswith(f"rewrote {uninterrupted}/batch.md and its plots\n")
     assert (uninterrupted / "batch.md").read_text() == before == render_batch(uninterrupted)
     assert (uninterrupted / "plots" / "rmse.png").is_file()
 
