@@ -117,7 +117,7 @@ def test_chain_failure_lets_a_wrong_step_stand_in_for_an_absent_one():
     a0 + a1 instead of a0, so the value overshoots by a1 and the team fails, but without agent 1
     the replay hits the target. Exact Shapley then pays the wrong agent 0 and charges the right
     agent 1 (their shares still sum to R - v(empty) = 0), and leave-one-out charges agent 1 too.
-    This is why Shapley credit learns slower than grpo on relay (README, learning studies)."""
+    A likely reason why Shapley credit learns slower than grpo on relay (README, learning studies)."""
     game = make_game("relay", n_agents=3, difficulty=1)  # difficulty 1: every operation is "add a"
     game.reset(seed=7)
     a = [k for _, k in game.task["ops"]]
