@@ -8,7 +8,7 @@ import torch
 from mas_credit.agents import ScriptedTeam
 from mas_credit.counterfactual import fill_coalitions
 from mas_credit.estimators.shapley import exact_shapley, shapley_weights
-from mas_credit.games import list_games, make_game
+from mas_credit.games import GameParamError, list_games, make_game
 from mas_credit.rollout import collect
 from mas_credit.types import CreditBatch
 
@@ -148,6 +148,67 @@ def test_hierarchical_main_is_a_veto_player_and_copied_answers_follow_the_replay
             assert game.team_value(ep, 0b111 & ~(1 << sub)) == pytest.approx(1 - parts / 2)
     phi = shapley_of(game, episodes)
     assert np.all(phi[:, 0] >= phi[:, 1:].max(axis=1))
+
+
+def test_debate_briefed_agent_is_a_veto_player_and_its_followers_an_or_pair():
+    """Perfect play, agent 0 briefed: the others follow agent 0's message in round 2, so any
+    coalition with agent 0 and one more wins. Only when both hunches happen to be right does
+    the pair without agent 0 win too (a plain majority game: 1/3 each)."""
+    game = make_game("debate", n_agents=3, difficulty=3)
+    episodes = perfect(game, n_tasks=60)
+    phi = shapley_of(game, episodes)
+    lucky = 0
+    for b, ep in enumerate(episodes):
+        task = game.make_task(ep.task_seed)
+        assert ep.reward == 1.0 and [t.info.get("followed") for t in ep.turns[3:]] == [None, True, True]
+        both = task["hunch"][1] == task["hunch"][2] == task["answer"]
+        lucky += both
+        np.testing.assert_allclose(phi[b], [1 / 3] * 3 if both else [2 / 3, 1 / 6, 1 / 6], atol=1e-12)
+        np.testing.assert_allclose(loo_of(game, ep), [0.0] * 3 if both else [1.0, 0.0, 0.0])
+    assert 0 < lucky < len(episodes)  # both cases occur (chance 1/16 per task)
+
+
+def test_debate_a_follower_answers_what_the_replayed_debate_implies():
+    game = make_game("debate", n_agents=3, difficulty=3)
+    game.reset(seed=4)
+    task = game.task
+    wrong = next(o for o in "ABCD" if o not in (task["answer"], task["hunch"][2]))
+    # agent 0 misleads in round 1; agent 1 follows it in round 2, agent 2 answers on its own
+    for text in (f"ANSWER: {wrong}", f"ANSWER: {task['hunch'][1]}", f"ANSWER: {task['hunch'][2]}"):
+        game.step(text)
+    assert game.implied(game.task, game.state, 1, 1) == wrong
+    for text in (f"ANSWER: {task['answer']}", f"ANSWER: {wrong}", f"ANSWER: {task['answer']}"):
+        game.step(text)
+    episode = game.episode()
+    assert episode.reward == 1.0 and [t.info.get("followed") for t in episode.turns[3:]] == [None, True, False]
+    # without agent 0, agent 1 reads agent 2's hunch instead and answers that; agent 2 keeps its answer
+    assert game.team_value(episode, 0b110) == float(task["hunch"][2] == task["answer"])
+    assert game.team_value(episode, 0b101) == 1.0  # agents 0 and 2 answered right in round 2
+    assert game.team_value(episode, 0b011) == 0.0  # agent 1 followed the wrong message
+
+
+@pytest.mark.parametrize(
+    "bad,match",
+    [
+        (dict(rounds=1), "rounds"),
+        (dict(rounds=5), "rounds"),
+        (dict(informed=[3]), "informed"),
+        (dict(informed=[0, 0]), "informed"),
+        (dict(informed=1), "informed"),
+    ],
+)
+def test_debate_parameters_name_the_field(bad, match):
+    with pytest.raises(GameParamError, match=match):
+        make_game("debate", n_agents=3, **bad)
+
+
+def test_debate_turn_order_is_the_rounds_graph_topological_order():
+    game = make_game("debate", n_agents=4, rounds=3)
+    assert game.order == [(r, i) for r in range(3) for i in range(4)]
+    assert sorted(game.topology.edges) == [(j, i) for j in range(4) for i in range(4) if i != j]
+    episode = collect(game, ScriptedTeam([0.5] * 4), n_tasks=1, seed=0)[0]
+    assert [(t.info["round"], t.agent) for t in episode.turns] == game.order
+    assert len(episode.messages) == 4 * 3 * 2  # every answer but the last round's goes to the 3 others
 
 
 def test_exact_shapley_refuses_missing_coalitions():

@@ -42,13 +42,17 @@ def edge_credit(game, episodes, name="edge_shapley", cfg=None, team=None, critic
     return est(EdgeBatch.from_episodes(episodes), cfg).cpu().credit.numpy()
 
 
-@pytest.mark.parametrize("name", ["briefing", "telephone"])
-@pytest.mark.parametrize("n_agents", [2, 3, 4, 5, 6, 7])  # 1 to 6 edges
+@pytest.mark.parametrize(
+    "name,n_agents",
+    [(name, n) for name in ("briefing", "telephone") for n in (2, 3, 4, 5, 6, 7)]  # 1 to 6 edges
+    + [("debate", 2), ("debate", 3)],  # 2 and 6 edges
+)
 def test_edge_shapley_equals_brute_force_permutations(name, n_agents):
     game = make_game(name, n_agents=n_agents, difficulty=2)
     team = ScriptedTeam([0.7] * n_agents, malformed_rate=0.1, seed=n_agents)
     episodes = collect(game, team, n_tasks=3 if n_agents < 7 else 2, group_size=2, seed=5)
-    assert all(len(ep.messages) == n_agents - 1 for ep in episodes)
+    n_edges = n_agents * (n_agents - 1) if name == "debate" else n_agents - 1
+    assert all(len(ep.messages) == n_edges for ep in episodes)
     phi = edge_credit(game, episodes)
     for b, ep in enumerate(episodes):
         np.testing.assert_allclose(phi[b], brute_force_edge_shapley(game, ep), atol=1e-12)
@@ -90,7 +94,9 @@ def test_a_chain_of_messages_splits_success_equally():
     np.testing.assert_allclose(edge_credit(game, episodes, "edge_loo"), 1.0)  # every message is needed
 
 
-@pytest.mark.parametrize("name,n_agents", [("briefing", 5), ("briefing", 7), ("telephone", 4), ("telephone", 6)])
+@pytest.mark.parametrize(
+    "name,n_agents", [("briefing", 5), ("briefing", 7), ("telephone", 4), ("telephone", 6), ("debate", 3)]
+)
 def test_replay_and_resample_agree_for_a_deterministic_team(name, n_agents):
     game = make_game(name, n_agents=n_agents)
     # every member's answer is a function of what it read (a lazy informant always sends nothing)
@@ -99,10 +105,31 @@ def test_replay_and_resample_agree_for_a_deterministic_team(name, n_agents):
     resampled = collect(game, team, n_tasks=4, group_size=2, seed=7)
     fill_edge_values(game, replayed, "all")
     counts = fill_edge_values(game, resampled, "all", mode="resample", team=team, k=2)
-    assert counts["cf/edge_evals"] == len(resampled) * (1 << (n_agents - 1))
+    assert counts["cf/edge_evals"] == len(resampled) * (1 << len(resampled[0].messages))
     for a, b in zip(replayed, resampled):
         assert a.edge_values == b.edge_values
     assert any(v != a.reward for a in replayed for v in a.edge_values.values())  # the edges matter
+
+
+def test_debate_the_briefed_agents_messages_are_an_or_pair_and_messages_to_it_are_null():
+    """Perfect play, agent 0 briefed: one delivered message from agent 0 makes its reader answer
+    right, which with agent 0 is a majority. Agent 0 reads nothing, so messages to it are null
+    players; a message between the unbriefed agents carries only a hunch (null when both are wrong)."""
+    game = make_game("debate", n_agents=3, difficulty=3)
+    episodes = collect(game, ScriptedTeam([1.0] * 3), n_tasks=40, seed=0)
+    keys = [(m.sender, m.receiver) for m in episodes[0].messages]
+    assert keys == [(0, 1), (0, 2), (1, 0), (1, 2), (2, 0), (2, 1)]
+    phi = edge_credit(game, episodes)
+    loo = edge_credit(game, episodes, "edge_loo")
+    wrong_hunches = 0
+    for b, ep in enumerate(episodes):
+        task = game.make_task(ep.task_seed)
+        assert np.all(phi[b, [2, 4]] == 0.0)  # into the briefed agent: exactly 0
+        if task["answer"] not in task["hunch"][1:]:
+            wrong_hunches += 1
+            np.testing.assert_allclose(phi[b], [0.5, 0.5, 0, 0, 0, 0], atol=1e-12)
+            np.testing.assert_allclose(loo[b], 0.0, atol=1e-12)  # either of agent 0's messages suffices
+    assert 10 < wrong_hunches < len(episodes)  # (3/4)^2 of the tasks
 
 
 def test_resample_re_runs_the_receivers_from_the_changed_transcript():

@@ -197,8 +197,8 @@ def test_task_is_a_function_of_the_seed(game_name):
 def test_batched_team_values_equal_rerunning_the_env(name):
     """Slow reference: for each mask, re-run the env through the PettingZoo API with the
     recorded texts of agents in the mask and empty text (null action) for the others; a
-    reader (briefing's decider, whose turn records `followed`: it answered what its messages
-    imply) answers what the re-run's messages imply. (orchestra's copy-aware replay is
+    reader (a turn that records `followed`: briefing's decider or a debater that answered what
+    its messages imply) answers what the re-run's messages imply. (orchestra's copy-aware replay is
     checked by hand in test_credit_structure.)"""
     n_agents = 4
     game = make_game(name, n_agents=n_agents, difficulty=2, lazy_agents=[1])
@@ -207,7 +207,7 @@ def test_batched_team_values_equal_rerunning_the_env(name):
         texts, reads = {}, {}
         for turn in episode.turns:
             texts.setdefault(turn.agent, []).append(turn.text)
-            reads[turn.agent] = bool(turn.info.get("followed"))
+            reads.setdefault(turn.agent, []).append(bool(turn.info.get("followed")))
         fast = game.team_values(episode, np.arange(1 << n_agents))
         for mask in range(1 << n_agents):
             env = make_game(name, n_agents=n_agents, difficulty=2, lazy_agents=[1])
@@ -215,7 +215,7 @@ def test_batched_team_values_equal_rerunning_the_env(name):
             def text_for(i, k):
                 if not (mask >> i) & 1:
                     return ""
-                return env.render_action(i, env.expert_action(i)) if reads[i] else texts[i][k]
+                return env.render_action(i, env.expert_action(i)) if reads[i][k] else texts[i][k]
 
             assert fast[mask] == play_texts(env, episode.task_seed, text_for).episode().reward, (name, mask)
             assert game.team_value(episode, mask) == fast[mask]

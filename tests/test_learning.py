@@ -24,7 +24,7 @@ from .test_studies import ROOT
 from .test_train import run_until_killed, untimed_metrics
 
 RUN = ROOT / "experiments" / "learn_tabular_run.yaml"
-TABULAR_GAMES = ["vault", "potluck", "council", "lookout", "relay"]
+TABULAR_GAMES = ["vault", "potluck", "council", "lookout", "relay", "debate"]
 
 
 def tabular_cfg(overrides):

@@ -104,7 +104,9 @@ def test_smollm2_critic_answers_parse_strictly_on_every_shipped_game():
                 prompt, marker = build_message_prompt(game, ep)
                 requests.append(CriticRequest(prompt, ep, game, marker, names=message_names(ep)))
     texts = critic.score(requests)
-    assert critic.calls == len(requests) == 2 * len(list_games()) + 4
+    with_messages = sum(make_game(name, n_agents=3).sends_messages for name in list_games())
+    assert with_messages == 3  # briefing, debate, telephone
+    assert critic.calls == len(requests) == 2 * len(list_games()) + 2 * with_messages
     for request, text in zip(requests, texts):
         acted = [True] * len(request.keys)
         shares, flags = parse_shares(text, request.keys, acted, request.marker)
@@ -250,6 +252,22 @@ def test_topology_decides_whose_messages_an_agent_sees(tiny_team):
     assert f"agent_0 wrote: {episode.turns[0].text}" in chat[1]["content"]
     chat0 = tiny_team.chat(ActRequest(env, 1, env.observe(1)["text"], np.random.default_rng(0)))
     assert "Messages from your team" not in chat0[1]["content"]
+
+
+def test_an_llm_team_debates_over_rounds_and_reads_the_answers_of_the_round_before(tiny_team):
+    """Each agent answers once per round with its own adapter; a round-2 prompt carries what
+    the others answered in round 1 (empty where an answer did not parse)."""
+    game = make_game("debate", n_agents=3, difficulty=3)
+    episodes = collect(game, tiny_team, n_tasks=2, group_size=2, seed=0)
+    assert all([t.agent for t in ep.turns] == [0, 1, 2, 0, 1, 2] for ep in episodes)
+    assert check_logprobs(tiny_team, episodes) == 24
+    for ep in episodes:
+        assert len(ep.messages) == 6
+        first = {t.agent: t.action for t in ep.turns[:3]}
+        prompt = ep.turns[4].prompt  # agent 1, round 2
+        for j in (0, 2):
+            heard = "sent an empty message" if first[j] is None else f"said {first[j]}"
+            assert f"agent_{j} ({'briefed' if j == 0 else 'unbriefed'}) {heard}" in prompt
 
 
 def test_resample_and_tree_rollouts_with_an_llm_team_count_calls_and_tokens(tiny_team):

@@ -11,6 +11,7 @@ import inspect
 from mas_credit.games.base import GameBase, GameParamError, normalise_text
 from mas_credit.games.briefing import BriefingEnv
 from mas_credit.games.council import CouncilEnv
+from mas_credit.games.debate import DebateEnv
 from mas_credit.games.lookout import LookoutEnv
 from mas_credit.games.orchestra import OrchestraEnv
 from mas_credit.games.potluck import PotluckEnv
@@ -47,6 +48,7 @@ for _cls in (
     RampartEnv,
     BriefingEnv,
     TelephoneEnv,
+    DebateEnv,
 ):
     register_game(_cls)
 

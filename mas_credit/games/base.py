@@ -10,6 +10,7 @@ The contract every game keeps beyond the PettingZoo API (see docs/architecture.m
   team_value(episode, mask) / team_values(episode, masks)
   edge_values(episode, masks)              games with messages: v of delivered message sets
   credit_structure                         additive | AND | OR | threshold | chain | hierarchical | informing
+                                           | debate
 
 Every game treats an unparseable action exactly like the null action, so "what a
 coalition S is worth" is well defined for any recorded episode.
