@@ -35,7 +35,7 @@ def _edge_count(game, episodes) -> int:
     if not episodes or counts == [0] or len(counts) > 1:
         raise ValueError(
             f"{game.name}: edge credit needs episodes that each sent the same number (>= 1) of messages, got "
-            f"{counts}; use a game with messages (briefing_v0, telephone_v0)"
+            f"{counts}; use a game with messages (briefing_v0, debate_v0, telephone_v0)"
         )
     return counts[0]
 

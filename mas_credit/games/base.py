@@ -287,7 +287,7 @@ class GameBase:
         messages have no edges."""
         raise GameParamError(
             f"{self.name} sends no messages, so it has no edge credit; use a game with messages "
-            f"(briefing_v0, telephone_v0)"
+            f"(briefing_v0, debate_v0, telephone_v0)"
         )
 
     def _new_seed(self, seed) -> int:

@@ -46,7 +46,40 @@ _TAGGED = re.compile(r"vote\s*(?:for)?\s*[:=]?\s*(?:option\s+)?\(?([A-Da-d])\b",
 _LONE = re.compile(r"\b(?:([B-D])|(A)(?!\s+[a-z]))\b")  # "A" before a lowercase word is the article
 
 
-class CouncilEnv(OneShotGame):
+class LetterAnswers:
+    """Answers that name an option letter: "<FORM>: B" (the asked form, `strict`), else leniently
+    `tagged` ("vote for B") or the first lone letter A-D ("A" before a lowercase word is the
+    article). Shared by the games whose agents pick among lettered options."""
+
+    form: str = "VOTE"
+    strict: re.Pattern = _STRICT
+    tagged: re.Pattern = _TAGGED
+
+    def _parse_strict(self, agent, text):
+        m = self.strict.search(text)
+        return m.group(1).upper() if m else None
+
+    def _parse(self, agent, text):
+        m = self.tagged.search(text)
+        if m:
+            return m.group(1).upper()
+        m = _LONE.search(text)
+        return (m.group(1) or m.group(2)) if m else None
+
+    def render_action(self, agent, action):
+        return f"{self.form}: {action}"
+
+    def _options(self) -> str:
+        return "ABCD"[: self.difficulty + 1]
+
+    def _question(self, rng) -> dict:
+        """A question and its right option (drawn in this order)."""
+        options = self._options()
+        answer = options[int(rng.integers(len(options)))]
+        return {"answer": answer, "question": TOPICS[int(rng.integers(len(TOPICS)))]}
+
+
+class CouncilEnv(LetterAnswers, OneShotGame):
     name = "council_v0"
     credit_structure = "threshold"
 
@@ -98,15 +131,12 @@ class CouncilEnv(OneShotGame):
                     break
         return out
 
-    def _options(self):
-        return "ABCD"[: self.difficulty + 1]
-
     def _make_task(self, rng):
         options = self._options()
-        answer = options[int(rng.integers(len(options)))]
+        task = self._question(rng)
+        answer = task["answer"]
         return {
-            "question": TOPICS[int(rng.integers(len(TOPICS)))],
-            "answer": answer,
+            **task,
             "order": [
                 [str(o) for o in rng.permutation([o for o in options if o != answer])] for _ in range(self.n_agents)
             ],
@@ -123,20 +153,6 @@ class CouncilEnv(OneShotGame):
             f"Question: {task['question']} Options: {', '.join(options)}. {brief} "
             f"A weighted majority of right votes is needed. Reply in the form 'VOTE: <letter>'."
         )
-
-    def _parse_strict(self, agent, text):
-        m = _STRICT.search(text)
-        return m.group(1).upper() if m else None
-
-    def _parse(self, agent, text):
-        m = _TAGGED.search(text)
-        if m:
-            return m.group(1).upper()
-        m = _LONE.search(text)
-        return (m.group(1) or m.group(2)) if m else None
-
-    def render_action(self, agent, action):
-        return f"VOTE: {action}"
 
     def action_universe(self):
         return list(self._options())

@@ -49,11 +49,7 @@ from collections import Counter
 import networkx as nx
 
 from mas_credit.games.base import GameParamError, TurnGame
-from mas_credit.games.council import TOPICS
-
-_STRICT = re.compile(r"\banswer\s*:\s*([A-Da-d])\b", re.IGNORECASE)
-_TAGGED = re.compile(r"answer\s*(?:is)?\s*[:=]?\s*(?:option\s+)?\(?([A-Da-d])\b", re.IGNORECASE)
-_LONE = re.compile(r"\b(?:([B-D])|(A)(?!\s+[a-z]))\b")  # "A" before a lowercase word is the article
+from mas_credit.games.council import LetterAnswers
 
 
 def rounds_graph(n_agents: int, rounds: int) -> nx.DiGraph:
@@ -67,10 +63,13 @@ def rounds_graph(n_agents: int, rounds: int) -> nx.DiGraph:
     return graph
 
 
-class DebateEnv(TurnGame):
+class DebateEnv(LetterAnswers, TurnGame):
     name = "debate_v0"
     credit_structure = "debate"
     sends_messages = True
+    form = "ANSWER"
+    strict = re.compile(r"\banswer\s*:\s*([A-Da-d])\b", re.IGNORECASE)
+    tagged = re.compile(r"answer\s*(?:is)?\s*[:=]?\s*(?:option\s+)?\(?([A-Da-d])\b", re.IGNORECASE)
 
     def __init__(self, n_agents=3, difficulty=1, lazy_agents=(), render_mode=None, rounds=2, informed=None):
         super().__init__(n_agents, difficulty, lazy_agents, render_mode)
@@ -95,15 +94,12 @@ class DebateEnv(TurnGame):
         self.topology.add_edges_from((j, i) for (_, j), (_, i) in self.rounds_graph.edges)
 
     # -- task and play ----------------------------------------------------------------------
-    def _options(self) -> str:
-        return "ABCD"[: self.difficulty + 1]
-
     def _make_task(self, rng):
         options = self._options()
-        answer = options[int(rng.integers(len(options)))]
+        task = self._question(rng)
+        answer = task["answer"]
         return {
-            "question": TOPICS[int(rng.integers(len(TOPICS)))],
-            "answer": answer,
+            **task,
             "hunch": [options[int(k)] for k in rng.integers(len(options), size=self.n_agents)],
             "ruled_out": [str(o) for o in rng.permutation([o for o in options if o != answer])],
         }
@@ -116,7 +112,8 @@ class DebateEnv(TurnGame):
         return {
             "queue": queue,
             "answers": [[None] * self.n_agents for _ in range(self.rounds)],  # [round][agent]
-            "inbox": [[{} for _ in range(self.rounds)] for _ in range(self.n_agents)],  # [receiver][round] sender -> option
+            # [receiver][round]: sender -> the option it heard (None: an empty message)
+            "inbox": [[{} for _ in range(self.rounds)] for _ in range(self.n_agents)],
             "as_asked": [0] * self.n_agents,
         }
 
@@ -166,20 +163,6 @@ class DebateEnv(TurnGame):
         if agent in self.informed:
             return task["answer"]
         return task["hunch"][agent] if r == 0 else self.implied(task, state, agent, r)
-
-    def _parse_strict(self, agent, text):
-        m = _STRICT.search(text)
-        return m.group(1).upper() if m else None
-
-    def _parse(self, agent, text):
-        m = _TAGGED.search(text)
-        if m:
-            return m.group(1).upper()
-        m = _LONE.search(text)
-        return (m.group(1) or m.group(2)) if m else None
-
-    def render_action(self, agent, action):
-        return f"ANSWER: {action}"
 
     def _advance(self, task, state, agent, ctx, action):
         r = ctx["round"]
@@ -240,4 +223,6 @@ class DebateEnv(TurnGame):
         agent, r = self._idx(agent), self._now()
         if agent in self.informed:
             return ("briefing", self.task["answer"])
-        return ("hunch", self.task["hunch"][agent]) if r == 0 else ("heard", self.implied(self.task, self.state, agent, r))
+        if r == 0:
+            return ("hunch", self.task["hunch"][agent])
+        return ("heard", self.implied(self.task, self.state, agent, r))
