@@ -231,6 +231,15 @@ def test_debate_turn_order_is_the_rounds_graph_topological_order():
     episode = collect(game, ScriptedTeam([0.5] * 4), n_tasks=1, seed=0)[0]
     assert [(t.info["round"], t.agent) for t in episode.turns] == game.order
     assert len(episode.messages) == 4 * 3 * 2  # every answer but the last round's goes to the 3 others
+    # the tabular key at each turn: the briefing, then the hunch, then what the debate implies
+    game.reset(seed=episode.task_seed)
+    keys = []
+    for turn in episode.turns:
+        keys.append(game.observation_key(turn.agent))
+        assert keys[-1] in game.key_universe()
+        game.step(turn.text)
+    assert [k[0] for k in keys] == ["briefing"] + ["hunch"] * 3 + (["briefing"] + ["heard"] * 3) * 2
+    assert keys[5] == ("heard", game.implied(game.task, game.state, 1, 1))  # agent 1, round 2
 
 
 def test_exact_shapley_refuses_missing_coalitions():
