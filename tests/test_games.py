@@ -246,6 +246,15 @@ def test_game_specific_parameter_errors():
         make_game("relay", n_agents=3, order=[0, 0, 1])
     with pytest.raises(GameParamError, match="main agent"):
         make_game("orchestra", n_agents=3, lazy_agents=[0])
+    for bad, match in [
+        (dict(rounds=1), "rounds"),
+        (dict(rounds=5), "rounds"),
+        (dict(informed=[3]), "informed"),
+        (dict(informed=[0, 0]), "informed"),
+        (dict(informed=1), "informed"),
+    ]:
+        with pytest.raises(GameParamError, match=match):
+            make_game("debate", n_agents=3, **bad)
     with pytest.raises(GameParamError, match="valid games"):
         make_game("chess")
 

@@ -88,7 +88,7 @@ class DebateEnv(LetterAnswers, TurnGame):
         self.rounds = rounds
         self.informed = sorted(informed)
         self.rounds_graph = rounds_graph(n_agents, rounds)
-        self.order = list(nx.lexicographical_topological_sort(self.rounds_graph))  # [(round, agent)]
+        self.turn_order = list(nx.lexicographical_topological_sort(self.rounds_graph))  # [(round, agent)]
         self.topology = nx.DiGraph()
         self.topology.add_nodes_from(range(n_agents))
         self.topology.add_edges_from((j, i) for (_, j), (_, i) in self.rounds_graph.edges)
@@ -105,10 +105,11 @@ class DebateEnv(LetterAnswers, TurnGame):
         }
 
     def _init_state(self, task):
-        queue = []
-        for r, i in self.order:
-            parent = (r - 1) * self.n_agents + i if r else None  # its own answer of the round before
-            queue.append((i, {"round": r, "parent_turn": parent}))
+        position = {node: p for p, node in enumerate(self.turn_order)}  # (round, agent) -> its turn index
+        queue = [
+            (i, {"round": r, "parent_turn": position[(r - 1, i)] if r else None})  # its own answer the round before
+            for r, i in self.turn_order
+        ]
         return {
             "queue": queue,
             "answers": [[None] * self.n_agents for _ in range(self.rounds)],  # [round][agent]
