@@ -193,6 +193,11 @@ def run_rows(run_dir: Path, mode: str) -> list[dict]:
             episodes_to_target=math.nan if reached is None else float(reached),
             reached_target=float(reached is not None),
         )
+        if "learn/learner_correct_auc" in learning:
+            row.update(
+                learner_correct_auc=learning["learn/learner_correct_auc"],
+                learner_correct=learning["learn/learner_correct_last"],
+            )
     for key, value in evals[-1].items():
         if key.startswith("eval/correct/"):  # each agent's greedy correctness at the end
             row[f"eval_correct_{key.rsplit('/', 1)[-1]}"] = value
@@ -440,6 +445,8 @@ def render_batch(batch_dir: str | Path) -> str:
             "auc",
             "episodes_to_target",
             "reached_target",
+            "learner_correct_auc",
+            "learner_correct",
             "eval_reward",
             "train_reward_last",
         ]
@@ -519,7 +526,7 @@ def render_batch(batch_dir: str | Path) -> str:
     return text
 
 
-PAIRED = ("auc", "eval_success")
+PAIRED = ("auc", "eval_success", "learner_correct_auc", "learner_correct")
 """training metrics compared with grpo seed by seed"""
 
 

@@ -191,6 +191,8 @@ RANGES = {
     "eval_gain": (-1.0, 1.0),
     "auc": (0.0, 1.0),
     "reached_target": (0.0, 1.0),
+    "learner_correct_auc": (0.0, 1.0),
+    "learner_correct": (0.0, 1.0),
     "episodes_to_target": (0.0, math.inf),
 }
 

@@ -24,7 +24,7 @@ from .test_studies import ROOT
 from .test_train import run_until_killed, untimed_metrics
 
 RUN = ROOT / "experiments" / "learn_tabular_run.yaml"
-TABULAR_GAMES = ["vault", "potluck", "council", "lookout", "relay", "debate"]
+TABULAR_GAMES = ["vault", "potluck", "council", "lookout", "relay", "debate", "rampart"]
 
 
 def tabular_cfg(overrides):
@@ -159,24 +159,41 @@ def test_a_mixed_team_trains_its_learners_only(estimator, params, tmp_path):
 
 
 def test_learning_metrics_equal_a_slow_recomputation_from_metrics_jsonl(tmp_path):
-    cfg = tabular_cfg(["estimators=[loo]", "train.iterations=12", "train.eval_every=3", "train.success_target=0.6"])
+    cfg = tabular_cfg(
+        ["team=tabular_pair_noisy", "estimators=[loo]", "train.iterations=12", "train.eval_every=3"]
+        + ["train.success_target=0.6"]
+    )
     run = Trainer(cfg, tmp_path, progress=False).run()
     saved = json.loads((run / "learning.json").read_text())
     lines = [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines()]
     # the slow way: walk the records in order, counting the episodes each training iteration played
-    played, episodes_to_target, points = 0, None, []
+    played, episodes_to_target, points, learners_correct = 0, None, [], []
     for record in lines:
         if record["kind"] == "train":
             played += len(record["episode_turns"])
         else:
             points.append((record["iteration"], record["eval/success"]))
+            # agents 0 and 1 learn; agent 2 is scripted (its correctness stays out)
+            learners_correct.append(
+                (record["iteration"], (record["eval/correct/agent_0"] + record["eval/correct/agent_1"]) / 2)
+            )
             if episodes_to_target is None and record["eval/success"] >= 0.6:
                 episodes_to_target = played
-    area = sum((x1 - x0) * (y0 + y1) / 2 for (x0, y0), (x1, y1) in zip(points, points[1:]))
+
+    def area(curve):
+        total = sum((x1 - x0) * (y0 + y1) / 2 for (x0, y0), (x1, y1) in zip(curve, curve[1:]))
+        return total / (curve[-1][0] - curve[0][0])
+
     assert saved["learn/episodes_to_target"] == episodes_to_target and episodes_to_target is not None
-    assert saved["learn/auc"] == pytest.approx(area / (points[-1][0] - points[0][0]), abs=1e-12)
+    assert saved["learn/auc"] == pytest.approx(area(points), abs=1e-12)
     assert saved["learn/episodes"] == played == 12 * 8 * 4
     assert (saved["learn/success_first"], saved["learn/success_last"]) == (points[0][1], points[-1][1])
+    assert saved["learn/learner_correct_auc"] == pytest.approx(area(learners_correct), abs=1e-12)
+    assert saved["learn/learner_correct_first"] == pytest.approx(learners_correct[0][1], abs=1e-12)
+    assert saved["learn/learner_correct_last"] == pytest.approx(learners_correct[-1][1], abs=1e-12)
+    last_eval = [r for r in lines if r["kind"] == "eval"][-1]
+    assert last_eval["eval/correct/agent_2"] != learners_correct[-1][1]  # so counting agent 2 in would show
+    assert "The learners' greedy correctness" in (run / "summary.md").read_text()
     assert learning_metrics([], [], 0.5) == {}
     never = learning_metrics([], [{"iteration": 0, "eval/success": 0.2}], 0.9)
     assert never["learn/episodes_to_target"] is None and never["learn/auc"] == 0.2

@@ -26,7 +26,12 @@ def learning_metrics(train: list[dict], evals: list[dict], target: float) -> dic
       learn/auc                 area under the greedy success curve over the iterations, divided
                                 by their span (trapezoids; in [0, 1]; the one value if one evaluation)
       learn/success_first, learn/success_last, learn/episodes (the run's training episodes)
-    Only the single-game success key (eval/success) is read; multi-game runs average their games.
+      learn/learner_correct_auc the same area under the learners' greedy correctness (mean over the
+                                agents that are updated, read from their `loss/agent_<i>/turns`
+                                records; over games too): what each learner learned, where team
+                                success cannot show it (a redundant team succeeds without it)
+      learn/learner_correct_first, learn/learner_correct_last
+    Multi-game runs average their games' success keys (eval/<game>/success).
     """
     keys = [k for k in (evals[0] if evals else {}) if k.startswith("eval") and k.endswith("/success")]
     if not evals or not keys:
@@ -38,17 +43,32 @@ def learning_metrics(train: list[dict], evals: list[dict], target: float) -> dic
         per_iteration[r["iteration"] + 1] += len(r["episode_turns"])
     played = np.cumsum(per_iteration)  # played[k]: episodes before the evaluation at iteration k
     reached = np.flatnonzero(success >= target - 1e-12)
-    span = iterations[-1] - iterations[0]
-    area = float(((success[1:] + success[:-1]) / 2 * np.diff(iterations)).sum())  # trapezoids
-    auc = area / span if span > 0 else float(success[0])
-    return {
+    out = {
         "learn/target": float(target),
         "learn/episodes_to_target": int(played[int(iterations[reached[0]])]) if len(reached) else None,
-        "learn/auc": auc,
+        "learn/auc": _auc(iterations, success),
         "learn/success_first": float(success[0]),
         "learn/success_last": float(success[-1]),
         "learn/episodes": int(played[-1]),
     }
+    learners = {k.split("/")[1] for r in train for k in r if k.startswith("loss/agent_") and k.endswith("/turns")}
+    correct_keys = [
+        k for k in evals[0] if k.startswith("eval") and "/correct/" in k and k.rsplit("/", 1)[1] in learners
+    ]
+    if correct_keys:
+        correct = np.array([[r[k] for k in correct_keys] for r in evals], dtype=float).mean(axis=1)
+        out["learn/learner_correct_auc"] = _auc(iterations, correct)
+        out["learn/learner_correct_first"] = float(correct[0])
+        out["learn/learner_correct_last"] = float(correct[-1])
+    return out
+
+
+def _auc(iterations: np.ndarray, values: np.ndarray) -> float:
+    """Area under a curve over the iterations (trapezoids), divided by their span; the one value
+    if there is one point."""
+    span = iterations[-1] - iterations[0]
+    area = float(((values[1:] + values[:-1]) / 2 * np.diff(iterations)).sum())
+    return area / span if span > 0 else float(values[0])
 
 
 # lines that may coincide (every agent's credit 0, say) stay visible: each agent its own style and marker size
@@ -186,6 +206,12 @@ def render_training(run_dir: str | Path, plots: bool = True) -> str:
                     f"{reached} training episodes."
                     if reached is not None
                     else f"no evaluation within {learning['learn/episodes']} training episodes."
+                )
+                + (
+                    f" The learners' greedy correctness {learning['learn/learner_correct_first']:.3f} -> "
+                    f"{learning['learn/learner_correct_last']:.3f} (area {learning['learn/learner_correct_auc']:.3f})."
+                    if "learn/learner_correct_auc" in learning
+                    else ""
                 )
             )
         lines += ["", "![curves](curves.png)", ""]
