@@ -65,6 +65,8 @@ STUDY_TABLE = [
     "efficiency_gap",
     "wrong_paid",
     "right_charged",
+    "adv_sign_right",
+    "adv_sign_wrong",
     "fallback",
     "evals_per_episode",
     "llm_calls_per_episode",

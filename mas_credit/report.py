@@ -9,6 +9,10 @@ Scores per episode against exact Shapley phi* (docs/estimators.md, "How studies 
                  episodes where phi* is all ties are left out
   null_credit    mean |credit| of null players (every marginal contribution 0)
   efficiency_gap |sum_i credit_i - (R - v(empty))|
+against each agent's own answer (the game's `correct` component; 0 wrong, 1 right):
+  wrong_paid, right_charged       share of wrong answers with credit > 0, of right ones with credit < 0
+  adv_sign_right, adv_sign_wrong  share of answers whose agent's advantage (mean over its turns)
+                                  points the right way (up for right, down for wrong), or the wrong way
 and, per estimator, `fallback`: the share of episodes on which it ran on its fallback
 (llm_mca: the critic's answer could not be read and uniform shares were used; the
 counterfactual estimators never default a coalition value here: replay is exact and
@@ -33,7 +37,17 @@ from mas_credit.config import load_resolved
 from mas_credit.outputs import RunDirError, read_costs, save_figure, write_text
 
 TRUTH = "ground truth"
-METRICS = ["rmse", "kendall_tau", "top_agent", "null_credit", "efficiency_gap", "wrong_paid", "right_charged"]
+METRICS = [
+    "rmse",
+    "kendall_tau",
+    "top_agent",
+    "null_credit",
+    "efficiency_gap",
+    "wrong_paid",
+    "right_charged",
+    "adv_sign_right",
+    "adv_sign_wrong",
+]
 RATES = ["fallback"]
 FELL_BACK = 0.5
 """a row whose fallback rate is above this is marked: its scores are mostly its fallback's"""
@@ -55,6 +69,10 @@ COLUMN_HELP = {
     "wrong_paid": "share of wrong answers (the game's `correct` component 0) given positive credit, over episodes "
     "with one; exact Shapley can pay one where a wrong step stands in for an absent agent's (relay)",
     "right_charged": "share of right answers (`correct` 1) given negative credit, over episodes with one",
+    "adv_sign_right": "share of answers whose agent's advantage (the learning signal; mean over its turns) points "
+    "the right way: up for a right answer, down for a wrong one, over episodes with one",
+    "adv_sign_wrong": "share of answers whose agent's advantage points the wrong way (up for a wrong answer, down "
+    "for a right one); the rest get 0, no signal",
     "fallback": "share of episodes on which the estimator ran on its fallback (llm_mca: unreadable critic answer, "
     "uniform shares); † marks a row above 0.5",
     "evals_per_episode": "distinct coalition evaluations the estimator needed, per episode",
@@ -99,10 +117,12 @@ def episode_scores(
     v_empty: np.ndarray,
     null: np.ndarray,
     correct: np.ndarray | None = None,
+    advantage: np.ndarray | None = None,
 ) -> dict:
     """[E, N] arrays (reward, v_empty: [E]) -> per-episode score arrays [E] (NaN = undefined).
     `correct` [E, N]: each agent's `correct` component (1 right, 0 wrong; a share in between, or
-    NaN where the game gives none, counts as neither)."""
+    NaN where the game gives none, counts as neither). `advantage` [E, N]: each agent's advantage,
+    mean over its turns (NaN: no turn, or not recorded)."""
     top = credit.argmax(axis=1)
     truth_top = np.isclose(truth[np.arange(len(truth)), top], truth.max(axis=1), atol=1e-9)
     all_tied = np.isclose(truth.max(axis=1), truth.min(axis=1), atol=1e-9)
@@ -115,6 +135,13 @@ def episode_scores(
     with np.errstate(invalid="ignore", divide="ignore"):
         wrong_paid = np.where(wrong.any(1), (paid & wrong).sum(1) / wrong.sum(1), np.nan)
         right_charged = np.where(right.any(1), (charged & right).sum(1) / right.sum(1), np.nan)
+    advantage = np.full(credit.shape, np.nan) if advantage is None else advantage
+    answered = (wrong | right) & ~np.isnan(advantage)  # [E, N]
+    up, down = advantage > SIGN_TOL, advantage < -SIGN_TOL  # NaN compares False: neither
+    with np.errstate(invalid="ignore", divide="ignore"):
+        count = answered.sum(1)
+        sign_right = np.where(count > 0, (answered & ((right & up) | (wrong & down))).sum(1) / count, np.nan)
+        sign_wrong = np.where(count > 0, (answered & ((right & down) | (wrong & up))).sum(1) / count, np.nan)
     return {
         "rmse": np.sqrt(((credit - truth) ** 2).mean(axis=1)),
         "kendall_tau": kendall_tau_b(credit, truth),
@@ -123,6 +150,8 @@ def episode_scores(
         "efficiency_gap": np.abs(credit.sum(axis=1) - (reward - v_empty)),
         "wrong_paid": wrong_paid,
         "right_charged": right_charged,
+        "adv_sign_right": sign_right,
+        "adv_sign_wrong": sign_wrong,
     }
 
 
@@ -137,6 +166,8 @@ def score(frame, costs: list[dict]):
         shaped = {k: part[k].to_numpy().reshape(-1, n_agents) for k in ("credit", "truth", "null_player")}
         # a study written before `correct` was recorded has no such column: the two scores are "–"
         correct = part["correct"].to_numpy(float).reshape(-1, n_agents) if "correct" in part else None
+        # nor, before `advantage` was, the advantage's signs
+        advantage = part["advantage"].to_numpy(float).reshape(-1, n_agents) if "advantage" in part else None
         first = part.groupby("episode", sort=True).first()
         scores = episode_scores(
             shaped["credit"],
@@ -145,6 +176,7 @@ def score(frame, costs: list[dict]):
             first["v_empty"].to_numpy(),
             shaped["null_player"].astype(bool),
             correct,
+            advantage,
         )
         cost = cost_of[(game, seed, estimator)]
         episodes = cost["episodes"]
@@ -186,6 +218,8 @@ RANGES = {
     "efficiency_gap": (0.0, math.inf),
     "wrong_paid": (0.0, 1.0),
     "right_charged": (0.0, 1.0),
+    "adv_sign_right": (0.0, 1.0),
+    "adv_sign_wrong": (0.0, 1.0),
     "eval_success_before": (0.0, 1.0),
     "eval_success": (0.0, 1.0),
     "eval_gain": (-1.0, 1.0),

@@ -81,6 +81,15 @@ def null_players(values: torch.Tensor) -> torch.Tensor:
     return torch.stack(out, dim=1)
 
 
+def per_agent_advantage(advantage: torch.Tensor, turn_agent: torch.Tensor, n_agents: int) -> torch.Tensor:
+    """advantage [B, T], turn_agent [B, T] (-1 = padding) -> [B, N] float64 on the CPU: each agent's
+    advantage, the mean over its turns of the episode; NaN where it took none."""
+    mine = turn_agent.cpu()[..., None] == torch.arange(n_agents)  # [B, T, N]
+    total = torch.where(mine, advantage.detach().to("cpu", torch.float64)[..., None], 0.0).sum(1)  # [B, N]
+    turns = mine.sum(1)
+    return torch.where(turns > 0, total / turns.clamp(min=1), torch.nan)
+
+
 def run_study(
     cfg: ExperimentConfig, out_dir: str | Path | None = None, progress: bool = True, overwrite: bool = False
 ) -> Path:
@@ -178,6 +187,7 @@ def _run_study(cfg: ExperimentConfig, run_dir: Path, progress: bool) -> Path:
             batch, out, counts, fill_s, est_s, device = _timed(eps, fill, CreditBatch, est, ecfg)
             devices.add(device.type)
             credit = out.credit.detach().to("cpu", torch.float64)
+            agent_advantage = per_agent_advantage(out.advantage, batch.turn_agent, game.n_agents)
             for b in range(len(eps)):
                 for i in range(game.n_agents):
                     rows.append(
@@ -194,6 +204,7 @@ def _run_study(cfg: ExperimentConfig, run_dir: Path, progress: bool) -> Path:
                             "acted": bool(batch.acted[b, i]),
                             "null_player": bool(nulls[b, i]),
                             "correct": float(correct[b][i]),
+                            "advantage": float(agent_advantage[b, i]),
                         }
                     )
             costs.append(

@@ -62,7 +62,7 @@ def test_the_study_writes_every_output(small_study):
     assert "| `shapley` | 2 | 0.000 ± 0.000 |" in summary and "## lookout" in summary and "- **rmse**:" in summary
     assert (
         "| estimator | seeds | rmse | kendall_tau | top_agent | null_credit | efficiency_gap | wrong_paid | "
-        "right_charged | fallback | "
+        "right_charged | adv_sign_right | adv_sign_wrong | fallback | "
         "evals_per_episode |" in summary
     )
     assert "critic for llm_mca" not in summary  # llm_mca did not run
@@ -262,17 +262,62 @@ def test_wrong_paid_and_right_charged_equal_a_plain_loop():
     rng = np.random.default_rng(1)
     credit = rng.choice([-1.0, -1e-12, 0.0, 1e-12, 0.5], size=(300, 4))
     correct = rng.choice([0.0, 1.0, 0.5, np.nan], size=(300, 4))
+    advantage = rng.choice([-0.7, -1e-12, 0.0, 1e-12, 1.3, np.nan], size=(300, 4))  # NaN: the agent took no turn
     zeros = np.zeros(300)
-    ours = episode_scores(credit, credit, zeros, zeros, np.zeros((300, 4), bool), correct)
+    ours = episode_scores(credit, credit, zeros, zeros, np.zeros((300, 4), bool), correct, advantage)
     for b in range(300):
         wrong = [i for i in range(4) if correct[b, i] == 0]
         right = [i for i in range(4) if correct[b, i] == 1]
         paid = sum(credit[b, i] > SIGN_TOL for i in wrong) / len(wrong) if wrong else float("nan")
         charged = sum(credit[b, i] < -SIGN_TOL for i in right) / len(right) if right else float("nan")
-        for key, ref in (("wrong_paid", paid), ("right_charged", charged)):
+        # the advantage's sign, over the answers (right or wrong) of agents that took a turn
+        answered = [i for i in wrong + right if not np.isnan(advantage[b, i])]
+        up = [i for i in answered if advantage[b, i] > SIGN_TOL]
+        down = [i for i in answered if advantage[b, i] < -SIGN_TOL]
+        good = sum(i in up for i in right) + sum(i in down for i in wrong)
+        bad = sum(i in down for i in right) + sum(i in up for i in wrong)
+        sign_right = good / len(answered) if answered else float("nan")
+        sign_wrong = bad / len(answered) if answered else float("nan")
+        for key, ref in (
+            ("wrong_paid", paid),
+            ("right_charged", charged),
+            ("adv_sign_right", sign_right),
+            ("adv_sign_wrong", sign_wrong),
+        ):
             assert (np.isnan(ours[key][b]) and np.isnan(ref)) or ours[key][b] == pytest.approx(ref), (key, b)
+    assert 0 < np.nanmean(ours["adv_sign_right"]) < 1 and 0 < np.nanmean(ours["adv_sign_wrong"]) < 1
     none = episode_scores(credit, credit, zeros, zeros, np.zeros((300, 4), bool))  # a game without `correct`
-    assert np.isnan(none["wrong_paid"]).all() and np.isnan(none["right_charged"]).all()
+    assert all(np.isnan(none[k]).all() for k in ("wrong_paid", "right_charged", "adv_sign_right", "adv_sign_wrong"))
+
+
+def test_each_agents_advantage_is_the_mean_over_its_turns():
+    """Reference: a loop over the turns of real orchestra episodes (the main agent acts twice,
+    sub-agents once per call, an uncalled sub-agent not at all; padded turns)."""
+    import torch
+
+    from mas_credit.agents import ScriptedTeam
+    from mas_credit.games import make_game
+    from mas_credit.rollout import collect
+    from mas_credit.studies import per_agent_advantage
+    from mas_credit.types import CreditBatch
+
+    game = make_game("orchestra_v0", n_agents=3, difficulty=2)
+    episodes = collect(game, ScriptedTeam(skills=[0.6, 0.6, 0.6], seed=0), n_tasks=8, group_size=4, seed=0)
+    batch = CreditBatch.from_episodes(episodes, device="cpu")
+    advantage = torch.randn(batch.turn_agent.shape, dtype=torch.float64)
+    advantage[batch.turn_agent < 0] = torch.nan  # padding never counts
+    ours = per_agent_advantage(advantage, batch.turn_agent, 3)
+    assert ours.dtype == torch.float64 and ours.shape == (len(episodes), 3)
+    turn_counts = set()
+    for b, ep in enumerate(episodes):
+        for i in range(3):
+            mine = [float(advantage[b, t]) for t, turn in enumerate(ep.turns) if turn.agent == i]
+            turn_counts.add(len(mine))
+            if mine:
+                assert float(ours[b, i]) == pytest.approx(sum(mine) / len(mine), abs=1e-12)
+            else:
+                assert torch.isnan(ours[b, i])
+    assert {0, 1}.issubset(turn_counts) and max(turn_counts) >= 2
 
 
 def test_exact_shapley_pays_wrong_answers_in_a_chain_and_never_in_an_additive_game(tmp_path):
@@ -290,7 +335,33 @@ def test_exact_shapley_pays_wrong_answers_in_a_chain_and_never_in_an_additive_ga
     assert per_seed.loc[("relay", "shapley"), "right_charged"] > 0
     assert per_seed.loc[("potluck", "shapley"), ["wrong_paid", "right_charged"]].tolist() == [0.0, 0.0]
     assert per_seed.loc[("potluck", "grpo"), "wrong_paid"] > 0.5
-    assert "wrong_paid | right_charged" in (done / "summary.md").read_text()
-    # a credit.parquet written before `correct` was recorded still scores, with the two columns empty
-    old = score(frame.drop(columns="correct"), json.loads((done / "costs.json").read_text())["records"])
+    assert "wrong_paid | right_charged | adv_sign_right | adv_sign_wrong" in (done / "summary.md").read_text()
+    # potluck: grpo's group-normalised team reward points some answers the wrong way, Shapley's never
+    assert per_seed.loc[("potluck", "grpo"), "adv_sign_wrong"] > 0.1
+    assert per_seed.loc[("potluck", "shapley"), "adv_sign_wrong"] == 0.0
+    assert per_seed.loc[("potluck", "shapley"), "adv_sign_right"] > 0.5
+    # a credit.parquet written before `correct` (or `advantage`) was recorded still scores, those columns empty
+    records = json.loads((done / "costs.json").read_text())["records"]
+    old = score(frame.drop(columns="correct"), records)
     assert old["wrong_paid"].isna().all() and (old["rmse"].to_numpy() == per_seed["rmse"].to_numpy()).all()
+    older = score(frame.drop(columns="advantage"), records)
+    assert (
+        older["adv_sign_right"].isna().all()
+        and (older["wrong_paid"].to_numpy() == per_seed["wrong_paid"].to_numpy()).all()
+    )
+
+
+def test_on_rampart_near_chance_c3_points_more_braces_the_wrong_way_than_grpo(tmp_path):
+    """MIN game, two agents near chance: leave-one-out's R - v(N minus i) is 0 for a wrong brace
+    that was not the only wrong one and -0.2 for a lone culprit. c3 normalises it within (group,
+    agent), so the 0 of a wrong brace rises above a mean pulled down by a -0.2: c3 pushes up wrong
+    braces that grpo leaves at 0 (the tabular study's rampart, where c3 learns slower than grpo).
+    Exact Shapley charges every wrong brace that weakens the wall and points most answers right."""
+    done = quick_study(
+        tmp_path / "s",
+        ["seeds=[0]", "n_tasks=40", "games=[rampart]", "estimators=[grpo,c3,shapley]", "team.skills=[.15,.15,.8]"],
+    )
+    frame = pd.read_parquet(done / "credit.parquet")
+    per_seed = score(frame, json.loads((done / "costs.json").read_text())["records"]).set_index("estimator")
+    assert per_seed.loc["c3", "adv_sign_wrong"] > max(0.2, 3 * per_seed.loc["grpo", "adv_sign_wrong"])
+    assert per_seed.loc["shapley", "adv_sign_right"] > 0.5 > 3 * per_seed.loc["grpo", "adv_sign_right"]
