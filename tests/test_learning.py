@@ -273,7 +273,7 @@ def test_a_training_batch_compares_with_grpo_by_seed_and_draws_learning_curves(t
 
     from mas_credit.batch import learning_curves, run_batch
     from mas_credit.config import load_batch
-    from mas_credit.report import mean_ci
+    from mas_credit.report import cell_text, mean_ci
 
     spec = {
         "name": "learn",
@@ -296,6 +296,11 @@ def test_a_training_batch_compares_with_grpo_by_seed_and_draws_learning_curves(t
         line for line in text.split("## Against grpo", 1)[1].splitlines() if line.startswith("| potluck | loo |")
     )
     assert f"{mean:.3f} ± {half:.3f}" in row and "(3 seeds)" in row
+    # the learners' correctness, paired the same way (its own column, after the final success)
+    learners = [by_seed["loo", s]["learner_correct_auc"] - by_seed["grpo", s]["learner_correct_auc"] for s in (0, 1, 2)]
+    cells = [c.strip() for c in row.strip("|").split("|")]
+    assert cells[4] == cell_text(*mean_ci(learners)) and cells[4] != cells[2]
+    assert "| Δ auc | Δ eval_success | Δ learner_correct_auc | Δ learner_correct |" in text
     assert (out / "plots" / "learning_curves.png").is_file()
     curves = learning_curves(out, frame[frame["status"] == "ok"], ["game", "estimator"])
     x, means, halves = curves[("potluck",)]["loo"]
