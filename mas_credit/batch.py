@@ -52,28 +52,14 @@ from mas_credit.outputs import (
     write_parquet,
     write_text,
 )
-from mas_credit.report import RANGES, cell_text, mean_ci, score
+from mas_credit.report import COSTS, METRICS, RANGES, RATES, cell_text, mean_ci, score
 from mas_credit.studies import run_study
 from mas_credit.train.summary import learning_metrics, line_style
 from mas_credit.train.trainer import resume, train
 
-STUDY_TABLE = [
-    "rmse",
-    "kendall_tau",
-    "top_agent",
-    "null_credit",
-    "efficiency_gap",
-    "wrong_paid",
-    "right_charged",
-    "adv_sign_right",
-    "adv_sign_wrong",
-    "fallback",
-    "evals_per_episode",
-    "llm_calls_per_episode",
-    "tokens_per_episode",
-    "critic_calls_per_episode",
-]
 TIMING = ["ms_per_episode", "run_wall_s"]
+STUDY_TABLE = METRICS + RATES + [c for c in COSTS if c not in TIMING]
+"""a study run's columns in batch.md: its scores and costs, less the timings, which vary run to run"""
 REPLICATE = "seed"  # the axis the confidence intervals run over
 
 
