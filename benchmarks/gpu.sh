@@ -1,15 +1,15 @@
 #!/usr/bin/env bash
-# Every GPU figure in one command, on a machine with CUDA (expected about 5 minutes on one H100: the
-# suite takes about 8 minutes on 2 CPU cores with 2 workers; it ran past 330 s at commit e65994f,
-# when 8 workers each took every core's torch threads):
-#   1. the whole suite on pytest-xdist workers (each with its share of the CPU threads, tests/conftest.py),
-#      the CUDA-marked tests' results counted on their own; a test running past 150 s dumps every
-#      thread's stack into the log, and on a timeout the tests that never finished are listed;
-#   2. the estimator benchmark (CPU vs CUDA), the rollout benchmark (team, one raw generate,
-#      the naive loop: tokens/s), the trainer benchmark (update / raw forward + backward, with
-#      --profile: operator calls, kernel launches and top operators of each), and
-#      the training quickstart's wall time, and one run of the LLM learning study
-#      (experiments/learn_llm_run.yaml, unchanged) with its wall time.
+# Every GPU figure in one command, on a machine with CUDA, within GPU_BUDGET_S seconds (default 520: a lent
+# GPU machine gives 15 minutes in all, its start and the model's transfer included):
+#   1. the estimator benchmark (CPU vs CUDA), the rollout benchmark (team, one raw generate, the naive loop:
+#      tokens/s), the trainer benchmark (update / raw forward + backward, with --profile: operator calls,
+#      kernel launches and top operators of each) and the training quickstart's wall time;
+#   2. the whole suite on pytest-xdist workers (each with its share of the CPU threads, tests/conftest.py)
+#      in the time left, the CUDA-marked tests' results counted on their own; a test running past 150 s
+#      dumps every thread's stack into the log, and on a timeout the tests that never finished are listed;
+#   3. if 60 s are still left, one run of the LLM learning study (experiments/learn_llm_run.yaml, unchanged).
+# The benchmarks go first: they are short and bounded, and the suite takes what is left (about 8 minutes
+# on 2 CPU cores with 2 workers here; on a GPU machine's 16 cores, with 8 workers, a few).
 # Each step runs under its own timeout and writes LOGDIR/<step>.log; this prints each step's
 # exit code, time and last lines, and LOGDIR/summary.txt collects the headline numbers.
 # Usage: bash benchmarks/gpu.sh LOGDIR        (../shared/gpu/README.md: how to get a GPU machine ready)
@@ -22,9 +22,14 @@ export PYTHONUNBUFFERED=1 MPLBACKEND=Agg HF_HUB_OFFLINE=1
 summary="$out/summary.txt"
 : > "$summary"
 
-step() {   # step NAME LIMIT_S COMMAND...
+deadline=$(( $(date +%s) + ${GPU_BUDGET_S:-520} ))
+left() { echo $(( deadline - $(date +%s) )); }
+
+step() {   # step NAME LIMIT_S COMMAND...   (the limit is cut to the budget left)
   local name=$1 limit=$2 start rc
   shift 2
+  (( limit > $(left) )) && limit=$(left)
+  (( limit < 5 )) && { echo "   $name: skipped, the budget is spent" | tee -a "$summary"; return; }
   echo "== $name (limit ${limit} s): $*"
   start=$(date +%s)
   timeout "$limit" "$@" > "$out/$name.log" 2>&1
@@ -37,37 +42,6 @@ nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv,noheader | 
 $py -c "import torch, transformers; print('torch', torch.__version__, 'cuda', torch.version.cuda, 'transformers', transformers.__version__)" | tee -a "$summary"
 # convert the default model once (GGUF -> safetensors cache), before parallel test workers want it
 $py -c "from mas_credit.agents.hf import default_model_path; print('model cache', *default_model_path())" | tee -a "$summary"
-
-workers=()
-$py -c "import xdist" 2>/dev/null && workers=(-n auto --maxprocesses 8)   # as `make test`; 16 workers were slower
-# the whole suite in one run (CUDA-marked tests included), a line per finished test; the CUDA-marked ones are then
-# counted on their own
-$py -m pytest -p no:cacheprovider --collect-only -m cuda 2>/dev/null | grep "::" > /tmp/mas-credit-cuda-ids.txt
-rm -f /tmp/mas-credit-junit.xml
-step tests 300 $py -m pytest -p no:cacheprovider -o "addopts=--durations=25" -o faulthandler_timeout=150 -v -rs \
-  "${workers[@]}" --junitxml=/tmp/mas-credit-junit.xml
-grep -E "passed|failed" "$out/tests.log" | tail -n 1 | sed 's/^/whole suite: /' >> "$summary"
-: > /tmp/mas-credit-all-ids.txt   # every test's id, collected only when the suite was cut (to list the unfinished)
-[ -f /tmp/mas-credit-junit.xml ] || $py -m pytest -p no:cacheprovider --collect-only 2>/dev/null | grep "::" \
-  > /tmp/mas-credit-all-ids.txt
-$py - /tmp/mas-credit-junit.xml /tmp/mas-credit-cuda-ids.txt /tmp/mas-credit-all-ids.txt "$out/tests.log" \
-  >> "$summary" 2>&1 <<'EOF'
-import collections, os, re, sys, xml.etree.ElementTree as ET
-junit, cuda_ids, all_ids, log = sys.argv[1:]
-cuda = {line.strip() for line in open(cuda_ids) if line.strip()}
-if not os.path.exists(junit):  # cut by the timeout: which tests never reported a result
-    done = set(re.findall(r"(?:PASSED|FAILED|SKIPPED|ERROR|XFAIL|XPASS) (\S+::.*?) *$", open(log).read(), re.M))
-    left = [t for t in (line.strip() for line in open(all_ids)) if t and t not in done]
-    print(f"the suite did not finish: {len(done)} tests reported, {len(left)} did not:", *left[:40], sep="\n  ")
-    sys.exit()
-outcome = collections.Counter()
-for case in ET.parse(junit).iter("testcase"):
-    node = case.get("classname").replace(".", "/") + ".py::" + case.get("name")
-    if node in cuda:
-        kind = next((c.tag for c in case if c.tag in ("failure", "error", "skipped")), "passed")
-        outcome[kind] += 1
-print(f"CUDA-marked tests ({len(cuda)} collected):", dict(outcome))
-EOF
 
 step estimators 30 $py benchmarks/estimators.py --tasks 128 --repeats 7
 step rollout 45 $py benchmarks/rollout.py --episodes 32 --skip-gguf
@@ -93,8 +67,39 @@ print("quickstart sampler/trainer log-prob gap per iteration: max", max(r["train
       "; first-epoch |ratio - 1| max", max(v for r in train for k, v in r.items() if k.endswith("ratio_dev_first")),
       "; iteration s", [round(r["time/iteration_s"], 2) for r in train])
 EOF
+workers=()
+$py -c "import xdist" 2>/dev/null && workers=(-n auto --maxprocesses 8)   # as `make test`; 16 workers were slower
+# the whole suite in one run (CUDA-marked tests included), a line per finished test; the CUDA-marked ones are then
+# counted on their own
+$py -m pytest -p no:cacheprovider --collect-only -m cuda 2>/dev/null | grep "::" > /tmp/mas-credit-cuda-ids.txt
+rm -f /tmp/mas-credit-junit.xml
+step tests $(( $(left) - 10 )) $py -m pytest -p no:cacheprovider -o "addopts=--durations=25" -o faulthandler_timeout=150 -v -rs \
+  "${workers[@]}" --junitxml=/tmp/mas-credit-junit.xml
+grep -E "passed|failed" "$out/tests.log" | tail -n 1 | sed 's/^/whole suite: /' >> "$summary"
+: > /tmp/mas-credit-all-ids.txt   # every test's id, collected only when the suite was cut (to list the unfinished)
+[ -f /tmp/mas-credit-junit.xml ] || $py -m pytest -p no:cacheprovider --collect-only 2>/dev/null | grep "::" \
+  > /tmp/mas-credit-all-ids.txt
+$py - /tmp/mas-credit-junit.xml /tmp/mas-credit-cuda-ids.txt /tmp/mas-credit-all-ids.txt "$out/tests.log" \
+  >> "$summary" 2>&1 <<'EOF'
+import collections, os, re, sys, xml.etree.ElementTree as ET
+junit, cuda_ids, all_ids, log = sys.argv[1:]
+cuda = {line.strip() for line in open(cuda_ids) if line.strip()}
+if not os.path.exists(junit):  # cut by the timeout: which tests never reported a result
+    done = set(re.findall(r"(?:PASSED|FAILED|SKIPPED|ERROR|XFAIL|XPASS) (\S+::.*?) *$", open(log).read(), re.M))
+    left = [t for t in (line.strip() for line in open(all_ids)) if t and t not in done]
+    print(f"the suite did not finish: {len(done)} tests reported, {len(left)} did not:", *left[:40], sep="\n  ")
+    sys.exit()
+outcome = collections.Counter()
+for case in ET.parse(junit).iter("testcase"):
+    node = case.get("classname").replace(".", "/") + ".py::" + case.get("name")
+    if node in cuda:
+        kind = next((c.tag for c in case if c.tag in ("failure", "error", "skipped")), "passed")
+        outcome[kind] += 1
+print(f"CUDA-marked tests ({len(cuda)} collected):", dict(outcome))
+EOF
+
 rm -rf /tmp/mas-credit-gpu-learn-llm
-step learn_llm 90 $py -m mas_credit.cli train experiments/learn_llm_run.yaml --out /tmp/mas-credit-gpu-learn-llm --no-progress
-grep -E "trained in|Learning:" "$out/learn_llm.log" >> "$summary"
+(( $(left) >= 60 )) && step learn_llm 90 $py -m mas_credit.cli train experiments/learn_llm_run.yaml --out /tmp/mas-credit-gpu-learn-llm --no-progress
+grep -E "trained in|Learning:" "$out/learn_llm.log" >> "$summary" 2>/dev/null
 echo "== summary"
 cat "$summary"

@@ -18,8 +18,9 @@ is at most 1.2x raw. Against "raw shared" the ratio is the trainer's own overhea
 
 --profile adds one torch.profiler run of each (raw, update with the trainer's choice, reference):
 how many aten operator calls and CUDA kernel launches it makes, and its top operators by
-self time (CUDA time where there is a GPU). At this model size a GPU pass is bound by
-launches, so the counts say where an update's time goes beyond raw's.
+self host time (and by CUDA time where there is a GPU). At this model size a GPU pass is bound
+by launches, so the counts say where an update's time goes beyond raw's. The update is also
+timed with gradient clipping and the AdamW step left out, which splits its cost beyond raw.
 Usage: python benchmarks/train.py [--repeats 3] [--kl-coef 0.02] [--profile] [OVERRIDE ...]
        (OVERRIDEs are experiment overrides, e.g. team.model=tiny for the tiny random Llama)
 """
@@ -74,7 +75,10 @@ def profile_counts(label, fn, rows=8):
     ops = sum(e.count for e in events if e.key.startswith("aten::"))
     launches = sum(e.count for e in events if e.key in LAUNCHES)
     print(f"profile {label}: {ops} aten operator calls, {launches} CUDA kernel launches")
-    print(events.table(sort_by="self_cuda_time_total" if cuda else "self_cpu_time_total", row_limit=rows))
+    # a pass bound by launches spends its time on the host: the top operators by host time, then by GPU time
+    print(events.table(sort_by="self_cpu_time_total", row_limit=rows))
+    if cuda:
+        print(events.table(sort_by="self_cuda_time_total", row_limit=rows))
 
 
 def main():
@@ -146,6 +150,13 @@ def main():
             for p, s in zip(params, snapshot):
                 p.copy_(s)
     t_update = t_updates[chosen]
+    # the update with gradient clipping and the AdamW step left out (the parameters do not move): update minus
+    # this is their cost, and this minus raw is the loss and the bookkeeping's
+    clip, step = torch.nn.utils.clip_grad_norm_, learner.optimizer.step
+    torch.nn.utils.clip_grad_norm_ = lambda params, max_norm: torch.zeros((), device=device)
+    learner.optimizer.step = lambda: None
+    t_no_step = median_time(lambda: learner.update(rows), args.repeats)
+    torch.nn.utils.clip_grad_norm_, learner.optimizer.step = clip, step
     if args.profile:
         profile_counts("raw forward + backward", lambda: raw(False))
         profile_counts(f"update (prompts shared: {chosen})", lambda: learner.update(rows))
@@ -161,7 +172,13 @@ def main():
         f"(prompts shared: {t_updates[True]:.3f} s, not shared: {t_updates[False]:.3f} s); "
         f"shared reference pass {t_reference:.3f} s over {len(learner_rows)} adapters' turns"
     )
+    t_same = t_raw_shared if chosen else t_raw  # raw with the update's own prompt sharing
     print(f"update / raw = {t_update / t_raw:.2f}x; update / raw shared = {t_update / t_raw_shared:.2f}x")
+    print(
+        f"update beyond raw{' shared' if chosen else ''}: {1000 * (t_update - t_same):.1f} ms = loss and bookkeeping "
+        f"{1000 * (t_no_step - t_same):.1f} ms + gradient clipping and AdamW step "
+        f"{1000 * (t_update - t_no_step):.1f} ms (the update without them: {t_no_step:.3f} s)"
+    )
     print(
         f"per agent: (update + reference / {len(learner_rows)}) / raw = {(t_update + share) / t_raw:.2f}x (target <= "
         "1.2x); "

@@ -12,8 +12,8 @@ import torch
 from mas_credit.agents import ActResult, ScriptedTeam
 from mas_credit.agents.hf import sequence_logprobs
 from mas_credit.config import load_experiment, validate_train
-from mas_credit.train.learners import LLMLearner
-from mas_credit.train.loss import policy_loss, response_logprobs
+from mas_credit.train.learners import LLMLearner, reference_rows
+from mas_credit.train.loss import _left_padded, policy_loss, response_logprobs, right_padded
 from mas_credit.train.trainer import Trainer, resume
 
 from .devices import DEVICES
@@ -397,9 +397,49 @@ def test_reference_logprobs_are_the_base_model_without_any_adapter(tmp_path, dev
                 base = sequence_logprobs(model, row["prompt"], row["response"], trainer.team.cfg.temperature)
             model.set_adapter(learner.adapter)
             adapted = sequence_logprobs(model, row["prompt"], row["response"], trainer.team.cfg.temperature)
-            ref = row["ref"].cpu().numpy()
+            ref = reference_rows([row])[0].cpu().numpy()
             np.testing.assert_allclose(ref, base, atol=1e-5)
             assert not np.allclose(ref, adapted, atol=1e-5), "the reference must not include the trained adapter"
+
+
+def test_padding_helpers_equal_a_plain_loop():
+    rng = np.random.default_rng(3)
+    rows = [rng.integers(1, 50, size=n).tolist() for n in (3, 1, 7, 7, 2)]
+    width = max(map(len, rows))
+    right = torch.zeros(len(rows), width, dtype=torch.long)
+    ids, attention = torch.zeros_like(right), torch.zeros_like(right)
+    for m, row in enumerate(rows):
+        for j, token in enumerate(row):
+            right[m, j] = token
+            ids[m, width - len(row) + j] = token
+            attention[m, width - len(row) + j] = 1
+    assert torch.equal(right_padded(rows, torch.long), right)
+    assert right_padded([[0.5], [0.25, -1.0]], torch.float32, value=9).tolist() == [[0.5, 9.0], [0.25, -1.0]]
+    got_ids, got_attention = _left_padded(rows, torch.device("cpu"))
+    assert torch.equal(got_ids, ids) and torch.equal(got_attention, attention)
+
+
+@pytest.mark.parametrize("device", DEVICES)
+def test_reference_rows_gather_equals_padding_row_by_row(device):
+    """The one-index_select gather from prepare_group's table against a plain loop, in any row
+    order, and rows with a hand-given "ref" (the row-by-row path) mixed in."""
+    lengths = [5, 2, 4, 1, 3, 5]
+    table = torch.randn(6, 5, device=device)  # zero past each row's response, as response_logprobs pads
+    table *= torch.arange(5, device=device)[None, :] < torch.tensor(lengths, device=device)[:, None]
+    rows = [{"response": [1] * n, "ref_slot": (table, m)} for m, n in enumerate(lengths)]
+    by_hand = {"response": [1, 1, 1], "ref": torch.tensor([0.5, -0.25, 2.0], device=device)}
+
+    def loop(chosen):
+        out = torch.zeros(len(chosen), max(len(r["response"]) for r in chosen))
+        for k, r in enumerate(chosen):
+            for j in range(len(r["response"])):
+                out[k, j] = r["ref"][j] if "ref" in r else r["ref_slot"][0][r["ref_slot"][1], j]
+        return out
+
+    for chosen in ([rows[4], rows[1], rows[3]], rows[::-1], [rows[1], by_hand, rows[0]], [by_hand]):
+        got = reference_rows(chosen)
+        assert got.dtype == torch.float32 and got.device.type == torch.device(device).type
+        torch.testing.assert_close(got.cpu(), loop(chosen), rtol=0, atol=0)
 
 
 @pytest.mark.parametrize(

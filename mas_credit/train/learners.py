@@ -133,21 +133,24 @@ class PolicyLearner:
             grad_norm = torch.nn.utils.clip_grad_norm_(self.params, t.max_grad_norm)
             self.optimizer.step()
         self.end()
+        # one copy back (one device sync) for every statistic, not one per statistic
+        pg, kl, clipped, ratio_dev, grad_norm, gap_max, gap_sum = torch.stack(
+            [sums["pg"], sums["kl"], sums["clipped"], ratio_dev, grad_norm, gap_max, gap_sum]
+        ).tolist()
         response_tokens = sum(len(r["response"]) for r in rows)
-        adv = torch.tensor([r["adv"] for r in rows], dtype=torch.float64)
-        weight = torch.tensor([r["weight"] for r in rows], dtype=torch.float64)
-        mean = (adv * weight).sum() / weight.sum()
+        weight_sum = sum(r["weight"] for r in rows)
+        mean = sum(r["adv"] * r["weight"] for r in rows) / weight_sum
         stats.update(
-            pg=float(sums["pg"]),
-            kl=float(sums["kl"]),
-            clip_frac=float(sums["clipped"]) / response_tokens,
-            ratio_dev_first=float(ratio_dev),
-            grad_norm=float(grad_norm),
+            pg=pg,
+            kl=kl,
+            clip_frac=clipped / response_tokens,
+            ratio_dev_first=ratio_dev,
+            grad_norm=grad_norm,
             tokens=float(response_tokens),
-            gap_max=float(gap_max),
-            gap_mean=float(gap_sum) / response_tokens,
-            gap_sum=float(gap_sum),
-            adv_var=float((weight * (adv - mean) ** 2).sum() / weight.sum()),
+            gap_max=gap_max,
+            gap_mean=gap_sum / response_tokens,
+            gap_sum=gap_sum,
+            adv_var=sum(r["weight"] * (r["adv"] - mean) ** 2 for r in rows) / weight_sum,
         )
         return stats
 
@@ -162,11 +165,11 @@ class PolicyLearner:
             "weight": torch.tensor([[r["weight"]] for r in chunk], dtype=torch.float32).to(self.device),
         }
         if self.kl_coef > 0:
-            if any("ref" not in r for r in chunk):
+            if any("ref" not in r and "ref_slot" not in r for r in chunk):
                 raise ValueError(
                     f"learner {self.name}: kl_coef > 0 needs reference log-probs: call prepare_group first"
                 )
-            out["ref"] = torch.nn.utils.rnn.pad_sequence([r["ref"].float() for r in chunk], batch_first=True)
+            out["ref"] = reference_rows(chunk)
         return out
 
     def state_dict(self) -> dict:
@@ -230,15 +233,38 @@ class LLMLearner(PolicyLearner):
                 REFERENCE_BUDGET * learner.cfg.token_budget
             )  # no gradients: no activations kept, so larger micro-batches
             with torch.inference_mode(), learner.model.disable_adapter():
-                for chunk in token_chunks(rows, budget):
-                    ref, _ = response_logprobs(
+                parts = [
+                    response_logprobs(
                         learner.model,
                         [(r["prompt"], r["response"]) for r in chunk],
                         learner.temperature,
                         learner.share_prompts,
-                    )
-                    for m, r in enumerate(chunk):
-                        r["ref"] = ref[m, : len(r["response"])]  # stays on the device: no copy back
+                    )[0]
+                    for chunk in token_chunks(rows, budget)
+                ]
+            # one table [rows, longest response] on the device (no copy back); each row keeps its slot in it,
+            # so an update gathers a micro-batch's reference in one index_select (reference_rows)
+            longest = max(part.shape[1] for part in parts)
+            table = torch.cat([torch.nn.functional.pad(part, (0, longest - part.shape[1])) for part in parts])
+            for m, r in enumerate(rows):
+                r["ref_slot"] = (table, m)
+
+
+def reference_rows(rows: list[dict]) -> torch.Tensor:
+    """The rows' reference log-probs as one right-padded float32 tensor [M, longest response].
+
+    A row holds them as "ref_slot" (table, index), from `prepare_group` (whose table is 0 past
+    each row's response, as `response_logprobs` pads), or as "ref", a tensor
+    [its response length] given by hand. Rows from one table are gathered with one
+    index_select (one operator, not several per row: on a GPU host each costs launch time);
+    any other mix is padded row by row."""
+    slots = [r.get("ref_slot") for r in rows]
+    if all(slots) and len({id(table) for table, _ in slots}) == 1:
+        table = slots[0][0]
+        index = torch.tensor([m for _, m in slots]).to(table.device)
+        return table.index_select(0, index)[:, : max(len(r["response"]) for r in rows)].float()
+    per_row = [r["ref"] if slot is None else slot[0][slot[1], : len(r["response"])] for r, slot in zip(rows, slots)]
+    return torch.nn.utils.rnn.pad_sequence([ref.float() for ref in per_row], batch_first=True)
 
 
 REFERENCE_BUDGET = 4

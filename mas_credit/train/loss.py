@@ -35,22 +35,19 @@ def response_logprobs(
 
 
 def right_padded(rows: list, dtype, value=0) -> torch.Tensor:
-    """Rows of unequal length as one right-padded CPU tensor [M, L] (built on the CPU, so a
-    caller moves it to the device in one copy rather than one per row)."""
-    out = torch.full((len(rows), max(len(r) for r in rows)), value, dtype=dtype)
-    for m, row in enumerate(rows):
-        out[m, : len(row)] = torch.as_tensor(row, dtype=dtype)
-    return out
+    """Rows of unequal length as one right-padded CPU tensor [M, L], built by one `torch.tensor`
+    call from padded lists (one operator, not several per row: on a GPU host each operator
+    costs launch time), so a caller moves it to the device in one copy."""
+    width = max(len(r) for r in rows)
+    return torch.tensor([list(r) + [value] * (width - len(r)) for r in rows], dtype=dtype)
 
 
 def _left_padded(sequences: list[list[int]], device):
-    """Token ids left-padded to the longest, and their attention mask: ids, attention [M, W] on `device`."""
+    """Token ids left-padded to the longest, and their attention mask: ids, attention [M, W] on `device`
+    (each built by one `torch.tensor` call, as `right_padded`)."""
     width = max(len(s) for s in sequences)
-    ids = torch.zeros((len(sequences), width), dtype=torch.long)
-    attention = torch.zeros((len(sequences), width), dtype=torch.long)
-    for m, seq in enumerate(sequences):
-        ids[m, width - len(seq) :] = torch.tensor(seq)
-        attention[m, width - len(seq) :] = 1
+    ids = torch.tensor([[0] * (width - len(s)) + list(s) for s in sequences], dtype=torch.long)
+    attention = torch.tensor([[0] * (width - len(s)) + [1] * len(s) for s in sequences], dtype=torch.long)
     return ids.to(device), attention.to(device)
 
 

@@ -139,18 +139,19 @@ class Trainer:
             acted = batch.acted[:, i].cpu()
             record[f"credit/{self.est_label}/agent_{i}"] = float(credit_cpu[acted, i].mean()) if acted.any() else 0.0
         update_start = time.perf_counter()
+        adv_list, weight_list = advantage.tolist(), weight.tolist()
         learner_rows = {
             learner: [
                 {
                     "prompt": t.prompt_ids,
                     "response": t.response_ids,
                     "sampler_logprobs": t.logprobs,
-                    "adv": float(advantage[b, k]),
-                    "weight": float(weight[b, k]),
+                    "adv": adv_list[b][k],
+                    "weight": weight_list[b][k],
                 }
                 for b, ep in enumerate(episodes)
                 for k, t in enumerate(ep.turns)
-                if t.agent in learner.agents and t.response_ids and t.logprobs and float(weight[b, k]) > 0
+                if t.agent in learner.agents and t.response_ids and t.logprobs and weight_list[b][k] > 0
             ]
             for learner in self.learners
         }
