@@ -57,7 +57,7 @@ def run_reference(fn, batch, cfg):
     if fn == "m_grpo":
         drop, pick = alignment_draws(batch.batch_size, batch.n_turns, cfg)
         return reference.m_grpo(batch, cfg, drop.tolist(), pick.tolist())[:2]
-    return fn(batch, cfg)
+    return fn(batch, cfg)[:2]  # credit, advantage (c3_tree's reference also gives the turn weights)
 
 
 def median_time(fn, repeats, sync=None):

@@ -13,8 +13,9 @@ One iteration of episodes is collected once; then we time
   reference  `LLMLearner.prepare_group`: the one gradient-free pass of the base model (adapters
              off) over every trained agent's turns that all their updates share (kl_coef > 0)
 each the median of --repeats runs, in the same process (CUDA synchronised before and after
-each run). Per agent, an update costs update + reference / (trained adapters); target: that
-is at most 1.2x raw. Against "raw shared" the ratio is the trainer's own overhead.
+each run), in rounds that run every side in turn after one untimed round. Per agent, an update
+costs update + reference / (trained adapters); target: that is at most 1.2x raw. Against
+"raw shared" the ratio is the trainer's own overhead.
 
 --profile adds one torch.profiler run of each (raw, update with the trainer's choice, reference):
 how many aten operator calls and CUDA kernel launches it makes, and its top operators by
@@ -46,17 +47,6 @@ from mas_credit.train.trainer import Trainer  # noqa: E402
 def synchronize():
     if torch.cuda.is_available():
         torch.cuda.synchronize()
-
-
-def median_time(fn, repeats):
-    times = []
-    for _ in range(repeats):
-        synchronize()
-        start = time.perf_counter()
-        fn()
-        synchronize()
-        times.append(time.perf_counter() - start)
-    return statistics.median(times)
 
 
 LAUNCHES = ("cudaLaunchKernel", "cudaLaunchKernelExC", "cuLaunchKernel", "cuLaunchKernelEx")
@@ -134,29 +124,50 @@ def main():
             p.grad = None
             p.requires_grad_(False)
 
-    raw(False)  # warm-up
-    t_raw = median_time(lambda: raw(False), args.repeats)
-    t_raw_shared = median_time(lambda: raw(True), args.repeats)
-    t_reference = (
-        median_time(lambda: LLMLearner.prepare_group(learner_rows), args.repeats) if cfg.train.kl_coef > 0 else 0.0
-    )
     snapshot = [p.detach().clone() for p in params]
     chosen = learner.share_prompts
-    t_updates = {}
-    for shared in (not chosen, chosen):
+
+    def update(shared, step=True):
+        """learner.update with this prompt sharing; step=False leaves out gradient clipping and the AdamW step
+        (update minus that is their cost; that minus raw, the loss and the bookkeeping's)"""
         learner.share_prompts = shared
-        t_updates[shared] = median_time(lambda: learner.update(rows), args.repeats)
-        with torch.no_grad():
-            for p, s in zip(params, snapshot):
-                p.copy_(s)
+        saved = torch.nn.utils.clip_grad_norm_, learner.optimizer.step
+        if not step:
+            torch.nn.utils.clip_grad_norm_ = lambda params, max_norm: torch.zeros((), device=device)
+            learner.optimizer.step = lambda: None
+        try:
+            learner.update(rows)
+        finally:
+            torch.nn.utils.clip_grad_norm_, learner.optimizer.step = saved
+            learner.share_prompts = chosen
+
+    sides = {
+        "raw": lambda: raw(False),
+        "raw shared": lambda: raw(True),
+        "reference": lambda: LLMLearner.prepare_group(learner_rows) if cfg.train.kl_coef > 0 else None,
+        "update shared": lambda: update(True),
+        "update plain": lambda: update(False),
+        "update no step": lambda: update(chosen, step=False),
+    }
+    # rounds of every side in turn, after one untimed round: a GPU's clocks rise while it works, so timing
+    # one side's repeats before the next would favour whichever runs later
+    times = {name: [] for name in sides}
+    for timed_round in [False] + [True] * args.repeats:
+        for name, fn in sides.items():
+            synchronize()
+            start = time.perf_counter()
+            fn()
+            synchronize()
+            if timed_round:
+                times[name].append(time.perf_counter() - start)
+            with torch.no_grad():  # every update starts from the same parameters
+                for p, s in zip(params, snapshot):
+                    p.copy_(s)
+    median = {name: statistics.median(t) for name, t in times.items()}
+    t_raw, t_raw_shared, t_no_step = median["raw"], median["raw shared"], median["update no step"]
+    t_reference = median["reference"] if cfg.train.kl_coef > 0 else 0.0
+    t_updates = {True: median["update shared"], False: median["update plain"]}
     t_update = t_updates[chosen]
-    # the update with gradient clipping and the AdamW step left out (the parameters do not move): update minus
-    # this is their cost, and this minus raw is the loss and the bookkeeping's
-    clip, step = torch.nn.utils.clip_grad_norm_, learner.optimizer.step
-    torch.nn.utils.clip_grad_norm_ = lambda params, max_norm: torch.zeros((), device=device)
-    learner.optimizer.step = lambda: None
-    t_no_step = median_time(lambda: learner.update(rows), args.repeats)
-    torch.nn.utils.clip_grad_norm_, learner.optimizer.step = clip, step
     if args.profile:
         profile_counts("raw forward + backward", lambda: raw(False))
         profile_counts(f"update (prompts shared: {chosen})", lambda: learner.update(rows))
