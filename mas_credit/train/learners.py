@@ -14,7 +14,9 @@ only how to compute its log-probs.
 
 Rows (one per trained turn): prompt, response (token ids; a tabular turn's "prompt" is
 [key, *legal actions] and its "response" [chosen action], as indices), sampler_logprobs,
-adv, weight. This module must not know about games, estimators or rollouts.
+adv, weight; with kl_coef > 0 also the reference log-probs, as "ref_slot" (table, row) from
+`prepare_group` or "ref" given by hand (`reference_rows`). This module must not know about
+games, estimators or rollouts.
 """
 
 from __future__ import annotations
