@@ -191,7 +191,7 @@ def main():
         f"{1000 * (t_update - t_no_step):.1f} ms (the update without them: {t_no_step:.3f} s)"
     )
     print(
-        f"per agent: (update + reference / {len(learner_rows)}) / raw = {(t_update + share) / t_raw:.2f}x (target <= "
+        f"per agent: (update + reference / {len(learner_rows)}) / raw = {(t_update + share) / t_raw:.3f}x (target <= "
         "1.2x); "
         f"/ raw shared = {(t_update + share) / t_raw_shared:.2f}x"
     )
