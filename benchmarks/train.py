@@ -12,10 +12,13 @@ One iteration of episodes is collected once; then we time
              (`train.share_prompts: auto`: shared on a CPU, not on a GPU) is the one reported
   reference  `LLMLearner.prepare_group`: the one gradient-free pass of the base model (adapters
              off) over every trained agent's turns that all their updates share (kl_coef > 0)
+  fused      `LLMLearner.update` with `train.fuse_reference: on` (kl_coef > 0): the reference
+             log-probs from each micro-batch's copy in the first epoch's forward, the copy with
+             the adapter's output zeroed, and no reference pass (`auto`: on a GPU, not on a CPU)
 each the median of --repeats runs, in the same process (CUDA synchronised before and after
 each run), in rounds that run every side in turn after one untimed round. Per agent, an update
-costs update + reference / (trained adapters); target: that is at most 1.2x raw. Against
-"raw shared" the ratio is the trainer's own overhead.
+costs update + reference / (trained adapters), or the fused update alone; target: the trainer's
+choice is at most 1.2x raw. Against "raw shared" the ratio is the trainer's own overhead.
 
 --profile adds one torch.profiler run of each (raw, update with the trainer's choice, reference):
 how many aten operator calls and CUDA kernel launches it makes, and its top operators by
@@ -39,7 +42,7 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from mas_credit.config import load_experiment  # noqa: E402
-from mas_credit.train.learners import LLMLearner, token_chunks  # noqa: E402
+from mas_credit.train.learners import LLMLearner, adapter_output_layers, token_chunks  # noqa: E402
 from mas_credit.train.loss import response_logprobs  # noqa: E402
 from mas_credit.train.trainer import Trainer  # noqa: E402
 
@@ -125,12 +128,25 @@ def main():
             p.requires_grad_(False)
 
     snapshot = [p.detach().clone() for p in params]
-    chosen = learner.share_prompts
+    chosen, chosen_fuse = learner.share_prompts, learner.fuse_reference
+    outputs = adapter_output_layers(model, learner.adapter) if cfg.train.kl_coef > 0 else None  # None: cannot fuse
 
-    def update(shared, step=True):
-        """learner.update with this prompt sharing; step=False leaves out gradient clipping and the AdamW step
-        (update minus that is their cost; that minus raw, the loss and the bookkeeping's)"""
-        learner.share_prompts = shared
+    def separate_reference():
+        """prepare_group's one pass for every learner (none fuses while it runs): every row gets its ref_slot"""
+        saved = [(lr, lr.fuse_reference) for lr in learner_rows]
+        for lr, _ in saved:
+            lr.fuse_reference = False
+        try:
+            LLMLearner.prepare_group(learner_rows)
+        finally:
+            for lr, fuse in saved:
+                lr.fuse_reference = fuse
+
+    def update(shared, step=True, fuse=False):
+        """learner.update with this prompt sharing and reference (fused: computed in the update; otherwise the rows'
+        from the separate pass); step=False leaves out gradient clipping and the AdamW step (update minus that is
+        their cost; that minus raw, the loss and the bookkeeping's)"""
+        learner.share_prompts, learner.fuse_reference, learner.adapter_outputs = shared, fuse, outputs if fuse else None
         saved = torch.nn.utils.clip_grad_norm_, learner.optimizer.step
         if not step:
             torch.nn.utils.clip_grad_norm_ = lambda params, max_norm: torch.zeros((), device=device)
@@ -139,16 +155,21 @@ def main():
             learner.update(rows)
         finally:
             torch.nn.utils.clip_grad_norm_, learner.optimizer.step = saved
-            learner.share_prompts = chosen
+            learner.share_prompts, learner.fuse_reference = chosen, chosen_fuse
+            learner.adapter_outputs = outputs if chosen_fuse else None
 
+    if cfg.train.kl_coef > 0:
+        separate_reference()
     sides = {
         "raw": lambda: raw(False),
         "raw shared": lambda: raw(True),
-        "reference": lambda: LLMLearner.prepare_group(learner_rows) if cfg.train.kl_coef > 0 else None,
+        "reference": separate_reference if cfg.train.kl_coef > 0 else lambda: None,
         "update shared": lambda: update(True),
         "update plain": lambda: update(False),
-        "update no step": lambda: update(chosen, step=False),
+        "update no step": lambda: update(chosen, step=False, fuse=chosen_fuse),
     }
+    if outputs is not None:
+        sides["update fused"] = lambda: update(False, fuse=True)
     # rounds of every side in turn, after one untimed round: a GPU's clocks rise while it works, so timing
     # one side's repeats before the next would favour whichever runs later
     times = {name: [] for name in sides}
@@ -167,21 +188,25 @@ def main():
     t_raw, t_raw_shared, t_no_step = median["raw"], median["raw shared"], median["update no step"]
     t_reference = median["reference"] if cfg.train.kl_coef > 0 else 0.0
     t_updates = {True: median["update shared"], False: median["update plain"]}
-    t_update = t_updates[chosen]
+    t_fused = median.get("update fused")
+    t_update = t_fused if chosen_fuse else t_updates[chosen]
     if args.profile:
         profile_counts("raw forward + backward", lambda: raw(False))
-        profile_counts(f"update (prompts shared: {chosen})", lambda: learner.update(rows))
+        profile_counts(
+            f"update (prompts shared: {chosen}; reference fused: {chosen_fuse})", lambda: learner.update(rows)
+        )
         with torch.no_grad():
             for p, s in zip(params, snapshot):
                 p.copy_(s)
         if cfg.train.kl_coef > 0:
-            profile_counts("reference pass", lambda: LLMLearner.prepare_group(learner_rows))
+            profile_counts("reference pass", separate_reference)
     share = t_reference / len(learner_rows)
     print(
         f"raw forward + backward {t_raw:.3f} s (with shared prompts {t_raw_shared:.3f} s); trainer update "
         f"{t_update:.3f} s "
-        f"(prompts shared: {t_updates[True]:.3f} s, not shared: {t_updates[False]:.3f} s); "
-        f"shared reference pass {t_reference:.3f} s over {len(learner_rows)} adapters' turns"
+        f"(prompts shared: {t_updates[True]:.3f} s, not shared: {t_updates[False]:.3f} s"
+        + (f", reference fused: {t_fused:.3f} s" if t_fused is not None else "")
+        + f"); shared reference pass {t_reference:.3f} s over {len(learner_rows)} adapters' turns"
     )
     t_same = t_raw_shared if chosen else t_raw  # raw with the update's own prompt sharing
     print(f"update / raw = {t_update / t_raw:.2f}x; update / raw shared = {t_update / t_raw_shared:.2f}x")
@@ -190,10 +215,13 @@ def main():
         f"{1000 * (t_no_step - t_same):.1f} ms + gradient clipping and AdamW step "
         f"{1000 * (t_update - t_no_step):.1f} ms (the update without them: {t_no_step:.3f} s)"
     )
+    separate = (t_updates[chosen] + share) / t_raw
+    fused = f"{t_fused / t_raw:.3f}x" if t_fused is not None else "n/a (kl_coef 0 or not plain LoRA)"
+    per_agent = t_fused / t_raw if chosen_fuse else separate
     print(
-        f"per agent: (update + reference / {len(learner_rows)}) / raw = {(t_update + share) / t_raw:.3f}x (target <= "
-        "1.2x); "
-        f"/ raw shared = {(t_update + share) / t_raw_shared:.2f}x"
+        f"per agent, the trainer's choice (reference fused: {chosen_fuse}): {per_agent:.3f}x raw (target <= 1.2x); "
+        f"(update + reference / {len(learner_rows)}) / raw = {separate:.3f}x; fused update / raw = {fused}; "
+        f"the trainer's choice / raw shared = {per_agent * t_raw / t_raw_shared:.2f}x"
     )
 
 

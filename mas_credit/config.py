@@ -211,6 +211,13 @@ class TrainConfig:
     share_prompts: str = "auto"
     """encode each distinct prompt once in the update and reference passes: auto (on CPU yes, on a GPU no: there
     the extra cache gather costs more than the prompt tokens it saves) | on | off"""
+    fuse_reference: str = "auto"
+    """with kl_coef > 0, where the reference (base model) log-probs come from: on = inside each adapter's
+    first-epoch forward, its micro-batches run twice over, the second copy with the adapter's LoRA output zeroed
+    (no separate pass: on a GPU, bound by kernel launches, the doubled batch costs far less than a pass of its
+    own); off = one gradient-free pass of the base model per model and iteration, shared by its adapters; auto =
+    on on a GPU, off on a CPU (where the doubled batch costs its compute). On needs one-pass rows: it turns
+    share_prompts' auto off, and share_prompts: on with it is an error"""
     tis_cap: float = 0.0
     """truncated importance sampling of the sampler/trainer gap (Yao et al. 2025): each token's policy-gradient term
     is weighted by min(exp(old - sampler), tis_cap); 0 = off (the default: transformers rollouts sample the policy
@@ -237,8 +244,9 @@ class TrainConfig:
 
     def __post_init__(self):
         # YAML 1.1 reads `on`/`off` as booleans, which reach this str field as "True"/"False"
-        spelled = {"True": "on", "False": "off"}.get(str(self.share_prompts), self.share_prompts)
-        object.__setattr__(self, "share_prompts", spelled)
+        for name in ("share_prompts", "fuse_reference"):
+            value = getattr(self, name)
+            object.__setattr__(self, name, {"True": "on", "False": "off"}.get(str(value), value))
 
 
 @dataclass(frozen=True)
@@ -330,7 +338,7 @@ BATCH_MODES = ("study", "train")
 EXECUTORS = ("local", "ray")
 OPTION_SCHEMA = {"games": GameConfig, "agents": TeamConfig, "estimators": EstimatorConfig}
 DEVICES = ("auto", "cpu", "cuda")
-SHARE_PROMPTS = ("auto", "on", "off")
+SWITCHES = ("auto", "on", "off")  # train.share_prompts, train.fuse_reference
 MAX_SEED = 2**32 - 1  # numpy's generators take no negative seed; parquet and torch take no unbounded one
 
 
@@ -751,9 +759,15 @@ def validate_train(cfg: ExperimentConfig, where: str = "experiment") -> None:
         raise ConfigError(
             f"{where}: train.success_target must be in (0, 1] (a greedy team success rate), got {t.success_target}"
         )
-    if t.share_prompts not in SHARE_PROMPTS:
+    for name in ("share_prompts", "fuse_reference"):
+        if getattr(t, name) not in SWITCHES:
+            raise ConfigError(
+                f"{where}: train.{name} '{getattr(t, name)}' is not valid; valid choices: {', '.join(SWITCHES)}"
+            )
+    if t.fuse_reference == "on" and t.share_prompts == "on":
         raise ConfigError(
-            f"{where}: train.share_prompts '{t.share_prompts}' is not valid; valid choices: {', '.join(SHARE_PROMPTS)}"
+            f"{where}: train.fuse_reference: on runs each micro-batch twice in one pass, which needs one-pass rows; "
+            "set train.share_prompts to auto or off, or train.fuse_reference to auto or off"
         )
     if not (t.tis_cap == 0 or t.tis_cap >= 1):
         raise ConfigError(

@@ -394,17 +394,18 @@ def test_a_numbered_cuda_device_is_a_valid_estimator_device():
     assert cfg.estimators[0].device == "cuda:1"
 
 
+@pytest.mark.parametrize("field", ["share_prompts", "fuse_reference"])
 @pytest.mark.parametrize("spelled", ["on", "off", "auto"])
-def test_share_prompts_on_and_off_survive_yaml_booleans(tmp_path, spelled):
+def test_switches_on_and_off_survive_yaml_booleans(tmp_path, spelled, field):
     """YAML 1.1 reads `on`/`off` as booleans: on the command line, in a file and in a run's
     resolved config.yaml they still mean the documented choices."""
     from mas_credit.config import load_resolved, to_yaml, validate_train
 
     base = ROOT / "experiments" / "train_trio.yaml"
-    from_cli = load_experiment(base, [f"train.share_prompts={spelled}"])
-    path = write(tmp_path, base.read_text() + f"  share_prompts: {spelled}\n")
+    from_cli = load_experiment(base, [f"train.{field}={spelled}"])
+    path = write(tmp_path, base.read_text() + f"  {field}: {spelled}\n")
     from_file = load_experiment(path)
     (tmp_path / "config.yaml").write_text(to_yaml(from_cli))
     for cfg in (from_cli, from_file, load_resolved(tmp_path / "config.yaml")):
-        assert cfg.train.share_prompts == spelled
+        assert getattr(cfg.train, field) == spelled
         validate_train(cfg, "exp.yaml")

@@ -2,6 +2,7 @@
 estimator; a killed run resumes to the same parameters and metrics; config mistakes fail
 before any model loads; the loss against a plain recomputation."""
 
+import dataclasses
 import json
 import math
 
@@ -12,7 +13,7 @@ import torch
 from mas_credit.agents import ActResult, ScriptedTeam
 from mas_credit.agents.hf import sequence_logprobs
 from mas_credit.config import load_experiment, validate_train
-from mas_credit.train.learners import LLMLearner, reference_rows
+from mas_credit.train.learners import LLMLearner, adapter_output_layers, reference_rows, rows_without_adapter
 from mas_credit.train.loss import _left_padded, policy_loss, response_logprobs, right_padded
 from mas_credit.train.trainer import Trainer, resume
 
@@ -176,6 +177,12 @@ BAD = [
         "train needs a team that learns (team.kind llm, or mixed with a tabular member), got scripted",
     ),
     (["train.share_prompts=sometimes"], "train.share_prompts 'sometimes' is not valid; valid choices: auto, on, off"),
+    (["train.fuse_reference=always"], "train.fuse_reference 'always' is not valid; valid choices: auto, on, off"),
+    (
+        ["train.fuse_reference=on", "train.share_prompts=on"],
+        "train.fuse_reference: on runs each micro-batch twice in one pass, which needs one-pass rows; set "
+        "train.share_prompts to auto or off",
+    ),
     (["train.tis_cap=0.5"], "train.tis_cap must be 0 (off) or >= 1"),
     (["team.dtype=float8"], "team.dtype 'float8' is not valid; valid choices: auto, float32, bfloat16, float16"),
 ]
@@ -239,6 +246,7 @@ def spy_policy_loss(monkeypatch):
             {
                 "logp": logp.detach().cpu(),
                 "old": old.cpu(),
+                "ref": ref.detach().cpu(),
                 "weight": weight.cpu(),
                 "tis": None if args[-1] is None else args[-1].cpu(),
             }
@@ -375,7 +383,14 @@ def test_shared_prompt_logprobs_and_gradients_equal_one_pass():
 @pytest.mark.parametrize("device", DEVICES)
 def test_reference_logprobs_are_the_base_model_without_any_adapter(tmp_path, device):
     trainer = trainer_for(
-        ["estimators=[grpo]", "train.iterations=1", f"team.device={device}", "team.dtype=float32"], tmp_path / "ref"
+        [
+            "estimators=[grpo]",
+            "train.iterations=1",
+            f"team.device={device}",
+            "team.dtype=float32",
+            "train.fuse_reference=off",  # the separate pass (auto fuses on a GPU)
+        ],
+        tmp_path / "ref",
     )
     trainer.run()  # adapters have moved away from the base model
     _, episodes = trainer.collect(1)
@@ -400,6 +415,157 @@ def test_reference_logprobs_are_the_base_model_without_any_adapter(tmp_path, dev
             ref = reference_rows([row])[0].cpu().numpy()
             np.testing.assert_allclose(ref, base, atol=1e-5)
             assert not np.allclose(ref, adapted, atol=1e-5), "the reference must not include the trained adapter"
+
+
+def perturbed_adapters(trainer) -> None:
+    """Every adapter away from the base model (LoRA B starts at 0), the same way in every trainer."""
+    with torch.no_grad():
+        for name, p in trainer.team.models[0].named_parameters():
+            if "lora_B" in name:
+                p.copy_(torch.randn(p.shape, generator=torch.Generator().manual_seed(0)) * 0.05)
+
+
+@pytest.mark.parametrize("device", DEVICES)
+def test_a_fused_reference_gives_the_separate_pass_update(device, tmp_path, monkeypatch):
+    """train.fuse_reference: on (the reference log-probs from each micro-batch's copy in the first
+    epoch's forward, with the adapter's output zeroed) against off (one separate pass with the
+    adapters disabled), on the same episodes: the same reference log-probs, losses, KL, and
+    parameters after two epochs; and the fused run never disables an adapter."""
+    runs = {}
+    episodes = None
+    for fuse in ("off", "on"):
+        trainer = trainer_for(
+            [
+                "estimators=[grpo]",
+                f"team.device={device}",
+                "team.dtype=float32",
+                f"train.fuse_reference={fuse}",
+                "train.epochs=2",
+                "train.token_budget=256",
+            ],
+            tmp_path / fuse,
+        )
+        perturbed_adapters(trainer)
+        assert [learner.fuse_reference for learner in trainer.learners] == [fuse == "on"] * 3
+        if episodes is None:
+            _, episodes = trainer.collect(0)
+        monkeypatch.setattr(trainer, "collect", lambda iteration, t=trainer: (t.games[0], episodes))
+        model, disabled = trainer.team.models[0], []
+        monkeypatch.setattr(model, "disable_adapter", lambda real=model.disable_adapter: disabled.append(1) or real())
+        calls = spy_policy_loss(monkeypatch)
+        record = trainer.step(0)
+        params = {n: p.detach().cpu().clone() for n, p in model.named_parameters() if "lora_" in n}
+        runs[fuse] = record, calls, params, len(disabled)
+    (off, off_calls, off_params, off_disabled), (on, on_calls, on_params, on_disabled) = runs["off"], runs["on"]
+    assert off_disabled == 1 and on_disabled == 0  # one separate pass for the three adapters; none when fused
+    assert len(on_calls) == len(off_calls) >= 6
+    for a, b in zip(off_calls, on_calls):
+        assert torch.equal(a["weight"], b["weight"])
+        torch.testing.assert_close(b["ref"], a["ref"], atol=1e-5, rtol=1e-5)
+        torch.testing.assert_close(b["logp"], a["logp"], atol=1e-5, rtol=1e-5)
+    keys = [k for k in off if k.startswith(("loss/", "train/logprob_gap"))]
+    assert any(k.endswith("/kl") and off[k] > 1e-4 for k in keys)  # the adapters are away from the base
+    for k in keys:
+        assert on[k] == pytest.approx(off[k], rel=1e-4, abs=1e-6), k
+    assert off_params.keys() == on_params.keys()
+    # AdamW's steps are about lr = 0.01 each whatever the gradient's size, so rounding in a near-zero gradient moves a
+    # parameter by a visible fraction of a step; a wrong reference or gradient would move it by whole steps
+    for name in off_params:
+        torch.testing.assert_close(on_params[name], off_params[name], atol=2e-4, rtol=0)
+
+
+def test_the_fused_reference_is_the_base_model_turn_by_turn(tmp_path, monkeypatch):
+    """The slow, obvious reference: each turn's reference log-probs from the fused forward equal
+    a forward of that turn alone with the adapters disabled, and differ from the adapter's."""
+    trainer = trainer_for(
+        ["estimators=[grpo]", "train.trained_agents=[1]", "team.device=cpu", "train.fuse_reference=on"], tmp_path
+    )
+    perturbed_adapters(trainer)
+    _, episodes = trainer.collect(0)
+    model, temperature = trainer.team.models[0], trainer.team.cfg.temperature
+    turns = sorted(
+        (t for ep in episodes for t in ep.turns if t.agent == 1), key=lambda t: (len(t.prompt_ids), t.prompt_ids)
+    )
+    with model.disable_adapter():
+        base = [sequence_logprobs(model, t.prompt_ids, t.response_ids, temperature) for t in turns]
+    model.set_adapter("agent_1")
+    adapted = [sequence_logprobs(model, t.prompt_ids, t.response_ids, temperature) for t in turns]
+    calls = spy_policy_loss(monkeypatch)
+    monkeypatch.setattr(trainer, "collect", lambda iteration: (trainer.games[0], episodes))
+    trainer.step(0)
+    refs = [row[: int(w.gt(0).sum())] for call in calls for row, w in zip(call["ref"], call["weight"])]
+    assert len(refs) == len(turns) > 0
+    for ref, expected, policy in zip(refs, base, adapted):
+        np.testing.assert_allclose(ref.numpy(), expected, atol=1e-5)
+        assert not np.allclose(ref.numpy(), policy, atol=1e-5)
+
+
+@pytest.mark.parametrize("device", DEVICES)
+@pytest.mark.parametrize(
+    "fuse,share,kl,expected",
+    [
+        ("auto", "auto", 0.02, {"cpu": (False, True), "cuda": (True, False)}),
+        ("on", "auto", 0.02, {"cpu": (True, False), "cuda": (True, False)}),
+        ("off", "auto", 0.02, {"cpu": (False, True), "cuda": (False, False)}),
+        ("auto", "on", 0.02, {"cpu": (False, True), "cuda": (False, True)}),
+        ("on", "off", 0.0, {"cpu": (False, False), "cuda": (False, False)}),  # no KL term: no reference at all
+    ],
+)
+def test_auto_fuses_the_reference_on_a_gpu_and_shares_prompts_on_a_cpu(device, fuse, share, kl, expected, tmp_path):
+    """(fuse_reference, share_prompts) as each learner resolves them, per device."""
+    cfg = load_experiment(
+        QUICK,
+        TINY
+        + [
+            "estimators=[grpo]",
+            f"team.device={device}",
+            f"train.fuse_reference={fuse}",
+            f"train.share_prompts={share}",
+            f"train.kl_coef={kl}",
+        ],
+    )
+    validate_train(cfg)
+    trainer = Trainer(cfg, tmp_path, progress=False)
+    assert {(learner.fuse_reference, learner.share_prompts) for learner in trainer.learners} == {expected[device]}
+
+
+@pytest.mark.filterwarnings("ignore:Model has `tie_word_embeddings=True`")  # the embedding adapter, on purpose
+def test_fusing_needs_plain_lora_on_linear_layers(tmp_path):
+    """A DoRA adapter's output is not its lora_B's alone: no layers to zero, so `on` is an error
+    that names the field and `auto` falls back to the separate pass."""
+    from peft import LoraConfig
+
+    trainer = trainer_for(["estimators=[grpo]", "team.device=cpu"], tmp_path)
+    model = trainer.team.models[0]
+    assert len(adapter_output_layers(model, "agent_0")) == 2 * model.config.num_hidden_layers  # q and v
+    model.add_adapter("dora", LoraConfig(r=2, target_modules=["q_proj"], use_dora=True))
+    model.add_adapter("embed", LoraConfig(r=2, target_modules=["embed_tokens"]))
+    assert adapter_output_layers(model, "dora") is None and adapter_output_layers(model, "embed") is None
+    assert adapter_output_layers(model, "no_such_adapter") is None
+    cfg = trainer.cfg.train
+    for fuse, expected in (("on", None), ("auto", False)):
+        t = dataclasses.replace(cfg, fuse_reference=fuse)
+        if expected is None:
+            with pytest.raises(ValueError, match="train.fuse_reference: on needs plain LoRA adapters"):
+                LLMLearner(trainer.team.llm, 0, "dora", [0], t)
+        else:
+            assert LLMLearner(trainer.team.llm, 0, "dora", [0], t).fuse_reference is expected
+
+
+def test_rows_without_adapter_zeroes_chosen_rows_and_always_removes_its_hooks():
+    layer = torch.nn.Linear(3, 2)
+    x = torch.randn(4, 5, 3)
+    keep = torch.tensor([1.0, 0.0, 1.0, 0.0]).view(-1, 1, 1)
+    with rows_without_adapter([layer], keep):
+        out = layer(x)
+        with pytest.raises(RuntimeError, match="is not \\[4, T, F\\]"):
+            layer(x[:2])  # a batch of another size is refused, not broadcast
+    expected = layer(x)
+    assert torch.equal(out[0::2], expected[0::2]) and not out[1::2].any()
+    with pytest.raises(KeyError):
+        with rows_without_adapter([layer], keep):
+            raise KeyError("inside")
+    assert not layer._forward_hooks and torch.equal(layer(x), expected)
 
 
 def test_padding_helpers_equal_a_plain_loop():

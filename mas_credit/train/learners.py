@@ -21,6 +21,8 @@ games, estimators or rollouts.
 
 from __future__ import annotations
 
+from contextlib import contextmanager
+
 import torch
 
 from mas_credit.agents.protocol import ModelTeam
@@ -54,6 +56,8 @@ class PolicyLearner:
     optimizer: torch.optim.Optimizer
     device: torch.device
     kl_coef: float = 0.0
+    fuse_reference: bool = False
+    """True: the reference log-probs come from `first_logprobs`, not from `prepare_group`"""
 
     def __init__(self, train_cfg):
         self.cfg = train_cfg
@@ -66,6 +70,11 @@ class PolicyLearner:
     def logprobs(self, pairs: list[tuple[list[int], list[int]]]):
         """logp [M, L], mask [M, L] of each row's response after its prompt, with gradients."""
         raise NotImplementedError
+
+    def first_logprobs(self, chunk: dict):
+        """The first epoch's logp, mask of a micro-batch (detached, its old log-probs). A learner
+        with `fuse_reference` also puts the micro-batch's reference log-probs in chunk["ref"]."""
+        return self.logprobs(chunk["pairs"])
 
     def begin(self) -> None:
         for p in self.params:
@@ -109,7 +118,7 @@ class PolicyLearner:
             self.optimizer.zero_grad(set_to_none=True)
             sums = {"pg": zero, "kl": zero, "clipped": zero}
             for chunk in chunks:
-                logp, mask = self.logprobs(chunk["pairs"])
+                logp, mask = self.first_logprobs(chunk) if epoch == 0 else self.logprobs(chunk["pairs"])
                 if epoch == 0:
                     chunk["old"] = logp.detach()
                     gap = torch.where(mask, (chunk["old"] - chunk["sampler"]).abs(), torch.zeros_like(logp))
@@ -166,7 +175,7 @@ class PolicyLearner:
             "adv": torch.tensor([[r["adv"]] for r in chunk], dtype=torch.float32).to(self.device),
             "weight": torch.tensor([[r["weight"]] for r in chunk], dtype=torch.float32).to(self.device),
         }
-        if self.kl_coef > 0:
+        if self.kl_coef > 0 and not self.fuse_reference:
             if any("ref" not in r and "ref_slot" not in r for r in chunk):
                 raise ValueError(
                     f"learner {self.name}: kl_coef > 0 needs reference log-probs: call prepare_group first"
@@ -201,8 +210,23 @@ class LLMLearner(PolicyLearner):
         self.optimizer = torch.optim.AdamW(self.params, lr=train_cfg.lr, weight_decay=0.0, fused=fused)
         self.kl_coef = train_cfg.kl_coef
         self.temperature = team.cfg.temperature if team.cfg.temperature > 0 else 1.0
-        # encoding each distinct prompt once wins on a CPU and loses on a GPU (benchmarks/train.py measures both)
-        self.share_prompts = {"on": True, "off": False}.get(train_cfg.share_prompts, self.device.type == "cpu")
+        # on a GPU, bound by kernel launches, a doubled first-epoch batch costs less than a reference pass of its
+        # own; on a CPU it costs its compute (benchmarks/train.py measures both)
+        fuse = {"on": True, "off": False}.get(
+            train_cfg.fuse_reference, self.device.type == "cuda" and train_cfg.share_prompts != "on"
+        )
+        self.adapter_outputs = adapter_output_layers(self.model, adapter) if fuse and self.kl_coef > 0 else None
+        if train_cfg.fuse_reference == "on" and self.kl_coef > 0 and self.adapter_outputs is None:
+            raise ValueError(
+                f"train.fuse_reference: on needs plain LoRA adapters on linear layers; adapter {adapter} has other "
+                "kinds (embedding LoRA, DoRA or another variant): set train.fuse_reference to auto or off"
+            )
+        self.fuse_reference = self.adapter_outputs is not None
+        # encoding each distinct prompt once wins on a CPU and loses on a GPU (benchmarks/train.py measures both);
+        # a fused reference needs one-pass rows
+        self.share_prompts = {"on": True, "off": False}.get(
+            train_cfg.share_prompts, self.device.type == "cpu" and not fuse
+        )
 
     def begin(self) -> None:
         for p in self.model.parameters():
@@ -216,6 +240,20 @@ class LLMLearner(PolicyLearner):
     def logprobs(self, pairs):
         return response_logprobs(self.model, pairs, self.temperature, self.share_prompts)
 
+    def first_logprobs(self, chunk):
+        """With `fuse_reference`: the micro-batch's rows twice over in one forward, the second copy
+        with this adapter's output zeroed (the base model: the reference, as `prepare_group`
+        computes it with the adapter disabled). The copy gets no gradient (the loss never reads
+        it), so the update is the plain one's."""
+        if not self.fuse_reference:
+            return super().first_logprobs(chunk)
+        pairs, m = chunk["pairs"], len(chunk["pairs"])
+        keep = torch.tensor([1.0] * m + [0.0] * m, dtype=self.adapter_outputs[0].weight.dtype)
+        with rows_without_adapter(self.adapter_outputs, keep.view(-1, 1, 1).to(self.device)):
+            logp, mask = response_logprobs(self.model, pairs + pairs, self.temperature, share_prompts=False)
+        chunk["ref"] = logp[m:].detach()
+        return logp[:m], mask[:m]
+
     @classmethod
     def prepare_group(cls, learner_rows: dict) -> None:
         """Add "ref" (the reference policy's log-probs of each response token) to every row.
@@ -226,7 +264,7 @@ class LLMLearner(PolicyLearner):
         """
         by_model: dict[int, list] = {}
         for learner, rows in learner_rows.items():
-            if learner.kl_coef > 0:
+            if learner.kl_coef > 0 and not learner.fuse_reference:  # a fused learner computes it in its update
                 by_model.setdefault(learner.model_index, []).append((learner, rows))
         for members in by_model.values():
             learner = members[0][0]
@@ -267,6 +305,40 @@ def reference_rows(rows: list[dict]) -> torch.Tensor:
         return table.index_select(0, index)[:, : max(len(r["response"]) for r in rows)].float()
     per_row = [r["ref"] if slot is None else slot[0][slot[1], : len(r["response"])] for r, slot in zip(rows, slots)]
     return torch.nn.utils.rnn.pad_sequence([ref.float() for ref in per_row], batch_first=True)
+
+
+def adapter_output_layers(model, adapter: str) -> list[torch.nn.Module] | None:
+    """Every `lora_B[adapter]` of a peft LoRA model: the layers whose outputs, scaled and added to
+    their base layers', are the adapter's whole contribution. None where the adapter also has
+    other kinds (embedding LoRA, DoRA or another variant), or none at all."""
+    layers = []
+    for module in model.modules():
+        if adapter in getattr(module, "lora_embedding_A", {}) or adapter in getattr(module, "lora_variant", {}):
+            return None
+        if adapter in getattr(module, "lora_A", {}):
+            if adapter not in getattr(module, "lora_B", {}):
+                return None
+            layers.append(module.lora_B[adapter])
+    return layers or None
+
+
+@contextmanager
+def rows_without_adapter(layers: list[torch.nn.Module], keep: torch.Tensor):
+    """Within the block, each layer's output is multiplied by keep [B, 1, 1] (1 = the row keeps
+    the adapter, 0 = its output is zeroed: the row sees the base model), by forward hooks that
+    are removed on the way out."""
+
+    def hook(_layer, _inputs, out):
+        if out.dim() != 3 or out.shape[0] != keep.shape[0]:  # [B, T, features] only: no silent broadcast
+            raise RuntimeError(f"rows_without_adapter: output {tuple(out.shape)} is not [{keep.shape[0]}, T, F]")
+        return out * keep
+
+    handles = [layer.register_forward_hook(hook) for layer in layers]
+    try:
+        yield
+    finally:
+        for handle in handles:
+            handle.remove()
 
 
 REFERENCE_BUDGET = 4
