@@ -20,7 +20,7 @@ each run), in rounds that run every side in turn after one untimed round. Per ag
 costs update + reference / (trained adapters), or the fused update alone; target: the trainer's
 choice is at most 1.2x raw. Against "raw shared" the ratio is the trainer's own overhead.
 
---profile adds one torch.profiler run of each (raw, update with the trainer's choice, reference):
+--profile adds one torch.profiler run of each (raw, the update without and with the fused reference, reference):
 how many aten operator calls and CUDA kernel launches it makes, and its top operators by
 self host time (and by CUDA time where there is a GPU). At this model size a GPU pass is bound
 by launches, so the counts say where an update's time goes beyond raw's. The update is also
@@ -192,12 +192,14 @@ def main():
     t_update = t_fused if chosen_fuse else t_updates[chosen]
     if args.profile:
         profile_counts("raw forward + backward", lambda: raw(False))
-        profile_counts(
-            f"update (prompts shared: {chosen}; reference fused: {chosen_fuse})", lambda: learner.update(rows)
-        )
-        with torch.no_grad():
-            for p, s in zip(params, snapshot):
-                p.copy_(s)
+        variants = [("prompts shared" if chosen else "one pass", lambda: update(chosen))]
+        if outputs is not None:  # the fused update as well, whichever the trainer chose
+            variants.append(("reference fused", lambda: update(False, fuse=True)))
+        for label, fn in variants:
+            profile_counts(f"update ({label})", fn)
+            with torch.no_grad():
+                for p, s in zip(params, snapshot):
+                    p.copy_(s)
         if cfg.train.kl_coef > 0:
             profile_counts("reference pass", separate_reference)
     share = t_reference / len(learner_rows)

@@ -216,8 +216,9 @@ class TrainConfig:
     first-epoch forward, its micro-batches run twice over, the second copy with the adapter's LoRA output zeroed
     (no separate pass: on a GPU, bound by kernel launches, the doubled batch costs far less than a pass of its
     own); off = one gradient-free pass of the base model per model and iteration, shared by its adapters; auto =
-    on on a GPU, off on a CPU (where the doubled batch costs its compute). On needs one-pass rows: it turns
-    share_prompts' auto off, and share_prompts: on with it is an error"""
+    on on a GPU, off on a CPU (where the doubled batch costs its compute). Fused, the first epoch's micro-batches
+    hold twice their rows (token_budget counts one copy). It needs one-pass rows: it turns share_prompts' auto off,
+    and share_prompts: on with it is an error"""
     tis_cap: float = 0.0
     """truncated importance sampling of the sampler/trainer gap (Yao et al. 2025): each token's policy-gradient term
     is weighted by min(exp(old - sampler), tis_cap); 0 = off (the default: transformers rollouts sample the policy

@@ -508,7 +508,7 @@ def test_the_fused_reference_is_the_base_model_turn_by_turn(tmp_path, monkeypatc
         ("on", "auto", 0.02, {"cpu": (True, False), "cuda": (True, False)}),
         ("off", "auto", 0.02, {"cpu": (False, True), "cuda": (False, False)}),
         ("auto", "on", 0.02, {"cpu": (False, True), "cuda": (False, True)}),
-        ("on", "off", 0.0, {"cpu": (False, False), "cuda": (False, False)}),  # no KL term: no reference at all
+        ("on", "auto", 0.0, {"cpu": (False, True), "cuda": (False, False)}),  # no KL term: no reference at all
     ],
 )
 def test_auto_fuses_the_reference_on_a_gpu_and_shares_prompts_on_a_cpu(device, fuse, share, kl, expected, tmp_path):

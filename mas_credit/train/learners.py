@@ -225,7 +225,7 @@ class LLMLearner(PolicyLearner):
         # encoding each distinct prompt once wins on a CPU and loses on a GPU (benchmarks/train.py measures both);
         # a fused reference needs one-pass rows
         self.share_prompts = {"on": True, "off": False}.get(
-            train_cfg.share_prompts, self.device.type == "cpu" and not fuse
+            train_cfg.share_prompts, self.device.type == "cpu" and not self.fuse_reference
         )
 
     def begin(self) -> None:
