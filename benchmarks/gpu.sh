@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Every GPU figure in one command, on a machine with CUDA, within GPU_BUDGET_S seconds (default 360, the issue's
-# 6 minutes; on one H200 on 2026-11-27 the benchmarks took about 130 s and the suite 194 s on 12 workers, which
-# left it under 20 s to spare in the default budget: it now has 15):
+# 6 minutes; on one H200 on 2026-11-27 the benchmarks took 141 s and the suite 159 s on 15 workers, at commit
+# 59fcea7; the training benchmark has had one more side since, about 10 s):
 #   1. the estimator benchmark (CPU vs CUDA), the rollout benchmark (team, one raw generate, the naive loop:
 #      tokens/s), the trainer benchmark (update / raw forward + backward, with --profile: operator calls,
 #      kernel launches and top operators of each) and the training quickstart's wall time;
@@ -51,7 +51,7 @@ collecting=$!
 step estimators 30 $py benchmarks/estimators.py --tasks 64 --repeats 7
 step rollout 45 $py benchmarks/rollout.py --episodes 32 --skip-gguf
 grep -E "tokens/s|team rollout|raw model.generate|naive loop|team / raw" "$out/rollout.log" >> "$summary"
-step train 60 $py benchmarks/train.py --repeats 9 --profile   # medians of 9: GPU timings of 0.1 s vary
+step train 75 $py benchmarks/train.py --repeats 9 --profile   # medians of 9: GPU timings of 0.1 s vary (49 s with 6 sides; now 7)
 grep -E "update|per agent|^profile" "$out/train.log" >> "$summary"
 rm -rf /tmp/mas-credit-gpu-quickstart
 step quickstart 60 $py -m mas_credit.cli train experiments/quickstart.yaml --out /tmp/mas-credit-gpu-quickstart --no-progress
