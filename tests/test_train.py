@@ -259,11 +259,13 @@ def spy_policy_loss(monkeypatch):
 
 @pytest.mark.parametrize("device", DEVICES)
 @pytest.mark.parametrize("dtype", ["float32", "bfloat16"])
-def test_first_epoch_ratio_is_exactly_one_before_any_parameter_moves(device, dtype, tmp_path, monkeypatch):
+@pytest.mark.parametrize("fuse", ["auto", "on"])
+def test_first_epoch_ratio_is_exactly_one_before_any_parameter_moves(device, dtype, fuse, tmp_path, monkeypatch):
     """The real sampler (the team's own batched generate) in the given dtype. The sampler's
     log-probs differ from the trainer's forward by the rollout's numerics (in bfloat16 by far
     more than in float32); the trainer's old log-probs are its own, so the first epoch's ratio
-    is exactly 1 and nothing is clipped, whatever the gap."""
+    is exactly 1 and nothing is clipped, whatever the gap; with the reference fused into that
+    forward (train.fuse_reference: on; auto does it on a GPU) as well."""
     cfg = load_experiment(
         QUICK,
         TINY
@@ -271,6 +273,7 @@ def test_first_epoch_ratio_is_exactly_one_before_any_parameter_moves(device, dty
             "estimators=[grpo]",
             f"team.device={device}",
             f"team.dtype={dtype}",
+            f"train.fuse_reference={fuse}",
             "train.clip_eps=0.01",
             "train.epochs=2",
             "train.token_budget=256",
@@ -618,12 +621,20 @@ def test_training_experiments_pass_the_training_rules(name, kind):
 
 
 @pytest.mark.parametrize("sharing", ["shared", "separate"])
-def test_other_sharing_modes_train(sharing, tmp_path):
+@pytest.mark.parametrize("fuse", ["auto", "on"])
+def test_other_sharing_modes_train(sharing, fuse, tmp_path):
     trainer = trainer_for(
-        ["estimators=[grpo]", f"team.sharing={sharing}", "train.iterations=1", "train.trained_agents=[0]"],
+        [
+            "estimators=[grpo]",
+            f"team.sharing={sharing}",
+            "train.iterations=1",
+            "train.trained_agents=[0]",
+            f"train.fuse_reference={fuse}",
+        ],
         tmp_path / sharing,
     )
     assert len(trainer.learners) == 1
+    assert trainer.learners[0].fuse_reference == (fuse == "on" or trainer.team.device.type == "cuda")
     before = trainer.adapter_state()
     trainer.run()
     after = trainer.adapter_state()
