@@ -516,19 +516,8 @@ def test_the_fused_reference_is_the_base_model_turn_by_turn(tmp_path, monkeypatc
 )
 def test_auto_fuses_the_reference_on_a_gpu_and_shares_prompts_on_a_cpu(device, fuse, share, kl, expected, tmp_path):
     """(fuse_reference, share_prompts) as each learner resolves them, per device."""
-    cfg = load_experiment(
-        QUICK,
-        TINY
-        + [
-            "estimators=[grpo]",
-            f"team.device={device}",
-            f"train.fuse_reference={fuse}",
-            f"train.share_prompts={share}",
-            f"train.kl_coef={kl}",
-        ],
-    )
-    validate_train(cfg)
-    trainer = Trainer(cfg, tmp_path, progress=False)
+    overrides = [f"team.device={device}", f"train.fuse_reference={fuse}", f"train.share_prompts={share}"]
+    trainer = trainer_for(["estimators=[grpo]", f"train.kl_coef={kl}", *overrides], tmp_path)
     assert {(learner.fuse_reference, learner.share_prompts) for learner in trainer.learners} == {expected[device]}
 
 
