@@ -12,7 +12,7 @@ import torch
 
 from mas_credit.agents import ActResult, ScriptedTeam
 from mas_credit.agents.hf import sequence_logprobs
-from mas_credit.config import load_experiment, validate_train
+from mas_credit.config import ConfigError, load_experiment, validate_train
 from mas_credit.train.learners import LLMLearner, adapter_output_layers, reference_rows, rows_without_adapter
 from mas_credit.train.loss import _left_padded, policy_loss, response_logprobs, right_padded
 from mas_credit.train.trainer import Trainer, resume
@@ -538,10 +538,25 @@ def test_fusing_needs_plain_lora_on_linear_layers(tmp_path):
     for fuse, expected in (("on", None), ("auto", False)):
         t = dataclasses.replace(cfg, fuse_reference=fuse)
         if expected is None:
-            with pytest.raises(ValueError, match="train.fuse_reference: on needs plain LoRA adapters"):
+            with pytest.raises(ConfigError, match="train.fuse_reference: on needs plain LoRA adapters"):
                 LLMLearner(trainer.team.llm, 0, "dora", [0], t)
         else:
             assert LLMLearner(trainer.team.llm, 0, "dora", [0], t).fuse_reference is expected
+
+
+@pytest.mark.filterwarnings("ignore:Model has `tie_word_embeddings=True`")  # the embedding adapter, on purpose
+def test_fusing_an_embedding_adapter_on_is_a_one_line_error_with_exit_code_2(tmp_path, run_main):
+    code, _, err = run_main(
+        "train",
+        QUICK,
+        *TINY,
+        "team.lora_targets=[q_proj,embed_tokens]",
+        "train.fuse_reference=on",
+        "--out",
+        tmp_path / "x",
+    )
+    assert code == 2 and err.startswith("mas-credit: error: ") and err.count("\n") == 1, err
+    assert "train.fuse_reference: on needs plain LoRA adapters on linear layers" in err
 
 
 def test_rows_without_adapter_zeroes_chosen_rows_and_always_removes_its_hooks():

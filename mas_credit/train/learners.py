@@ -27,6 +27,7 @@ import torch
 
 from mas_credit.agents.protocol import ModelTeam
 from mas_credit.agents.tabular import MixedTeam
+from mas_credit.config import ConfigError
 from mas_credit.train.loss import policy_loss, response_logprobs, right_padded
 
 
@@ -217,7 +218,7 @@ class LLMLearner(PolicyLearner):
         )
         self.adapter_outputs = adapter_output_layers(self.model, adapter) if fuse and self.kl_coef > 0 else None
         if train_cfg.fuse_reference == "on" and self.kl_coef > 0 and self.adapter_outputs is None:
-            raise ValueError(
+            raise ConfigError(  # the CLI's exit 2 with this line, not a traceback
                 f"train.fuse_reference: on needs plain LoRA adapters on linear layers; adapter {adapter} has other "
                 "kinds (embedding LoRA, DoRA or another variant): set train.fuse_reference to auto or off"
             )
