@@ -469,8 +469,8 @@ def test_a_fused_reference_gives_the_separate_pass_update(device, tmp_path, monk
     keys = [k for k in off if k.startswith(("loss/", "train/logprob_gap"))]
     assert any(k.endswith("/kl") and off[k] > 1e-4 for k in keys)  # the adapters are away from the base
     for k in keys:
-        # a log-prob gap is a difference of the log-probs compared above, so it carries their 1e-5 tolerance (a CPU
-        # with other SIMD gave 1.9e-6 against 0.0 where sampler and trainer agree to rounding)
+        # a log-prob gap is a difference of the log-probs compared above, so it carries their 1e-5 tolerance (the H200
+        # machine's CPU gave 1.9e-6 against 0.0: sampler and trainer agree there to rounding)
         assert on[k] == pytest.approx(off[k], rel=1e-4, abs=1e-5 if "gap" in k else 1e-6), k
     assert off_params.keys() == on_params.keys()
     # AdamW's steps are about lr = 0.01 each whatever the gradient's size, so rounding in a near-zero gradient moves a
