@@ -141,7 +141,10 @@ def cmd_play(args) -> int:
         action = repr(turn.action) if turn.valid else "INVALID -> null action"
         print(f"    {name} says: {turn.text!r}\n    parsed: {action}")
     print(f"\nTeam reward R = {episode.reward:.3f}   (v(empty) = {episode.coalition_values[0]:.3f})")
-    print(f"{'agent':<10}{'skill':>7}{'shapley':>10}" + "".join(f"{name:>10}" for name in columns) + "  components")
+    widths = {name: max(10, len(name) + 2) for name in columns}
+    print(
+        f"{'agent':<10}{'skill':>7}{'shapley':>10}" + "".join(f"{n:>{w}}" for n, w in widths.items()) + "  components"
+    )
     for i, name in enumerate(episode.agents):
         comps = ", ".join(f"{k}={v[i]:.2f}" for k, v in episode.components.items())
         member = (
@@ -152,7 +155,7 @@ def cmd_play(args) -> int:
         skill = f"{member.get('skill', 0.9):>7.2f}" if member["kind"] == "scripted" else f"{member['kind']:>7}"
         print(
             f"{name:<10}{skill}{float(phi[i]):>10.3f}"
-            + "".join(f"{float(c[i]):>10.3f}" for c in columns.values())
+            + "".join(f"{float(c[i]):>{widths[n]}.3f}" for n, c in columns.items())
             + f"  {comps}"
         )
     print(

@@ -82,7 +82,8 @@ class TeamConfig:
     same team served by vLLM (GPU) | mixed: one member of its own kind per agent (`members`: scripted, tabular, llm
     or a plug-in kind) | a plug-in's kind (`mas-credit teams` lists them; see mas_credit.agents.kinds)"""
     skills: List[float] = field(default_factory=lambda: [0.9, 0.9, 0.9])
-    """scripted: probability of the right action, one per agent; its length is the team size"""
+    """scripted: probability of the right action, one per agent (its length is the team size), or one value for
+    every agent of any team size (e.g. [0.8] for a team of 64)"""
     lazy: List[int] = field(default_factory=list)
     """scripted: agents that always answer with nothing (their null action)"""
     saboteurs: List[int] = field(default_factory=list)
@@ -287,6 +288,9 @@ class ExperimentConfig:
     """tasks per seed"""
     group_size: int = 4
     """episodes per task (a group shares the task)"""
+    coalition_noise: float = 0.0
+    """known Gaussian noise (this standard deviation) added to every coalition value v(S) an estimator reads,
+    the same draw for the same episode and coalition (never to the ground truth): each estimator's noise floor"""
     max_memory_gb: float = 8.0
     """a study (or a training iteration) whose episodes and credit rows would need more memory than this,
     estimated before it starts, is refused; raise it to run bigger"""
@@ -815,6 +819,10 @@ def validate(cfg: ExperimentConfig, where: str, root: Path) -> None:
             f"{where}: max_memory_gb must be > 0 (the memory, in GB, a study's episodes may take), got "
             f"{cfg.max_memory_gb:g}"
         )
+    if not (math.isfinite(cfg.coalition_noise) and cfg.coalition_noise >= 0):
+        raise ConfigError(
+            f"{where}: coalition_noise must be a finite number >= 0 (a standard deviation), got {cfg.coalition_noise}"
+        )
     if cfg.n_tasks < 1 or cfg.group_size < 1:
         raise ConfigError(
             f"{where}: n_tasks and group_size must be >= 1 (got n_tasks={cfg.n_tasks}, group_size={cfg.group_size})"
@@ -837,11 +845,11 @@ def validate(cfg: ExperimentConfig, where: str, root: Path) -> None:
                 f"{where}: team.members has {len(cfg.team.members)} members but games.{i} ({g.name}) has "
                 f"n_agents={g.n_agents}; give one member per agent or set games.{i}.n_agents={len(cfg.team.members)}"
             )
-        if cfg.team.kind == "scripted" and len(cfg.team.skills) != g.n_agents:
+        if cfg.team.kind == "scripted" and len(cfg.team.skills) not in (1, g.n_agents):
             raise ConfigError(
                 f"{where}: team.skills has {len(cfg.team.skills)} values but games.{i} ({g.name}) has "
                 f"n_agents={g.n_agents}; "
-                f"give one skill per agent or set games.{i}.n_agents={len(cfg.team.skills)}"
+                f"give one skill per agent (or one for every agent) or set games.{i}.n_agents={len(cfg.team.skills)}"
             )
         if (cfg.edges.estimators or cfg.train.informing_credit) and not game.sends_messages:
             what = "edges.estimators" if cfg.edges.estimators else "train.informing_credit"
@@ -856,9 +864,12 @@ def validate(cfg: ExperimentConfig, where: str, root: Path) -> None:
             raise ConfigError(
                 f"{where}: estimators.{i}.device '{e.device}' is not valid; valid choices: {', '.join(DEVICES)}, cuda:N"
             )
-        try:  # the estimator's Config is the one place its knobs are checked
+        try:  # the estimator's Config is the one place its knobs are checked, for every team size it meets
             est = get_estimator(e.name)
-            needs = est.needs(est.make_config(e), cfg.games[0].n_agents)
+            ecfg = est.make_config(e)
+            needs = est.needs(ecfg, cfg.games[0].n_agents)
+            for n_agents in sorted({g.n_agents for g in cfg.games[1:]}):
+                est.needs(ecfg, n_agents)
         except ValueError as err:
             raise ConfigError(f"{where}: estimators.{i}: {err}") from None
         if needs.tree_fanout:

@@ -22,29 +22,30 @@ estimator needs: the caller (or `fill_needs`) says so.
 
 from __future__ import annotations
 
+import math
+
 import numpy as np
 
 from mas_credit.agents.critic import fill_critic
 from mas_credit.agents.protocol import ActResult
+from mas_credit.coalitions import check_enumerable, check_masks, hashed_normal, mask_array
 from mas_credit.rollout import NULL, POLICY, PlannedRun, fresh_env, run_plans
 from mas_credit.types import COUNTERFACTUAL_MODES as MODES
 
 
 def coalition_masks(n_agents: int, masks) -> list[int]:
-    """`all` -> every coalition; `loo` -> the grand coalition and each one-agent-out;
-    a list of ints -> those masks (checked)."""
+    """`all` -> every coalition (refused beyond ENUMERATE_MAX_AGENTS agents); `loo` -> the grand
+    coalition and each one-agent-out; a list of ints (Python ints: any team size) -> those masks
+    (checked)."""
     full = (1 << n_agents) - 1
     if isinstance(masks, str):
         if masks == "all":
+            check_enumerable(n_agents, "masks='all'")
             return list(range(full + 1))
         if masks == "loo":
             return [full] + [full & ~(1 << i) for i in range(n_agents)]
         raise ValueError(f"masks must be 'all', 'loo' or a list of coalition bitmasks, got '{masks}'")
-    out = [int(m) for m in masks]
-    bad = [m for m in out if not 0 <= m <= full]
-    if bad:
-        raise ValueError(f"coalition masks {bad[:5]} are outside 0..{full} for {n_agents} agents")
-    return out
+    return check_masks(masks, n_agents)
 
 
 def _counters(evals=0.0, calls=0.0, tokens=0.0, team=None) -> dict[str, float]:
@@ -77,25 +78,43 @@ def _rng(team, ep, *key) -> np.random.Generator:
     )
 
 
-def fill_coalitions(game, episodes, masks="all", mode: str = "replay", team=None, k: int = 1) -> dict[str, float]:
+def fill_coalitions(
+    game, episodes, masks="all", mode: str = "replay", team=None, k: int = 1, noise: float = 0.0
+) -> dict[str, float]:
     """Fill `episode.coalition_values` for the requested masks; returns cost counters.
 
-    `mode="resample"` needs the `team` and draws `k` re-runs per coalition."""
+    `mode="resample"` needs the `team` and draws `k` re-runs per coalition. `noise` > 0 adds known
+    Gaussian noise (that standard deviation) to every value computed here, the same draw for the same
+    episode and coalition whoever asks (`coalitions.hashed_normal`): a study's noise floor."""
     _check_mode(mode, k, team)
+    if not (isinstance(noise, (int, float)) and math.isfinite(noise) and noise >= 0):
+        raise ValueError(f"counterfactual noise must be a finite number >= 0 (a standard deviation), got {noise!r}")
     if mode == "resample" and game.sequential:
-        return _resample_coalitions(game, episodes, masks, team, int(k))
+        counts = _resample_coalitions(game, episodes, masks, team, int(k), noise)
+        return counts
     evals = 0
+    wanted_masks = coalition_masks(episodes[0].n_agents, masks) if episodes else []
     for ep in episodes:
-        wanted = [m for m in coalition_masks(ep.n_agents, masks) if m not in ep.coalition_values]
+        wanted = [m for m in wanted_masks if m not in ep.coalition_values]
         if not wanted:
             continue
-        values = game.team_values(ep, np.array(wanted, dtype=np.int64))
-        ep.coalition_values.update({m: float(v) for m, v in zip(wanted, values)})
+        values = np.asarray(game.team_values(ep, mask_array(wanted, ep.n_agents)), dtype=np.float64)
+        if noise:
+            values = values + noise * hashed_normal(wanted, _noise_salt(ep))
+        ep.coalition_values.update(zip(wanted, values.tolist()))
         evals += len(wanted)
     return _counters(evals)
 
 
-def _resample_coalitions(game, episodes, masks, team, k):
+def _noise_salt(ep) -> int:
+    """The per-episode seed of its known coalition noise."""
+    seed = np.random.default_rng(
+        [int(ep.task_seed), int(ep.info.get("member", 0)), int(ep.info.get("seed", 0)), 0x401CE]
+    )
+    return int(seed.integers(0, 2**63))
+
+
+def _resample_coalitions(game, episodes, masks, team, k, noise=0.0):
     runs, slots, evals = [], [], 0
     for e, ep in enumerate(episodes):
         for mask in coalition_masks(ep.n_agents, masks):
@@ -118,6 +137,8 @@ def _resample_coalitions(game, episodes, masks, team, k):
                 slots.append((e, mask))
     means, counts = _mean_rewards(runs, slots, team)
     for (e, mask), value in means.items():
+        if noise:
+            value += noise * float(hashed_normal([mask], _noise_salt(episodes[e]))[0])
         episodes[e].coalition_values[mask] = value
     return _counters(evals, counts["policy_calls"], counts["tokens"], team)
 
@@ -194,9 +215,9 @@ def _alternative_plan(by_agent, agent, first_turn, resample_after):
     return plan
 
 
-def fill_needs(game, episodes, needs, team=None, critic=None) -> dict[str, float]:
+def fill_needs(game, episodes, needs, team=None, critic=None, noise: float = 0.0) -> dict[str, float]:
     """Compute everything an estimator declared in its `Needs`, and nothing more;
-    returns the summed cost counters."""
+    returns the summed cost counters. `noise`: known noise on coalition values (`fill_coalitions`)."""
 
     total: dict[str, float] = {}
 
@@ -214,7 +235,7 @@ def fill_needs(game, episodes, needs, team=None, critic=None) -> dict[str, float
                 f"fanout={list(needs.tree_fanout)})"
             )
     if needs.coalitions:
-        add(fill_coalitions(game, episodes, list(needs.coalitions), mode=needs.mode, team=team, k=needs.k))
+        add(fill_coalitions(game, episodes, list(needs.coalitions), mode=needs.mode, team=team, k=needs.k, noise=noise))
     if needs.alternatives:
         if team is None:
             raise ValueError("this estimator re-draws agents' actions from their policies (COMA): pass team=")

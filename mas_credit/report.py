@@ -3,6 +3,8 @@
 
 Scores per episode against exact Shapley phi* (docs/estimators.md, "How studies score"):
   rmse           sqrt(mean_i (credit_i - phi*_i)^2)
+  nrmse          per seed: the RMSE over all its episodes and agents over the RMS of phi* (scale-free, so
+                 teams of 3 and of 64 compare); NaN where phi* is all 0
   kendall_tau    Kendall tau-b between credit and phi* over the agents; episodes where
                  either side is all ties are left out
   top_agent      1 if the agent with the most credit is one of phi*'s top agents;
@@ -39,6 +41,7 @@ from mas_credit.outputs import RunDirError, read_costs, save_figure, write_text
 TRUTH = "ground truth"
 METRICS = [
     "rmse",
+    "nrmse",
     "kendall_tau",
     "top_agent",
     "null_credit",
@@ -62,6 +65,7 @@ COSTS = [
 ]
 COLUMN_HELP = {
     "rmse": "root mean squared error of the credit against exact Shapley, per episode (0 = exact)",
+    "nrmse": "the RMSE over all of a seed's episodes and agents divided by the RMS of exact Shapley (scale-free)",
     "kendall_tau": "Kendall tau-b rank agreement with exact Shapley over the agents (1 = same order)",
     "top_agent": "share of episodes whose most-credited agent is a top agent of exact Shapley",
     "null_credit": "mean |credit| given to null players (agents whose every marginal contribution is 0; sound = 0)",
@@ -155,6 +159,12 @@ def episode_scores(
     }
 
 
+def normalised_rmse(credit: np.ndarray, truth: np.ndarray) -> float:
+    """RMSE over every entry of [E, N] over the RMS of the truth (NaN where the truth is all 0)."""
+    scale = float(np.sqrt((truth**2).mean()))
+    return float(np.sqrt(((credit - truth) ** 2).mean())) / scale if scale > 0 else math.nan
+
+
 def score(frame, costs: list[dict]):
     """Per (game, estimator, seed): the mean of each score over episodes, and the costs per episode."""
 
@@ -185,6 +195,7 @@ def score(frame, costs: list[dict]):
             "estimator": estimator,
             "seed": seed,
             **{k: float(np.nanmean(v)) if np.isfinite(v).any() else math.nan for k, v in scores.items()},
+            "nrmse": normalised_rmse(shaped["credit"], shaped["truth"]),
             "fallback": cost.get("critic_fallback", 0.0) / episodes,
             "evals_per_episode": cost["coalition_evals"] / episodes,
             "llm_calls_per_episode": cost["llm_calls"] / episodes,
@@ -212,6 +223,7 @@ def summarise(per_seed):
 RANGES = {
     "fallback": (0.0, 1.0),
     "rmse": (0.0, math.inf),
+    "nrmse": (0.0, math.inf),
     "kendall_tau": (-1.0, 1.0),
     "top_agent": (0.0, 1.0),
     "null_credit": (0.0, math.inf),

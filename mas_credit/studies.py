@@ -21,12 +21,14 @@ import time
 from functools import partial
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 import torch
 from tqdm import tqdm
 
 from mas_credit.agents import describe_team, game_kwargs, load_critic, load_team, served_counts
 from mas_credit.checklist import write_run_record
+from mas_credit.coalitions import check_enumerable, mask_array
 from mas_credit.config import ExperimentConfig, check_memory, to_yaml
 from mas_credit.counterfactual import fill_coalitions, fill_needs
 from mas_credit.edges import fill_edge_needs
@@ -79,6 +81,24 @@ def null_players(values: torch.Tensor) -> torch.Tensor:
         without, with_ = coalition_halves(values, i)
         out.append((with_ == without).flatten(1).all(dim=1))
     return torch.stack(out, dim=1)
+
+
+def ground_truth(game, episodes: list[Episode]) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """(exact Shapley phi [B, N], null players [B, N] bool, v(empty) [B]) of replayed coalition values.
+
+    A game that declares its credit in closed form (the crew games: `game.shapley`) gives it at any
+    team size; any other game is enumerated over its 2**N coalitions (refused beyond
+    ENUMERATE_MAX_AGENTS agents). Computed on copies, so no estimator reads the truth's values."""
+    if getattr(game, "closed_form_credit", False):
+        phi = torch.tensor(np.stack([game.shapley(ep) for ep in episodes]), dtype=torch.float64)
+        nulls = torch.tensor(np.stack([game.null_players(ep) for ep in episodes]))
+        v_empty = torch.tensor([float(game.team_values(ep, mask_array([0], ep.n_agents))[0]) for ep in episodes])
+        return phi, nulls, v_empty.to(torch.float64)
+    check_enumerable(game.n_agents, f"the ground truth of {game.name} (no closed-form credit)")
+    truth_eps = _copies(episodes)
+    fill_coalitions(game, truth_eps, "all")
+    values = CreditBatch.from_episodes(truth_eps, coalitions="dense").coalition_values
+    return exact_shapley(values), null_players(values), values[:, 0]
 
 
 def per_agent_advantage(advantage: torch.Tensor, turn_agent: torch.Tensor, n_agents: int) -> torch.Tensor:
@@ -136,7 +156,10 @@ def _run_study(cfg: ExperimentConfig, run_dir: Path, progress: bool) -> Path:
     for e in cfg.edges.estimators:
         est = get_edge_estimator(e.name)
         edge_estimators.append((e.label or e.name, est, est.make_config(e)))
-    wants_critic = any(est.needs(ecfg, 3).critic for _, est, ecfg in estimators + edge_estimators)
+    n_first = cfg.games[0].n_agents
+    wants_critic = any(est.needs(ecfg, n_first).critic for _, est, ecfg in estimators) or any(
+        est.needs(ecfg, 3).critic for _, est, ecfg in edge_estimators
+    )
     critic = load_critic(cfg.critic) if wants_critic else None
     edge_rows, edge_costs = [], []
     game_seeds = [(g, seed) for g in cfg.games for seed in cfg.seeds]
@@ -158,12 +181,7 @@ def _run_study(cfg: ExperimentConfig, run_dir: Path, progress: bool) -> Path:
             episodes = collect(game, team, cfg.n_tasks, cfg.group_size, seed=seed)
         rollout_s = time.perf_counter() - start
 
-        truth_eps = _copies(episodes)
-        fill_coalitions(game, truth_eps, "all")
-        truth_batch = CreditBatch.from_episodes(truth_eps)
-        truth = exact_shapley(truth_batch.coalition_values)  # [B, N]
-        nulls = null_players(truth_batch.coalition_values)
-        v_empty = truth_batch.coalition_values[:, 0]
+        truth, nulls, v_empty = ground_truth(game, episodes)  # [B, N], [B, N], [B]
         for b, ep in enumerate(episodes):
             records.append({"game": game_label, "seed": int(seed), "episode": b, **ep.to_dict()})
         base = {"game": game_label, "seed": int(seed)}
@@ -183,7 +201,14 @@ def _run_study(cfg: ExperimentConfig, run_dir: Path, progress: bool) -> Path:
 
         for label, est, ecfg in estimators:
             eps = _copies(episodes)
-            fill = partial(fill_needs, game, needs=est.needs(ecfg, game.n_agents), team=team, critic=critic)
+            fill = partial(
+                fill_needs,
+                game,
+                needs=est.needs(ecfg, game.n_agents),
+                team=team,
+                critic=critic,
+                noise=cfg.coalition_noise,
+            )
             batch, out, counts, fill_s, est_s, device = _timed(eps, fill, CreditBatch, est, ecfg)
             devices.add(device.type)
             credit = out.credit.detach().to("cpu", torch.float64)

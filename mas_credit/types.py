@@ -17,6 +17,8 @@ from typing import Any
 
 import torch
 
+from mas_credit.coalitions import DENSE_MAX_AGENTS, bits_to_masks, masks_to_bits
+
 COUNTERFACTUAL_MODES = ("replay", "resample")
 """how a counterfactual value is obtained: replay the recorded actions of the agents kept
 (absent ones play their null action) | re-run the episode from the first substituted turn"""
@@ -153,7 +155,13 @@ class CreditBatch:
       turn_valid    [B, T] bool  False: the turn's text did not parse, or padding
       turn_format   [B, T] bool  True: the turn answered in the form its prompt asked for
                                  (a batch built by hand without it: turn_valid)
-      coalition_values [B, 2**N] v(S) for bitmask S; NaN = not evaluated (Episode.coalition_values as a table)
+      coalition_values [B, 2**N] v(S) for bitmask S; NaN = not evaluated (Episode.coalition_values as a
+                                 table). The dense form, for small teams (N <= DENSE_MAX_AGENTS); None
+                                 in a sparse batch
+      coalition_masks [K, N] bool  the sparse form (any N): the K coalitions evaluated in the batch (their
+                                 union over its episodes), one presence row each; None in a dense batch
+      coalition_table [B, K]     v of coalition k in episode b; NaN = that episode did not evaluate it
+      coalition_keys  (K ints)   the same K coalitions as Python-int bitmasks (for look-ups)
       components    {name: [B, N]}  per-agent game components (format, correct, ...)
       critic_share  [B, N]       the critic's share per agent; NaN = no critic ran
       critic_fallback [B] bool   True: the critic's answer did not parse (uniform shares)
@@ -170,7 +178,7 @@ class CreditBatch:
     acted: torch.Tensor
     turn_agent: torch.Tensor
     turn_valid: torch.Tensor
-    coalition_values: torch.Tensor
+    coalition_values: torch.Tensor | None
     components: dict[str, torch.Tensor]
     critic_share: torch.Tensor
     critic_fallback: torch.Tensor | None = None
@@ -178,9 +186,15 @@ class CreditBatch:
     tree_node: torch.Tensor | None = None
     tree_sibling: torch.Tensor | None = None
     turn_format: torch.Tensor | None = None
+    coalition_masks: torch.Tensor | None = None
+    coalition_table: torch.Tensor | None = None
+    coalition_keys: tuple | None = None
 
     def __post_init__(self):
+        if self.coalition_values is None and self.coalition_table is not None and self.coalition_keys is None:
+            self.coalition_keys = tuple(bits_to_masks(self.coalition_masks.cpu().numpy()))
         self._check()
+        self._column = None if self.coalition_keys is None else {key: k for k, key in enumerate(self.coalition_keys)}
         batch_size, n_agents, n_turns = self.reward.shape[0], self.acted.shape[1], self.turn_agent.shape[1]
         if self.critic_fallback is None:
             self.critic_fallback = torch.zeros(batch_size, dtype=torch.bool, device=self.reward.device)
@@ -224,11 +238,26 @@ class CreditBatch:
                 f"turn_format must be [B={batch_size}, T={self.turn_agent.shape[1]}] like turn_agent, got "
                 f"{list(self.turn_format.shape)}"
             )
-        if list(self.coalition_values.shape) != [batch_size, 1 << n_agents]:
+        if (self.coalition_values is None) == (self.coalition_table is None):
+            fail("give either coalition_values (dense [B, 2**N]) or coalition_masks + coalition_table (sparse)")
+        if self.coalition_values is not None and list(self.coalition_values.shape) != [batch_size, 1 << n_agents]:
             fail(
                 f"coalition_values must be [B={batch_size}, 2**N={1 << n_agents}], got shape "
                 f"{list(self.coalition_values.shape)}"
             )
+        if self.coalition_table is not None:
+            if (
+                self.coalition_masks is None
+                or self.coalition_masks.dim() != 2
+                or self.coalition_masks.shape[1] != n_agents
+            ):
+                fail(f"coalition_masks must be [K, N={n_agents}] bool beside coalition_table")
+            n_keys = self.coalition_masks.shape[0]
+            if list(self.coalition_table.shape) != [batch_size, n_keys] or len(self.coalition_keys) != n_keys:
+                fail(
+                    f"coalition_table must be [B={batch_size}, K={n_keys}] with K coalition_keys, got shape "
+                    f"{list(self.coalition_table.shape)} and {len(self.coalition_keys)} keys"
+                )
         for name, value in [
             ("critic_share", self.critic_share),
             *((f"components['{k}']", v) for k, v in self.components.items()),
@@ -261,15 +290,44 @@ class CreditBatch:
     def device(self) -> torch.device:
         return self.reward.device
 
+    @property
+    def is_dense(self) -> bool:
+        """True: the batch holds the dense [B, 2**N] table; False: the evaluated coalitions only."""
+        return self.coalition_values is not None
+
+    def values_at(self, masks) -> torch.Tensor:
+        """[B, M] v(S) of the given coalitions (Python-int bitmasks), from either form; NaN where an
+        episode did not evaluate one (or, sparse, where no episode of the batch did)."""
+        masks = [int(m) for m in masks]
+        if self.is_dense:
+            index = torch.tensor(masks, dtype=torch.long, device=self.device)
+            return self.coalition_values[:, index]
+        column = [self._column.get(m, -1) for m in masks]
+        index = torch.tensor(column, dtype=torch.long, device=self.device)
+        out = self.coalition_table[:, index.clamp(min=0)]
+        return torch.where(index >= 0, out, torch.full_like(out, float("nan")))
+
+    def evaluated_counts(self) -> torch.Tensor:
+        """[B] how many distinct coalitions each episode of the batch has a value for."""
+        table = self.coalition_values if self.is_dense else self.coalition_table
+        return (~torch.isnan(table)).sum(dim=1)
+
     @classmethod
     def from_episodes(
-        cls, episodes: list[Episode], device: str | torch.device | None = None, dtype: torch.dtype = torch.float64
+        cls,
+        episodes: list[Episode],
+        device: str | torch.device | None = None,
+        dtype: torch.dtype = torch.float64,
+        coalitions: str = "auto",
     ) -> "CreditBatch":
         """Stack episodes of one game (same team size) into tensors.
 
         Groups are renumbered 0..G-1 in order of first appearance, so any group ids
-        the caller used are fine.
+        the caller used are fine. `coalitions`: `dense` (the [B, 2**N] table; N <= DENSE_MAX_AGENTS),
+        `sparse` (the evaluated coalitions only; any N) or `auto` (dense up to DENSE_MAX_AGENTS agents).
         """
+        if coalitions not in ("auto", "dense", "sparse"):
+            raise ValueError(f"coalitions must be auto, dense or sparse, got '{coalitions}'")
         if not episodes:
             raise ValueError("CreditBatch.from_episodes needs at least one episode (got an empty list)")
         n_agents = episodes[0].n_agents
@@ -281,7 +339,12 @@ class CreditBatch:
             )
         batch_size = len(episodes)
         n_turns = max(1, max(len(ep.turns) for ep in episodes))
-        n_masks = 1 << n_agents
+        dense = coalitions == "dense" or (coalitions == "auto" and n_agents <= DENSE_MAX_AGENTS)
+        if dense and n_agents > DENSE_MAX_AGENTS:
+            raise ValueError(
+                f"a dense coalition table for {n_agents} agents would hold 2**{n_agents} values per episode; the "
+                f"dense form stops at {DENSE_MAX_AGENTS} agents: use coalitions='sparse' (or 'auto')"
+            )
 
         group_ids: dict[int, int] = {}
         group = [group_ids.setdefault(ep.group, len(group_ids)) for ep in episodes]
@@ -290,11 +353,16 @@ class CreditBatch:
         turn_valid = [[bool(t.valid) for t in ep.turns] + [False] * (n_turns - len(ep.turns)) for ep in episodes]
         turn_format = [[bool(t.format) for t in ep.turns] + [False] * (n_turns - len(ep.turns)) for ep in episodes]
 
-        coalition = torch.full((batch_size, n_masks), float("nan"), dtype=dtype)
-        for b, ep in enumerate(episodes):
-            if ep.coalition_values:
-                masks = torch.tensor(list(ep.coalition_values.keys()), dtype=torch.long)
-                coalition[b, masks] = torch.tensor(list(ep.coalition_values.values()), dtype=dtype)
+        if dense:
+            coalition = torch.full((batch_size, 1 << n_agents), float("nan"), dtype=dtype)
+            for b, ep in enumerate(episodes):
+                if ep.coalition_values:
+                    masks = torch.tensor(list(ep.coalition_values.keys()), dtype=torch.long)
+                    coalition[b, masks] = torch.tensor(list(ep.coalition_values.values()), dtype=dtype)
+            sparse = {}
+        else:
+            coalition = None
+            sparse = _sparse_coalitions(episodes, n_agents, dtype)
 
         names = sorted({name for ep in episodes for name in ep.components})
         components = {}
@@ -333,6 +401,7 @@ class CreditBatch:
             tree_node=tree_node,
             tree_sibling=tree_sibling,
             turn_format=torch.tensor(turn_format, dtype=torch.bool),
+            **sparse,
         )
         return batch.to(device) if device is not None else batch
 
@@ -344,7 +413,7 @@ class CreditBatch:
             acted=self.acted.to(device),
             turn_agent=self.turn_agent.to(device),
             turn_valid=self.turn_valid.to(device),
-            coalition_values=self.coalition_values.to(device),
+            coalition_values=None if self.coalition_values is None else self.coalition_values.to(device),
             components={k: v.to(device) for k, v in self.components.items()},
             critic_share=self.critic_share.to(device),
             critic_fallback=self.critic_fallback.to(device),
@@ -352,7 +421,34 @@ class CreditBatch:
             tree_node=self.tree_node.to(device),
             tree_sibling=self.tree_sibling.to(device),
             turn_format=self.turn_format.to(device),
+            coalition_masks=None if self.coalition_masks is None else self.coalition_masks.to(device),
+            coalition_table=None if self.coalition_table is None else self.coalition_table.to(device),
+            coalition_keys=self.coalition_keys,
         )
+
+
+def _sparse_coalitions(episodes: list[Episode], n_agents: int, dtype: torch.dtype) -> dict:
+    """The sparse coalition fields of a batch: the union of the coalitions its episodes evaluated (in
+    order of first appearance), their presence rows, and each episode's values (NaN where it has none)."""
+    first = tuple(episodes[0].coalition_values)
+    if all(tuple(ep.coalition_values) == first for ep in episodes):  # the common case: one design for all
+        keys = first
+        table = torch.tensor([list(ep.coalition_values.values()) for ep in episodes], dtype=dtype)
+        table = table.reshape(len(episodes), len(keys))
+    else:
+        keys = tuple(dict.fromkeys(m for ep in episodes for m in ep.coalition_values))
+        column = {m: k for k, m in enumerate(keys)}
+        table = torch.full((len(episodes), len(keys)), float("nan"), dtype=dtype)
+        for b, ep in enumerate(episodes):
+            if ep.coalition_values:
+                cols = torch.tensor([column[m] for m in ep.coalition_values], dtype=torch.long)
+                table[b, cols] = torch.tensor(list(ep.coalition_values.values()), dtype=dtype)
+    masks = (
+        torch.from_numpy(masks_to_bits(list(keys), n_agents).copy())
+        if keys
+        else torch.zeros((0, n_agents), dtype=torch.bool)
+    )
+    return {"coalition_masks": masks, "coalition_table": table, "coalition_keys": keys}
 
 
 def _tree_ids(episodes: list[Episode], group: list[int], n_turns: int) -> tuple[torch.Tensor, torch.Tensor]:
@@ -451,6 +547,28 @@ class EdgeBatch:
     @property
     def device(self) -> torch.device:
         return self.reward.device
+
+    @property
+    def is_dense(self) -> bool:
+        """True: the batch holds the dense [B, 2**N] table; False: the evaluated coalitions only."""
+        return self.coalition_values is not None
+
+    def values_at(self, masks) -> torch.Tensor:
+        """[B, M] v(S) of the given coalitions (Python-int bitmasks), from either form; NaN where an
+        episode did not evaluate one (or, sparse, where no episode of the batch did)."""
+        masks = [int(m) for m in masks]
+        if self.is_dense:
+            index = torch.tensor(masks, dtype=torch.long, device=self.device)
+            return self.coalition_values[:, index]
+        column = [self._column.get(m, -1) for m in masks]
+        index = torch.tensor(column, dtype=torch.long, device=self.device)
+        out = self.coalition_table[:, index.clamp(min=0)]
+        return torch.where(index >= 0, out, torch.full_like(out, float("nan")))
+
+    def evaluated_counts(self) -> torch.Tensor:
+        """[B] how many distinct coalitions each episode of the batch has a value for."""
+        table = self.coalition_values if self.is_dense else self.coalition_table
+        return (~torch.isnan(table)).sum(dim=1)
 
     @classmethod
     def from_episodes(

@@ -338,3 +338,208 @@ def uniform(batch, cfg):
         count = sum(d["acted"][b])
         credit.append([gain / count if a else 0.0 for a in d["acted"][b]])
     return credit, on_turns(agent_norm(credit, d["group"], d["acted"], cfg.eps), d["turn_agent"])
+
+
+# -- the budgeted estimators: the same designs, the formulas written out -----------------------
+def _values_of(batch, masks):
+    """[B][K] v(S) of the design's coalitions, read one by one (dense or sparse batch)."""
+    rows = []
+    for b in range(batch.batch_size):
+        if batch.is_dense:
+            table = batch.coalition_values[b].tolist()
+            rows.append([table[m] for m in masks])
+        else:
+            keys = list(batch.coalition_keys)
+            table = batch.coalition_table[b].tolist()
+            rows.append([table[keys.index(m)] for m in masks])
+    return rows
+
+
+def _members(mask, n):
+    return [i for i in range(n) if mask >> i & 1]
+
+
+def constrained_wls(rows, targets, weights, total):
+    """argmin sum_j w_j (t_j - rows_j . phi)^2 subject to sum(phi) = total, from the normal equations
+    (KKT), built with loops and solved by numpy's least squares."""
+    import numpy as np
+
+    p = len(rows[0])
+    kkt = [[0.0] * (p + 1) for _ in range(p + 1)]
+    rhs = [0.0] * (p + 1)
+    for row, t, w in zip(rows, targets, weights):
+        for a in range(p):
+            rhs[a] += w * row[a] * t
+            for c in range(p):
+                kkt[a][c] += w * row[a] * row[c]
+    for a in range(p):
+        kkt[a][p] = kkt[p][a] = 1.0
+    rhs[p] = total
+    return np.linalg.lstsq(np.array(kkt), np.array(rhs), rcond=1e-12)[0][:p].tolist()
+
+
+def kernelshap_phi(batch, masks, counts):
+    """KernelSHAP's regression: v(S) - v(empty) ~ sum_{i in S} phi_i with weights draws / (|S| (N - |S|))
+    over the sampled coalitions, sum phi = v(N) - v(empty)."""
+    n = batch.n_agents
+    full = (1 << n) - 1
+    out = []
+    for vals in _values_of(batch, masks):
+        v = dict(zip(masks, vals))
+        rows, targets, weights = [], [], []
+        for m in masks:
+            size = bin(m).count("1")
+            if m in (0, full):
+                continue
+            rows.append([1.0 if m >> i & 1 else 0.0 for i in range(n)])
+            targets.append(v[m] - v[0])
+            weights.append(counts[m] / (size * (n - size)))
+        out.append(constrained_wls(rows, targets, weights, v[full] - v[0]))
+    return out
+
+
+def kernelshap(batch, cfg):
+    from mas_credit.estimators.sampling.kernelshap import _design, kernel_budget
+
+    d = _lists(batch)
+    masks, counts = _design(batch.n_agents, kernel_budget(cfg, batch.n_agents), cfg.seed)
+    phi = kernelshap_phi(batch, masks, counts)
+    adv = agent_norm(phi, d["group"], d["acted"]) if cfg.normalise == "agent" else phi
+    return phi, on_turns(adv, d["turn_agent"])
+
+
+def banzhaf(batch, cfg):
+    """beta_i = mean of v over the draws holding i - mean over those without it (draws with repeats)."""
+    from mas_credit.estimators.sampling.banzhaf import _design, banzhaf_budget
+
+    d = _lists(batch)
+    n = batch.n_agents
+    masks, counts = _design(n, banzhaf_budget(cfg, n), cfg.seed)
+    beta = []
+    for vals in _values_of(batch, masks):
+        row = []
+        for i in range(n):
+            inside = [v for m, v in zip(masks, vals) if m >> i & 1 for _ in range(counts[m])]
+            outside = [v for m, v in zip(masks, vals) if not m >> i & 1 for _ in range(counts[m])]
+            row.append(sum(inside) / len(inside) - sum(outside) / len(outside))
+        beta.append(row)
+    adv = agent_norm(beta, d["group"], d["acted"]) if cfg.normalise == "agent" else beta
+    return beta, on_turns(adv, d["turn_agent"])
+
+
+def svarm(batch, cfg):
+    """Stratified SVARM+: strata (agent, sign, level) as means; the warm-up strata by enumerating their
+    coalitions, the rest from the draws; an unreached stratum interpolated from its reached neighbours."""
+    from mas_credit.estimators.sampling.svarm import _design, svarm_budget
+
+    d = _lists(batch)
+    n = batch.n_agents
+    full = (1 << n) - 1
+    masks, draws = _design(n, svarm_budget(cfg, n), cfg.seed)
+    phi = []
+    for vals in _values_of(batch, masks):
+        v = dict(zip(masks, vals))
+        row = []
+        for i in range(n):
+            total = 0.0
+            for sign in (+1, -1):
+                strata = {}
+                # warm-up: exact means over every coalition of the stratum (sizes 0, 1, N-1, N)
+                for level in range(n):
+                    size = level + 1 if sign > 0 else level
+                    if size in (0, 1, n - 1, n):
+                        coalitions = (
+                            [m for m in range(full + 1) if bin(m).count("1") == size and (m >> i & 1) == (sign > 0)]
+                            if n <= 12
+                            else None
+                        )
+                        strata[level] = sum(v[m] for m in coalitions) / len(coalitions)
+                for m in draws:
+                    size = bin(m).count("1")
+                    if (m >> i & 1) != (sign > 0):
+                        continue
+                    level = size - 1 if sign > 0 else size
+                    if size in (0, 1, n - 1, n):
+                        continue
+                    strata.setdefault(("draws", level), []).append(v[m])
+                for key in [k for k in strata if isinstance(k, tuple)]:
+                    strata[key[1]] = sum(strata[key]) / len(strata[key])
+                    del strata[key]
+                reached = sorted(strata)
+                for level in range(n):
+                    if level in strata:
+                        value = strata[level]
+                    else:
+                        below = [r for r in reached if r < level]
+                        above = [r for r in reached if r > level]
+                        if not below or not above:
+                            value = strata[(below or above)[-1 if below else 0]]
+                        else:
+                            lo, hi = below[-1], above[0]
+                            t = (level - lo) / (hi - lo)
+                            value = (1 - t) * strata[lo] + t * strata[hi]
+                    total += sign * value
+            row.append(total / n)
+        phi.append(row)
+    adv = agent_norm(phi, d["group"], d["acted"]) if cfg.normalise == "agent" else phi
+    return phi, on_turns(adv, d["turn_agent"])
+
+
+def loworder(batch, cfg):
+    """Order 1: the paired regression of v(S) - v(N minus S) on x in {-1, +1}^N. Order 3: forward
+    selection over the three-agent terms among the screened agents, each candidate tried by a full
+    constrained refit, the best kept while it cuts the weighted sum of squares by min_gain."""
+    from itertools import combinations
+
+    from mas_credit.estimators.sampling.loworder import _design, loworder_budget
+
+    d = _lists(batch)
+    n = batch.n_agents
+    full = (1 << n) - 1
+    masks, counts = _design(n, loworder_budget(cfg, n), cfg.seed)
+    phi = []
+    for vals in _values_of(batch, masks):
+        v = dict(zip(masks, vals))
+        xs, diffs, weights = [], [], []
+        for m in masks[2::2]:
+            size = bin(m).count("1")
+            xs.append([1.0 if m >> i & 1 else -1.0 for i in range(n)])
+            diffs.append(v[m] - v[full ^ m])
+            weights.append(counts[m] / (size * (n - size)))
+        total = v[full] - v[0]
+
+        def sse(rows, theta):
+            return sum(w * (t - sum(a * b for a, b in zip(r, theta))) ** 2 for r, t, w in zip(rows, diffs, weights))
+
+        theta = constrained_wls(xs, diffs, weights, total)
+        row = list(theta)
+        if cfg.order == 3 and n >= 3 and cfg.max_terms > 0:
+            current = sse(xs, theta)
+            target = sum(w * t * t for t, w in zip(diffs, weights))
+            screened = sorted(sorted(range(n), key=lambda i: -abs(theta[i]))[: min(cfg.screen, n)])
+            candidates = list(combinations(screened, 3))
+            chosen = []
+            limit = min(cfg.max_terms, max(0, (len(xs) - n - 1) // 2))  # the fit stays overdetermined
+            while len(chosen) < limit and current > 1e-20 * max(target, 1e-300):
+                best = None
+                for t in candidates:
+                    if t in chosen:
+                        continue
+                    rows = [x + [x[a] * x[b] * x[c] for a, b, c in chosen + [t]] for x in xs]
+                    fit = sse(rows, constrained_wls(rows, diffs, weights, total))
+                    if best is None or fit < best[0] - 1e-9 * current:  # near-ties: the first candidate
+                        best = (fit, t)
+                if best is None or best[0] > (1 - cfg.min_gain) * current:
+                    break
+                chosen.append(best[1])
+                current = best[0]
+            if chosen:
+                rows = [x + [x[a] * x[b] * x[c] for a, b, c in chosen] for x in xs]
+                theta = constrained_wls(rows, diffs, weights, total)
+                row = list(theta[:n])
+                for (a, b, c), g in zip(chosen, theta[n:]):
+                    for i in (a, b, c):
+                        row[i] += g / 3.0
+        phi.append(row)
+    adv = agent_norm(phi, d["group"], d["acted"]) if cfg.normalise == "agent" else phi
+    return phi, on_turns(adv, d["turn_agent"])

@@ -39,7 +39,10 @@ def test_play_every_game(game, capsys):
         (["play", "vault", "--malformed", "2"], "malformed_rate must be in [0, 1]"),
         (["play", "vault", "--seed", "-1"], "--seed must be an integer in [0, 4294967295], got -1"),
         (["play", "vault", "--param", "difficulty=2"], "--param difficulty=...: give difficulty with --difficulty"),
-        (["play", "vault", "--estimators", "loo,sharpp"], "unknown estimator 'sharpp'; valid estimators: c3, coma"),
+        (
+            ["play", "vault", "--estimators", "loo,sharpp"],
+            "unknown estimator 'sharpp'; valid estimators: banzhaf, c3, coma",
+        ),
     ],
 )
 def test_play_bad_input_exit_2(run_main, args, message):

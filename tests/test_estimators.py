@@ -52,6 +52,10 @@ VARIANTS = {
     "coma": [{}, {"normalise": "agent"}],
     "llm_mca": [{}, {"baseline": "none"}],
     "uniform": [{}, {"baseline": "none"}],
+    "kernelshap": [{}, {"budget_per_agent": 3, "seed": 1}, {"normalise": "none"}],
+    "svarm": [{}, {"budget_per_agent": 3, "seed": 2}, {"normalise": "none"}],
+    "banzhaf": [{}, {"budget": 4, "seed": 2}, {"normalise": "none"}],
+    "loworder": [{}, {"order": 1}, {"screen": 4, "min_gain": 0.0, "seed": 3}, {"normalise": "none"}],
 }
 REFERENCES = {
     "grpo": reference.grpo,
@@ -63,7 +67,13 @@ REFERENCES = {
     "coma": reference.coma,
     "llm_mca": reference.llm_mca,
     "uniform": reference.uniform,
+    "kernelshap": reference.kernelshap,
+    "svarm": reference.svarm,
+    "banzhaf": reference.banzhaf,
+    "loworder": reference.loworder,
 }
+TOO_SMALL = {"svarm": 3}
+"""the fewest agents an estimator takes (svarm's strata need three)"""
 
 
 def run_reference(name, batch, cfg):
@@ -85,6 +95,10 @@ def test_every_estimator_has_variants_and_a_reference():
 def test_vectorised_equals_reference(name, seed, n_agents, group_size):
     batch = random_batch(seed, n_agents, group_size)
     est = get_estimator(name)
+    if n_agents < TOO_SMALL.get(name, 0):
+        with pytest.raises(ValueError, match=f"needs at least {TOO_SMALL[name]} agents"):
+            est(batch, {"device": "cpu"})
+        return
     for variant in VARIANTS[name]:
         if variant.get("main_agent", 0) >= n_agents:
             continue
@@ -122,7 +136,7 @@ def test_registry_rejects_duplicates_and_lists_valid_names():
     assert (
         register_estimator("grpo", grpo.Config, grpo.needs_rule)(grpo.fn) is grpo.fn and get_estimator("grpo") is grpo
     )
-    with pytest.raises(ValueError, match="valid estimators: c3, coma, dr_mas, grpo"):
+    with pytest.raises(ValueError, match="valid estimators: banzhaf, c3, coma, dr_mas, grpo"):
         get_estimator("shaply")
 
 
@@ -234,6 +248,18 @@ KNOB_GRID = {
         "tool_component": ["auto", "none", "format", "correct"],
         "kappa": [0.0, 0.5],
         "w_team": [0.5, 0.0],
+    },
+    "kernelshap": {"budget": [0, 6], "budget_per_agent": [10, 2], "normalise": ["agent", "none"]},
+    "svarm": {"budget": [0, 8], "budget_per_agent": [10, 3], "normalise": ["agent", "none"]},
+    "banzhaf": {"budget": [0, 2], "budget_per_agent": [10, 1], "normalise": ["agent", "none"]},
+    "loworder": {
+        "budget": [0, 6],
+        "budget_per_agent": [10, 2],
+        "normalise": ["agent", "none"],
+        "order": [1, 3],
+        "screen": [3, 32],
+        "max_terms": [0, 64],
+        "min_gain": [0.05, 0.0],
     },
 }
 NOT_ARITHMETIC = {"device", "counterfactual", "samples", "seed", "eps", "a_format", "a_correct", "w_shapley", "w_tool"}

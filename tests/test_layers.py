@@ -9,7 +9,7 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1] / "mas_credit"
 LAYERS = [
-    ["mas_credit.types"],
+    ["mas_credit.types", "mas_credit.coalitions"],
     ["mas_credit.plugins", "mas_credit.outputs"],
     ["mas_credit.games", "mas_credit.estimators"],
     ["mas_credit.agents"],

@@ -61,7 +61,7 @@ def test_the_study_writes_every_output(small_study):
     summary = (small_study / "summary.md").read_text()
     assert "| `shapley` | 2 | 0.000 ± 0.000 |" in summary and "## lookout" in summary and "- **rmse**:" in summary
     assert (
-        "| estimator | seeds | rmse | kendall_tau | top_agent | null_credit | efficiency_gap | wrong_paid | "
+        "| estimator | seeds | rmse | nrmse | kendall_tau | top_agent | null_credit | efficiency_gap | wrong_paid | "
         "right_charged | adv_sign_right | adv_sign_wrong | fallback | "
         "evals_per_episode |" in summary
     )

@@ -73,8 +73,9 @@ def load_team(cfg, n_agents: int | None = None, sequential: bool = False):
     n_agents = n_agents or (len(cfg.roles) if cfg.kind in ("llm", "vllm") and cfg.roles else len(cfg.skills))
     check_team(cfg, n_agents, sequential)
     if cfg.kind == "scripted":
+        skills = list(cfg.skills) * n_agents if len(cfg.skills) == 1 else list(cfg.skills)  # one skill: everyone's
         return ScriptedTeam(
-            skills=list(cfg.skills),
+            skills=skills,
             lazy=list(cfg.lazy),
             malformed_rate=cfg.malformed_rate,
             seed=cfg.seed,

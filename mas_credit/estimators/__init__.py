@@ -206,6 +206,7 @@ from mas_credit.estimators import (  # noqa: E402,F401
     llm_mca,
     loo,
     m_grpo,
+    sampling,
     shapley,
     sharp,
     uniform,

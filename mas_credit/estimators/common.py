@@ -109,9 +109,10 @@ def to_turns(per_agent: torch.Tensor, turn_agent: torch.Tensor) -> torch.Tensor:
     return torch.where(turn_agent >= 0, out, torch.zeros_like(out))
 
 
-def require_coalitions(batch: CreditBatch, masks: torch.Tensor, estimator: str, hint: str) -> torch.Tensor:
-    """coalition[:, masks], or a clear error naming the first episode with a gap."""
-    values = batch.coalition_values[:, masks]
+def require_coalitions(batch: CreditBatch, masks, estimator: str, hint: str) -> torch.Tensor:
+    """v(S) [B, M] of the given coalitions (Python-int bitmasks, any team size; dense or sparse
+    batch), or a clear error naming the first episode with a gap."""
+    values = batch.values_at(masks)
     missing = torch.isnan(values)
     if missing.any():
         b = int(missing.any(dim=1).nonzero()[0])
@@ -124,9 +125,8 @@ def require_coalitions(batch: CreditBatch, masks: torch.Tensor, estimator: str, 
 
 def loo_values(batch: CreditBatch, estimator: str) -> torch.Tensor:
     """v(N minus {i}) [B, N]."""
-    n_agents = batch.n_agents
-    full = (1 << n_agents) - 1
-    masks = torch.tensor([full & ~(1 << i) for i in range(n_agents)], device=batch.device)
+    full = (1 << batch.n_agents) - 1
+    masks = [full & ~(1 << i) for i in range(batch.n_agents)]
     return require_coalitions(batch, masks, estimator, "fill_coalitions(game, episodes, masks='loo')")
 
 

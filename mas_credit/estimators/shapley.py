@@ -30,6 +30,7 @@ from functools import lru_cache
 import numpy as np
 import torch
 
+from mas_credit.coalitions import check_enumerable
 from mas_credit.estimators import Needs, register_estimator
 from mas_credit.estimators.common import (
     CounterfactualConfig,
@@ -150,24 +151,27 @@ def sample_permutations(n_agents: int, budget: int, seed: int = 0, antithetic: b
 
 
 @lru_cache(maxsize=64)
-def _permutation_index_cpu(perms: tuple) -> tuple[torch.Tensor, torch.Tensor]:
-    """pre[p, i] = coalition before agent i in permutation p; post[p, i] = pre | {i}."""
+def _permutation_index_cpu(perms: tuple, keys: tuple | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+    """pre[p, i] = column of the coalition before agent i in permutation p; post[p, i] = the column
+    of pre | {i}. Columns are the masks themselves (a dense table) or their positions in `keys`."""
     n_agents = len(perms[0])
+    column = None if keys is None else {m: k for k, m in enumerate(keys)}
     pre = torch.zeros((len(perms), n_agents), dtype=torch.long)
+    post = torch.zeros((len(perms), n_agents), dtype=torch.long)
     for p, perm in enumerate(perms):
         mask = 0
         for agent in perm:
-            pre[p, agent] = mask
+            pre[p, agent] = mask if column is None else column[mask]
             mask |= 1 << agent
-    post = pre | (1 << torch.arange(n_agents))
+            post[p, agent] = mask if column is None else column[mask]
     return pre, post
 
 
-def sampled_shapley(values: torch.Tensor, perms) -> torch.Tensor:
-    """values [B, 2**N] (at least the permutations' coalitions) -> [B, N]: the mean over
-    permutations of each agent's marginal contribution to its predecessors. Efficient
-    (sums to v(N) - v(empty)) for any set of permutations."""
-    pre, post = (t.to(values.device) for t in _permutation_index_cpu(tuple(tuple(p) for p in perms)))
+def sampled_shapley(values: torch.Tensor, perms, keys: tuple | None = None) -> torch.Tensor:
+    """values [B, 2**N] (at least the permutations' coalitions), or [B, K] the values of the
+    coalitions `keys` -> [B, N]: the mean over permutations of each agent's marginal contribution
+    to its predecessors. Efficient (sums to v(N) - v(empty)) for any set of permutations."""
+    pre, post = (t.to(values.device) for t in _permutation_index_cpu(tuple(tuple(p) for p in perms), keys))
     marginal = values[:, post] - values[:, pre]  # [B, P, N]
     return marginal.mean(dim=1)
 
@@ -175,31 +179,29 @@ def sampled_shapley(values: torch.Tensor, perms) -> torch.Tensor:
 def shapley_values(
     batch: CreditBatch, method: str, budget: int, seed: int, antithetic: bool, estimator: str
 ) -> torch.Tensor:
-    """phi [B, N] from the batch's coalition table: exact when every coalition fits the
-    budget (or method is exact), else sampled."""
+    """phi [B, N] from the batch's coalition values (dense or sparse): exact when every coalition
+    fits the budget (or method is exact), else sampled."""
     n_agents = batch.n_agents
     if method == "exact" or (1 << n_agents) <= budget:
-        if torch.isnan(batch.coalition_values).any():
-            require_coalitions(
-                batch,
-                torch.arange(1 << n_agents, device=batch.device),
-                estimator,
-                "fill_coalitions(game, episodes, masks='all')",
-            )
-        return exact_shapley(batch.coalition_values)
+        check_enumerable(n_agents, f"estimator '{estimator}' with method: exact")
+        values = batch.coalition_values if batch.is_dense else batch.values_at(range(1 << n_agents))
+        if torch.isnan(values).any():
+            require_coalitions(batch, range(1 << n_agents), estimator, "fill_coalitions(game, episodes, masks='all')")
+        return exact_shapley(values)
     perms, needed = sample_permutations(n_agents, budget, seed, antithetic)
-    require_coalitions(
+    values = require_coalitions(
         batch,
-        torch.tensor(needed, device=batch.device),
+        needed,
         estimator,
         f"fill_coalitions(game, episodes, masks=estimator.needs(cfg, {n_agents}).coalitions)",
     )
-    return sampled_shapley(batch.coalition_values, perms)
+    return sampled_shapley(values, perms, needed)
 
 
 def shapley_masks(method: str, budget: int, seed: int, antithetic: bool, n_agents: int) -> tuple[tuple, str]:
     """The coalitions `shapley_values` will read, and their kind (all | sampled)."""
     if method == "exact" or (1 << n_agents) <= budget:
+        check_enumerable(n_agents, f"Shapley with method: {method}")
         return tuple(range(1 << n_agents)), "all"
     return sample_permutations(n_agents, budget, seed, antithetic)[1], "sampled"
 

@@ -41,10 +41,9 @@ def decomposed(batch: CreditBatch, baseline: str, estimator: str) -> torch.Tenso
     """[B] what the shares split: R - v(empty), or R."""
     if baseline == "none":
         return batch.reward
-    empty = torch.zeros(1, dtype=torch.long, device=batch.device)
     return (
         batch.reward
-        - require_coalitions(batch, empty, estimator, "counterfactual.fill_coalitions(game, episodes, [0])")[:, 0]
+        - require_coalitions(batch, [0], estimator, "counterfactual.fill_coalitions(game, episodes, [0])")[:, 0]
     )
 
 

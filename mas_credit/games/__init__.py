@@ -1,7 +1,9 @@
 """The game library: cooperative text games with exact ground-truth credit, by
 versioned name. `make_game("vault_v0", n_agents=3, difficulty=1, lazy_agents=[2])`.
 
-A name without its version (`vault`) resolves to the newest version.
+A name without its version (`vault`) resolves to the newest version. The crew games (harvest,
+squads, beacons, senate, convoy, gloves, projects; `mas_credit.games.crew`) take teams of up to
+256 agents and declare their exact credit in closed form (`game.shapley(episode)`).
 """
 
 from __future__ import annotations
@@ -9,14 +11,21 @@ from __future__ import annotations
 import inspect
 
 from mas_credit.games.base import GameBase, GameParamError, normalise_text
+from mas_credit.games.beacons import BeaconsEnv
 from mas_credit.games.briefing import BriefingEnv
+from mas_credit.games.convoy import ConvoyEnv
 from mas_credit.games.council import CouncilEnv
 from mas_credit.games.debate import DebateEnv
+from mas_credit.games.gloves import GlovesEnv
+from mas_credit.games.harvest import HarvestEnv
 from mas_credit.games.lookout import LookoutEnv
 from mas_credit.games.orchestra import OrchestraEnv
 from mas_credit.games.potluck import PotluckEnv
+from mas_credit.games.projects import ProjectsEnv
 from mas_credit.games.rampart import RampartEnv
 from mas_credit.games.relay import RelayEnv
+from mas_credit.games.senate import SenateEnv
+from mas_credit.games.squads import SquadsEnv
 from mas_credit.games.telephone import TelephoneEnv
 from mas_credit.games.vault import VaultEnv
 from mas_credit.plugins import PluginError, load_object, load_plugins
@@ -49,6 +58,13 @@ for _cls in (
     BriefingEnv,
     TelephoneEnv,
     DebateEnv,
+    HarvestEnv,
+    SquadsEnv,
+    BeaconsEnv,
+    SenateEnv,
+    ConvoyEnv,
+    GlovesEnv,
+    ProjectsEnv,
 ):
     register_game(_cls)
 

@@ -36,6 +36,7 @@ from gymnasium.spaces import Dict as DictSpace
 from gymnasium.spaces import Text
 from pettingzoo import AECEnv, ParallelEnv
 
+from mas_credit.coalitions import masks_to_bits
 from mas_credit.types import Episode, Message, Turn
 
 CHARSET = string.printable
@@ -127,10 +128,10 @@ def per_agent_share(turns: list[Turn], n_agents: int, flag: str) -> np.ndarray:
     return np.divide(hits, total, out=np.zeros(n_agents), where=total > 0)
 
 
-def mask_bits(masks: np.ndarray, n_agents: int) -> np.ndarray:
-    """[M] integer masks -> [M, N] bool presence (bit i = agent i present)."""
-    masks = np.asarray(masks, dtype=np.int64)
-    return ((masks[:, None] >> np.arange(n_agents)) & 1).astype(bool)
+def mask_bits(masks, n_agents: int) -> np.ndarray:
+    """[M] integer masks (any team size: Python ints beyond 62 agents) or [M, N] bool rows -> [M, N]
+    bool presence (bit i = agent i present)."""
+    return masks_to_bits(masks, n_agents)
 
 
 class GameBase:
@@ -254,7 +255,8 @@ class GameBase:
         return float(self.team_values(episode, np.array([mask]))[0])
 
     def team_values(self, episode: Episode, masks) -> np.ndarray:
-        """[M] team values for [M] coalition masks (batched where the game can vectorise)."""
+        """[M] team values for [M] coalition masks (batched where the game can vectorise). Masks are
+        integers (Python ints for teams beyond 62 agents: `coalitions.mask_array`)."""
         task = self.make_task(episode.task_seed)
         return np.array([self._replay(task, episode, int(m)) for m in np.asarray(masks)], dtype=np.float64)
 

@@ -113,7 +113,9 @@ class Trainer:
         game, episodes = self.collect(iteration)
         rollout_s = time.perf_counter() - start
         credit_start = time.perf_counter()
-        costs = fill_needs(game, episodes, self.needs, team=self.team, critic=self.critic)
+        costs = fill_needs(
+            game, episodes, self.needs, team=self.team, critic=self.critic, noise=self.cfg.coalition_noise
+        )
         batch = CreditBatch.from_episodes(episodes)
         credit = self.estimator(batch, self.est_cfg)
         advantage = credit.advantage.detach().cpu()
