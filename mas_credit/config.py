@@ -840,10 +840,12 @@ def validate(cfg: ExperimentConfig, where: str, root: Path) -> None:
             check_team(cfg.team, g.n_agents, game.sequential)
         except ValueError as err:
             raise ConfigError(f"{where}: {err}") from None
-        if cfg.team.kind == "mixed" and len(cfg.team.members) != g.n_agents:
+        if cfg.team.kind == "mixed" and len(plain_members(cfg.team.members)) != g.n_agents:
+            count = len(plain_members(cfg.team.members))
             raise ConfigError(
-                f"{where}: team.members has {len(cfg.team.members)} members but games.{i} ({g.name}) has "
-                f"n_agents={g.n_agents}; give one member per agent or set games.{i}.n_agents={len(cfg.team.members)}"
+                f"{where}: team.members has {count} members but games.{i} ({g.name}) has "
+                f"n_agents={g.n_agents}; give one member per agent (`repeat: k` stands for k alike) or set "
+                f"games.{i}.n_agents={count}"
             )
         if cfg.team.kind == "scripted" and len(cfg.team.skills) not in (1, g.n_agents):
             raise ConfigError(

@@ -223,16 +223,21 @@ def shapley_of_batch(batch, method, budget, seed, antithetic):
     return [shapley_by_permutations(v, perms) for v in values]
 
 
+def _budget(cfg, n):
+    """k x N evaluations when budget_per_agent is set, else the budget itself."""
+    return cfg.budget_per_agent * n if cfg.budget_per_agent > 0 else cfg.budget
+
+
 def shapley(batch, cfg):
     d = _lists(batch)
-    phi = shapley_of_batch(batch, cfg.method, cfg.budget, cfg.seed, cfg.antithetic)
+    phi = shapley_of_batch(batch, cfg.method, _budget(cfg, batch.n_agents), cfg.seed, cfg.antithetic)
     adv = agent_norm(phi, d["group"], d["acted"]) if cfg.normalise == "agent" else phi
     return phi, on_turns(adv, d["turn_agent"])
 
 
 def sharp(batch, cfg):
     d = _lists(batch)
-    phi = shapley_of_batch(batch, cfg.method, cfg.budget, cfg.seed, cfg.antithetic)
+    phi = shapley_of_batch(batch, cfg.method, _budget(cfg, batch.n_agents), cfg.seed, cfg.antithetic)
     if cfg.kappa > 0:
         phi = [[0.0 if abs(p) < cfg.kappa * max(abs(q) for q in row) - 1e-9 else p for p in row] for row in phi]
     name = cfg.tool_component
@@ -541,5 +546,94 @@ def loworder(batch, cfg):
                     for i in (a, b, c):
                         row[i] += g / 3.0
         phi.append(row)
+    adv = agent_norm(phi, d["group"], d["acted"]) if cfg.normalise == "agent" else phi
+    return phi, on_turns(adv, d["turn_agent"])
+
+
+def amortised(batch, cfg):
+    """The shared model by its normal equations (loops), each episode's fit held to its prior by its
+    KKT system (loops), the prior's strength by 5-fold cross-validation over the pairs (loops)."""
+    import numpy as np
+
+    from mas_credit.estimators.sampling.amortised import FOLDS, SELECT_FROM, _design, amortised_budget
+
+    d = _lists(batch)
+    n = batch.n_agents
+    full = (1 << n) - 1
+    masks, counts = _design(n, amortised_budget(cfg, n), cfg.seed)
+    firsts = list(masks[2::2])
+    xs = [[1.0 if m >> i & 1 else -1.0 for i in range(n)] for m in firsts]
+    ws = [counts[m] / (bin(m).count("1") * (n - bin(m).count("1"))) for m in firsts]
+    rows = _values_of(batch, masks)
+    diffs = [[v[masks.index(m)] - v[masks.index(full ^ m)] for m in firsts] for v in rows]
+    totals = [v[masks.index(full)] - v[masks.index(0)] for v in rows]
+    comps = {k: batch.components[k].tolist() for k in sorted(batch.components)}
+    features = []
+    for b in range(batch.batch_size):
+        per_agent = []
+        for i in range(n):
+            mine = [t for t, a in enumerate(d["turn_agent"][b]) if a == i]
+            count = max(len(mine), 1)
+            read = sum(d["turn_valid"][b][t] for t in mine) / count
+            formed = sum(d["turn_format"][b][t] for t in mine) / count
+            row = [1.0] + [comps[k][b][i] for k in comps] + [float(d["acted"][b][i]), read, formed]
+            per_agent.append(row + [1.0 if j == i else 0.0 for j in range(n)])
+        features.append(per_agent)
+    p = len(features[0][0])
+
+    def model(keep):
+        normal = [[0.0] * p for _ in range(p)]
+        rhs = [0.0] * p
+        for b in range(batch.batch_size):
+            for j in keep:
+                g = [sum(xs[j][i] * features[b][i][q] for i in range(n)) for q in range(p)]
+                for a in range(p):
+                    rhs[a] += ws[j] * g[a] * diffs[b][j]
+                    for c in range(p):
+                        normal[a][c] += ws[j] * g[a] * g[c]
+        ridge = cfg.ridge * max(sum(normal[a][a] for a in range(p)) / p, 1e-12)
+        for a in range(p):
+            normal[a][a] += ridge
+        theta = np.linalg.solve(np.array(normal), np.array(rhs))
+        return [[float(np.dot(features[b][i], theta)) for i in range(n)] for b in range(batch.batch_size)]
+
+    def held(keep, prior, lam):
+        out = []
+        for b in range(batch.batch_size):
+            kkt = [[0.0] * (n + 1) for _ in range(n + 1)]
+            rhs = [0.0] * (n + 1)
+            for j in keep:
+                for a in range(n):
+                    rhs[a] += ws[j] * xs[j][a] * diffs[b][j]
+                    for c in range(n):
+                        kkt[a][c] += ws[j] * xs[j][a] * xs[j][c]
+            for a in range(n):
+                kkt[a][a] += lam
+                rhs[a] += lam * prior[b][a]
+                kkt[a][n] = kkt[n][a] = 1.0
+            rhs[n] = totals[b]
+            out.append(np.linalg.lstsq(np.array(kkt), np.array(rhs), rcond=None)[0][:n].tolist())
+        return out
+
+    everything = list(range(len(firsts)))
+    scale = max(sum(sum(ws[j] * xs[j][i] ** 2 for j in everything) for i in range(n)) / n, 1e-12)
+    shares = [cfg.prior_weight * f for f in SELECT_FROM] if cfg.select else [cfg.prior_weight]
+    if len(shares) > 1 and len(firsts) >= FOLDS:
+        best = None
+        for share in shares:
+            error = 0.0
+            for k in range(FOLDS):
+                keep = [j for j in everything if j % FOLDS != k]
+                phi = held(keep, model(keep), share * scale)
+                for b in range(batch.batch_size):
+                    for j in everything:
+                        if j % FOLDS == k:
+                            error += ws[j] * (diffs[b][j] - sum(x * f for x, f in zip(xs[j], phi[b]))) ** 2
+            if best is None or error < best[0] or (error == best[0] and share > best[1]):
+                best = (error, share)
+        share = best[1]
+    else:
+        share = shares[-1]
+    phi = held(everything, model(everything), share * scale)
     adv = agent_norm(phi, d["group"], d["acted"]) if cfg.normalise == "agent" else phi
     return phi, on_turns(adv, d["turn_agent"])

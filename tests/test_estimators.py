@@ -40,6 +40,7 @@ VARIANTS = {
         {"normalise": "none"},
         {"method": "sampled", "budget": 40},
         {"method": "sampled", "budget": 12, "antithetic": False},
+        {"method": "sampled", "budget_per_agent": 3, "seed": 1},
     ],
     "sharp": [
         {},
@@ -56,6 +57,7 @@ VARIANTS = {
     "svarm": [{}, {"budget_per_agent": 3, "seed": 2}, {"normalise": "none"}],
     "banzhaf": [{}, {"budget": 4, "seed": 2}, {"normalise": "none"}],
     "loworder": [{}, {"order": 1}, {"screen": 4, "min_gain": 0.0, "seed": 3}, {"normalise": "none"}],
+    "amortised": [{}, {"budget": 4}, {"select": False, "prior_weight": 1.0, "seed": 1}, {"normalise": "none"}],
 }
 REFERENCES = {
     "grpo": reference.grpo,
@@ -71,6 +73,7 @@ REFERENCES = {
     "svarm": reference.svarm,
     "banzhaf": reference.banzhaf,
     "loworder": reference.loworder,
+    "amortised": reference.amortised,
 }
 TOO_SMALL = {"svarm": 3}
 """the fewest agents an estimator takes (svarm's strata need three)"""
@@ -238,12 +241,14 @@ KNOB_GRID = {
     "shapley": {
         "method": ["exact", "sampled"],
         "budget": [6],
+        "budget_per_agent": [0, 2],
         "antithetic": [True, False],
         "normalise": ["agent", "none"],
     },
     "sharp": {
         "method": ["exact", "sampled"],
         "budget": [6],
+        "budget_per_agent": [0, 2],
         "antithetic": [True, False],
         "tool_component": ["auto", "none", "format", "correct"],
         "kappa": [0.0, 0.5],
@@ -260,6 +265,14 @@ KNOB_GRID = {
         "screen": [3, 32],
         "max_terms": [0, 64],
         "min_gain": [0.05, 0.0],
+    },
+    "amortised": {
+        "budget": [0, 4],
+        "budget_per_agent": [10, 2],
+        "normalise": ["agent", "none"],
+        "prior_weight": [0.1, 0.0],
+        "ridge": [1e-3],
+        "select": [True, False],
     },
 }
 NOT_ARITHMETIC = {"device", "counterfactual", "samples", "seed", "eps", "a_format", "a_correct", "w_shapley", "w_tool"}

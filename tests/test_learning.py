@@ -406,3 +406,105 @@ def test_play_shows_each_members_kind(capsys):
         if line.startswith("agent_") and "correct=" in line
     ]
     assert [row[1] for row in rows] == ["tabular", "tabular", "0.80"]
+
+
+class TorchAdamTabular(TabularLearner):
+    """The slow reference of the grouped tabular update: one learner at a time through the shared
+    `PolicyLearner.update` (autograd, torch's clip_grad_norm_ and torch.optim.Adam)."""
+
+    def __init__(self, policy, agent, train_cfg):
+        super().__init__(policy, agent, train_cfg)
+        self._torch_adam = torch.optim.Adam([policy.logits], lr=policy.lr)
+
+    @property
+    def optimizer(self):
+        return self._torch_adam
+
+    def update(self, rows):
+        from mas_credit.train.learners import PolicyLearner
+
+        return PolicyLearner.update(self, rows)
+
+    @classmethod
+    def update_group(cls, learner_rows):
+        return {learner: learner.update(rows) for learner, rows in learner_rows.items()}
+
+
+def random_rows(policy, rng, count):
+    rows = []
+    for _ in range(count):
+        key = int(rng.integers(len(policy.keys)))
+        legal = sorted(
+            rng.choice(len(policy.actions), size=int(rng.integers(2, len(policy.actions) + 1)), replace=False)
+        )
+        chosen = int(rng.choice(legal))
+        rows.append(
+            {
+                "prompt": [key, *map(int, legal)],
+                "response": [chosen],
+                "sampler_logprobs": [float(-rng.random() * 2)],
+                "adv": float(rng.normal()),
+                "weight": float(rng.choice([1.0, 2.0, 0.5])),
+            }
+        )
+    return rows
+
+
+@pytest.mark.parametrize("epochs,clip_eps,tis_cap", [(1, 0.2, 0.0), (3, 0.05, 0.0), (2, 0.1, 2.0)])
+def test_the_grouped_tabular_update_is_each_learners_own_update(epochs, clip_eps, tis_cap):
+    """Five tabular learners (two learning rates, two temperatures) updated together by
+    `update_group` end with the tables, Adam moments and stats of five learners updated one by one
+    through `PolicyLearner.update` with torch's Adam, over four iterations."""
+    cfg = dataclasses.replace(
+        tabular_cfg([]).train, epochs=epochs, clip_eps=clip_eps, tis_cap=tis_cap, max_grad_norm=0.7
+    )
+    game = make_game("council", n_agents=5, difficulty=3)
+    game.reset(seed=0)
+    members = [{"kind": "tabular", "lr": 0.5 if i % 2 else 0.1, "temperature": 1.0 if i < 3 else 0.5} for i in range(5)]
+    fast_team, slow_team = MixedTeam(members), MixedTeam(members)
+    for team in (fast_team, slow_team):
+        for policy in team.tabular.values():
+            policy.ensure(game)
+            with torch.no_grad():
+                policy.logits.copy_(
+                    torch.randn(policy.logits.shape, generator=torch.Generator().manual_seed(3), dtype=torch.float64)
+                )
+    fast = [TabularLearner(fast_team.tabular[i], i, cfg) for i in range(5)]
+    slow = [TorchAdamTabular(slow_team.tabular[i], i, cfg) for i in range(5)]
+    rng = np.random.default_rng(0)
+    for iteration in range(4):
+        rows = [random_rows(fast[i].policy, rng, 20 + 7 * i) for i in range(5)]
+        got = TabularLearner.update_group(dict(zip(fast, rows)))
+        want = TorchAdamTabular.update_group(dict(zip(slow, rows)))
+        for f, s in zip(fast, slow):
+            torch.testing.assert_close(f.policy.logits, s.policy.logits, atol=1e-10, rtol=0)
+            state = s.optimizer.state[s.policy.logits]
+            torch.testing.assert_close(f.adam["exp_avg"], state["exp_avg"], atol=1e-12, rtol=0)
+            assert f.adam["step"] == int(state["step"]) == (iteration + 1) * epochs  # a step per epoch
+            for key, value in want[s].items():
+                assert got[f][key] == pytest.approx(value, rel=1e-5, abs=1e-6), (iteration, key)
+    assert any(want[s]["clip_frac"] > 0 for s in slow) or epochs == 1  # the clipped branch ran
+
+
+def test_a_tabular_checkpoint_round_trips_its_adam_moments(tmp_path):
+    cfg = tabular_cfg([]).train
+    game = make_game("vault", n_agents=3)
+    game.reset(seed=0)
+    team = MixedTeam([{"kind": "tabular"}])
+    team.tabular[0].ensure(game)
+    learner = TabularLearner(team.tabular[0], 0, cfg)
+    learner.update(random_rows(learner.policy, np.random.default_rng(1), 12))
+    state = learner.state_dict()
+    other_team = MixedTeam([{"kind": "tabular"}])
+    other = TabularLearner(other_team.tabular[0], 0, cfg)
+    other.load_state_dict(state)
+    torch.testing.assert_close(other.policy.logits, learner.policy.logits, atol=0, rtol=0)
+    assert other.adam["step"] == 1 and torch.equal(other.adam["exp_avg_sq"], learner.adam["exp_avg_sq"])
+    legacy = torch.optim.Adam([torch.nn.Parameter(learner.policy.logits.detach().clone())], lr=0.5)
+    legacy.state[legacy.param_groups[0]["params"][0]] = {
+        "step": torch.tensor(3.0),
+        "exp_avg": learner.adam["exp_avg"],
+        "exp_avg_sq": learner.adam["exp_avg_sq"],
+    }
+    other.load_state_dict({"policy": state["policy"], "optimizer": legacy.state_dict()})  # a checkpoint of before
+    assert other.adam["step"] == 3 and torch.equal(other.adam["exp_avg"], learner.adam["exp_avg"])

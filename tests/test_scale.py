@@ -39,7 +39,7 @@ CREW = [
 ]
 ORDER_TWO = [("harvest", {}), ("squads", {"squad_size": 2}), ("projects", {"max_order": 2})]
 """crew games whose every interaction is among at most two agents: paired methods are exact there"""
-BUDGETED = ["shapley_sampled", "kernelshap", "svarm", "banzhaf", "loworder"]
+BUDGETED = ["shapley_sampled", "kernelshap", "svarm", "banzhaf", "loworder", "amortised"]
 
 
 def episodes_of(name, params, n_agents, n_tasks=6, skill=0.7, seed=0, **game_kwargs):
@@ -180,6 +180,7 @@ SPARSE_CASES = [
     ("svarm", {}),
     ("banzhaf", {}),
     ("loworder", {}),
+    ("amortised", {}),
 ]
 
 
@@ -255,6 +256,32 @@ def test_the_unpaired_methods_are_not_exact_there(estimator):
     out, _ = run(estimator, game, episodes, budget=40)
     truth = np.stack([game.shapley(ep) for ep in episodes])
     assert np.abs(out.credit.numpy() - truth).max() > 1e-3
+
+
+@pytest.mark.parametrize("name,params", ORDER_TWO)
+@pytest.mark.parametrize("n_agents", [8, 16, 64])
+def test_amortised_is_exact_on_order_two_games_once_its_cross_validation_drops_the_prior(name, params, n_agents):
+    game, episodes = episodes_of(name, params, n_agents)
+    out, _ = run("amortised", game, episodes, budget=4 * n_agents)
+    truth = np.stack([game.shapley(ep) for ep in episodes])
+    np.testing.assert_allclose(out.credit.numpy(), truth, atol=1e-9)
+    assert out.metrics["amortised/prior_weight"] == 0.0
+
+
+@pytest.mark.parametrize("per_agent", [0.25, 0.5, 1.0])
+def test_amortised_credits_every_agent_below_two_n_evaluations(per_agent):
+    """Sublinear: at N/4 to N evaluations per episode (64 agents: 16 to 64 coalitions) every agent of
+    every episode gets a finite credit that sums to v(N) - v(empty), and the shared model beats
+    sharing R - v(empty) equally (the budget-free baseline) on the additive game."""
+    n_agents = 64
+    game, episodes = episodes_of("harvest", {}, n_agents, n_tasks=16)
+    out, needs = run("amortised", game, episodes, budget=int(per_agent * n_agents))
+    assert len(needs.coalitions) <= per_agent * n_agents
+    truth = np.stack([game.shapley(ep) for ep in episodes])
+    credit = out.credit.numpy()
+    np.testing.assert_allclose(credit.sum(axis=1), truth.sum(axis=1), atol=1e-9)  # efficient: truth sums to it too
+    equal = np.repeat(truth.sum(axis=1, keepdims=True) / n_agents, n_agents, axis=1)
+    assert np.sqrt(((credit - truth) ** 2).mean()) < 0.8 * np.sqrt(((equal - truth) ** 2).mean())
 
 
 def test_loworder_is_exact_on_the_order_three_projects_game_at_64_agents():
@@ -337,6 +364,7 @@ def test_the_unbiased_methods_average_to_their_value_over_designs(estimator):
         ),
         ("svarm", {"budget": 20}, 16, "below its minimum 34 .*warm-up"),
         ("banzhaf", {"budget": 1}, 4, "below its minimum 2"),
+        ("amortised", {"budget": 3}, 16, "below its minimum 4"),
         ("kernelshap", {"budget": 300}, 8, "budget 300 is more coalitions per episode than the 2\\*\\*8 = 256"),
         ("svarm", {}, 2, "needs at least 3 agents"),
         ("shapley", {"method": "exact"}, 40, "all 2\\*\\*40 .* beyond the 20-agent limit of enumeration"),
@@ -349,7 +377,7 @@ def test_a_bad_budget_or_team_size_is_one_line_naming_the_knob(name, knobs, n_ag
     assert "\n" not in str(err.value)
 
 
-@pytest.mark.parametrize("name", ["kernelshap", "svarm", "banzhaf", "loworder"])
+@pytest.mark.parametrize("name", ["kernelshap", "svarm", "banzhaf", "loworder", "amortised"])
 def test_a_non_integer_budget_is_one_line_naming_the_knob(name):
     with pytest.raises(ValueError, match="knob budget must be int"):
         get_estimator(name).make_config({"budget": 6.5})

@@ -69,7 +69,7 @@ def check_team(cfg, n_agents: int, sequential: bool = False) -> None:
 def load_team(cfg, n_agents: int | None = None, sequential: bool = False):
     """Build a team from a `TeamConfig` (see mas_credit.config) for an n-agent game."""
     if cfg.kind == "mixed":
-        n_agents = n_agents or len(cfg.members)
+        n_agents = n_agents or len(plain_members(cfg.members))
     n_agents = n_agents or (len(cfg.roles) if cfg.kind in ("llm", "vllm") and cfg.roles else len(cfg.skills))
     check_team(cfg, n_agents, sequential)
     if cfg.kind == "scripted":
@@ -91,8 +91,21 @@ def load_team(cfg, n_agents: int | None = None, sequential: bool = False):
 
 
 def plain_members(members) -> list[dict]:
-    """Member entries as plain dicts (a config may hand OmegaConf containers)."""
-    return [dict(m) if hasattr(m, "items") else m for m in members]
+    """Member entries as plain dicts (a config may hand OmegaConf containers), one per agent: an entry
+    with `repeat: k` stands for k agents alike (`{kind: tabular, lr: 0.5, repeat: 64}`)."""
+    out = []
+    for i, member in enumerate(members):
+        member = dict(member) if hasattr(member, "items") else member
+        if not isinstance(member, dict) or "repeat" not in member:
+            out.append(member)
+            continue
+        repeat = member.pop("repeat")
+        if not isinstance(repeat, int) or isinstance(repeat, bool) or repeat < 1:
+            raise ValueError(
+                f"team.members.{i}.repeat must be an integer >= 1 (that many agents alike), got {repeat!r}"
+            )
+        out.extend(dict(member) for _ in range(repeat))
+    return out
 
 
 def game_kwargs(game_cfg, team_cfg) -> dict:

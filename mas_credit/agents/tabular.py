@@ -57,14 +57,20 @@ class TabularPolicy:
     def ensure(self, env) -> None:
         if self.logits is None:
             self._build(env.name, env.action_universe(), env.key_universe())
+            self._checked = (type(env), env.n_agents, env.difficulty)
+        elif (type(env), env.n_agents, env.difficulty) == self._checked:
+            return  # the same kind of env as the last one checked: the same universes
         elif env.name != self.game or env.action_universe() != self.actions:
             raise ValueError(
                 f"a tabular member learned {self.game} and cannot play {env.name} (other actions); "
                 f"train one game per run"
             )
+        else:
+            self._checked = (type(env), env.n_agents, env.difficulty)
 
     def _build(self, game: str, actions: list, keys: list, logits: torch.Tensor | None = None) -> None:
         self.game, self.actions, self.keys = game, list(actions), list(keys)
+        self._checked = None  # no env checked against these universes yet
         self.action_index = {a: i for i, a in enumerate(self.actions)}
         self.key_index = {k: i for i, k in enumerate(self.keys)}
         table = (
@@ -77,9 +83,9 @@ class TabularPolicy:
         self.ensure(env)
         key = self.key_index[env.observation_key(agent)]
         legal = [self.action_index[a] for a in env.legal_actions(agent)]
-        with torch.no_grad():
-            row = self.logits[key, legal]
-            logp = torch.log_softmax(row / (self.temperature if self.temperature > 0 else 1.0), dim=0).numpy()
+        row = self.logits.detach().numpy()[key, legal] / (self.temperature if self.temperature > 0 else 1.0)
+        shifted = row - row.max()  # log-softmax in numpy: a torch call per turn costs more than the turn
+        logp = shifted - np.log(np.exp(shifted).sum())
         if greedy or self.temperature == 0:
             pick = int(np.argmax(logp))
         else:

@@ -103,7 +103,7 @@ class EdgeShapleyConfig(ShapleyKnobs):
 
 
 def _shapley_needs(cfg: EdgeShapleyConfig, n_edges: int) -> Needs:
-    masks, kind = shapley_masks(cfg.method, cfg.budget, cfg.seed, cfg.antithetic, n_edges)
+    masks, kind = shapley_masks(cfg.method, cfg.budget_for(n_edges), cfg.seed, cfg.antithetic, n_edges)
     return Needs(coalitions=masks, kind=kind, mode=cfg.counterfactual, k=cfg.samples)
 
 
@@ -111,11 +111,11 @@ def _shapley_needs(cfg: EdgeShapleyConfig, n_edges: int) -> Needs:
 def edge_shapley(batch: EdgeBatch, cfg: EdgeShapleyConfig) -> EdgeCredit:
     """credit [B, E]: Shapley value of each message, exact or sampled (`method`, `budget`)."""
     n_edges = batch.n_edges
-    masks, kind = shapley_masks(cfg.method, cfg.budget, cfg.seed, cfg.antithetic, n_edges)
+    masks, kind = shapley_masks(cfg.method, cfg.budget_for(n_edges), cfg.seed, cfg.antithetic, n_edges)
     edge_table(batch, masks, "edge_shapley")
     if kind == "all":
         return EdgeCredit(exact_shapley(batch.edge_values), {"edge_shapley/exact": 1.0})
-    perms, _ = sample_permutations(n_edges, cfg.budget, cfg.seed, cfg.antithetic)
+    perms, _ = sample_permutations(n_edges, cfg.budget_for(n_edges), cfg.seed, cfg.antithetic)
     return EdgeCredit(sampled_shapley(batch.edge_values, perms), {"edge_shapley/exact": 0.0})
 
 

@@ -214,6 +214,9 @@ class ShapleyKnobs(CounterfactualConfig):
     """exact (every coalition: 2**N evaluations) | sampled (permutations within `budget`)"""
     budget: int = 64
     """sampled: most distinct coalitions evaluated per episode; budget >= 2**N gives exact"""
+    budget_per_agent: int = 0
+    """sampled: when > 0, the budget is this many evaluations per player (k x N), so one config fits every
+    team size; 0: `budget`"""
     antithetic: bool = True
     """sampled: each permutation is followed by its reverse"""
     seed: int = 0
@@ -222,10 +225,18 @@ class ShapleyKnobs(CounterfactualConfig):
     def check_shapley(self, estimator: str):
         check_choice(estimator, "method", self.method, ("exact", "sampled"))
         check_cf(estimator, self)
+        if self.budget_per_agent < 0:
+            raise ValueError(
+                f"estimator '{estimator}': budget_per_agent must be >= 0 (0: use budget), got {self.budget_per_agent}"
+            )
+
+    def budget_for(self, n_players: int) -> int:
+        """The budget of coalitions per episode for n_players players."""
+        return self.budget_per_agent * n_players if self.budget_per_agent > 0 else self.budget
 
 
 def shapley_needs(cfg: ShapleyKnobs, n_agents: int) -> Needs:
-    masks, kind = shapley_masks(cfg.method, cfg.budget, cfg.seed, cfg.antithetic, n_agents)
+    masks, kind = shapley_masks(cfg.method, cfg.budget_for(n_agents), cfg.seed, cfg.antithetic, n_agents)
     grouped = getattr(cfg, "normalise", "agent") == "agent"  # sharp always normalises per agent
     return Needs(coalitions=masks, kind=kind, mode=cfg.counterfactual, k=cfg.samples, groups=grouped)
 
@@ -249,7 +260,8 @@ class ShapleyConfig(ShapleyKnobs):
 )
 def shapley_estimator(batch: CreditBatch, cfg: ShapleyConfig) -> Credit:
     """credit [B, N] = phi; advantage [B, T] = agent_norm(phi) (or phi) on each agent's turns."""
-    phi = shapley_values(batch, cfg.method, cfg.budget, cfg.seed, cfg.antithetic, "shapley")
+    budget = cfg.budget_for(batch.n_agents)
+    phi = shapley_values(batch, cfg.method, budget, cfg.seed, cfg.antithetic, "shapley")
     agent_adv = agent_norm(phi, batch.group, batch.acted) if cfg.normalise == "agent" else phi
-    exact = cfg.method == "exact" or (1 << batch.n_agents) <= cfg.budget
+    exact = cfg.method == "exact" or (1 << batch.n_agents) <= budget
     return Credit(credit=phi, advantage=to_turns(agent_adv, batch.turn_agent), metrics={"shapley/exact": float(exact)})

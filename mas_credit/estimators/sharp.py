@@ -74,7 +74,8 @@ def sparsify(phi: torch.Tensor, kappa: float) -> torch.Tensor:
 )
 def sharp(batch: CreditBatch, cfg: SharpConfig) -> Credit:
     """credit [B, N] = phi; advantage [B, T] = agent_norm(w_team R + w_shapley phi + w_tool tool)."""
-    phi = sparsify(shapley_values(batch, cfg.method, cfg.budget, cfg.seed, cfg.antithetic, "sharp"), cfg.kappa)
+    budget = cfg.budget_for(batch.n_agents)
+    phi = sparsify(shapley_values(batch, cfg.method, budget, cfg.seed, cfg.antithetic, "sharp"), cfg.kappa)
     team = batch.reward[:, None].expand_as(phi)  # [B, N]
     reward = cfg.w_team * team + cfg.w_shapley * phi + cfg.w_tool * tool_term(batch, cfg.tool_component)
     agent_adv = agent_norm(reward, batch.group, batch.acted, cfg.eps)

@@ -87,11 +87,13 @@ _AGENT_NAME = re.compile(r"\bagent_\d+\b", re.IGNORECASE)
 def strip_echo(text: str, prompt: str, n: int = ECHO_WORDS) -> str:
     """`text` with every run of >= n consecutive words that also occur consecutively in
     `prompt` (case-insensitive, punctuation ignored) replaced by one space."""
-    prompt_words = [w.lower() for w in _WORDS.findall(prompt or "")]
+    words = list(_WORDS.finditer(text))
+    if len(words) < n:  # too short to hold an echo (most answers): the prompt need not be read
+        return text
+    prompt_words = [w.lower() for w in _WORDS.findall(normalise_text(prompt, OBS_MAX_LENGTH))]
     grams = {tuple(prompt_words[i : i + n]) for i in range(len(prompt_words) - n + 1)}
     if not grams:
         return text
-    words = list(_WORDS.finditer(text))
     low = [m.group().lower() for m in words]
     cut = [False] * len(words)
     for i in range(len(words) - n + 1):
@@ -219,7 +221,7 @@ class GameBase:
         and agent names are not read (module docstring). Never raises."""
         try:
             idx = self._idx(agent)
-            text = strip_echo(normalise_text(text), normalise_text(prompt, OBS_MAX_LENGTH))
+            text = strip_echo(normalise_text(text), prompt)
             if not self._reads_names(idx):
                 text = _AGENT_NAME.sub(" ", text)
             strict = self._parse_strict(idx, text)

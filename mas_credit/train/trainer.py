@@ -142,21 +142,20 @@ class Trainer:
             record[f"credit/{self.est_label}/agent_{i}"] = float(credit_cpu[acted, i].mean()) if acted.any() else 0.0
         update_start = time.perf_counter()
         adv_list, weight_list = advantage.tolist(), weight.tolist()
-        learner_rows = {
-            learner: [
-                {
-                    "prompt": t.prompt_ids,
-                    "response": t.response_ids,
-                    "sampler_logprobs": t.logprobs,
-                    "adv": adv_list[b][k],
-                    "weight": weight_list[b][k],
-                }
-                for b, ep in enumerate(episodes)
-                for k, t in enumerate(ep.turns)
-                if t.agent in learner.agents and t.response_ids and t.logprobs and weight_list[b][k] > 0
-            ]
-            for learner in self.learners
-        }
+        learner_rows = {learner: [] for learner in self.learners}
+        learner_of = {agent: learner for learner in self.learners for agent in learner.agents}
+        for b, ep in enumerate(episodes):  # in episode and turn order
+            for k, t in enumerate(ep.turns):
+                if t.agent in learner_of and t.response_ids and t.logprobs and weight_list[b][k] > 0:
+                    learner_rows[learner_of[t.agent]].append(
+                        {
+                            "prompt": t.prompt_ids,
+                            "response": t.response_ids,
+                            "sampler_logprobs": t.logprobs,
+                            "adv": adv_list[b][k],
+                            "weight": weight_list[b][k],
+                        }
+                    )
         prepare_start = time.perf_counter()
         for kind in dict.fromkeys(
             type(learner) for learner in self.learners
@@ -164,8 +163,11 @@ class Trainer:
             kind.prepare_group({learner: rows for learner, rows in learner_rows.items() if type(learner) is kind})
         record["time/prepare_s"] = time.perf_counter() - prepare_start
         gaps = []
-        for learner, rows in learner_rows.items():
-            stats = learner.update(rows)
+        updated = {}
+        for kind in dict.fromkeys(type(learner) for learner in self.learners):  # e.g. every tabular table at once
+            updated.update(kind.update_group({lr: rows for lr, rows in learner_rows.items() if type(lr) is kind}))
+        for learner in self.learners:
+            stats = updated[learner]
             gaps.append((stats.pop("gap_sum"), stats["gap_max"], stats["tokens"]))
             for agent in learner.agents:
                 record.update({f"loss/agent_{agent}/{k}": v for k, v in stats.items()})

@@ -6,4 +6,4 @@ lives in `estimators/shapley.py`; these are the rest. shapiq's approximators (sh
 `benchmarks/scale.py`.
 """
 
-from mas_credit.estimators.sampling import banzhaf, kernelshap, loworder, svarm  # noqa: F401
+from mas_credit.estimators.sampling import amortised, banzhaf, kernelshap, loworder, svarm  # noqa: F401

@@ -16,7 +16,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from mas_credit.coalitions import full_mask, mask_of
+from mas_credit.coalitions import full_mask, mask_of, masks_to_bits
 from mas_credit.estimators import Needs
 from mas_credit.estimators.common import CounterfactualConfig, check_cf, check_choice
 
@@ -129,3 +129,13 @@ def kernel_weight(size: np.ndarray, n_agents: int) -> np.ndarray:
     (importance weights of the sampled regression), up to a constant: 1 / (s (N - s))."""
     size = np.asarray(size, dtype=float)
     return 1.0 / (size * (n_agents - size))
+
+
+def pairs_of(masks: tuple, counts: dict, n_agents: int) -> tuple[np.ndarray, np.ndarray]:
+    """A paired design (empty, grand, then each pair's coalition and its complement, as `paired_draws`
+    lists them) as regression rows: x [J, N] in {-1, +1} (+1: in the pair's first coalition) and the
+    kernel weights [J]; pair j's coalitions are the design's columns 2 + 2j and 3 + 2j."""
+    first = list(masks[2::2])
+    x = np.where(masks_to_bits(first, n_agents), 1.0, -1.0)
+    size = (x > 0).sum(axis=1)
+    return x, np.array([counts[m] for m in first]) * kernel_weight(size, n_agents)

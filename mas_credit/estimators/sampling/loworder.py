@@ -32,15 +32,15 @@ from itertools import combinations
 import numpy as np
 import torch
 
-from mas_credit.coalitions import full_mask, masks_to_bits
+from mas_credit.coalitions import full_mask
 from mas_credit.estimators import register_estimator
 from mas_credit.estimators.common import agent_norm, check_choice, require_coalitions, to_turns
 from mas_credit.estimators.sampling._design import (
     BudgetConfig,
     budget_needs,
     design_rng,
-    kernel_weight,
     paired_draws,
+    pairs_of,
     uniform_sizes,
 )
 from mas_credit.types import Credit, CreditBatch
@@ -91,13 +91,8 @@ def _design(n_agents: int, budget: int, seed: int) -> tuple[tuple, dict]:
 
 @lru_cache(maxsize=32)
 def _pairs(n_agents: int, budget: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
-    """(x [J, N] in {-1, +1}: each pair's first coalition, weights [J]); the pair's coalitions are the
-    design's columns 2 + 2j and 3 + 2j (paired_draws appends each new pair together)."""
     masks, counts = _design(n_agents, budget, seed)
-    first = list(masks[2::2])
-    x = np.where(masks_to_bits(first, n_agents), 1.0, -1.0)
-    size = (x > 0).sum(axis=1)
-    return x, np.array([counts[m] for m in first]) * kernel_weight(size, n_agents)
+    return pairs_of(masks, counts, n_agents)
 
 
 def constrained_fit(features: np.ndarray, target: np.ndarray, weight: np.ndarray, total: float) -> np.ndarray:
