@@ -44,6 +44,7 @@ GAMES = {
     "beacons": ("beacons", {}),
     "senate": ("senate", {}),
     "convoy": ("convoy", {}),
+    "airport": ("airport", {}),
     "gloves": ("gloves", {}),
     "projects": ("projects", {}),
     "projects2": ("projects", {"max_order": 2}),
@@ -54,6 +55,7 @@ OURS = {
     "svarm": ("svarm", {}),
     "banzhaf": ("banzhaf", {}),
     "loworder": ("loworder", {}),
+    "amortised": ("amortised", {}),
 }
 SHAPIQ = ["KernelSHAP", "SVARM", "PermutationSamplingSV", "kADDSHAP", "StratifiedSamplingSV", "UnbiasedKernelSHAP"]
 

@@ -172,6 +172,8 @@ def run_rows(run_dir: Path, mode: str) -> list[dict]:
         "eval_reward": evals[-1].get("eval/reward", math.nan),
         "train_reward_last": train[-1]["reward"] if train else math.nan,
         "run_wall_s": run["wall_s"],
+        "coalition_evals": float(sum(r.get("cf/evals", 0.0) for r in train)),
+        "episodes": float(sum(len(r["episode_turns"]) for r in train)),
     }
     learning = learning_metrics(train, evals, cfg.train.success_target)
     if learning:
@@ -498,6 +500,8 @@ def render_batch(batch_dir: str | Path) -> str:
             "Learning curves (greedy team success on held-out tasks, mean and 95% CI band over seeds, one colour "
             "per estimator): [learning_curves.png](plots/learning_curves.png).",
         ]
+    if meta["mode"] == "train" and len(ok) and "coalition_evals" in ok:
+        lines += compute_frontier(batch_dir, ok, keys)
     lines += ["", "## Failed runs", ""]
     lines += [f"- `{r['run']}`: {r['error']}" for _, r in failed.iterrows()] or ["None."]
     lines += [
@@ -603,6 +607,90 @@ def learning_curves(batch_dir: Path, ok, keys: list[str]):
     save_figure(batch_dir / "plots" / "learning_curves.png", fig)
     plt.close(fig)
     return out
+
+
+def compute_frontier(batch_dir: Path, ok, keys: list[str]) -> list[str]:
+    """The compute-vs-signal frontier (the survey's Sec. 9.2): per cell without the estimator, each
+    estimator's coalition evaluations against what its learners learned. Writes plots/frontier.png
+    (the learners' greedy correctness, mean over seeds, against training episodes and against the
+    coalition evaluations spent so far) and returns the section's lines: per estimator its
+    evaluations per episode, the learners' final correctness and team success, and whether it is on
+    the frontier (no other estimator of the cell reached a higher final correctness with fewer
+    evaluations)."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    group_keys = [k for k in keys if k != "estimator"]
+    column = "learner_correct" if "learner_correct" in ok else "eval_success"
+    curves: dict = {}
+    for (run_id, estimator), part in ok.groupby(["run", "estimator"], sort=False):
+        train, evals = read_metrics(batch_dir / "runs" / run_id)
+        learners = {k.split("/")[1] for r in train for k in r if k.startswith("loss/agent_") and k.endswith("/turns")}
+        spent = np.cumsum([0.0] + [r.get("cf/evals", 0.0) for r in train])  # before iteration k
+        played = np.cumsum([0.0] + [len(r["episode_turns"]) for r in train])
+        cell = tuple(str(part.iloc[0][k]) for k in group_keys)
+        for record in evals:
+            keys_ = [k for k in record if "/correct/" in k and k.rsplit("/", 1)[1] in learners]
+            value = float(np.mean([record[k] for k in keys_])) if keys_ else record.get("eval/success", math.nan)
+            k = min(int(record["iteration"]), len(spent) - 1)
+            curves.setdefault(cell, {}).setdefault(estimator, {}).setdefault(k, []).append((played[k], spent[k], value))
+    lines = [
+        "",
+        "## Compute and signal",
+        "",
+        f"Per cell, each estimator's coalition evaluations against its learners' final greedy correctness "
+        f"(`{column}`, mean ± 95% CI over seeds); `frontier`: no other estimator of the cell reached a higher "
+        "final value with fewer evaluations. Curves against training episodes and against evaluations spent: "
+        "[frontier.png](plots/frontier.png).",
+        "",
+        "| " + " | ".join(k.removeprefix("grid/") for k in group_keys) + " | estimator | evaluations per episode | "
+        f"evaluations per run | {column} | eval_success | frontier |",
+        "|" + "---|" * (len(group_keys) + 6),
+    ]
+    for cell_values, part in ok.groupby(group_keys, sort=False) if group_keys else [((), ok)]:
+        cell_values = cell_values if isinstance(cell_values, tuple) else (cell_values,)
+        rows = []
+        for estimator, runs_ in part.groupby("estimator", sort=False):
+            spent = float(runs_["coalition_evals"].mean())
+            value, half = mean_ci(runs_[column].to_numpy(float))
+            success, success_half = mean_ci(runs_["eval_success"].to_numpy(float))
+            per_episode = spent / max(float(runs_["episodes"].mean()), 1.0)
+            rows.append((estimator, per_episode, spent, value, half, success, success_half))
+        for estimator, per_episode, spent, value, half, success, success_half in rows:
+            dominated = any(o[2] <= spent and o[3] > value + 1e-12 and o[0] != estimator for o in rows)
+            lines.append(
+                "| "
+                + " | ".join(str(v) for v in cell_values)
+                + f" | {estimator} | {per_episode:,.1f} | {spent:,.0f} | {cell_text(value, half)} | "
+                f"{cell_text(success, success_half)} | {'' if dominated else 'yes'} |"
+            )
+    palette = plt.get_cmap("tab10")
+    estimators = list(dict.fromkeys(ok["estimator"]))
+    fig, axes = plt.subplots(2, len(curves), figsize=(4.2 * len(curves), 6.6), squeeze=False)
+    for col, (cell, per_estimator) in enumerate(curves.items()):
+        for estimator, points in per_estimator.items():
+            iterations = sorted(points)
+            x_played = [np.mean([p[0] for p in points[k]]) for k in iterations]
+            x_spent = [np.mean([p[1] for p in points[k]]) for k in iterations]
+            y = [np.mean([p[2] for p in points[k]]) for k in iterations]
+            style = dict(color=palette(estimators.index(estimator) % 10), label=estimator)
+            axes[0][col].plot(x_played, y, **style, **line_style(estimators.index(estimator)))
+            axes[1][col].plot(x_spent, y, **style, **line_style(estimators.index(estimator)))
+        axes[0][col].set_title(" / ".join(cell) or "all runs")
+        axes[0][col].set_xlabel("training episodes")
+        axes[1][col].set_xlabel("coalition evaluations spent")
+        axes[1][col].set_xscale("symlog", linthresh=1e3)
+        for row in (0, 1):
+            axes[row][col].set_ylabel(
+                "learners' greedy correctness" if column == "learner_correct" else "greedy success"
+            )
+            axes[row][col].set_ylim(-0.05, 1.05)
+    axes[0][-1].legend(fontsize=7, loc="center left", bbox_to_anchor=(1.0, 0.5))
+    save_figure(batch_dir / "plots" / "frontier.png", fig)
+    plt.close(fig)
+    return lines
 
 
 def _compute_section(runs) -> str:

@@ -491,7 +491,7 @@ def load_option(root: Path, folder: str, ref: Any, where: str, sources: dict | N
         plugged = _registered(folder, ref)  # a plug-in (or package.module:Object) with no option file
         if plugged is not None:
             if sources is not None:
-                sources[where] = f"{ref}: registered by a plug-in, no option file"
+                sources[where] = f"{ref}: registered (built in or by a plug-in), no option file"
             return _merge(plugged, overrides, where)
         raise ConfigError(
             f"{where}: unknown option '{ref}' (no file {folder}/{ref}.yaml); valid options: "

@@ -41,7 +41,7 @@ def test_play_every_game(game, capsys):
         (["play", "vault", "--param", "difficulty=2"], "--param difficulty=...: give difficulty with --difficulty"),
         (
             ["play", "vault", "--estimators", "loo,sharpp"],
-            "unknown estimator 'sharpp'; valid estimators: banzhaf, c3, coma",
+            "unknown estimator 'sharpp'; valid estimators: amortised, banzhaf, c3, coma",
         ),
     ],
 )

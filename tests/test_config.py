@@ -193,7 +193,7 @@ BAD = [
     (
         "name: x\ngame: vault\nteam: scripted_trio\n",
         ["estimators=[]"],
-        "estimators is empty; name at least one option from estimators/ (banzhaf, c3, ",
+        "estimators is empty; name at least one option from estimators/ (amortised, banzhaf, c3, ",
     ),
     (
         "name: x\ngame: vault\nteam: scripted_trio\n",
@@ -256,7 +256,7 @@ BAD = [
     (
         "name: x\ngame: vault\nteam: scripted_trio\nestimators: [{use: grpo, name: grpoo}]\n",
         [],
-        "unknown estimator 'grpoo'; valid estimators: banzhaf, c3",
+        "unknown estimator 'grpoo'; valid estimators: amortised, banzhaf, c3",
     ),
 ]
 

@@ -139,7 +139,7 @@ def test_registry_rejects_duplicates_and_lists_valid_names():
     assert (
         register_estimator("grpo", grpo.Config, grpo.needs_rule)(grpo.fn) is grpo.fn and get_estimator("grpo") is grpo
     )
-    with pytest.raises(ValueError, match="valid estimators: banzhaf, c3, coma, dr_mas, grpo"):
+    with pytest.raises(ValueError, match="valid estimators: amortised, banzhaf, c3, coma, dr_mas, grpo"):
         get_estimator("shaply")
 
 
@@ -322,3 +322,29 @@ def test_no_knob_setting_gives_an_advantage_beyond_1e3(game_name):
             out = est(batch, knobs)
             for what, x in (("advantage", out.advantage), ("credit", out.credit)):
                 assert torch.isfinite(x).all() and x.abs().max() <= 1e3, (name, knobs, what, float(x.abs().max()))
+
+
+@pytest.mark.parametrize("name", sorted(VARIANTS))
+def test_no_float_knob_takes_nan_or_inf(name):
+    """A rule over every float knob of every estimator (SHARP's `w_team: .nan` once gave all-NaN
+    advantages and exit 0): NaN and inf are one-line errors naming the knob."""
+    import dataclasses
+
+    est = get_estimator(name)
+    floats = [f.name for f in dataclasses.fields(est.Config) if isinstance(f.default, float)]
+    for knob in floats:
+        for bad in (float("nan"), float("inf"), float("-inf")):
+            with pytest.raises(ValueError, match=f"knob {knob} must be a finite number") as err:
+                est.make_config({knob: bad})
+            assert "\n" not in str(err.value)
+
+
+def test_the_nan_rule_meets_the_float_knobs_that_exist():
+    import dataclasses
+
+    with_floats = {
+        name
+        for name in VARIANTS
+        if any(isinstance(f.default, float) for f in dataclasses.fields(get_estimator(name).Config))
+    }
+    assert {"sharp", "m_grpo", "amortised", "loworder"} <= with_floats

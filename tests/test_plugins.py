@@ -97,7 +97,7 @@ def test_an_installed_plugin_runs_through_study_batch_and_report_from_outside_th
     report = run(["report", "out/study"], tmp_path, site)  # rebuilds the game's names
     assert report.returncode == 0 and "## tally" in (tmp_path / "out" / "study" / "summary.md").read_text()
     shown = run(["config", "show", "exp.yaml"], tmp_path, site)
-    assert "# games.0 <- tally: registered by a plug-in, no option file" in shown.stdout
+    assert "# games.0 <- tally: registered (built in or by a plug-in), no option file" in shown.stdout
     assert f"# team <- scripted_trio: {SHIPPED / 'agents' / 'scripted_trio.yaml'}" in shown.stdout
 
 

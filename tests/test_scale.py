@@ -33,6 +33,7 @@ CREW = [
     ("senate", {}),
     ("senate", {"max_weight": 9, "quota": 0.7}),
     ("convoy", {}),
+    ("airport", {}),
     ("gloves", {}),
     ("projects", {}),
     ("projects", {"max_order": 2, "n_projects": 7}),

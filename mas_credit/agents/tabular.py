@@ -28,7 +28,8 @@ and updates it like an LLM turn. This module must not compute rewards or credit.
 
 from __future__ import annotations
 
-import numpy as np
+import math
+
 import torch
 
 from mas_credit.agents.kinds import LEARNER_KINDS, MEMBER_KINDS, check_options, plugged_kind, plugged_kinds
@@ -77,26 +78,37 @@ class TabularPolicy:
             torch.zeros((len(self.keys), len(self.actions)), dtype=torch.float64) if logits is None else logits.clone()
         )
         self.logits = torch.nn.Parameter(table, requires_grad=False)
+        self._view = self.logits.detach().numpy()  # the same memory: in-place updates show through
 
     def act(self, request: ActRequest, greedy: bool) -> ActResult:
         env, agent = request.env, request.agent
         self.ensure(env)
         key = self.key_index[env.observation_key(agent)]
         legal = [self.action_index[a] for a in env.legal_actions(agent)]
-        row = self.logits.detach().numpy()[key, legal] / (self.temperature if self.temperature > 0 else 1.0)
-        shifted = row - row.max()  # log-softmax in numpy: a torch call per turn costs more than the turn
-        logp = shifted - np.log(np.exp(shifted).sum())
+        # log-softmax over a handful of actions in plain Python: a torch or numpy call per turn costs
+        # more than the turn (the view shares the table's memory, so it always reads the current logits)
+        row = self._view[key].tolist()
+        temperature = self.temperature if self.temperature > 0 else 1.0
+        scores = [row[a] / temperature for a in legal]
+        top = max(scores)
+        weights = [math.exp(x - top) for x in scores]
+        total = sum(weights)
         if greedy or self.temperature == 0:
-            pick = int(np.argmax(logp))
+            pick = scores.index(top)
         else:
-            pick = int(np.searchsorted(np.cumsum(np.exp(logp)), request.rng.random() * np.exp(logp).sum()))
-            pick = min(pick, len(legal) - 1)
+            threshold, running, pick = request.rng.random() * total, 0.0, len(legal) - 1
+            for k, w in enumerate(weights):
+                running += w
+                if running >= threshold:
+                    pick = k
+                    break
+        logp = scores[pick] - top - math.log(total)
         choice = legal[pick]
         return ActResult(
             text=env.render_action(agent, self.actions[choice]),
             prompt_ids=[key, *legal],
             response_ids=[choice],
-            logprobs=[float(logp[pick])],
+            logprobs=[logp],
         )
 
     def logprobs(self, pairs) -> torch.Tensor:

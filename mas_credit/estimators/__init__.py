@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import dataclasses
 import functools
+import math
 import sys
 from dataclasses import dataclass, fields
 from typing import Any, Callable
@@ -87,6 +88,13 @@ class Estimator:
                     f"{type(cfg).__name__}"
                 )
             out = self._structured(values)
+        for knob in fields(out):  # a rule, not a list: no float knob of any estimator takes NaN or inf
+            value = getattr(out, knob.name)
+            if isinstance(value, float) and not math.isfinite(value):
+                raise ValueError(
+                    f"estimator '{self.name}': knob {knob.name} must be a finite number, got {value}; give a number "
+                    f"(its default is {knob.default!r})"
+                )
         if out.device not in ("auto", "cpu", "cuda") and not str(out.device).startswith("cuda:"):
             raise ValueError(
                 f"estimator '{self.name}': device '{out.device}' is not valid; valid choices: auto, cpu, cuda"

@@ -2,7 +2,7 @@
 versioned name. `make_game("vault_v0", n_agents=3, difficulty=1, lazy_agents=[2])`.
 
 A name without its version (`vault`) resolves to the newest version. The crew games (harvest,
-squads, beacons, senate, convoy, gloves, projects; `mas_credit.games.crew`) take teams of up to
+squads, beacons, senate, convoy, airport, gloves, projects; `mas_credit.games.crew`) take teams of up to
 256 agents and declare their exact credit in closed form (`game.shapley(episode)`).
 """
 
@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import inspect
 
+from mas_credit.games.airport import AirportEnv
 from mas_credit.games.base import GameBase, GameParamError, normalise_text
 from mas_credit.games.beacons import BeaconsEnv
 from mas_credit.games.briefing import BriefingEnv
@@ -63,6 +64,7 @@ for _cls in (
     BeaconsEnv,
     SenateEnv,
     ConvoyEnv,
+    AirportEnv,
     GlovesEnv,
     ProjectsEnv,
 ):

@@ -56,7 +56,8 @@ def normalise_text(text: Any, max_length: int = ACTION_MAX_LENGTH) -> str:
         return ""
     if not isinstance(text, str):
         text = str(text)
-    text = text.translate(_UNICODE_TO_ASCII)
+    if not text.isascii():  # the unicode punctuation map has nothing to do on ASCII text
+        text = text.translate(_UNICODE_TO_ASCII)
     if not _CHARSET_SET.issuperset(text):
         text = "".join(c for c in text if c in _CHARSET_SET)
     return text[:max_length]

@@ -27,6 +27,8 @@ from mas_credit.games.base import OneShotGame, mask_bits
 from mas_credit.games.vault import DIGIT_WORDS, VaultEnv
 
 NUMBER_WORDS = DIGIT_WORDS + ["ten", "eleven", "twelve"]
+TASK_CACHE = 512
+"""tasks a crew game keeps drawn (one training iteration's and one evaluation's, with room)"""
 
 
 def in_words(k: int) -> str:
@@ -48,6 +50,18 @@ class CrewGame(OneShotGame):
     _parse_strict = VaultEnv._parse_strict
     _parse = VaultEnv._parse
     render_action = VaultEnv.render_action
+
+    def make_task(self, task_seed: int) -> dict:
+        """The task of `task_seed` (GameBase.make_task), kept for the seeds met lately: a crew game's
+        task is read many times per episode (play, every batch of coalition values, the credit) and
+        never changed, and drawing a large team's structure costs more than reading it."""
+        cache = self.__dict__.setdefault("_tasks", {})
+        task = cache.get(int(task_seed))
+        if task is None:
+            if len(cache) >= TASK_CACHE:
+                cache.pop(next(iter(cache)))
+            task = cache[int(task_seed)] = super().make_task(task_seed)
+        return task
 
     def _make_task(self, rng):
         digits = rng.integers(0, 10, size=self.n_agents)

@@ -46,17 +46,18 @@ class ProjectsEnv(CrewGame):
         for _ in range(count):
             size = int(rng.integers(1, min(self.max_order, len(active)) + 1))
             projects.append(sorted(int(a) for a in rng.choice(active, size=size, replace=False)))
-        return {"projects": projects, "worth": [int(c) for c in rng.integers(1, 4, count)]}
+        member_of = [[k for k, members in enumerate(projects) if i in members] for i in range(self.n_agents)]
+        return {"projects": projects, "worth": [int(c) for c in rng.integers(1, 4, count)], "member_of": member_of}
 
     def _terms(self, task):
         return list(zip(task["projects"], task["worth"]))
 
     def _role(self, task, agent):
         mine = []
-        for members, worth in self._terms(task):
-            if agent in members:
-                mates = [self.possible_agents[j] for j in members if j != agent]
-                mine.append(f"one worth {in_words(worth)} " + (f"with {', '.join(mates)}" if mates else "alone"))
+        for k in task["member_of"][agent]:
+            members, worth = task["projects"][k], task["worth"][k]
+            mates = [self.possible_agents[j] for j in members if j != agent]
+            mine.append(f"one worth {in_words(worth)} " + (f"with {', '.join(mates)}" if mates else "alone"))
         return f"Your projects: {'; '.join(mine)}." if mine else "You are on no project."
 
     def _value(self, task, present, outcome):

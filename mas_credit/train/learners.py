@@ -433,12 +433,8 @@ def _tabular_step(learners: list, rows_of: list[list[dict]], t) -> dict:
     n = len(learners)
     rows = [(k, r) for k, part in enumerate(rows_of) for r in part]
     who = torch.tensor([k for k, _ in rows])  # [M] the learner of each row
-    width = max(len(r["prompt"]) - 1 for _, r in rows)
-    legal = torch.zeros((len(rows), width), dtype=torch.long)
-    valid = torch.zeros((len(rows), width), dtype=torch.bool)
-    for m, (_, r) in enumerate(rows):
-        legal[m, : len(r["prompt"]) - 1] = torch.tensor(r["prompt"][1:])
-        valid[m, : len(r["prompt"]) - 1] = True
+    legal = right_padded([r["prompt"][1:] for _, r in rows], torch.long)  # [M, W], one tensor call
+    valid = right_padded([[True] * (len(r["prompt"]) - 1) for _, r in rows], torch.bool, False)
     key = torch.tensor([r["prompt"][0] for _, r in rows])
     chosen = torch.tensor([r["prompt"][1:].index(r["response"][0]) for _, r in rows])
     sampler = torch.tensor([r["sampler_logprobs"][0] for _, r in rows], dtype=torch.float32)

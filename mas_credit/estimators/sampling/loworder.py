@@ -52,6 +52,8 @@ TIE = 1e-9
 """candidates whose gains differ by less than this share of the residual are tied (the first wins)"""
 CONSTRAINT_WEIGHT = 1e6
 """the search's constraint row weighs this many times all the pairs together"""
+SPACE_FLOATS = 3e7
+"""the design's precomputed search space (every triple's column) is kept up to this many floats (240 MB)"""
 
 
 @dataclass
@@ -89,6 +91,11 @@ def _design(n_agents: int, budget: int, seed: int) -> tuple[tuple, dict]:
     return tuple(masks), counts
 
 
+@lru_cache(maxsize=4)
+def _space(n_agents: int, budget: int, seed: int) -> dict:
+    return search_space(*_pairs(n_agents, budget, seed))
+
+
 @lru_cache(maxsize=32)
 def _pairs(n_agents: int, budget: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
     masks, counts = _design(n_agents, budget, seed)
@@ -113,7 +120,33 @@ def term_limit(cfg: LowOrderConfig, n_pairs: int, n_agents: int) -> int:
     return min(cfg.max_terms, max(0, (n_pairs - n_agents - 1) // 2))
 
 
-def fit_episode(x, weight, d, total, cfg: LowOrderConfig) -> tuple[np.ndarray, int]:
+def colex_rank(triples: np.ndarray) -> np.ndarray:
+    """[C] the position of each (a < b < c) among all triples listed by c, then b, then a."""
+    a, b, c = triples[:, 0], triples[:, 1], triples[:, 2]
+    return c * (c - 1) * (c - 2) // 6 + b * (b - 1) // 2 + a
+
+
+def search_space(x: np.ndarray, weight: np.ndarray) -> dict:
+    """What the search needs that depends on the design alone: the weighted rows' square roots (the
+    constraint's heavy row last), an orthonormal basis of the first-order terms, and, where they fit in
+    SPACE_FLOATS, every three-agent term's column orthogonal to that basis and its squared norm (listed
+    as `colex_rank` numbers them), so each episode only picks its candidates' columns."""
+    n = x.shape[1]
+    root = np.sqrt(np.concatenate([weight, [CONSTRAINT_WEIGHT * weight.sum()]]))  # [J + 1]
+    basis, _ = np.linalg.qr(np.vstack([x, np.ones(n)]) * root[:, None])  # [J + 1, N], orthonormal
+    space = {"root": root, "basis": basis, "chi": None}
+    count = n * (n - 1) * (n - 2) // 6
+    if n >= 3 and count * len(root) <= SPACE_FLOATS:
+        c = np.concatenate([np.full(k * (k - 1) // 2, k) for k in range(2, n)])  # colex order: by c, b, a
+        b = np.concatenate([np.repeat(np.arange(1, k), np.arange(1, k)) for k in range(2, n)])
+        a = np.concatenate([np.concatenate([np.arange(j) for j in range(1, k)]) for k in range(2, n)])
+        chi = np.vstack([x[:, a] * x[:, b] * x[:, c], np.ones(count)]) * root[:, None]
+        chi -= basis @ (basis.T @ chi)
+        space.update(chi=chi, norm2=np.einsum("jc,jc->c", chi, chi))
+    return space
+
+
+def fit_episode(x, weight, d, total, cfg: LowOrderConfig, space: dict | None = None) -> tuple[np.ndarray, int]:
     """phi [N] of one episode from its paired differences d [J] and v(N) - v(empty); and how many
     three-agent terms its fit kept.
 
@@ -126,22 +159,25 @@ def fit_episode(x, weight, d, total, cfg: LowOrderConfig) -> tuple[np.ndarray, i
     theta = constrained_fit(x, d, weight, total)
     if cfg.order < 3 or cfg.max_terms == 0 or n < 3:
         return theta, 0
-    root = np.sqrt(np.concatenate([weight, [CONSTRAINT_WEIGHT * weight.sum()]]))  # [J + 1]
-    rows = np.vstack([x, np.ones(n)]) * root[:, None]  # [J + 1, N]
-    target = np.concatenate([d, [total]]) * root
+    space = search_space(x, weight) if space is None else space
+    target = np.concatenate([d, [total]]) * space["root"]
     sst = float(weight @ d**2)  # the pairs' own weighted sum of squares (the scale of every threshold)
-    basis, _ = np.linalg.qr(rows)  # [J + 1, N], orthonormal
-    residual = target - basis @ (basis.T @ target)
+    residual = target - space["basis"] @ (space["basis"].T @ target)
     sse = float(residual @ residual)
     if sse <= EXACT_FIT * max(sst, 1e-300):
         return theta, 0
-    screened = np.argsort(-np.abs(theta), kind="stable")[: min(cfg.screen, n)]
-    triples = np.array(list(combinations(sorted(screened.tolist()), 3)))  # [C, 3]
-    chi = np.vstack([x[:, triples[:, 0]] * x[:, triples[:, 1]] * x[:, triples[:, 2]], np.ones(len(triples))])
-    chi *= root[:, None]  # [J + 1, C]
-    chi -= basis @ (basis.T @ chi)  # each candidate orthogonal to the terms held
-    norm2 = np.einsum("jc,jc->c", chi, chi)
+    screened = sorted(np.argsort(-np.abs(theta), kind="stable")[: min(cfg.screen, n)].tolist())
+    triples = np.array(list(combinations(screened, 3)))  # [C, 3], in the order combinations lists them
+    if space.get("chi") is not None:  # every triple's column was made orthogonal once for the design
+        columns = colex_rank(triples)
+        chi, norm2 = space["chi"][:, columns], space["norm2"][columns].copy()
+    else:
+        chi = np.vstack([x[:, triples[:, 0]] * x[:, triples[:, 1]] * x[:, triples[:, 2]], np.ones(len(triples))])
+        chi *= space["root"][:, None]  # [J + 1, C]
+        chi -= space["basis"] @ (space["basis"].T @ chi)  # each candidate orthogonal to the terms held
+        norm2 = np.einsum("jc,jc->c", chi, chi)
     chosen: list[int] = []
+    held = np.zeros((chi.shape[0], 0))  # the chosen terms' orthonormal columns
     limit = term_limit(cfg, x.shape[0], n)
     while len(chosen) < limit:
         usable = norm2 > 1e-9 * sst
@@ -151,12 +187,15 @@ def fit_episode(x, weight, d, total, cfg: LowOrderConfig) -> tuple[np.ndarray, i
         if gain[best] < cfg.min_gain * sse:
             break
         chosen.append(best)
-        q = chi[:, best] / np.sqrt(norm2[best])
+        # chi stays as it was: the residual is orthogonal to every term held, so chi's correlations with
+        # it are those of the columns made orthogonal to them, and so are q's with chi (q is orthogonal
+        # to the earlier terms); only the chosen column and the norms need the terms held taken out
+        column = chi[:, best] - (held @ (held.T @ chi[:, best]) if held.shape[1] else 0.0)
+        q = column / np.sqrt(norm2[best])
         residual -= q * (q @ residual)
         sse = float(residual @ residual)
-        along = q @ chi
-        chi -= np.outer(q, along)
-        norm2 = np.maximum(norm2 - along**2, 0.0)
+        norm2 = np.maximum(norm2 - (q @ chi) ** 2, 0.0)
+        held = np.column_stack([held, q])
         if sse <= EXACT_FIT * max(sst, 1e-300):
             break
     if not chosen:
@@ -187,8 +226,9 @@ def loworder(batch: CreditBatch, cfg: LowOrderConfig) -> Credit:
     diffs = table[:, 2::2] - table[:, 3::2]  # [B, J]
     totals = table[:, 1] - table[:, 0]
     phi, terms = np.zeros((batch.batch_size, n_agents)), []
+    space = _space(n_agents, budget, cfg.seed) if cfg.order == 3 else None
     for b in range(batch.batch_size):
-        phi[b], kept = fit_episode(x, weight, diffs[b], float(totals[b]), cfg)
+        phi[b], kept = fit_episode(x, weight, diffs[b], float(totals[b]), cfg, space)
         terms.append(kept)
     phi = torch.from_numpy(phi).to(values.device, values.dtype)
     agent_adv = agent_norm(phi, batch.group, batch.acted) if cfg.normalise == "agent" else phi
