@@ -21,3 +21,4 @@ bench: setup
 	$(VENV)/bin/python benchmarks/rollout.py
 	$(VENV)/bin/python benchmarks/train.py
 	$(VENV)/bin/python benchmarks/batch.py
+	$(VENV)/bin/python benchmarks/scale.py --cost

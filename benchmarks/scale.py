@@ -12,7 +12,9 @@ N = 64, B = 4096, budget 10N, each in a fresh process for its peak memory.
 shapiq's RegressionMSR is not in shapiq 1.4.1 (the newest on PyPI when this was written), so it is
 not run; its SHAP-IQ-family and stratified approximators are, beside the four the issue names.
 Usage: python benchmarks/scale.py [--sizes 16 32 64] [--budgets 2 4 10 100] [--seeds 20]
-       [--games harvest squads ...] [--json out.json]    |    python benchmarks/scale.py --cost
+       [--games harvest squads ...] [--noise 0.01] [--json out.json]  |  python benchmarks/scale.py --cost
+`--noise` adds known noise to every coalition value (the study knob `coalition_noise`; the same draw
+per episode and coalition for ours and shapiq's): each estimator's noise floor.
 """
 
 from __future__ import annotations
@@ -32,7 +34,11 @@ from scipy.stats import binom
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from mas_credit.agents import ScriptedTeam  # noqa: E402
-from mas_credit.counterfactual import fill_needs  # noqa: E402
+from mas_credit.coalitions import bits_to_masks, hashed_normal  # noqa: E402
+from mas_credit.counterfactual import (
+    fill_needs,  # noqa: E402
+    noise_salt,  # noqa: E402
+)
 from mas_credit.estimators import get_estimator  # noqa: E402
 from mas_credit.games import make_game  # noqa: E402
 from mas_credit.rollout import collect  # noqa: E402
@@ -86,7 +92,7 @@ def episode_for(game_key: str, n_agents: int, seed: int):
 
 def one_case(args) -> list[dict]:
     """Every estimator, ours and shapiq's, on one (game, N, seed) at every budget."""
-    game_key, n_agents, seed, budgets, which = args
+    game_key, n_agents, seed, budgets, which, noise = args
     warnings.simplefilter("ignore")
     game, episode = episode_for(game_key, n_agents, seed)
     truth = game.shapley(episode)
@@ -108,7 +114,7 @@ def one_case(args) -> list[dict]:
                 continue  # below the method's minimum at this budget
             eps = [episode_copy(episode)]
             start = time.perf_counter()
-            fill_needs(game, eps, needs)
+            fill_needs(game, eps, needs, noise=noise)
             phi = est(CreditBatch.from_episodes(eps), cfg).credit[0].numpy()
             rows.append(
                 row(game_key, n_agents, k, seed, label, "ours", nrmse(phi, truth), len(needs.coalitions), start)
@@ -121,7 +127,10 @@ def one_case(args) -> list[dict]:
             def value(coalitions, calls=calls):
                 coalitions = np.atleast_2d(coalitions).astype(bool)
                 calls["n"] += len(coalitions)
-                return game.team_values(episode, coalitions)
+                values = game.team_values(episode, coalitions)
+                if noise:  # the same known draw per (episode, coalition) that ours read
+                    values = values + noise * hashed_normal(bits_to_masks(coalitions), noise_salt(episode))
+                return values
 
             start = time.perf_counter()
             try:
@@ -259,6 +268,9 @@ def main(argv=None) -> int:
     parser.add_argument("--games", nargs="+", default=list(GAMES), choices=list(GAMES))
     parser.add_argument("--only", nargs="+", default=list(OURS) + SHAPIQ, help="estimators to run (ours and shapiq's)")
     parser.add_argument("--workers", type=int, default=2)
+    parser.add_argument(
+        "--noise", type=float, default=0.0, help="known Gaussian noise on every v(S), ours and shapiq's alike"
+    )
     parser.add_argument("--json", default="", help="also write every row here")
     parser.add_argument("--cost", action="store_true", help="time and memory at N = 64, B = 4096, budget 10N instead")
     args = parser.parse_args(argv)
@@ -266,7 +278,7 @@ def main(argv=None) -> int:
         cost(64, 4096, 10)
         return 0
     cases = [
-        (g, n, s, tuple(args.budgets), tuple(args.only))
+        (g, n, s, tuple(args.budgets), tuple(args.only), args.noise)
         for g in args.games
         for n in args.sizes
         for s in range(args.seeds)

@@ -440,8 +440,14 @@ def render_batch(batch_dir: str | Path) -> str:
             "eval_reward",
             "train_reward_last",
         ]
-        + sorted(c for c in frame if c.startswith(("eval_correct_agent_", "credit_agent_", "adv_var_agent_")))
+        + sorted(
+            (c for c in frame if c.startswith(("eval_correct_agent_", "credit_agent_", "adv_var_agent_"))),
+            key=lambda c: (c.rsplit("_", 1)[0], int(c.rsplit("_", 1)[1])),
+        )
     )
+    # per-agent columns for the first agents only: a team of 64 would give 192 columns and plots (all of
+    # them stay in batch.parquet)
+    metrics = [m for m in metrics if not m.startswith(PER_AGENT) or int(m.rsplit("_", 1)[1]) < PER_AGENT_SHOWN]
     metrics = [m for m in metrics if m in frame]
     keys = _cell_keys(frame, meta)
     cells = summarise_cells(frame, keys, metrics) if len(ok) else None
@@ -519,6 +525,9 @@ def render_batch(batch_dir: str | Path) -> str:
 
 
 PAIRED = ("auc", "eval_success", "learner_correct_auc", "learner_correct")
+PER_AGENT = ("eval_correct_agent_", "credit_agent_", "adv_var_agent_")
+PER_AGENT_SHOWN = 8
+"""batch.md shows the per-agent columns (and plots) of agents 0..7; batch.parquet keeps every agent's"""
 """training metrics compared with grpo seed by seed"""
 
 
@@ -641,9 +650,9 @@ def compute_frontier(batch_dir: Path, ok, keys: list[str]) -> list[str]:
         "## Compute and signal",
         "",
         f"Per cell, each estimator's coalition evaluations against its learners' final greedy correctness "
-        f"(`{column}`, mean ± 95% CI over seeds); `frontier`: no other estimator of the cell reached a higher "
-        "final value with fewer evaluations. Curves against training episodes and against evaluations spent: "
-        "[frontier.png](plots/frontier.png).",
+        f"(`{column}`, mean ± 95% CI over seeds); `frontier`: no other estimator of the cell spent no more "
+        "evaluations and reached no lower a final value (one of the two strictly). Curves against training "
+        "episodes and against evaluations spent: [frontier.png](plots/frontier.png).",
         "",
         "| " + " | ".join(k.removeprefix("grid/") for k in group_keys) + " | estimator | evaluations per episode | "
         f"evaluations per run | {column} | eval_success | frontier |",
@@ -659,7 +668,10 @@ def compute_frontier(batch_dir: Path, ok, keys: list[str]) -> list[str]:
             per_episode = spent / max(float(runs_["episodes"].mean()), 1.0)
             rows.append((estimator, per_episode, spent, value, half, success, success_half))
         for estimator, per_episode, spent, value, half, success, success_half in rows:
-            dominated = any(o[2] <= spent and o[3] > value + 1e-12 and o[0] != estimator for o in rows)
+            dominated = any(  # another spent no more and learned no less, and is better in one of them
+                o[0] != estimator and o[2] <= spent and o[3] >= value - 1e-12 and (o[2] < spent or o[3] > value + 1e-12)
+                for o in rows
+            )
             lines.append(
                 "| "
                 + " | ".join(str(v) for v in cell_values)

@@ -40,11 +40,11 @@ def cmd_play(args) -> int:
 
     from mas_credit.agents import ScriptedTeam, game_kwargs, load_critic, load_team
     from mas_credit.config import MAX_SEED, CriticConfig, GameConfig, load_team_config
-    from mas_credit.counterfactual import fill_coalitions, fill_needs
+    from mas_credit.counterfactual import fill_needs
     from mas_credit.estimators import get_estimator
-    from mas_credit.estimators.shapley import exact_shapley
     from mas_credit.games import make_game
     from mas_credit.rollout import collect
+    from mas_credit.studies import ground_truth
     from mas_credit.types import CreditBatch
 
     if not 0 <= args.seed <= MAX_SEED:
@@ -123,13 +123,16 @@ def cmd_play(args) -> int:
     if team.n_agents != game.n_agents:
         raise UsageError(f"the team has {team.n_agents} agents but --n-agents is {game.n_agents}; make them match")
     episode = collect(game, team, n_tasks=1, group_size=1, seed=args.seed)[0]
-    fill_coalitions(game, [episode], "all")
     critic = load_critic(CriticConfig(seed=args.seed))  # the scripted critic studies use, with its defaults
     columns = {}
-    for est in estimators:
-        fill_needs(game, [episode], est.needs(None, game.n_agents), team=team, critic=critic)
-        columns[est.name] = est(CreditBatch.from_episodes([episode]), {"device": "cpu"}).credit[0]
-    phi = exact_shapley(CreditBatch.from_episodes([episode]).coalition_values)[0]
+    try:
+        for est in estimators:
+            fill_needs(game, [episode], est.needs(None, game.n_agents), team=team, critic=critic)
+            columns[est.name] = est(CreditBatch.from_episodes([episode]), {"device": "cpu"}).credit[0]
+    except ValueError as err:  # e.g. a budget below the estimator's minimum for this team size
+        raise UsageError(str(err)) from None
+    phi, _, v_empty = ground_truth(game, [episode])  # enumerated, or the crew games' closed form
+    phi, v_empty = phi[0], float(v_empty[0])
 
     print(
         f"== {game.name}  ({game.credit_structure}; {game.n_agents} agents; difficulty {game.difficulty}; "
@@ -140,7 +143,7 @@ def cmd_play(args) -> int:
         print(f"\n[{turn.step}] {name} sees:\n    {turn.prompt}")
         action = repr(turn.action) if turn.valid else "INVALID -> null action"
         print(f"    {name} says: {turn.text!r}\n    parsed: {action}")
-    print(f"\nTeam reward R = {episode.reward:.3f}   (v(empty) = {episode.coalition_values[0]:.3f})")
+    print(f"\nTeam reward R = {episode.reward:.3f}   (v(empty) = {v_empty:.3f})")
     widths = {name: max(10, len(name) + 2) for name in columns}
     print(
         f"{'agent':<10}{'skill':>7}{'shapley':>10}" + "".join(f"{n:>{w}}" for n, w in widths.items()) + "  components"

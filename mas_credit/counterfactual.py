@@ -100,13 +100,13 @@ def fill_coalitions(
             continue
         values = np.asarray(game.team_values(ep, mask_array(wanted, ep.n_agents)), dtype=np.float64)
         if noise:
-            values = values + noise * hashed_normal(wanted, _noise_salt(ep))
+            values = values + noise * hashed_normal(wanted, noise_salt(ep))
         ep.coalition_values.update(zip(wanted, values.tolist()))
         evals += len(wanted)
     return _counters(evals)
 
 
-def _noise_salt(ep) -> int:
+def noise_salt(ep) -> int:
     """The per-episode seed of its known coalition noise."""
     seed = np.random.default_rng(
         [int(ep.task_seed), int(ep.info.get("member", 0)), int(ep.info.get("seed", 0)), 0x401CE]
@@ -138,7 +138,7 @@ def _resample_coalitions(game, episodes, masks, team, k, noise=0.0):
     means, counts = _mean_rewards(runs, slots, team)
     for (e, mask), value in means.items():
         if noise:
-            value += noise * float(hashed_normal([mask], _noise_salt(episodes[e]))[0])
+            value += noise * float(hashed_normal([mask], noise_salt(episodes[e]))[0])
         episodes[e].coalition_values[mask] = value
     return _counters(evals, counts["policy_calls"], counts["tokens"], team)
 

@@ -99,12 +99,13 @@ def agent_features(batch: CreditBatch) -> torch.Tensor:
 
 def shared_model(x, w, d, features, ridge: float) -> torch.Tensor:
     """prior [B, N] = F theta, theta the ridge fit of d_bj ~ sum_i x_ji F_bi . theta over every
-    episode's pairs (one model for the batch)."""
-    g = torch.einsum("jn,bnp->bjp", x, features)  # [B, J, P]
-    normal = torch.einsum("bjp,j,bjq->pq", g, w, g)
+    episode's pairs (one model for the batch). Its normal equations go through the design's Gram
+    matrix, sum_b F_b^T (X^T W X) F_b, so no [B, J, P] tensor is built."""
+    gram = (x.T * w) @ x  # [N, N]
+    normal = torch.einsum("bmp,bmq->pq", torch.einsum("bnp,nm->bmp", features, gram), features)
     eye = torch.eye(normal.shape[0], dtype=normal.dtype, device=normal.device)
     normal = normal + ridge * torch.diagonal(normal).mean().clamp(min=1e-12) * eye
-    theta = torch.linalg.solve(normal, torch.einsum("bjp,j,bj->p", g, w, d))
+    theta = torch.linalg.solve(normal, torch.einsum("bnp,bn->p", features, (d * w) @ x))
     return features @ theta
 
 
@@ -116,8 +117,8 @@ def held_fit(x, w, d, total, prior, lam: float) -> torch.Tensor:
     kkt[:n_agents, :n_agents] = (x.T * w) @ x + lam * torch.eye(n_agents, dtype=x.dtype, device=x.device)
     kkt[:n_agents, n_agents] = kkt[n_agents, :n_agents] = 1.0
     rhs = torch.cat([(d * w) @ x + lam * prior, total[:, None]], dim=1)  # [B, N + 1]
-    solution = torch.linalg.lstsq(kkt.expand(d.shape[0], -1, -1), rhs[..., None]).solution[..., 0]
-    return solution[:, :n_agents]
+    solution = torch.linalg.pinv(kkt, rtol=1e-12, hermitian=True) @ rhs.T  # [N + 1, B]: one matrix, every episode
+    return solution[:n_agents].T
 
 
 def fit_amortised(x, w, d, total, features, cfg) -> tuple[torch.Tensor, float]:

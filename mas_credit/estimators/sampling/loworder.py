@@ -63,8 +63,9 @@ class LowOrderConfig(BudgetConfig):
     orders never change a Shapley value, so 2 is the same as 1"""
     screen: int = 32
     """order 3: the three-agent terms searched are those among this many agents of largest |g_i|"""
-    max_terms: int = 64
-    """order 3: most three-agent terms an episode's fit may hold"""
+    max_terms: int = 24
+    """order 3: most three-agent terms an episode's fit may hold (a game with more is not sparse, and
+    each term costs a step of the search)"""
     min_gain: float = 0.05
     """order 3: a term is kept only if it cuts the weighted residual sum of squares by this share"""
 
