@@ -678,6 +678,8 @@ def compute_frontier(batch_dir: Path, ok, keys: list[str]) -> list[str]:
                 + f" | {estimator} | {per_episode:,.1f} | {spent:,.0f} | {cell_text(value, half)} | "
                 f"{cell_text(success, success_half)} | {'' if dominated else 'yes'} |"
             )
+    if not curves:  # no run recorded an evaluation: the table stands alone
+        return lines
     palette = plt.get_cmap("tab10")
     estimators = list(dict.fromkeys(ok["estimator"]))
     fig, axes = plt.subplots(2, len(curves), figsize=(4.2 * len(curves), 6.6), squeeze=False)

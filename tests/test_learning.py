@@ -347,6 +347,17 @@ def test_a_training_batch_compares_with_grpo_by_seed_and_draws_learning_curves(t
                 if record["kind"] == "eval" and record["iteration"] == iteration:
                     values.append(record["eval/success"])
         assert (means[k], halves[k]) == pytest.approx(mean_ci(values), nan_ok=True)
+    # compute and signal: evaluations spent (the slow way: summed over each run's training records)
+    section = text.split("## Compute and signal", 1)[1].split("## Failed runs", 1)[0]
+    assert (out / "plots" / "frontier.png").is_file()
+    for estimator in ("grpo", "loo"):
+        spent = []
+        for seed in (0, 1, 2):
+            lines = (out / "runs" / f"estimators-{estimator}__seeds-{seed}" / "metrics.jsonl").read_text().splitlines()
+            spent.append(sum(r.get("cf/evals", 0.0) for r in map(json.loads, lines) if r["kind"] == "train"))
+        row = next(line for line in section.splitlines() if line.startswith(f"| potluck | {estimator} |"))
+        assert f"| {np.mean(spent):,.0f} |" in row
+    assert next(line for line in section.splitlines() if line.startswith("| potluck | grpo |")).endswith("| yes |")
 
 
 def test_a_mixed_team_with_llm_members_trains_only_its_llm_learner(tmp_path):

@@ -456,3 +456,74 @@ def test_a_study_at_64_agents_scores_against_the_closed_form_truth(tmp_path):
     np.testing.assert_allclose(mine["credit"].to_numpy(), mine["truth"].to_numpy(), atol=1e-8)
     summary = (run_dir / "summary.md").read_text()
     assert "nrmse" in summary and "`loworder`" in summary
+
+
+def test_the_frontier_marks_estimators_that_no_other_beats_on_both_counts(tmp_path, monkeypatch):
+    """Spending no more and learning no less, one of the two strictly, dominates; a tie in both does not."""
+    import pandas as pd
+
+    import mas_credit.batch as batch
+
+    runs = [("a", 0, 0.2), ("b", 10, 0.9), ("c", 20, 0.9), ("d", 30, 0.95), ("e", 5, 0.1), ("f", 10, 0.9)]
+    ok = pd.DataFrame(
+        [
+            {"run": f"r{k}", "game": "g", "estimator": e, "coalition_evals": float(c), "episodes": 10.0}
+            | {"learner_correct": v, "eval_success": 0.0}
+            for k, (e, c, v) in enumerate(runs)
+        ]
+    )
+    monkeypatch.setattr(batch, "read_metrics", lambda run_dir: ([], []))
+    lines = batch.compute_frontier(tmp_path, ok, ["game", "estimator"])
+    marks = {
+        line.split("|")[2].strip(): line.rstrip().endswith("| yes |") for line in lines if line.startswith("| g |")
+    }
+    assert marks == {"a": True, "b": True, "c": False, "d": True, "e": False, "f": True}
+
+
+def test_one_skill_serves_every_agent_and_repeat_makes_a_large_mixed_team():
+    from mas_credit.agents import load_team, plain_members
+    from mas_credit.config import ConfigError, load_experiment
+
+    cfg = load_experiment(
+        "experiments/study_quickstart.yaml",
+        ["games=[{use: beacons, n_agents: 40}]", "team.skills=[0.7]", "estimators=[loo]"],
+    )
+    team = load_team(cfg.team, n_agents=40)
+    assert team.skills == [0.7] * 40
+    members = plain_members([{"kind": "tabular", "lr": 0.5, "repeat": 3}, {"kind": "scripted", "skill": 0.6}])
+    assert members == [{"kind": "tabular", "lr": 0.5}] * 3 + [{"kind": "scripted", "skill": 0.6}]
+    with pytest.raises(ValueError, match="team.members.0.repeat must be an integer >= 1"):
+        plain_members([{"kind": "tabular", "repeat": 0}])
+    with pytest.raises(ConfigError, match="team.members has 64 members but games.0 .* n_agents=32"):
+        load_experiment("experiments/learn_scale_run.yaml", ["games=[{use: harvest, n_agents: 32}]", "team=tabular_64"])
+
+
+def test_coalition_noise_reaches_the_estimators_and_never_the_truth(tmp_path):
+    import pandas as pd
+
+    from mas_credit.config import ConfigError, load_experiment
+    from mas_credit.studies import run_study
+
+    base = ["games=[{use: harvest, n_agents: 16}]", "team.skills=[0.8]", "seeds=[0]", "n_tasks=2", "group_size=2"]
+    frames = {}
+    for noise in (0.0, 0.05):
+        cfg = load_experiment(
+            "experiments/study_quickstart.yaml", [*base, "estimators=[loo]", f"coalition_noise={noise}"]
+        )
+        frames[noise] = pd.read_parquet(
+            run_study(cfg, out_dir=tmp_path / str(noise), progress=False) / "credit.parquet"
+        )
+    assert (frames[0.0]["truth"] == frames[0.05]["truth"]).all()
+    assert (frames[0.0]["credit"] != frames[0.05]["credit"]).any()
+    for bad in ("nan", "-0.1", "inf"):
+        with pytest.raises(ConfigError, match="coalition_noise must be a finite number >= 0"):
+            load_experiment("experiments/study_quickstart.yaml", [f"coalition_noise={bad}"])
+
+
+def test_play_shows_64_agents_with_the_closed_form_truth(run_main):
+    code, out, err = run_main("play", "projects", "--n-agents", "64", "--estimators", "loworder,svarm")
+    assert code == 0, err
+    rows = [line.split() for line in out.splitlines() if line.startswith("agent_")]
+    assert len(rows) == 64 and "sum of Shapley" in out
+    code, out, err = run_main("play", "projects", "--n-agents", "64", "--estimators", "svarm", "--skills", "0.5")
+    assert code == 2
