@@ -548,28 +548,6 @@ class EdgeBatch:
     def device(self) -> torch.device:
         return self.reward.device
 
-    @property
-    def is_dense(self) -> bool:
-        """True: the batch holds the dense [B, 2**N] table; False: the evaluated coalitions only."""
-        return self.coalition_values is not None
-
-    def values_at(self, masks) -> torch.Tensor:
-        """[B, M] v(S) of the given coalitions (Python-int bitmasks), from either form; NaN where an
-        episode did not evaluate one (or, sparse, where no episode of the batch did)."""
-        masks = [int(m) for m in masks]
-        if self.is_dense:
-            index = torch.tensor(masks, dtype=torch.long, device=self.device)
-            return self.coalition_values[:, index]
-        column = [self._column.get(m, -1) for m in masks]
-        index = torch.tensor(column, dtype=torch.long, device=self.device)
-        out = self.coalition_table[:, index.clamp(min=0)]
-        return torch.where(index >= 0, out, torch.full_like(out, float("nan")))
-
-    def evaluated_counts(self) -> torch.Tensor:
-        """[B] how many distinct coalitions each episode of the batch has a value for."""
-        table = self.coalition_values if self.is_dense else self.coalition_table
-        return (~torch.isnan(table)).sum(dim=1)
-
     @classmethod
     def from_episodes(
         cls, episodes: list[Episode], device: str | torch.device | None = None, dtype: torch.dtype = torch.float64

@@ -15,10 +15,19 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import numpy as np
+import torch
 
 from mas_credit.coalitions import full_mask, mask_of, masks_to_bits
 from mas_credit.estimators import Needs
-from mas_credit.estimators.common import CounterfactualConfig, check_cf, check_choice
+from mas_credit.estimators.common import (
+    CounterfactualConfig,
+    agent_norm,
+    check_cf,
+    check_choice,
+    require_coalitions,
+    to_turns,
+)
+from mas_credit.types import Credit, CreditBatch
 
 MAX_DRAWS_PER_EVAL = 64
 """a design stops drawing after this many draws per coalition of budget (a space nearly exhausted)"""
@@ -68,6 +77,19 @@ class BudgetConfig(CounterfactualConfig):
                 f"{1 << n_agents} a team of {n_agents} has; lower it, or use the exact shapley estimator"
             )
         return budget
+
+
+def design_values(batch: CreditBatch, masks, estimator: str) -> torch.Tensor:
+    """[B, K] the batch's values of a design's coalitions, or the one-line error naming what to fill."""
+    hint = f"counterfactual.fill_needs(game, episodes, get_estimator('{estimator}').needs(cfg, N))"
+    return require_coalitions(batch, masks, estimator, hint)
+
+
+def budgeted_credit(batch: CreditBatch, cfg: BudgetConfig, credit: torch.Tensor, metrics: dict) -> Credit:
+    """The Credit of a budgeted estimator: credit [B, N], advantage = agent_norm(credit) (or the credit,
+    `normalise: none`) on each agent's turns, and its metrics."""
+    agent_adv = agent_norm(credit, batch.group, batch.acted) if cfg.normalise == "agent" else credit
+    return Credit(credit, to_turns(agent_adv, batch.turn_agent), metrics)
 
 
 def budget_needs(cfg: BudgetConfig, masks: tuple) -> Needs:

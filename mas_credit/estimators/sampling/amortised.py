@@ -36,11 +36,12 @@ import torch
 
 from mas_credit.coalitions import full_mask
 from mas_credit.estimators import register_estimator
-from mas_credit.estimators.common import agent_norm, require_coalitions, to_turns
 from mas_credit.estimators.sampling._design import (
     BudgetConfig,
     budget_needs,
+    budgeted_credit,
     design_rng,
+    design_values,
     paired_draws,
     pairs_of,
     uniform_sizes,
@@ -157,11 +158,10 @@ def amortised(batch: CreditBatch, cfg: AmortisedConfig) -> Credit:
     n_agents = batch.n_agents
     budget = amortised_budget(cfg, n_agents)
     masks, counts = _design(n_agents, budget, cfg.seed)
-    values = require_coalitions(batch, masks, NAME, f"counterfactual.fill_needs(game, episodes, {NAME}.needs(cfg, N))")
+    values = design_values(batch, masks, NAME)
     x, w = (torch.from_numpy(a).to(values.device, values.dtype) for a in pairs_of(masks, counts, n_agents))
     d = values[:, 2::2] - values[:, 3::2]  # [B, J]
     total = values[:, 1] - values[:, 0]
     phi, share = fit_amortised(x, w, d, total, agent_features(batch), cfg)
-    agent_adv = agent_norm(phi, batch.group, batch.acted) if cfg.normalise == "agent" else phi
     metrics = {f"{NAME}/evals": float(len(masks)), f"{NAME}/prior_weight": share}
-    return Credit(phi, to_turns(agent_adv, batch.turn_agent), metrics)
+    return budgeted_credit(batch, cfg, phi, metrics)

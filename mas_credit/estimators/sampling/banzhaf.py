@@ -29,8 +29,14 @@ import torch
 
 from mas_credit.coalitions import masks_to_bits
 from mas_credit.estimators import register_estimator
-from mas_credit.estimators.common import agent_norm, require_coalitions, to_turns
-from mas_credit.estimators.sampling._design import BudgetConfig, budget_needs, design_rng, paired_draws
+from mas_credit.estimators.sampling._design import (
+    BudgetConfig,
+    budget_needs,
+    budgeted_credit,
+    design_rng,
+    design_values,
+    paired_draws,
+)
 from mas_credit.types import Credit, CreditBatch
 
 NAME = "banzhaf"
@@ -82,7 +88,6 @@ def banzhaf(batch: CreditBatch, cfg: BanzhafConfig) -> Credit:
     n_agents = batch.n_agents
     budget = banzhaf_budget(cfg, n_agents)
     masks, _ = _design(n_agents, budget, cfg.seed)
-    values = require_coalitions(batch, masks, NAME, f"counterfactual.fill_needs(game, episodes, {NAME}.needs(cfg, N))")
+    values = design_values(batch, masks, NAME)
     beta = values @ banzhaf_matrix(n_agents, budget, cfg.seed).to(values.device, values.dtype)
-    agent_adv = agent_norm(beta, batch.group, batch.acted) if cfg.normalise == "agent" else beta
-    return Credit(beta, to_turns(agent_adv, batch.turn_agent), {f"{NAME}/evals": float(len(masks))})
+    return budgeted_credit(batch, cfg, beta, {f"{NAME}/evals": float(len(masks))})

@@ -31,11 +31,12 @@ import torch
 
 from mas_credit.coalitions import full_mask, masks_to_bits
 from mas_credit.estimators import register_estimator
-from mas_credit.estimators.common import agent_norm, require_coalitions, to_turns
 from mas_credit.estimators.sampling._design import (
     BudgetConfig,
     budget_needs,
+    budgeted_credit,
     design_rng,
+    design_values,
     kernel_weight,
     paired_draws,
     uniform_sizes,
@@ -99,7 +100,6 @@ def kernelshap(batch: CreditBatch, cfg: KernelShapConfig) -> Credit:
     n_agents = batch.n_agents
     budget = kernel_budget(cfg, n_agents)
     masks, _ = _design(n_agents, budget, cfg.seed)
-    values = require_coalitions(batch, masks, NAME, f"counterfactual.fill_needs(game, episodes, {NAME}.needs(cfg, N))")
+    values = design_values(batch, masks, NAME)
     phi = values @ kernel_matrix(n_agents, budget, cfg.seed).to(values.device, values.dtype)
-    agent_adv = agent_norm(phi, batch.group, batch.acted) if cfg.normalise == "agent" else phi
-    return Credit(phi, to_turns(agent_adv, batch.turn_agent), {f"{NAME}/evals": float(len(masks))})
+    return budgeted_credit(batch, cfg, phi, {f"{NAME}/evals": float(len(masks))})

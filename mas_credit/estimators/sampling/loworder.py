@@ -34,11 +34,13 @@ import torch
 
 from mas_credit.coalitions import full_mask
 from mas_credit.estimators import register_estimator
-from mas_credit.estimators.common import agent_norm, check_choice, require_coalitions, to_turns
+from mas_credit.estimators.common import check_choice
 from mas_credit.estimators.sampling._design import (
     BudgetConfig,
     budget_needs,
+    budgeted_credit,
     design_rng,
+    design_values,
     paired_draws,
     pairs_of,
     uniform_sizes,
@@ -221,7 +223,7 @@ def loworder(batch: CreditBatch, cfg: LowOrderConfig) -> Credit:
     n_agents = batch.n_agents
     budget = loworder_budget(cfg, n_agents)
     masks, _ = _design(n_agents, budget, cfg.seed)
-    values = require_coalitions(batch, masks, NAME, f"counterfactual.fill_needs(game, episodes, {NAME}.needs(cfg, N))")
+    values = design_values(batch, masks, NAME)
     x, weight = _pairs(n_agents, budget, cfg.seed)
     table = values.detach().cpu().numpy()
     diffs = table[:, 2::2] - table[:, 3::2]  # [B, J]
@@ -232,6 +234,5 @@ def loworder(batch: CreditBatch, cfg: LowOrderConfig) -> Credit:
         phi[b], kept = fit_episode(x, weight, diffs[b], float(totals[b]), cfg, space)
         terms.append(kept)
     phi = torch.from_numpy(phi).to(values.device, values.dtype)
-    agent_adv = agent_norm(phi, batch.group, batch.acted) if cfg.normalise == "agent" else phi
     metrics = {f"{NAME}/evals": float(len(masks)), f"{NAME}/terms": float(np.mean(terms))}
-    return Credit(phi, to_turns(agent_adv, batch.turn_agent), metrics)
+    return budgeted_credit(batch, cfg, phi, metrics)

@@ -32,12 +32,13 @@ import torch
 
 from mas_credit.coalitions import full_mask, masks_to_bits
 from mas_credit.estimators import register_estimator
-from mas_credit.estimators.common import agent_norm, require_coalitions, to_turns
 from mas_credit.estimators.sampling._design import (
     MAX_DRAWS_PER_EVAL,
     BudgetConfig,
     budget_needs,
+    budgeted_credit,
     design_rng,
+    design_values,
     draw_of_size,
 )
 from mas_credit.types import Credit, CreditBatch
@@ -180,9 +181,8 @@ def svarm(batch: CreditBatch, cfg: SvarmConfig) -> Credit:
     n_agents = batch.n_agents
     budget = svarm_budget(cfg, n_agents)
     masks, _ = _design(n_agents, budget, cfg.seed)
-    values = require_coalitions(batch, masks, NAME, f"counterfactual.fill_needs(game, episodes, {NAME}.needs(cfg, N))")
+    values = design_values(batch, masks, NAME)
     matrix, empty = svarm_matrix(n_agents, budget, cfg.seed)
     phi = values @ matrix.to(values.device, values.dtype)
-    agent_adv = agent_norm(phi, batch.group, batch.acted) if cfg.normalise == "agent" else phi
     metrics = {f"{NAME}/evals": float(len(masks)), f"{NAME}/empty_strata": empty}
-    return Credit(phi, to_turns(agent_adv, batch.turn_agent), metrics)
+    return budgeted_credit(batch, cfg, phi, metrics)
