@@ -90,8 +90,7 @@ def fill_coalitions(
     if not (isinstance(noise, (int, float)) and math.isfinite(noise) and noise >= 0):
         raise ValueError(f"counterfactual noise must be a finite number >= 0 (a standard deviation), got {noise!r}")
     if mode == "resample" and game.sequential:
-        counts = _resample_coalitions(game, episodes, masks, team, int(k), noise)
-        return counts
+        return _resample_coalitions(game, episodes, masks, team, int(k), noise)
     evals = 0
     wanted_masks = coalition_masks(episodes[0].n_agents, masks) if episodes else []
     for ep in episodes:
@@ -114,6 +113,11 @@ def noise_salt(ep) -> int:
     return int(seed.integers(0, 2**63))
 
 
+def _noise(noise: float, mask: int, ep) -> float:
+    """One coalition's known noise draw (0 without noise)."""
+    return noise * float(hashed_normal([mask], noise_salt(ep))[0]) if noise else 0.0
+
+
 def _resample_coalitions(game, episodes, masks, team, k, noise=0.0):
     runs, slots, evals = [], [], 0
     for e, ep in enumerate(episodes):
@@ -123,7 +127,7 @@ def _resample_coalitions(game, episodes, masks, team, k, noise=0.0):
             evals += 1
             first_out = next((t for t, turn in enumerate(ep.turns) if not (mask >> turn.agent) & 1), None)
             if first_out is None:  # nobody outside S ever acted: the recorded episode is the counterfactual
-                ep.coalition_values[mask] = float(ep.reward)
+                ep.coalition_values[mask] = float(ep.reward) + _noise(noise, mask, ep)
                 continue
             recorded = [_recorded(turn) for turn in ep.turns]
             for j in range(k):
@@ -137,9 +141,7 @@ def _resample_coalitions(game, episodes, masks, team, k, noise=0.0):
                 slots.append((e, mask))
     means, counts = _mean_rewards(runs, slots, team)
     for (e, mask), value in means.items():
-        if noise:
-            value += noise * float(hashed_normal([mask], noise_salt(episodes[e]))[0])
-        episodes[e].coalition_values[mask] = value
+        episodes[e].coalition_values[mask] = value + _noise(noise, mask, episodes[e])
     return _counters(evals, counts["policy_calls"], counts["tokens"], team)
 
 
