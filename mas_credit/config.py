@@ -24,6 +24,7 @@ the valid choices; the CLI turns it into exit code 2.
 from __future__ import annotations
 
 import copy
+import dataclasses
 import functools
 import importlib.util
 import itertools
@@ -790,10 +791,39 @@ def check_run_name(name: str, where: str) -> None:
         )
 
 
+def non_finite(value, path: str):
+    """The first (path, value) of a float anywhere in a config tree (dataclasses, lists, dicts) that is NaN
+    or infinite, or None."""
+    if isinstance(value, float):
+        return None if math.isfinite(value) else (path, value)
+    if dataclasses.is_dataclass(value):
+        items = ((f.name, getattr(value, f.name)) for f in dataclasses.fields(value))
+    elif isinstance(value, dict):
+        items = value.items()
+    elif isinstance(value, (list, tuple)):
+        items = enumerate(value)
+    else:
+        return None
+    for key, item in items:
+        found = non_finite(item, f"{path}.{key}" if path else str(key))
+        if found:
+            return found
+    return None
+
+
 def validate(cfg: ExperimentConfig, where: str, root: Path) -> None:
     """Cross-field rules, each with the fix in its message."""
 
     check_run_name(cfg.name, where)
+    found = non_finite(cfg, "")  # a rule, not a list: no float of any schema takes NaN or inf
+    if found:
+        raise ConfigError(f"{where}: {found[0]} must be a finite number, got {found[1]}; give a number")
+    twice = sorted({s for s in cfg.seeds if list(cfg.seeds).count(s) > 1})
+    if twice:
+        raise ConfigError(
+            f"{where}: seeds {twice} appear more than once; each seed is one independent repetition, so list each "
+            f"once (e.g. seeds: [0, 1, 2])"
+        )
     if not cfg.games:
         raise ConfigError(
             f"{where}: games is empty; name at least one option from games/ ({', '.join(list_options(root, 'games'))})"
@@ -1033,6 +1063,9 @@ def load_batch(path: str | Path, overrides: list[str] = ()) -> BatchConfig:
         raise ConfigError(f"{where}: the grids list the run {repeat} more than once; remove it from extra_grids")
     cfg = OmegaConf.to_object(_check_against(BatchConfig, raw, where))
     check_run_name(cfg.name, where)
+    found = non_finite(dataclasses.replace(cfg, grid={}, extra_grids=[]), "")  # grid values meet the runs' rule
+    if found:
+        raise ConfigError(f"{where}: {found[0]} must be a finite number, got {found[1]}; give a number")
     if not cfg.base:
         raise ConfigError(
             f"{where}: base is empty; name the experiment every run starts from, e.g. base: study_quickstart.yaml"

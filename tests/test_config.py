@@ -3,6 +3,7 @@ a one-line error naming the key or file (exit code 2 on the CLI)."""
 
 import dataclasses
 import math
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -409,3 +410,55 @@ def test_switches_on_and_off_survive_yaml_booleans(tmp_path, spelled, field):
     for cfg in (from_cli, from_file, load_resolved(tmp_path / "config.yaml")):
         assert getattr(cfg.train, field) == spelled
         validate_train(cfg, "exp.yaml")
+
+
+def float_fields(schema, prefix=""):
+    """Every float field of a config schema and of the schemas inside it, as dotted paths."""
+    import dataclasses
+    import typing
+
+    hints = typing.get_type_hints(schema)
+    out = []
+    for f in dataclasses.fields(schema):
+        kind = hints[f.name]
+        if kind is float:
+            out.append(prefix + f.name)
+        elif dataclasses.is_dataclass(kind):
+            out += float_fields(kind, f"{prefix}{f.name}.")
+        elif typing.get_origin(kind) in (list, typing.List) and dataclasses.is_dataclass(typing.get_args(kind)[0]):
+            out += float_fields(typing.get_args(kind)[0], f"{prefix}{f.name}.0.")
+    return out
+
+
+def test_no_float_field_of_any_schema_takes_nan_or_inf(tmp_path):
+    """A rule, not a list (issue 43): every float field of the experiment schema, its games, team, critic,
+    train and edges, and of the batch schema, refuses NaN and inf with one line naming it; so do floats
+    inside parameter maps (a game's weights, a member's temperature, an estimator's knob)."""
+    from mas_credit.config import BatchConfig, ExperimentConfig, load_batch
+
+    fields = float_fields(ExperimentConfig)
+    assert {"train.lr", "train.kl_coef", "coalition_noise", "team.temperature", "critic.accuracy"} <= set(fields)
+    for path in fields:
+        for bad in (".nan", ".inf", "-.inf"):
+            with pytest.raises(ConfigError, match=f"{re.escape(path)} must be a finite number") as err:
+                load_experiment(ROOT / "experiments" / "study_quickstart.yaml", [f"{path}={bad}"])
+            assert "\n" not in str(err.value)
+    inside = {
+        "games=[{use: council, params: {weights: [2, .inf, 1]}}]": "games.0.params.weights.1",
+        "estimators=[{use: sharp, params: {w_team: .nan}}]": "estimators.0.params.w_team",
+        "team.skills=[0.9, .nan, 0.9]": "team.skills.1",
+    }
+    for override, path in inside.items():
+        with pytest.raises(ConfigError, match=f"{re.escape(path)} must be a finite number"):
+            load_experiment(ROOT / "experiments" / "study_quickstart.yaml", [override])
+    batch_fields = float_fields(BatchConfig)
+    assert "executor.gpus_per_run" in batch_fields
+    for path in batch_fields:
+        with pytest.raises(ConfigError, match=f"{re.escape(path)} must be a finite number"):
+            load_batch(ROOT / "experiments" / "batch_quickstart.yaml", [f"{path}=.nan"])
+
+
+def test_a_seed_listed_twice_is_one_line():
+    with pytest.raises(ConfigError, match=r"seeds \[0\] appear more than once") as err:
+        load_experiment(ROOT / "experiments" / "study_quickstart.yaml", ["seeds=[0,0,1]"])
+    assert "\n" not in str(err.value)
