@@ -57,7 +57,13 @@ def cmd_play(args) -> int:
         flag = {"n_agents": "--n-agents", "difficulty": "--difficulty", "lazy_agents": "--lazy"}.get(key)
         if flag:
             raise UsageError(f"--param {key}=...: give {key} with {flag} instead")
-        params[key] = yaml.safe_load(value)
+        try:
+            params[key] = yaml.safe_load(value)
+        except yaml.YAMLError as err:
+            problem = getattr(err, "problem", None) or "not valid YAML"
+            raise UsageError(
+                f"--param {key}={value}: the value is {problem} (write it as YAML, e.g. --param weights=[2,2,1])"
+            ) from None
     from mas_credit.games import GameParamError, resolve_game_name
 
     option = {}

@@ -39,6 +39,7 @@ def test_play_every_game(game, capsys):
         (["play", "vault", "--malformed", "2"], "malformed_rate must be in [0, 1]"),
         (["play", "vault", "--seed", "-1"], "--seed must be an integer in [0, 4294967295], got -1"),
         (["play", "vault", "--param", "difficulty=2"], "--param difficulty=...: give difficulty with --difficulty"),
+        (["play", "council", "--param", "weights=[2,2"], "--param weights=[2,2: the value is expected ',' or ']'"),
         (
             ["play", "vault", "--estimators", "loo,sharpp"],
             "unknown estimator 'sharpp'; valid estimators: amortised, banzhaf, c3, coma",
