@@ -28,6 +28,7 @@ import platform
 import re
 import shutil
 import signal
+import sys
 import threading
 import time
 import traceback
@@ -315,6 +316,13 @@ def run_batch(
         default=out_dir is None,
         reuse_same_kind=True,
     )
+    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+    if cfg.executor.kind == "local" and cfg.executor.workers > cores:
+        print(
+            f"mas-credit: warning: executor.workers={cfg.executor.workers} is more than this machine's {cores} cores: "
+            f"the runs share them and each takes longer (set executor.workers={cores})",
+            file=sys.stderr,
+        )
     runs = expand(cfg, batch_dir)
     todo = [run for run in runs if not finished(run)]
     skipped = [run["id"] for run in runs if run not in todo]

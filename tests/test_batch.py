@@ -401,3 +401,29 @@ def test_linked_grid_keys_sweep_team_sizes(tmp_path):
         credit = pd.read_parquet(out / "runs" / run_id / "credit.parquet")
         assert credit["agent"].nunique() == n
     assert "| games.0.n_agents,team.skills | game | estimator | seeds |" in (out / "batch.md").read_text()
+
+
+def test_more_workers_than_cores_is_one_warning_line(tmp_path, capsys):
+    import os
+
+    import yaml
+
+    from mas_credit.batch import run_batch
+    from mas_credit.config import load_batch
+
+    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
+    spec = {
+        "name": "many",
+        "base": str(Path(__file__).resolve().parents[1] / "experiments" / "study_quickstart.yaml"),
+        "overrides": ["seeds=[0]", "n_tasks=1", "group_size=2", "games=[vault]", "estimators=[grpo]"],
+        "grid": {"seeds": [[0]]},
+        "executor": {"kind": "local", "workers": cores + 1},
+    }
+    path = tmp_path / "many.yaml"
+    path.write_text(yaml.safe_dump(spec))
+    run_batch(load_batch(path), out_dir=tmp_path / "out", progress=False)
+    lines = [line for line in capsys.readouterr().err.splitlines() if "warning" in line]
+    assert lines == [
+        f"mas-credit: warning: executor.workers={cores + 1} is more than this machine's {cores} cores: the runs "
+        f"share them and each takes longer (set executor.workers={cores})"
+    ]
