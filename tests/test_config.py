@@ -430,6 +430,10 @@ def float_fields(schema, prefix=""):
     return out
 
 
+@pytest.mark.reliability(
+    "a NaN or infinite number anywhere in a config (`train.lr: .nan`, a game's weights, an estimator knob)",
+    "one line naming the field: `<field> must be a finite number, got nan`; exit 2, before any work",
+)
 def test_no_float_field_of_any_schema_takes_nan_or_inf(tmp_path):
     """A rule, not a list (issue 43): every float field of the experiment schema, its games, team, critic,
     train and edges, and of the batch schema, refuses NaN and inf with one line naming it; so do floats

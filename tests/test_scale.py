@@ -386,6 +386,10 @@ def test_a_non_integer_budget_is_one_line_naming_the_knob(name):
         get_estimator(name).make_config({"budget": -3})
 
 
+@pytest.mark.reliability(
+    "a coalition budget below an estimator's minimum, above 2**N or not an integer",
+    "one line naming the knob and the minimum (or 2**N); exit 2, before any rollout",
+)
 def test_a_bad_budget_is_exit_code_2_on_the_cli_before_anything_runs(run_main, tmp_path):
     code, out, err = run_main(
         "study",
