@@ -1,7 +1,8 @@
 """`kernelshap`: paired KernelSHAP with leverage-score sampling, within a budget of coalitions.
 
 Musco & Witter 2025, "Provably accurate Shapley value estimation via leverage score sampling"
-(ICLR 2025, arXiv 2410.01917; code rtealwitter/leverageshap, `leverageshap/estimators/leverage_shap.py`):
+(ICLR 2025, arXiv 2410.01917; code rtealwitter/leverageshap, `leverageshap/estimators/leverage_shap.py`
+at commit 01747618540e7b8edd0bbea0081eab0762e7763a, whose projection solve this follows):
 the Shapley value is the solution of the constrained weighted regression (Lundberg & Lee 2017)
 
     phi = argmin_{sum phi = v(N) - v(empty)}  sum_S mu(S) (v(S) - v(empty) - sum_{i in S} phi_i)^2,
