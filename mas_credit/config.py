@@ -47,6 +47,7 @@ from mas_credit.agents.tabular import learner_members
 from mas_credit.estimators import get_estimator
 from mas_credit.estimators.edges import get_edge_estimator
 from mas_credit.games import GameParamError, make_game, resolve_game_name
+from mas_credit.plugins import broken_note
 from mas_credit.types import COUNTERFACTUAL_MODES, MAX_EDGES
 
 GROUPS = {"games": "games", "team": "agents", "estimators": "estimators"}  # experiment key -> option folder
@@ -494,9 +495,10 @@ def load_option(root: Path, folder: str, ref: Any, where: str, sources: dict | N
             if sources is not None:
                 sources[where] = f"{ref}: registered (built in or by a plug-in), no option file"
             return _merge(plugged, overrides, where)
+        group = {"games": "games", "estimators": "estimators", "agents": "teams"}.get(folder, "")
         raise ConfigError(
             f"{where}: unknown option '{ref}' (no file {folder}/{ref}.yaml); valid options: "
-            f"{', '.join(list_options(root, folder))}"
+            f"{', '.join(list_options(root, folder))}{broken_note(group) if group else ''}"
         )
     base = copy.deepcopy(_option_file(str(path), path.stat().st_mtime_ns, folder))
     if sources is not None:

@@ -19,11 +19,17 @@ worker processes, Ray tasks), because lookups load them, not a startup hook:
 Registering the same object twice is a no-op; two different objects under one name is an
 error (see `games.register_game`, `estimators.register_estimator`,
 `agents.register_team_kind`).
+
+A plug-in whose import raises (anything, not only ImportError) does not take the other verbs
+down with it: it is skipped with one warning line naming it (once per process), the names it
+would have provided are simply absent, and a lookup of a name nobody provides names the broken
+plug-ins of that group in its error (`broken_note`).
 """
 
 from __future__ import annotations
 
 import importlib
+import sys
 from importlib.metadata import entry_points
 
 GROUPS = {
@@ -33,6 +39,8 @@ GROUPS = {
     "edge_estimators": "mas_credit.edge_estimators",
 }
 _loaded: set[str] = set()
+_broken: dict[str, dict[str, str]] = {}
+"""plug-in group kind -> {entry-point name: why it failed to load}"""
 
 
 class PluginError(ValueError):
@@ -51,6 +59,10 @@ def load_object(ref: str):
             f"'{ref}': cannot import {module_name} ({err}); install the package that provides it "
             f"(pip install -e <its folder>) or put it on PYTHONPATH"
         ) from None
+    except Exception as err:  # noqa: BLE001 - the module's own bug, named in one line
+        raise PluginError(
+            f"'{ref}': importing {module_name} raised {type(err).__name__}: {one_line(err)}; fix that module"
+        ) from None
     for part in attr.split("."):
         if not hasattr(obj, part):
             raise PluginError(f"'{ref}': {module_name} has no {attr}")
@@ -64,12 +76,27 @@ def load_plugins(kind: str, register) -> None:
     if kind in _loaded:
         return
     _loaded.add(kind)
+    broken = _broken.setdefault(kind, {})
     for ep in entry_points(group=GROUPS[kind]):
         try:
             obj = ep.load()
-        except Exception as err:  # noqa: BLE001 - a broken plug-in must name itself, not crash a lookup deep inside
-            raise PluginError(
-                f"plug-in '{ep.name}' ({ep.value}, group {ep.group}) failed to load: {type(err).__name__}: {err}"
-            ) from None
+        except Exception as err:  # noqa: BLE001 - a broken plug-in must name itself, not crash every verb
+            broken[ep.name] = (
+                f"plug-in '{ep.name}' ({ep.value}, group {ep.group}) failed to load: "
+                f"{type(err).__name__}: {one_line(err)}"
+            )
+            print(f"mas-credit: warning: {broken[ep.name]}; skipped", file=sys.stderr)
+            continue
         if not isinstance(obj, type(importlib)):
             register(obj)
+
+
+def broken_note(kind: str) -> str:
+    """For an unknown-name error: the plug-ins of group `kind` that failed to load (they may be
+    the ones meant), or ""."""
+    broken = _broken.get(kind) or {}
+    return "".join(f"; {why}" for why in broken.values())
+
+
+def one_line(err: BaseException) -> str:
+    return " ".join(str(err).split()) or type(err).__name__

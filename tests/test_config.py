@@ -255,6 +255,11 @@ BAD = [
         "row_stats 'rows' is not valid; valid choices: steps, trajectories",
     ),
     (
+        "name: x\ngames: [{use: vault, params: {difficulty: 1}}]\n",
+        [],
+        "game vault_v0: params.difficulty is a field of the game option itself; write `difficulty: ...` beside",
+    ),
+    (
         "name: x\ngame: vault\nteam: scripted_trio\nestimators: [{use: grpo, name: grpoo}]\n",
         [],
         "unknown estimator 'grpoo'; valid estimators: amortised, banzhaf, c3",

@@ -129,6 +129,57 @@ def test_package_module_object_references_need_no_install(plugin, tmp_path):
     )
 
 
+def broken_site(tmp_path: Path) -> Path:
+    """A site folder holding one installed distribution whose game plug-in raises on import (a
+    RuntimeError, not an ImportError), as a half-finished plug-in does."""
+    site = tmp_path / "site"
+    dist = site / "mas_credit_broken-0.1.dist-info"
+    dist.mkdir(parents=True)
+    (dist / "METADATA").write_text("Metadata-Version: 2.1\nName: mas-credit-broken\nVersion: 0.1\n")
+    (dist / "entry_points.txt").write_text("[mas_credit.games]\nwobbly = mas_credit_broken:WobblyEnv\n")
+    (site / "mas_credit_broken.py").write_text("raise RuntimeError('the wobbly table\\nis not set')\n")
+    return site
+
+
+@pytest.mark.reliability(
+    "an installed plug-in, or a `package.module:Object` module, whose import raises anything",
+    "every other verb still works, with one warning line naming the plug-in; asking for what it "
+    "provides is one line naming it and its error; exit 2",
+)
+def test_a_plugin_whose_import_raises_is_skipped_with_one_line_and_named_when_asked_for(tmp_path):
+    site = broken_site(tmp_path)
+    games = run(["games"], tmp_path, site)
+    warning = (
+        "mas-credit: warning: plug-in 'wobbly' (mas_credit_broken:WobblyEnv, group mas_credit.games) failed to "
+        "load: RuntimeError: the wobbly table is not set; skipped\n"
+    )
+    assert games.returncode == 0 and "vault_v0" in games.stdout and games.stderr == warning
+    estimators = run(["estimators"], tmp_path, site)  # another group never imports it
+    assert estimators.returncode == 0 and "shapley" in estimators.stdout and estimators.stderr == ""
+    plain = EXPERIMENT.replace("use: tally", "use: vault").replace("params: {quota: 2}", "difficulty: 1")
+    (tmp_path / "exp.yaml").write_text(plain.replace("[shapley, last_word]", "[shapley]"))
+    study = run(["study", "exp.yaml", "--out", "ok", "--no-progress"], tmp_path, site)
+    assert study.returncode == 0, study.stderr
+    (tmp_path / "wobbly.yaml").write_text(EXPERIMENT.replace("use: tally", "use: wobbly"))
+    asked = run(["study", "wobbly.yaml", "--out", "no", "--no-progress"], tmp_path, site)
+    lines = asked.stderr.splitlines()
+    assert asked.returncode == 2 and len(lines) == 2 and lines[0] == warning.strip()
+    assert "unknown option 'wobbly'" in lines[1] and "plug-in 'wobbly'" in lines[1] and "RuntimeError" in lines[1]
+    assert not (tmp_path / "no").exists()
+    # a package.module:Object reference to the same module: its error, in one line
+    (tmp_path / "ref.yaml").write_text(
+        EXPERIMENT.replace("use: tally", 'use: "mas_credit_broken:WobblyEnv"').replace(
+            "[shapley, last_word]", "[shapley]"
+        )
+    )
+    ref = run(["study", "ref.yaml", "--out", "no", "--no-progress"], tmp_path, site)
+    assert ref.returncode == 2 and ref.stderr.count("\n") == 1, ref.stderr
+    assert (
+        "'mas_credit_broken:WobblyEnv': importing mas_credit_broken raised RuntimeError: the wobbly table is not set; "
+        "fix that module" in ref.stderr
+    )
+
+
 def test_option_folders_are_searched_in_config_dir_then_the_environment_then_upward_then_the_shipped_ones(tmp_path):
     mine, env_dir = tmp_path / "mine", tmp_path / "env"
     for folder, fast in ((mine, 5), (env_dir, 7)):

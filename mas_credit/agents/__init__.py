@@ -113,6 +113,12 @@ def game_kwargs(game_cfg, team_cfg) -> dict:
     topology, when it orders the agents, sets the turn order of a game that takes an
     `order` parameter (relay) unless the game config sets one itself."""
 
+    clash = [key for key in ("n_agents", "difficulty", "lazy_agents") if key in game_cfg.params]
+    if clash:
+        raise ValueError(
+            f"game {game_cfg.name}: params.{clash[0]} is a field of the game option itself; write "
+            f"`{clash[0]}: ...` beside `params`, not inside it"
+        )
     kwargs = dict(
         n_agents=game_cfg.n_agents,
         difficulty=game_cfg.difficulty,

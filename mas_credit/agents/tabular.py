@@ -36,6 +36,7 @@ from mas_credit.agents.kinds import LEARNER_KINDS, MEMBER_KINDS, check_options, 
 from mas_credit.agents.llm import LLMTeam
 from mas_credit.agents.protocol import ActRequest, ActResult
 from mas_credit.agents.scripted import ScriptedTeam
+from mas_credit.plugins import broken_note
 
 MEMBER_KEYS = {
     "scripted": {"kind", "skill", "lazy", "saboteur", "malformed_rate"},
@@ -167,7 +168,7 @@ def check_members(members, n_agents: int | None = None) -> None:
             if plugged is None:
                 raise ValueError(
                     f"team.members.{i}: kind must be one of {', '.join(MEMBER_KINDS + tuple(plugged_kinds()))} "
-                    f"(or a plug-in's package.module:Object), got {kind!r}"
+                    f"(or a plug-in's package.module:Object), got {kind!r}{broken_note('teams')}"
                 )
             check_options(plugged, _options(member), len(members), f"team.members.{i}")
             continue

@@ -28,7 +28,7 @@ import torch
 from omegaconf import OmegaConf
 from omegaconf.errors import ConfigKeyError, ValidationError
 
-from mas_credit.plugins import load_object, load_plugins
+from mas_credit.plugins import broken_note, load_object, load_plugins
 from mas_credit.types import Credit, CreditBatch, resolve_device
 
 
@@ -189,7 +189,7 @@ def lookup(registry: dict, name: str, group: str, what: str, decorator: str) -> 
     if name not in registry:
         load_plugins(group, lambda obj: None)  # the decorator already ran on import
     if name not in registry:
-        raise ValueError(f"unknown {what} '{name}'; valid {what}s: {', '.join(sorted(registry))}")
+        raise ValueError(f"unknown {what} '{name}'; valid {what}s: {', '.join(sorted(registry))}{broken_note(group)}")
     return registry[name]
 
 

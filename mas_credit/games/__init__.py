@@ -29,7 +29,7 @@ from mas_credit.games.senate import SenateEnv
 from mas_credit.games.squads import SquadsEnv
 from mas_credit.games.telephone import TelephoneEnv
 from mas_credit.games.vault import VaultEnv
-from mas_credit.plugins import PluginError, load_object, load_plugins
+from mas_credit.plugins import PluginError, broken_note, load_object, load_plugins
 
 _REGISTRY: dict[str, type[GameBase]] = {}
 
@@ -100,7 +100,7 @@ def resolve_game_name(name: str) -> str:
     versions = sorted((n for n in _REGISTRY if n.rsplit("_v", 1)[0] == name), key=lambda n: int(n.rsplit("_v", 1)[1]))
     if versions:
         return versions[-1]
-    raise GameParamError(f"unknown game '{name}'; valid games: {', '.join(list_games())}")
+    raise GameParamError(f"unknown game '{name}'; valid games: {', '.join(list_games())}{broken_note('games')}")
 
 
 def game_params(name: str) -> list[str]:
