@@ -34,7 +34,8 @@ QUICK = ROOT / "experiments" / "study_quickstart.yaml"
 
 class FakeServer:
     """POST /v1/chat/completions answers by `behaviours` (popped in order; then "ok"): ok, 429,
-    500, garbage (200 with a body that is not JSON), slow (sleeps past the client's timeout).
+    500, garbage (200 with a body that is not JSON), nonsense (a well-formed answer whose text
+    holds no shares), slow (sleeps past the client's timeout).
     An ok answer to the critic is a JSON object of equal shares; to a player, the last digit of
     its prompt in vault's asked form. `die_after` completions, it stops listening."""
 
@@ -81,7 +82,7 @@ class FakeServer:
                     return self.reply(200, b"<html>not json</html>")
                 if behaviour == "slow":
                     time.sleep(1.0)
-                text = fake.answer(request)
+                text = "I cannot say." if behaviour == "nonsense" else fake.answer(request)
                 self.reply(
                     200,
                     {
@@ -222,6 +223,35 @@ def test_critic_answers_are_cached_on_disk(fake, tmp_path, monkeypatch):
     assert first["credit"].equals(pd.read_parquet(again / "credit.parquet")["credit"])
     critic = ServedCritic(settings(server.url, temperature=0.5))  # other sampling settings: asked again
     assert critic.cache is not None and critic.counts["cached"] == 0
+
+
+@pytest.mark.reliability(
+    "a served critic that answers nonsense, then a healthy server with a model of the same name",
+    "nonsense is never cached (each run asks again; fallbacks counted); the healthy server is asked, "
+    "not answered from the first server's cache",
+)
+def test_the_critic_cache_is_keyed_by_server_and_never_holds_a_fallback(fake, tmp_path, monkeypatch):
+    monkeypatch.setenv("MAS_CREDIT_CACHE", str(tmp_path / "cache"))
+    garbage = fake(behaviours=["nonsense"] * 12)
+    for run in ("first", "second"):  # nothing readable was cached: the second run asks again
+        out = critic_study(garbage.url, tmp_path / run)
+        costs = json.loads((out / "costs.json").read_text())
+        assert costs["served"]["critic"]["cached"] == 0
+        assert next(r for r in costs["records"] if r["estimator"] == "llm_mca")["critic_fallback"] == 6
+    assert len(garbage.requests) == 12
+    healthy = fake()  # same model name, another server
+    out = critic_study(healthy.url, tmp_path / "healthy")
+    costs = json.loads((out / "costs.json").read_text())
+    assert len(healthy.requests) == 6 and costs["served"]["critic"]["cached"] == 0
+    assert next(r for r in costs["records"] if r["estimator"] == "llm_mca")["critic_fallback"] == 0
+    # now a readable answer is cached, for that server only
+    assert (
+        json.loads((critic_study(healthy.url, tmp_path / "again") / "costs.json").read_text())["served"]["critic"][
+            "cached"
+        ]
+        == 6
+    )
+    assert AnswerCache.key(settings(healthy.url), chat(), None) != AnswerCache.key(settings(garbage.url), chat(), None)
 
 
 @pytest.mark.reliability(

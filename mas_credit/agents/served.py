@@ -37,6 +37,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass, fields
 from pathlib import Path
 
+from mas_credit.agents.critic import parse_shares
 from mas_credit.agents.protocol import ActRequest, ActResult, TeamKind
 from mas_credit.games.base import normalise_text
 
@@ -225,8 +226,9 @@ class ServedClient:
 
 
 class AnswerCache:
-    """Answers on disk, keyed by (model, messages, sampling settings, response format). SQLite
-    with a busy timeout: batch worker processes read and write it safely at once."""
+    """Answers on disk, keyed by (server, model, messages, sampling settings, response format):
+    another server with a model of the same name is asked afresh. SQLite with a busy timeout:
+    batch worker processes read and write it safely at once."""
 
     def __init__(self, path: Path):
         self.path = Path(path)
@@ -239,7 +241,8 @@ class AnswerCache:
 
     @staticmethod
     def key(settings: ServedSettings, messages: list[dict], response_format) -> str:
-        sampling = [settings.model, settings.temperature, settings.max_new_tokens, settings.seed]
+        sampling = [settings.base_url.rstrip("/"), settings.model, settings.temperature, settings.max_new_tokens]
+        sampling.append(settings.seed)
         return hashlib.sha256(json.dumps([sampling, messages, response_format], sort_keys=True).encode()).hexdigest()
 
     def get(self, key: str) -> str | None:
@@ -304,7 +307,9 @@ class ServedCritic:
     """The llm_mca critic on a served model. It asks for the shares as a JSON object with one
     number per agent (`response_format` json_schema; a server that ignores it still gets the
     strict-then-lenient parser), prefixes the answer with the request's marker, and caches
-    answers on disk. A failed call answers "" (uniform shares, counted as critic/fallback)."""
+    answers on disk, only those the parser reads: an answer that would fall back (unreadable,
+    all zeros) is asked again next time, never served from the cache. A failed call answers ""
+    (uniform shares, counted as critic/fallback)."""
 
     kind = "openai"
     SYSTEM = "You judge cooperative team games. Reply with one line of JSON and nothing else."
@@ -343,7 +348,9 @@ class ServedCritic:
         self.calls += len(todo)
         for i, answer in zip(todo, self.client.complete([chats[i] for i in todo], [formats[i] for i in todo])):
             texts[i] = answer.text
-            if self.cache is not None and not answer.failed:
+            request = requests[i]
+            _, flags = parse_shares(f"{request.marker} {answer.text}", request.keys, [], request.marker)
+            if self.cache is not None and not answer.failed and not flags["fallback"]:
                 self.cache.put(keys[i], answer.text)
         return [f"{r.marker} {t}" if t else "" for r, t in zip(requests, texts)]
 
