@@ -64,6 +64,12 @@ def cmd_play(args) -> int:
             raise UsageError(
                 f"--param {key}={value}: the value is {problem} (write it as YAML, e.g. --param weights=[2,2,1])"
             ) from None
+        from mas_credit.config import ConfigError, check_expanded_size
+
+        try:
+            check_expanded_size(params[key], f"--param {key}")
+        except ConfigError as err:
+            raise UsageError(str(err)) from None
     from mas_credit.games import GameParamError, resolve_game_name
 
     option = {}

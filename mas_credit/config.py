@@ -425,9 +425,40 @@ class _UniqueKeyLoader(yaml.SafeLoader):
         return super().construct_mapping(node, deep)
 
 
+MAX_CONFIG_BYTES = 1_000_000
+MAX_CONFIG_NODES = 200_000
+"""bounds on a config: its file size, and its values counted with every YAML alias expanded (a
+few hundred bytes of nested aliases can stand for billions of values, which OmegaConf would copy)"""
+
+
+def check_expanded_size(data, where: str) -> None:
+    """One line if `data`, with its aliases expanded, holds more than MAX_CONFIG_NODES values.
+    Shared (aliased) objects are counted once per use, as OmegaConf will copy them; the walk stops
+    at the bound, so a bomb costs no more than the bound to detect."""
+    count, stack = 0, [data]
+    while stack:
+        item = stack.pop()
+        count += 1
+        if count > MAX_CONFIG_NODES:
+            raise ConfigError(
+                f"{where}: expands to more than {MAX_CONFIG_NODES:,} values (nested YAML aliases?); "
+                f"write the values out, or use fewer aliases"
+            )
+        if isinstance(item, dict):
+            stack.extend(item.keys())
+            stack.extend(item.values())
+        elif isinstance(item, list):
+            stack.extend(item)
+
+
 def _read_yaml(path: Path) -> dict:
     if not path.is_file():
         raise ConfigError(f"config file not found: {path}")
+    size = path.stat().st_size
+    if size > MAX_CONFIG_BYTES:
+        raise ConfigError(
+            f"{path}: {size:,} bytes is more than a config may hold ({MAX_CONFIG_BYTES:,}); is this the right file?"
+        )
     try:
         data = yaml.load(path.read_text(encoding="utf-8"), Loader=_UniqueKeyLoader)
     except UnicodeDecodeError as err:
@@ -440,6 +471,7 @@ def _read_yaml(path: Path) -> dict:
         raise ConfigError(f"{path}: the file is empty; give its keys (experiments/demo.yaml shows an experiment)")
     if not isinstance(data, dict):
         raise ConfigError(f"{path}: must be a mapping of keys to values, got {type(data).__name__}")
+    check_expanded_size(data, str(path))
     return data
 
 
@@ -566,6 +598,7 @@ def apply_override(raw: dict, override: str) -> dict:
         value = yaml.safe_load(value_text) if value_text.strip() else ""
     except yaml.YAMLError:
         raise ConfigError(f"override '{override}': value is not valid YAML") from None
+    check_expanded_size(value, f"override '{key}'")
     parts = key.strip().split(".")
     if parts[0] == "game":
         parts, value = (["games"], [value]) if len(parts) == 1 else (["games", "0", *parts[1:]], value)

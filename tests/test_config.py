@@ -20,6 +20,7 @@ from mas_credit.config import (
     GameConfig,
     _check_against,
     _read_yaml,
+    check_expanded_size,
     load_experiment,
 )
 
@@ -306,6 +307,47 @@ def test_a_config_that_is_not_utf8_is_one_line(tmp_path, run_main):
         load_experiment(path)
     code, _, err = run_main("study", path)
     assert code == 2 and err.count("\n") == 1 and "not UTF-8" in err
+
+
+def alias_bomb(levels: int) -> str:
+    """Nested YAML aliases: `levels` lists of nine references to the list before, 9**levels
+    strings in all from a few hundred bytes."""
+    lines = ['l0: &l0 ["lol", "lol", "lol", "lol", "lol", "lol", "lol", "lol", "lol"]']
+    lines += [f"l{k}: &l{k} [{', '.join([f'*l{k - 1}'] * 9)}]" for k in range(1, levels)]
+    return "\n".join(lines)
+
+
+@pytest.mark.reliability(
+    "a YAML alias bomb (a few hundred bytes of nested aliases) in a config file, an override or "
+    "`play --param`; a config file over 1 MB",
+    "one line naming the file or key and the bound, at once, with no memory growth; exit 2",
+)
+def test_an_alias_bomb_or_a_huge_file_is_one_line_before_anything_expands_it(tmp_path, run_main):
+    bomb = alias_bomb(9)  # 9**9 = 387 million strings
+    assert len(bomb) < 600
+    notes = "\n".join("  " + line for line in bomb.splitlines())
+    path = write(tmp_path, f"name: x\ngame: vault\nnotes:\n{notes}\n")
+    for argv in (
+        ("study", path),
+        ("study", write(tmp_path, "name: x\ngame: vault\n", "ok.yaml"), "seeds=" + bomb_inline(8)),
+        ("play", "vault", "--param", "weights=" + bomb_inline(8)),
+    ):
+        code, _, err = run_main(*argv)
+        assert code == 2 and err.count("\n") == 1 and "expands to more than 200,000 values" in err, err
+    huge = write(tmp_path, "name: x\ngame: vault\n# " + "x" * 1_000_001 + "\n", "huge.yaml")
+    code, _, err = run_main("config", "show", huge)
+    assert code == 2 and err.count("\n") == 1 and "bytes is more than a config may hold (1,000,000)" in err
+    # the bound is above any real config: a list of 100,000 values passes the size check
+    check_expanded_size(list(range(100_000)), "x")
+
+
+def bomb_inline(levels: int) -> str:
+    """The bomb as one flow-style YAML value (for an override)."""
+    text = '&a0 ["lol", "lol", "lol"]'
+    for k in range(1, levels):
+        text = f"[{text}, " + ", ".join([f"*a{k - 1}"] * 8) + "]"
+        text = f"&a{k} {text}"
+    return text
 
 
 def test_cli_missing_file(run_main):
