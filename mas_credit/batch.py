@@ -47,6 +47,7 @@ from mas_credit.outputs import (
     BatchInterrupted,
     claim_run_dir,
     read_costs,
+    read_json,
     read_metrics,
     save_figure,
     write_json,
@@ -377,12 +378,12 @@ def run_batch(
 def batch_frame(batch_dir: Path):
     """One row per (run, game, estimator, seed) of every run in batch.json, from the run folders."""
 
-    meta = json.loads((batch_dir / "batch.json").read_text())
+    meta = read_json(batch_dir / "batch.json", "run the batch again into this folder (finished runs are kept)")
     rows = []
     for run in meta["runs"]:
         path = batch_dir / "runs" / run["id"] / "result.json"
         result = (
-            json.loads(path.read_text())
+            read_json(path, "run the batch again into this folder: it runs that cell again and keeps the others")
             if path.is_file()
             else {"status": "not run", "error": "not run yet, or killed before it finished", "rows": []}
         )
@@ -729,7 +730,7 @@ def _checklist_section(batch_dir: Path, ok, cells, keys, meta) -> str:
     for run_id in dict.fromkeys(ok["run"]) if len(ok) else []:
         path = batch_dir / "runs" / run_id / "checklist.json"
         if path.is_file():
-            checklists.append(json.loads(path.read_text()))
+            checklists.append(read_json(path, f"run the batch again with --overwrite, or remove runs/{run_id}"))
     models = sorted({c["model"]["name"] for c in checklists})
     with_grpo = sorted({c["model"]["name"] for c in checklists if c["baseline"]["episode_level_grpo_same_model"]})
     gpu_hours = sum(c["compute"]["gpu_hours"] for c in checklists)

@@ -172,6 +172,15 @@ def staged_run_dir(run_dir: Path, kind: str):
         shutil.rmtree(work, ignore_errors=True)
 
 
+def read_json(path: str | Path, fix: str):
+    """A JSON file a run wrote; a cut or garbled one is a one-line RunDirError naming it and `fix`."""
+    path = Path(path)
+    try:
+        return json.loads(path.read_text())
+    except (ValueError, UnicodeDecodeError) as err:
+        raise RunDirError(f"{path} is damaged (not complete JSON: {str(err).splitlines()[0]}); {fix}") from None
+
+
 # -- metrics.jsonl ----------------------------------------------------------------------
 def is_metric_record(line: str) -> bool:
     try:

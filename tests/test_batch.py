@@ -6,6 +6,7 @@ every run writes its reporting checklist."""
 import json
 import os
 import re
+import shutil
 import signal
 import subprocess
 import sys
@@ -17,7 +18,7 @@ import pandas as pd
 import pytest
 import yaml
 
-from mas_credit.batch import render_batch, run_batch
+from mas_credit.batch import finished, render_batch, run_batch
 from mas_credit.cli import main
 from mas_credit.config import ConfigError, load_batch
 
@@ -234,6 +235,27 @@ def test_report_rerenders_a_batch(uninterrupted, tmp_path, capsys):
     assert capsys.readouterr().out.endswith(f"rewrote {uninterrupted}/batch.md and its plots\n")
     assert (uninterrupted / "batch.md").read_text() == before == render_batch(uninterrupted)
     assert (uninterrupted / "plots" / "rmse.png").is_file()
+
+
+@pytest.mark.reliability(
+    "`report` on a batch whose batch.json or a run's result.json is cut short",
+    "one line naming the file and the fix, the batch's files left as they were; exit 2; running the batch "
+    "again runs that cell again",
+)
+def test_report_on_a_truncated_batch_or_result_file_is_one_line_and_rewrites_nothing(uninterrupted, tmp_path, run_main):
+    copy = tmp_path / "copy"
+    shutil.copytree(uninterrupted, copy)
+    before = (copy / "batch.md").read_text()
+    result = copy / "runs" / "estimators-sharp__seeds-1" / "result.json"
+    for damaged in (result, copy / "batch.json"):
+        whole = damaged.read_bytes()
+        damaged.write_bytes(whole[: len(whole) // 2])
+        code, _, err = run_main("report", copy)
+        assert code == 2 and err.count("\n") == 1 and f"{damaged} is damaged (not complete JSON" in err, err
+        assert (copy / "batch.md").read_text() == before
+        damaged.write_bytes(whole)
+    result.write_bytes(result.read_bytes()[:40])
+    assert not finished({"run_dir": result.parent})  # a cut result is not a finished run: the batch reruns it
 
 
 def test_a_training_batch_reports_evaluation_and_credit_per_cell(tmp_path):
