@@ -924,6 +924,13 @@ def validate(cfg: ExperimentConfig, where: str, root: Path) -> None:
                 f"{where}: {what} credits messages, but games.{i} ({game.name}) sends none; use a game with messages "
                 f"(briefing, telephone) or remove {what}"
             )
+        n_messages = game.messages_per_episode() if cfg.edges.estimators or cfg.train.informing_credit else None
+        if n_messages is not None and n_messages > MAX_EDGES:
+            what = "edges.estimators" if cfg.edges.estimators else "train.informing_credit"
+            raise ConfigError(
+                f"{where}: {what}: games.{i} ({game.name}) sends {n_messages} messages an episode; edge credit "
+                f"handles at most {MAX_EDGES} (its value table is [B, 2**messages]); use fewer agents or remove {what}"
+            )
 
     fanouts = set()
     for i, e in enumerate(cfg.estimators):

@@ -28,7 +28,7 @@ from tqdm import tqdm
 
 from mas_credit.agents import describe_team, game_kwargs, load_critic, load_team, served_counts
 from mas_credit.checklist import write_run_record
-from mas_credit.coalitions import check_enumerable, mask_array
+from mas_credit.coalitions import DENSE_MAX_AGENTS, check_enumerable, mask_array
 from mas_credit.config import ExperimentConfig, check_memory, to_yaml
 from mas_credit.counterfactual import fill_coalitions, fill_needs
 from mas_credit.edges import fill_edge_needs
@@ -97,7 +97,12 @@ def ground_truth(game, episodes: list[Episode]) -> tuple[torch.Tensor, torch.Ten
     check_enumerable(game.n_agents, f"the ground truth of {game.name} (no closed-form credit)")
     truth_eps = _copies(episodes)
     fill_coalitions(game, truth_eps, "all")
-    values = CreditBatch.from_episodes(truth_eps, coalitions="dense").coalition_values
+    if game.n_agents <= DENSE_MAX_AGENTS:
+        values = CreditBatch.from_episodes(truth_eps, coalitions="dense").coalition_values
+    else:  # enumerable but past the batch's dense form (a plug-in game of 11..20 agents): the table, for the truth only
+        values = torch.full((len(truth_eps), 1 << game.n_agents), float("nan"), dtype=torch.float64)
+        for b, ep in enumerate(truth_eps):
+            values[b, list(ep.coalition_values)] = torch.tensor(list(ep.coalition_values.values()), dtype=torch.float64)
     return exact_shapley(values), null_players(values), values[:, 0]
 
 

@@ -357,6 +357,46 @@ def test_edge_config_mistakes_are_one_line_errors(tmp_path, capsys, overrides, m
     assert err.startswith("mas-credit: error: ") and err.count("\n") == 1 and message in err, err
 
 
+@pytest.mark.parametrize("name", ["briefing", "telephone"])
+def test_a_game_says_how_many_messages_an_episode_sends_before_it_is_played(name):
+    for n in range(2, 9):
+        game = make_game(name, n_agents=n)
+        episodes = collect(game, ScriptedTeam([0.8] * n), n_tasks=2, seed=n)
+        assert [len(ep.messages) for ep in episodes] == [game.messages_per_episode()] * 2
+    assert make_game("vault", n_agents=3).messages_per_episode() is None
+
+
+LONG_LINE = """from mas_credit.games.telephone import TelephoneEnv
+
+
+class LongLineEnv(TelephoneEnv):
+    name = "long_line_v0"
+    max_agents = 24
+"""
+
+
+@pytest.mark.reliability(
+    "edge credit on a game that sends more than 16 messages an episode (a plug-in game of 18 agents)",
+    "one line at config time naming the game and the bound, before any rollout; exit 2",
+)
+def test_edge_credit_over_too_many_messages_is_refused_before_any_rollout(tmp_path, monkeypatch, run_main):
+    (tmp_path / "long_line.py").write_text(LONG_LINE)
+    monkeypatch.syspath_prepend(str(tmp_path))
+    exp = tmp_path / "exp.yaml"
+    exp.write_text(
+        'name: long\ngame: {use: "long_line:LongLineEnv", n_agents: 18}\nteam: {use: scripted_trio, skills: [0.8]}\n'
+        "estimators: [loo]\nedges: {estimators: [edge_loo]}\nseeds: [0]\nn_tasks: 1\ngroup_size: 1\n"
+    )
+    code, _, err = run_main("study", exp, "--out", tmp_path / "run", "--no-progress")
+    assert code == 2 and err.count("\n") == 1, err
+    assert (
+        "edges.estimators: games.0 (long_line_v0) sends 17 messages an episode; edge credit handles at most 16" in err
+    )
+    assert not (tmp_path / "run").exists()
+    code, _, err = run_main("study", exp, "game.n_agents=17", "--out", tmp_path / "ok", "--no-progress")
+    assert code == 0, err  # 16 messages: the exact edge table still fits
+
+
 def test_informing_credit_needs_groups_and_a_game_with_messages():
     from mas_credit.config import ConfigError, load_experiment, validate_train
 

@@ -531,3 +531,16 @@ def test_play_shows_64_agents_with_the_closed_form_truth(run_main):
     assert len(rows) == 64 and "sum of Shapley" in out
     code, out, err = run_main("play", "projects", "--n-agents", "64", "--estimators", "svarm", "--skills", "0.5")
     assert code == 2
+
+
+def test_the_enumerated_ground_truth_past_the_dense_batch_form_equals_the_closed_form():
+    """A game of 11..20 agents with no closed form is enumerated for the truth (its table built for
+    the truth only); here a crew game made to look like one, against its own closed form."""
+    game = make_game("projects", n_agents=12)
+    episodes = collect(game, ScriptedTeam([0.7] * 12, seed=3), n_tasks=2, group_size=2, seed=3)
+    closed, nulls, v_empty = ground_truth(game, episodes)
+    game.closed_form_credit = False  # the instance only
+    phi, enumerated_nulls, enumerated_empty = ground_truth(game, episodes)
+    torch.testing.assert_close(phi, closed, atol=1e-9, rtol=0)
+    assert torch.equal(enumerated_nulls, nulls) and torch.equal(enumerated_empty, v_empty)
+    assert all(not ep.coalition_values for ep in episodes)  # computed on copies

@@ -152,6 +152,14 @@ class GameBase:
     max_agents: ClassVar[int] = 8
     max_difficulty: ClassVar[int] = 3
 
+    def messages_per_episode(self) -> int | None:
+        """How many messages one episode sends, known before playing: one per edge of the game's
+        `topology` (a networkx DiGraph) for a game that sends messages; None where the game does not
+        say (a game may override it). A config check refuses edge credit over too many messages
+        with it, before any rollout."""
+        topology = getattr(self, "topology", None)
+        return topology.number_of_edges() if self.sends_messages and topology is not None else None
+
     def __init__(
         self,
         n_agents: int = 3,
