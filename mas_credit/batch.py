@@ -45,10 +45,12 @@ from mas_credit.config import BatchConfig, ConfigError, load_experiment, load_re
 from mas_credit.games import GameParamError
 from mas_credit.outputs import (
     BatchInterrupted,
+    check_run_dir,
     claim_run_dir,
     read_costs,
     read_json,
     read_metrics,
+    run_lock,
     save_figure,
     write_json,
     write_parquet,
@@ -310,13 +312,19 @@ def run_batch(
     """Execute the runs that have not finished, then (re)build the report; returns the batch folder.
     A folder holding this kind of run is continued (that is how a batch resumes); one holding a
     study or training run is refused unless `overwrite` (see `claim_run_dir`)."""
-    batch_dir = claim_run_dir(
+    batch_dir = check_run_dir(
         Path(out_dir) if out_dir is not None else Path(cfg.output_dir) / cfg.name,
         "batch",
         overwrite=overwrite,
         default=out_dir is None,
         reuse_same_kind=True,
     )
+    with run_lock(batch_dir):  # one batch per folder: a second one into it stops with one line
+        claim_run_dir(batch_dir, "batch", overwrite=overwrite, reuse_same_kind=True)
+        return _run_batch(cfg, batch_dir, progress)
+
+
+def _run_batch(cfg: BatchConfig, batch_dir: Path, progress: bool) -> Path:
     cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
     if cfg.executor.kind == "local" and cfg.executor.workers > cores:
         print(

@@ -183,6 +183,9 @@ class CriticConfig:
     """llm: episodes per batched critic call"""
     show_actions: bool = False
     """llm: the prompt shows each turn's parsed action beside the agent's text"""
+    guard: bool = True
+    """llm, openai: remove the words of an agent's text that address the critic before it reads the transcript
+    (mas_credit.agents.critic; counted as critic/addressed either way)"""
     accuracy: float = 0.8
     """scripted: probability of answering the exact shares (else random shares)"""
     style: str = "json"

@@ -8,6 +8,11 @@ if the write fails or is interrupted.
 (`kind.json`: study, train or batch). A run refuses a folder that holds another run unless
 `overwrite` is set (the CLI's --overwrite), and an overwrite removes the old outputs. A
 default folder (no --out) that is taken is not touched: the run gets `<name>-2`, `-3`, ...
+
+`run_lock` makes a run folder one process's at a time (a study, a training run or its
+resume, a batch): a second process on the same folder stops at once with one line. The lock
+is an OS file lock on `.<name>.lock` beside the folder, so a killed process never leaves it
+held; the one that takes it next clears any staging folder a killed study left behind.
 """
 
 from __future__ import annotations
@@ -149,6 +154,35 @@ def claim_run_dir(
         shutil.rmtree(run_dir)
     _mark(run_dir, kind)
     return run_dir
+
+
+@contextmanager
+def run_lock(run_dir: str | Path):
+    """Hold `run_dir` for this process (module docstring); RunDirError if another holds it. Staging
+    folders of `staged_run_dir` that a killed run left beside it are removed once the lock is held."""
+    from filelock import FileLock, Timeout
+
+    run_dir = Path(run_dir)
+    try:
+        run_dir.parent.mkdir(parents=True, exist_ok=True)
+        lock = FileLock(str(run_dir.with_name(f".{run_dir.name}.lock")), timeout=0)
+        lock.acquire()
+    except Timeout:
+        raise RunDirError(
+            f"{run_dir} is in use by another mas-credit process (a study, training run or batch writing there); "
+            f"wait for it to finish or give --out another folder"
+        ) from None
+    except OSError as err:
+        raise RunDirError(
+            f"cannot write to {run_dir} ({err.strerror or err}); give --out a writable folder "
+            f"(or set output_dir to one)"
+        ) from None
+    try:
+        for stale in [*run_dir.parent.glob(f".{run_dir.name}.tmp-*"), *run_dir.parent.glob(f".{run_dir.name}.old-*")]:
+            shutil.rmtree(stale, ignore_errors=True)
+        yield run_dir
+    finally:
+        lock.release()
 
 
 @contextmanager

@@ -36,7 +36,15 @@ from mas_credit.estimators import get_estimator
 from mas_credit.estimators.edges import get_edge_estimator
 from mas_credit.estimators.shapley import coalition_halves, exact_shapley
 from mas_credit.games import make_game
-from mas_credit.outputs import check_run_dir, staged_run_dir, write_json, write_jsonl, write_parquet, write_text
+from mas_credit.outputs import (
+    check_run_dir,
+    run_lock,
+    staged_run_dir,
+    write_json,
+    write_jsonl,
+    write_parquet,
+    write_text,
+)
 from mas_credit.report import TRUTH, render
 from mas_credit.rollout import collect, collect_tree
 from mas_credit.types import CreditBatch, EdgeBatch, Episode, resolve_device
@@ -129,10 +137,11 @@ def run_study(
         overwrite=overwrite,
         default=out_dir is None,
     )
-
-    with staged_run_dir(run_dir, "study") as work:
-        _run_study(cfg, work, progress)
-    render(run_dir)  # summary.md and plots, from the files now in place
+    with run_lock(run_dir):  # one process per folder; checked again once held (another may have just finished)
+        check_run_dir(run_dir, "study", overwrite=overwrite)
+        with staged_run_dir(run_dir, "study") as work:
+            _run_study(cfg, work, progress)
+        render(run_dir)  # summary.md and plots, from the files now in place
     return run_dir
 
 

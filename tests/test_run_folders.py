@@ -79,12 +79,10 @@ def test_a_taken_default_folder_gets_a_suffix(tmp_path, capsys):
     out = f"output_dir={tmp_path}"
     for _ in range(3):
         assert cli(capsys, "study", STUDY, *SMALL_STUDY, out)[0] == 0
-    assert sorted(p.name for p in tmp_path.iterdir()) == [
-        "study_quickstart",
-        "study_quickstart-2",
-        "study_quickstart-3",
-    ]
-    assert all(run_kind(p) == "study" for p in tmp_path.iterdir())
+    runs = [p for p in tmp_path.iterdir() if not p.name.startswith(".")]  # beside them: each one's .<name>.lock
+    assert sorted(p.name for p in runs) == ["study_quickstart", "study_quickstart-2", "study_quickstart-3"]
+    assert all(run_kind(p) == "study" for p in runs)
+    assert sorted(p.name for p in tmp_path.iterdir() if p not in runs) == sorted(f".{p.name}.lock" for p in runs)
 
 
 @pytest.mark.parametrize(
@@ -167,7 +165,87 @@ def test_ctrl_c_on_a_study_prints_one_line_exits_130_and_leaves_nothing(tmp_path
     proc.send_signal(signal.SIGINT)
     _, err = proc.communicate()
     assert proc.returncode == 130 and err.strip() == "mas-credit: interrupted"
-    assert list(tmp_path.iterdir()) == []
+    assert [p.name for p in tmp_path.iterdir()] == [".run.lock"]  # the lock's empty file, never held by the dead
+
+
+def start_study(run, *more):
+    """A study through the real command line in its own process, big enough to be caught at work;
+    returns once it writes into its staged folder (it holds the folder's lock by then)."""
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "mas_credit.cli", "study", STUDY, "n_tasks=400", "seeds=[0,1,2,3,4,5]", *more]
+        + ["--out", str(run), "--no-progress"],
+        cwd=ROOT,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    while not list(run.parent.glob(f".{run.name}.tmp-*/kind.json")):
+        assert proc.poll() is None, proc.communicate()
+        time.sleep(0.05)
+    return proc
+
+
+HOLD = """import sys, time
+from mas_credit.outputs import run_lock
+with run_lock(sys.argv[1]):
+    print("held", flush=True)
+    time.sleep(120)
+"""
+
+
+@pytest.mark.reliability(
+    "two processes on one run folder: two studies into one new --out, two `train --resume` at once, two batches "
+    "into one folder",
+    "the second stops at once with `<folder> is in use by another mas-credit process ...`; exit 2; the first "
+    "finishes and its outputs are whole",
+)
+def test_a_second_process_on_a_run_folder_stops_with_one_line(tmp_path, capsys):
+    run = tmp_path / "run"
+    first = start_study(run)
+    second = subprocess.run(
+        [sys.executable, "-m", "mas_credit.cli", "study", STUDY, *SMALL_STUDY, "--out", str(run), "--no-progress"],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+    )
+    busy = f"mas-credit: error: {run} is in use by another mas-credit process"
+    assert second.returncode == 2 and second.stderr.startswith(busy) and second.stderr.count("\n") == 1
+    first.send_signal(signal.SIGINT)  # the first is not harmed by the second: stopped cleanly, as ever
+    first.communicate()
+    assert first.returncode == 130 and not run.exists()
+    # a train run, then a second process holding it: resume, train --overwrite and a batch all stop
+    trained, batch_dir = tmp_path / "trained", tmp_path / "batch"
+    assert cli(capsys, "train", TABULAR, *SMALL_TRAIN, "--out", str(trained))[0] == 0
+    (tmp_path / "b.yaml").write_text(
+        f"name: b\nbase: {STUDY}\nmode: study\noverrides: [n_tasks=2]\ngrid: {{seeds: [[0], [1]]}}\n"
+        "executor: {kind: local, workers: 1}\n"
+    )
+    for folder, argv in (
+        (trained, ["train", "--resume", str(trained)]),
+        (trained, ["train", TABULAR, *SMALL_TRAIN, "--out", str(trained), "--overwrite"]),
+        (batch_dir, ["batch", str(tmp_path / "b.yaml"), "--out", str(batch_dir), "--no-progress"]),
+    ):
+        holder = subprocess.Popen(
+            [sys.executable, "-c", HOLD, str(folder)], cwd=ROOT, stdout=subprocess.PIPE, text=True
+        )
+        try:
+            assert holder.stdout.readline() == "held\n"
+            code, err = cli(capsys, *argv)
+            assert code == 2 and err.startswith(f"mas-credit: error: {folder} is in use by another") and "\n" not in err
+        finally:
+            holder.kill()
+            holder.wait()
+    assert cli(capsys, "train", "--resume", str(trained))[0] == 0  # a killed holder never leaves the lock held
+
+
+def test_a_killed_study_leaves_no_staging_folder_behind_after_the_next_run(tmp_path, capsys):
+    run = tmp_path / "run"
+    proc = start_study(run)
+    proc.kill()  # SIGKILL: nothing of the study's own runs, its staging folder stays
+    proc.communicate()
+    assert list(tmp_path.glob(".run.tmp-*"))
+    assert cli(capsys, "study", STUDY, *SMALL_STUDY, "--out", str(run))[0] == 0
+    assert sorted(p.name for p in tmp_path.iterdir()) == [".run.lock", "run"]
 
 
 @pytest.mark.reliability(

@@ -167,7 +167,7 @@ def load_critic(cfg):
     """Build the llm_mca critic from a `CriticConfig`."""
     check_critic(cfg)
     if cfg.kind == "openai":
-        return ServedCritic(critic_settings(cfg), cache=cfg.cache)
+        return ServedCritic(critic_settings(cfg), cache=cfg.cache, guard=cfg.guard)
     if cfg.kind == "llm":
         return LLMCritic(
             cfg.model,
@@ -175,6 +175,7 @@ def load_critic(cfg):
             decoding=cfg.decoding,
             batch_size=cfg.batch_size,
             show_actions=cfg.show_actions,
+            guard=cfg.guard,
         )
     return ScriptedCritic(accuracy=cfg.accuracy, style=cfg.style, malformed_rate=cfg.malformed_rate, seed=cfg.seed)
 

@@ -293,12 +293,14 @@ class LLMCritic:
         decoding: str = "structured",
         batch_size: int = 16,
         show_actions: bool = False,
+        guard: bool = True,
     ):
         if decoding not in DECODINGS:
             raise ValueError(f"critic.decoding '{decoding}' is not valid; valid choices: {', '.join(DECODINGS)}")
         base = loaded or load_model(model, device)
         self.model, self.tokenizer, self.max_new_tokens = base.model, base.tokenizer, int(max_new_tokens)
         self.decoding, self.batch_size, self.show_actions = decoding, max(1, int(batch_size)), bool(show_actions)
+        self.guard = bool(guard)
         self.calls = 0
         self._patterns: dict[tuple, CharPattern] = {}
 

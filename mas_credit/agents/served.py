@@ -315,8 +315,8 @@ class ServedCritic:
     SYSTEM = "You judge cooperative team games. Reply with one line of JSON and nothing else."
     show_actions = False
 
-    def __init__(self, settings: ServedSettings, cache: bool = True, check_ready: bool = True):
-        self.settings = settings
+    def __init__(self, settings: ServedSettings, cache: bool = True, check_ready: bool = True, guard: bool = True):
+        self.settings, self.guard = settings, bool(guard)
         self.client = ServedClient(settings)
         if check_ready:
             self.client.check_ready()

@@ -43,7 +43,15 @@ from mas_credit.edges import fill_edge_needs
 from mas_credit.estimators import get_estimator
 from mas_credit.estimators.edges import get_edge_estimator
 from mas_credit.games import make_game
-from mas_credit.outputs import RunDirError, atomic_path, claim_run_dir, is_metric_record, write_text
+from mas_credit.outputs import (
+    RunDirError,
+    atomic_path,
+    check_run_dir,
+    claim_run_dir,
+    is_metric_record,
+    run_lock,
+    write_text,
+)
 from mas_credit.rollout import collect, collect_tree
 from mas_credit.train.learners import make_learners
 from mas_credit.train.summary import render_training
@@ -337,20 +345,22 @@ def train(
     """Train from scratch; returns the run folder (see `claim_run_dir`: a folder holding another
     run is refused unless `overwrite`; a taken default folder gets a suffix)."""
     check_memory(cfg, 1, cfg.name)  # one iteration's episodes are held at a time
-    run_dir = claim_run_dir(
+    run_dir = check_run_dir(
         Path(out_dir) if out_dir is not None else Path(cfg.output_dir) / cfg.name,
         "train",
         overwrite=overwrite,
         default=out_dir is None,
     )
-    return Trainer(cfg, run_dir, progress).run()
+    with run_lock(run_dir):  # one process per folder (a second train or resume there stops with one line)
+        return Trainer(cfg, claim_run_dir(run_dir, "train", overwrite=overwrite), progress).run()
 
 
 def resume(run_dir: str | Path, progress: bool = True) -> Path:
     run_dir = Path(run_dir)
     if not (run_dir / "checkpoint" / "state.pt").is_file():
         raise FileNotFoundError(f"{run_dir} has no checkpoint/state.pt to resume from; start it with mas-credit train")
-    cfg = load_resolved(run_dir / "config.yaml")
-    trainer = Trainer(cfg, run_dir, progress)
-    trainer.restore()
-    return trainer.run()
+    with run_lock(run_dir):
+        cfg = load_resolved(run_dir / "config.yaml")
+        trainer = Trainer(cfg, run_dir, progress)
+        trainer.restore()
+        return trainer.run()
