@@ -52,6 +52,7 @@ from mas_credit.outputs import (
     read_metrics,
     run_lock,
     save_figure,
+    verify_manifest,
     write_json,
     write_parquet,
     write_text,
@@ -107,13 +108,20 @@ def expand(cfg: BatchConfig, batch_dir: Path) -> list[dict]:
 
 
 def finished(run: dict) -> bool:
+    """A run whose result.json says "ok"; its files are checked against its manifest, and a damaged
+    one is a one-line error (never a run counted as finished on damaged files)."""
     path = Path(run["run_dir"]) / "result.json"
     if not path.is_file():
         return False
     try:
-        return json.loads(path.read_text()).get("status") == "ok"
+        ok = json.loads(path.read_text()).get("status") == "ok"
     except json.JSONDecodeError:
         return False
+    if ok:
+        verify_manifest(
+            path.parent, f"remove {path.parent} and run the batch again: it runs that cell again and keeps the others"
+        )
+    return ok
 
 
 # -- one run ---------------------------------------------------------------------------------

@@ -215,6 +215,67 @@ def read_json(path: str | Path, fix: str):
         raise RunDirError(f"{path} is damaged (not complete JSON: {str(err).splitlines()[0]}); {fix}") from None
 
 
+# -- manifest.json ----------------------------------------------------------------------
+MANIFEST = "manifest.json"
+RENDERED = frozenset(
+    {"summary.md", "checklist.json", "learning.json", "batch.md", "batch.parquet", "result.json", "error.txt", MANIFEST}
+)
+"""what `report` rewrites (or a batch adds after the run), so a manifest leaves it out"""
+
+
+def _manifest_files(run_dir: Path) -> list[Path]:
+    return sorted(
+        p
+        for p in run_dir.rglob("*")
+        if p.is_file()
+        and p.suffix != ".png"
+        and p.name not in RENDERED
+        and not any(part.startswith(".") for part in p.relative_to(run_dir).parts)
+    )
+
+
+def _digest(path: Path) -> str:
+    import hashlib
+
+    h = hashlib.sha256()
+    with open(path, "rb") as fh:
+        for block in iter(lambda: fh.read(1 << 20), b""):
+            h.update(block)
+    return h.hexdigest()
+
+
+def write_manifest(run_dir: str | Path) -> None:
+    """manifest.json: the size and sha256 of every file a finished run wrote (not what `report`
+    rewrites), so later damage (a cut file, a flipped byte) is found, not read."""
+    run_dir = Path(run_dir)
+    files = {
+        str(p.relative_to(run_dir)): {"size": p.stat().st_size, "sha256": _digest(p)} for p in _manifest_files(run_dir)
+    }
+    write_json(run_dir / MANIFEST, {"files": files})
+
+
+def verify_manifest(run_dir: str | Path, fix: str) -> bool:
+    """Check every file of the run's manifest.json (size, then sha256): RunDirError naming the first
+    damaged or missing one and `fix`. False when the run has no manifest (a run still going, killed,
+    or written before manifests), True when all match."""
+    run_dir = Path(run_dir)
+    if not (run_dir / MANIFEST).is_file():
+        return False
+    manifest = read_json(run_dir / MANIFEST, fix)
+    for name, entry in manifest["files"].items():
+        path = run_dir / name
+        if not path.is_file():
+            raise RunDirError(f"{path} is missing (the run's manifest lists it); {fix}")
+        size = path.stat().st_size
+        if size != entry["size"]:
+            raise RunDirError(
+                f"{path} is damaged ({size:,} bytes; the run wrote {entry['size']:,}, says its manifest); {fix}"
+            )
+        if _digest(path) != entry["sha256"]:
+            raise RunDirError(f"{path} is damaged (its sha256 is not the one the run wrote, says its manifest); {fix}")
+    return True
+
+
 # -- metrics.jsonl ----------------------------------------------------------------------
 def is_metric_record(line: str) -> bool:
     try:

@@ -36,7 +36,7 @@ from scipy.special import stdtrit  # Student t quantiles (scipy.stats, which als
 
 from mas_credit.checklist import write_checklist
 from mas_credit.config import load_resolved
-from mas_credit.outputs import RunDirError, read_costs, save_figure, write_text
+from mas_credit.outputs import RunDirError, read_costs, save_figure, verify_manifest, write_text
 
 TRUTH = "ground truth"
 METRICS = [
@@ -295,6 +295,7 @@ def render(run_dir: str | Path) -> str:
     for name in ("credit.parquet", "costs.json"):
         if not (run_dir / name).is_file():
             raise FileNotFoundError(f"{run_dir} has no {name}; give the folder of a finished study (runs/<name>/)")
+    verify_manifest(run_dir, f"run the study again (mas-credit study ... --out {run_dir} --overwrite)")
     try:
         frame = pd.read_parquet(run_dir / "credit.parquet")
         meta = read_costs(run_dir)

@@ -42,6 +42,7 @@ from mas_credit.outputs import (
     staged_run_dir,
     write_json,
     write_jsonl,
+    write_manifest,
     write_parquet,
     write_text,
 )
@@ -141,6 +142,7 @@ def run_study(
         check_run_dir(run_dir, "study", overwrite=overwrite)
         with staged_run_dir(run_dir, "study") as work:
             _run_study(cfg, work, progress)
+            write_manifest(work)
         render(run_dir)  # summary.md and plots, from the files now in place
     return run_dir
 

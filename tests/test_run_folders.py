@@ -269,10 +269,15 @@ def test_damaged_run_files_are_one_line_errors_and_a_cut_last_line_is_dropped(tm
     )
     metrics = run / "metrics.jsonl"
     lines = metrics.read_text().splitlines()
+    (run / "manifest.json").unlink()  # a run killed mid-write has none: it is written when a run ends
     metrics.write_text("\n".join(lines) + '\n{"kind": "train", "itera')  # killed mid-write
     assert cli(capsys, "report", str(run))[0] == 0
     assert cli(capsys, "train", "--resume", str(run))[0] == 0 and metrics.read_text().splitlines() == lines
+    assert (run / "manifest.json").is_file()  # the resumed run ended: its manifest again
     metrics.write_text("\n".join([lines[0], "#garbage", *lines[1:]]) + "\n")
+    code, err = cli(capsys, "report", str(run))
+    assert code == 2 and err.startswith(f"mas-credit: error: {metrics} is damaged (") and "says its manifest" in err
+    (run / "manifest.json").unlink()  # a run from before manifests: the reader's own check still names the line
     code, err = cli(capsys, "report", str(run))
     assert code == 2 and err == (
         f"mas-credit: error: {metrics}: line 2 is not a metric record (a damaged file); "
@@ -291,7 +296,52 @@ def test_damaged_run_files_are_one_line_errors_and_a_cut_last_line_is_dropped(tm
     parquet = study / "credit.parquet"
     parquet.write_bytes(parquet.read_bytes()[:200])
     code, err = cli(capsys, "report", str(study))
+    assert code == 2 and err.startswith(f"mas-credit: error: {parquet} is damaged (200 bytes; the run wrote ")
+    (study / "manifest.json").unlink()
+    code, err = cli(capsys, "report", str(study))
     assert code == 2 and err.startswith(f"mas-credit: error: {study}: credit.parquet or costs.json is damaged (")
+
+
+@pytest.mark.reliability(
+    "a flipped byte in a finished study's credit.parquet, a cut metrics.jsonl of a finished training run, or a "
+    "damaged file of a batch's finished run",
+    "each run's manifest.json (size + sha256 of every file) is checked: one line naming the file, exit 2, the "
+    "summary not rewritten; the batch does not count the run as finished on damaged files",
+)
+def test_reports_and_batches_check_each_run_s_manifest(tmp_path, capsys):
+    study = tmp_path / "study"
+    assert cli(capsys, "study", STUDY, *SMALL_STUDY, "--out", str(study))[0] == 0
+    manifest = json.loads((study / "manifest.json").read_text())["files"]
+    assert {"credit.parquet", "costs.json", "episodes.jsonl", "config.yaml", "run.json"} <= set(manifest)
+    assert not {"summary.md", "checklist.json"} & set(manifest) and not any(n.endswith(".png") for n in manifest)
+    parquet, summary = study / "credit.parquet", (study / "summary.md").read_text()
+    data = bytearray(parquet.read_bytes())
+    data[len(data) // 2] ^= 0x01  # same size, one bit flipped
+    parquet.write_bytes(bytes(data))
+    code, err = cli(capsys, "report", str(study))
+    assert code == 2 and err == (
+        f"mas-credit: error: {parquet} is damaged (its sha256 is not the one the run wrote, says its manifest); run "
+        f"the study again (mas-credit study ... --out {study} --overwrite)"
+    )
+    assert (study / "summary.md").read_text() == summary
+    trained = tmp_path / "trained"
+    assert cli(capsys, "train", TABULAR, *SMALL_TRAIN, "--out", str(trained))[0] == 0
+    metrics = trained / "metrics.jsonl"
+    metrics.write_bytes(metrics.read_bytes()[:-10])
+    code, err = cli(capsys, "report", str(trained))
+    assert code == 2 and err.startswith(f"mas-credit: error: {metrics} is damaged (") and "\n" not in err
+    batch = tmp_path / "b.yaml"
+    batch.write_text(
+        f"name: b\nbase: {STUDY}\nmode: study\noverrides: [n_tasks=2, 'games=[vault]']\ngrid: {{seeds: [[0], [1]]}}\n"
+        "executor: {kind: local, workers: 1}\n"
+    )
+    out = tmp_path / "batch"
+    assert cli(capsys, "batch", str(batch), "--out", str(out), "--no-progress")[0] == 0
+    costs = out / "runs" / "seeds-1" / "costs.json"
+    costs.write_text(costs.read_text().replace('"', "'", 1))
+    code, err = cli(capsys, "batch", str(batch), "--out", str(out), "--no-progress")
+    assert code == 2 and err.startswith(f"mas-credit: error: {costs} is damaged (") and "\n" not in err
+    assert "remove " in err and "run the batch again" in err
 
 
 @pytest.mark.reliability(

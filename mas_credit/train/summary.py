@@ -13,7 +13,7 @@ import numpy as np
 
 from mas_credit.checklist import write_checklist
 from mas_credit.config import TrainConfig, load_resolved
-from mas_credit.outputs import read_metrics, save_figure, write_text
+from mas_credit.outputs import read_metrics, save_figure, verify_manifest, write_text
 
 
 def learning_metrics(train: list[dict], evals: list[dict], target: float) -> dict:
@@ -157,6 +157,7 @@ def _target(run_dir: Path) -> float:
 
 def render_training(run_dir: str | Path, plots: bool = True) -> str:
     run_dir = Path(run_dir)
+    verify_manifest(run_dir, f"resume it from its checkpoint (mas-credit train --resume {run_dir}) or train again")
     train, evals = read_metrics(run_dir)
     keys = [
         k

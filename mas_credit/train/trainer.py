@@ -44,12 +44,14 @@ from mas_credit.estimators import get_estimator
 from mas_credit.estimators.edges import get_edge_estimator
 from mas_credit.games import make_game
 from mas_credit.outputs import (
+    MANIFEST,
     RunDirError,
     atomic_path,
     check_run_dir,
     claim_run_dir,
     is_metric_record,
     run_lock,
+    write_manifest,
     write_text,
 )
 from mas_credit.rollout import collect, collect_tree
@@ -291,6 +293,7 @@ class Trainer:
         t = self.cfg.train
         self.session_start = time.perf_counter()
         self.run_dir.mkdir(parents=True, exist_ok=True)
+        (self.run_dir / MANIFEST).unlink(missing_ok=True)  # the run changes again: a manifest only once it ends
         write_text(self.run_dir / "config.yaml", to_yaml(self.cfg))
         if self.iteration == 0 and self.metric_lines == 0:
             (self.run_dir / "metrics.jsonl").write_text("")
@@ -324,7 +327,7 @@ class Trainer:
             description,
             {description["device"].split(":")[0], resolve_device(self.est_cfg.device).type},
         )
-
+        write_manifest(self.run_dir)
         render_training(self.run_dir, plots=t.plots)
         return self.run_dir
 
