@@ -32,6 +32,7 @@ import json
 import math
 import os
 import re
+import sys
 from dataclasses import dataclass, field, fields, is_dataclass, replace
 from pathlib import Path
 from typing import Any, Dict, List
@@ -712,22 +713,38 @@ def _edge_entries(raw: dict, where: str) -> None:
     edges["estimators"] = [entry(item) for item in items]
 
 
-KB_PER_EPISODE_AND_ESTIMATOR = 4.2
-"""measured: study_quickstart (4 games x 3 seeds x 8 episodes per task, 11 estimators) held 549 MB at n_tasks=50 and
-2094 MB at n_tasks=400, about 46 KB more per episode, i.e. 4.2 KB per episode and estimator (+1 for the truth)"""
+KB_PER_ESTIMATOR = 1.0
+KB_PER_AGENT_AND_ESTIMATOR = 1.1
+"""the memory a study holds per episode, for each estimator (+1 for the truth): 1.0 KB + 1.1 KB per agent.
+Measured by benchmarks/memory.py (peak RSS growth per added episode, n_tasks 50 -> 400; 2026-12-08, this
+project's 2-core machine; two runs): vault N = 3 with 3 estimators 7.8 / 12.8 KB, N = 8 with 3 18.9 / 24.9 KB and
+with 7 46.1 / 35.6 KB, harvest N = 64 with 2 (kernelshap at 10N) 221.3 / 191.2 KB; this formula gives 17.2, 39.2,
+78.4 and 214.2. The old 4.2 KB per episode and estimator missed the per-agent rows and coalition values (0.06x
+at N = 64)."""
 
 
 def check_memory(cfg: ExperimentConfig, seeds: int, where: str = "experiment") -> float:
     """The memory (GB) that `seeds` seeds' episodes (games x n_tasks x group_size each; a tree
     fan-out always equals group_size, `validate` sees to that) and their credit rows need,
-    estimated; a one-line error past `max_memory_gb`."""
+    estimated (KB_PER_AGENT_AND_ESTIMATOR); a one-line error past `max_memory_gb`, a one-line
+    warning with the figure past half of it."""
+    per_game = [
+        seeds * cfg.n_tasks * cfg.group_size * (KB_PER_ESTIMATOR + KB_PER_AGENT_AND_ESTIMATOR * g.n_agents)
+        for g in cfg.games
+    ]
     episodes = len(cfg.games) * seeds * cfg.n_tasks * cfg.group_size
-    gb = episodes * KB_PER_EPISODE_AND_ESTIMATOR * (len(cfg.estimators) + 1) * 1e3 / 1e9
+    gb = sum(per_game) * (len(cfg.estimators) + 1) * 1e3 / 1e9
     if gb > cfg.max_memory_gb:
         raise ConfigError(
             f"{where}: {episodes:,} episodes (games x seeds x n_tasks x group_size) with {len(cfg.estimators)} "
             f"estimators would need about {gb:,.1f} GB of memory, over max_memory_gb={cfg.max_memory_gb:g}; "
             f"lower n_tasks, or raise max_memory_gb if this machine has the memory"
+        )
+    if gb > cfg.max_memory_gb / 2:
+        print(
+            f"mas-credit: warning: {where}: {episodes:,} episodes with {len(cfg.estimators)} estimators will need "
+            f"about {gb:,.1f} GB of memory (max_memory_gb={cfg.max_memory_gb:g})",
+            file=sys.stderr,
         )
     return gb
 

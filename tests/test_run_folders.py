@@ -346,7 +346,8 @@ def test_reports_and_batches_check_each_run_s_manifest(tmp_path, capsys):
 
 @pytest.mark.reliability(
     "a study too big for memory (`n_tasks=100000000`)",
-    "refused before it starts, with the estimate (about 4.2 KB per episode and estimator, measured) and the knob "
+    "refused before it starts, with the estimate (per episode and estimator 1.0 KB + 1.1 KB per agent, measured "
+    "by benchmarks/memory.py) and the knob "
     "`max_memory_gb` (default 8)",
 )
 def test_a_study_too_big_for_memory_is_refused_before_it_starts(tmp_path, capsys):
@@ -359,3 +360,25 @@ def test_a_study_too_big_for_memory_is_refused_before_it_starts(tmp_path, capsys
     code, err = cli(capsys, "train", TABULAR, "n_tasks=100000000", "--out", str(tmp_path / "big"))
     assert code == 2 and "over max_memory_gb=8" in err
     assert cli(capsys, "study", STUDY, *SMALL_STUDY, "max_memory_gb=0.5", "--out", str(tmp_path / "ok"))[0] == 0
+    # past half the bound: the run goes ahead with one warning line giving the figure
+    code, err = cli(
+        capsys, "study", STUDY, *SMALL_STUDY, "max_memory_gb=0.0002", "--out", str(tmp_path / "warned"), "--no-progress"
+    )
+    assert code == 0 and err.count("\n") == 0 and err.startswith("mas-credit: warning: study_quickstart: 16 episodes")
+    assert "with 1 estimators will need about 0.0 GB of memory (max_memory_gb=0.0002)" in err
+
+
+def test_the_memory_estimate_grows_with_the_team_and_the_estimators():
+    from mas_credit.config import check_memory, load_experiment
+
+    def gb(n_agents, estimators):
+        cfg = load_experiment(
+            STUDY,
+            [f"games=[{{use: harvest, n_agents: {n_agents}}}]", "team={use: scripted_trio, skills: [0.8]}"]
+            + [f"estimators=[{', '.join(estimators)}]", "seeds=[0]", "n_tasks=1000", "group_size=2"],
+        )
+        return check_memory(cfg, 1)
+
+    assert gb(64, ["loo"]) / gb(8, ["loo"]) == pytest.approx((1 + 1.1 * 64) / (1 + 1.1 * 8))
+    assert gb(8, ["loo", "grpo", "sharp"]) / gb(8, ["loo"]) == pytest.approx(2.0)
+    assert gb(64, ["kernelshap", "loo"]) * 1e6 / 2000 == pytest.approx(3 * (1 + 1.1 * 64))  # KB per episode
