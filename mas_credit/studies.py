@@ -17,6 +17,7 @@ then `summary.md` and the plots (`mas_credit.report`). This module must not form
 from __future__ import annotations
 
 import math
+import tempfile
 import time
 from functools import partial
 from pathlib import Path
@@ -37,6 +38,7 @@ from mas_credit.estimators.edges import get_edge_estimator
 from mas_credit.estimators.shapley import coalition_halves, exact_shapley
 from mas_credit.games import make_game
 from mas_credit.outputs import (
+    RunDirError,
     check_run_dir,
     run_lock,
     staged_run_dir,
@@ -141,13 +143,13 @@ def run_study(
     with run_lock(run_dir):  # one process per folder; checked again once held (another may have just finished)
         check_run_dir(run_dir, "study", overwrite=overwrite)
         with staged_run_dir(run_dir, "study") as work:
-            _run_study(cfg, work, progress)
+            _run_study(cfg, work, progress, shown=run_dir)
             write_manifest(work)
         render(run_dir)  # summary.md and plots, from the files now in place
     return run_dir
 
 
-def _run_study(cfg: ExperimentConfig, run_dir: Path, progress: bool) -> Path:
+def _run_study(cfg: ExperimentConfig, run_dir: Path, progress: bool, shown: Path | None = None) -> Path:
     run_start = time.perf_counter()
     estimators = []
     for e in cfg.estimators:
@@ -272,30 +274,52 @@ def _run_study(cfg: ExperimentConfig, run_dir: Path, progress: bool) -> Path:
     bar.close()
 
     frame = pd.DataFrame(rows)
-    if edge_rows:
-        write_parquet(run_dir / "edges.parquet", pd.DataFrame(edge_rows))
-    write_text(run_dir / "config.yaml", to_yaml(cfg))
-    write_jsonl(run_dir / "episodes.jsonl", records)
-    write_parquet(run_dir / "credit.parquet", frame)
-    write_json(
-        run_dir / "costs.json",
-        {
-            "team": cfg.team.kind,
-            "critic": cfg.critic.kind,
-            "n_tasks": cfg.n_tasks,
-            "group_size": cfg.group_size,
-            "fanout": list(fanout) if fanout else None,
-            "seeds": list(cfg.seeds),
-            "records": costs,
-            "edge_records": edge_costs,
-            "served": served_counts({"critic": critic, **{f"team of {n}": t for (n, _), t in teams.items()}}),
-        },
-    )
     team = next(iter(teams.values()))
     description = describe_team(team)
-    write_run_record(
-        run_dir, "study", time.perf_counter() - run_start, description, devices | {description["device"].split(":")[0]}
-    )
+    costs_json = {
+        "team": cfg.team.kind,
+        "critic": cfg.critic.kind,
+        "n_tasks": cfg.n_tasks,
+        "group_size": cfg.group_size,
+        "fanout": list(fanout) if fanout else None,
+        "seeds": list(cfg.seeds),
+        "records": costs,
+        "edge_records": edge_costs,
+        "served": served_counts({"critic": critic, **{f"team of {n}": t for (n, _), t in teams.items()}}),
+    }
+
+    def write_outputs(folder: Path) -> None:
+        if edge_rows:
+            write_parquet(folder / "edges.parquet", pd.DataFrame(edge_rows))
+        write_text(folder / "config.yaml", to_yaml(cfg))
+        write_jsonl(folder / "episodes.jsonl", records)
+        write_parquet(folder / "credit.parquet", frame)
+        write_json(folder / "costs.json", costs_json)
+        write_run_record(
+            folder,
+            "study",
+            time.perf_counter() - run_start,
+            description,
+            devices | {description["device"].split(":")[0]},
+        )
+
+    try:
+        write_outputs(run_dir)
+    except OSError as err:  # a full disk or a mount gone busy after the compute: keep the results elsewhere
+        kept = Path(tempfile.mkdtemp(prefix=f"mas-credit-{cfg.name}-"))
+        try:
+            write_json(kept / "kind.json", {"kind": "study"})
+            write_outputs(kept)
+            write_manifest(kept)
+        except OSError as again:
+            raise RunDirError(
+                f"cannot write the study's outputs to {shown or run_dir} ({err.strerror or err}) nor to {kept} "
+                f"({again.strerror or again}); free some space and run it again"
+            ) from None
+        raise RunDirError(
+            f"cannot write the study's outputs to {shown or run_dir} ({err.strerror or err}); they are kept in "
+            f"{kept}: move that folder where you want it (mas-credit report works on it)"
+        ) from None
     return run_dir
 
 

@@ -4,11 +4,14 @@ gets a suffix; a folder that cannot be written fails before any work; a study st
 Ctrl-C leaves nothing."""
 
 import json
+import shutil
 import signal
 import subprocess
 import sys
 import time
+from pathlib import Path
 
+import pandas as pd
 import pytest
 
 from mas_credit.cli import main
@@ -116,7 +119,9 @@ def test_folders_a_run_cannot_use_are_refused_even_with_overwrite(tmp_path, caps
 def test_an_unwritable_folder_fails_before_any_work(tmp_path, capsys, monkeypatch):
     import mas_credit.studies as studies
 
-    monkeypatch.setattr(studies, "_run_study", lambda *a: pytest.fail("the study ran before its folder was checked"))
+    monkeypatch.setattr(
+        studies, "_run_study", lambda *a, **k: pytest.fail("the study ran before its folder was checked")
+    )
     (tmp_path / "file").write_text("x")
     code, err = cli(capsys, "study", STUDY, "--out", str(tmp_path / "file" / "run"))
     assert code == 2 and err.startswith(f"mas-credit: error: cannot write to {tmp_path / 'file' / 'run'} (")
@@ -382,3 +387,37 @@ def test_the_memory_estimate_grows_with_the_team_and_the_estimators():
     assert gb(64, ["loo"]) / gb(8, ["loo"]) == pytest.approx((1 + 1.1 * 64) / (1 + 1.1 * 8))
     assert gb(8, ["loo", "grpo", "sharp"]) / gb(8, ["loo"]) == pytest.approx(2.0)
     assert gb(64, ["kernelshap", "loo"]) * 1e6 / 2000 == pytest.approx(3 * (1 + 1.1 * 64))  # KB per episode
+
+
+@pytest.mark.reliability(
+    "the disk fills up (or `--out`'s mount goes away) after a study's compute, as its outputs are written",
+    "nothing computed is lost: `cannot write the study's outputs to <folder> (...); they are kept in <temp folder>: "
+    "move that folder where you want it`; exit 2; `report` works on the kept folder",
+)
+def test_outputs_that_cannot_be_written_after_the_compute_are_kept_in_a_temp_folder(tmp_path, capsys, monkeypatch):
+    import errno
+
+    import mas_credit.studies as studies
+
+    real = studies.write_parquet
+    run = tmp_path / "run"
+
+    def full_disk(path, frame):
+        if str(path).startswith(str(tmp_path)):
+            raise OSError(errno.ENOSPC, "No space left on device")
+        real(path, frame)
+
+    monkeypatch.setattr(studies, "write_parquet", full_disk)
+    code, err = cli(capsys, "study", STUDY, *SMALL_STUDY, "--out", str(run), "--no-progress")
+    prefix = (
+        f"mas-credit: error: cannot write the study's outputs to {run} (No space left on device); they are kept in "
+    )
+    assert code == 2 and err.startswith(prefix) and "\n" not in err
+    kept = Path(err.removeprefix(prefix).split(":", 1)[0])
+    try:
+        assert not run.exists() and not list(tmp_path.glob(".run.tmp-*"))
+        monkeypatch.setattr(studies, "write_parquet", real)
+        assert cli(capsys, "report", str(kept))[0] == 0
+        assert len(pd.read_parquet(kept / "credit.parquet")) > 0 and (kept / "manifest.json").is_file()
+    finally:
+        shutil.rmtree(kept, ignore_errors=True)
