@@ -17,11 +17,14 @@ held; the one that takes it next clears any staging folder a killed study left b
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import shutil
 from contextlib import contextmanager
 from pathlib import Path
+
+from filelock import FileLock, Timeout
 
 
 @contextmanager
@@ -160,8 +163,6 @@ def claim_run_dir(
 def run_lock(run_dir: str | Path):
     """Hold `run_dir` for this process (module docstring); RunDirError if another holds it. Staging
     folders of `staged_run_dir` that a killed run left beside it are removed once the lock is held."""
-    from filelock import FileLock, Timeout
-
     run_dir = Path(run_dir)
     try:
         run_dir.parent.mkdir(parents=True, exist_ok=True)
@@ -235,8 +236,6 @@ def _manifest_files(run_dir: Path) -> list[Path]:
 
 
 def _digest(path: Path) -> str:
-    import hashlib
-
     h = hashlib.sha256()
     with open(path, "rb") as fh:
         for block in iter(lambda: fh.read(1 << 20), b""):

@@ -36,6 +36,7 @@ FILES = [
     "run.json",
     "checklist.json",
     "kind.json",
+    "manifest.json",
 ]
 
 
@@ -155,7 +156,7 @@ def test_an_interrupted_study_leaves_no_half_written_file(tmp_path, monkeypatch)
         run_study(cfg, out_dir=done, progress=False, overwrite=True)
     pd.testing.assert_frame_equal(pd.read_parquet(done / "credit.parquet"), before)
     assert not [p for p in done.iterdir() if p.name.startswith(".")], "no temporary files may be left behind"
-    assert [p.name for p in tmp_path.iterdir()] == ["run"], "nor a staged folder beside it"
+    assert sorted(p.name for p in tmp_path.iterdir()) == [".run.lock", "run"], "nor a staged folder beside it"
 
 
 BAD = [
