@@ -4,6 +4,7 @@ informing credit, the replay and resample modes."""
 import itertools
 import json
 import math
+import sys
 
 import numpy as np
 import pytest
@@ -380,8 +381,12 @@ class LongLineEnv(TelephoneEnv):
     "one line at config time naming the game and the bound, before any rollout; exit 2",
 )
 def test_edge_credit_over_too_many_messages_is_refused_before_any_rollout(tmp_path, monkeypatch, run_main):
+    from mas_credit.games import _REGISTRY
+
     (tmp_path / "long_line.py").write_text(LONG_LINE)
     monkeypatch.syspath_prepend(str(tmp_path))
+    monkeypatch.setattr("mas_credit.games._REGISTRY", dict(_REGISTRY))  # the plug-in is gone after the test
+    monkeypatch.delitem(sys.modules, "long_line", raising=False)
     exp = tmp_path / "exp.yaml"
     exp.write_text(
         'name: long\ngame: {use: "long_line:LongLineEnv", n_agents: 18}\nteam: {use: scripted_trio, skills: [0.8]}\n'
